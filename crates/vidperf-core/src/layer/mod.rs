@@ -1,0 +1,270 @@
+//! [`PerfLayer`]: the one `tracing-subscriber` layer that turns spans into
+//! [`FinishedSpan`]s and fans them out to sinks.
+
+mod state;
+
+use std::borrow::Cow;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Level, Span, Subscriber};
+use tracing_subscriber::Registry;
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::fields;
+use crate::ids::{SpanId, TraceId};
+use crate::sink::{Sink, SpanInterest};
+use crate::span::{ActiveOperation, ResourcePeaks};
+use crate::value::FieldValue;
+
+pub(crate) use state::PANIC_MESSAGE;
+use state::{ErrorMessage, Recorder, SpanState};
+
+/// The layer that recognises operations, measures them and hands each finished span to
+/// the registered [`Sink`]s.
+///
+/// Add it to a [`Registry`](tracing_subscriber::Registry) (it needs span extensions):
+///
+/// ```
+/// use std::sync::Arc;
+/// use tracing_subscriber::prelude::*;
+/// use vidperf_core::{PerfLayer, Stats, StatsConfig};
+///
+/// let stats = Arc::new(Stats::new(StatsConfig::default()));
+/// let layer = PerfLayer::builder().sink(stats.clone()).build();
+/// let subscriber = tracing_subscriber::registry().with(layer);
+///
+/// tracing::subscriber::with_default(subscriber, || {
+///     let span = tracing::info_span!("upscale", strategy = "vsrm", frames_processed = 48);
+///     drop(span);
+/// });
+/// assert_eq!(stats.snapshot().summary.total_operations, 1);
+/// ```
+///
+/// What it costs: an ordinary span (no `strategy` field) costs one field-name scan when
+/// no sink wants every span; an operation costs one heap allocation for its state, two
+/// clock reads and the sinks' own work at close. No I/O and no lock is held while sinks
+/// run.
+#[derive(Clone, Debug)]
+pub struct PerfLayer {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    sinks: Vec<(Arc<dyn SinkDebug>, SpanInterest)>,
+    all_spans: bool,
+    health: LayerHealth,
+}
+
+/// A sink plus `Debug`, so the layer can be `Debug` whatever the sinks are.
+trait SinkDebug: Sink {
+    fn type_name(&self) -> &'static str;
+}
+
+impl<T: Sink> SinkDebug for T {
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<T>()
+    }
+}
+
+impl std::fmt::Debug for dyn SinkDebug {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.type_name())
+    }
+}
+
+/// Counters of what went wrong inside the layer, readable at any time.
+#[derive(Debug, Default)]
+pub struct LayerHealth {
+    sink_panics: AtomicU64,
+}
+
+impl LayerHealth {
+    /// How many times a sink panicked (each time, that sink lost one span).
+    pub fn sink_panics(&self) -> u64 {
+        self.sink_panics.load(Ordering::Relaxed)
+    }
+}
+
+/// Builds a [`PerfLayer`].
+#[derive(Debug, Default)]
+pub struct PerfLayerBuilder {
+    sinks: Vec<(Arc<dyn SinkDebug>, SpanInterest)>,
+}
+
+impl PerfLayerBuilder {
+    /// Adds a sink. Sinks receive finished spans in the order they were added.
+    #[must_use]
+    pub fn sink<T: Sink>(mut self, sink: T) -> Self {
+        let interest = sink.interest();
+        self.sinks.push((Arc::new(sink), interest));
+        self
+    }
+
+    /// The layer.
+    pub fn build(self) -> PerfLayer {
+        let all_spans = self.sinks.iter().any(|(_, i)| *i == SpanInterest::All);
+        PerfLayer {
+            inner: Arc::new(Inner { sinks: self.sinks, all_spans, health: LayerHealth::default() }),
+        }
+    }
+}
+
+impl PerfLayer {
+    /// A builder with no sinks.
+    pub fn builder() -> PerfLayerBuilder {
+        PerfLayerBuilder::default()
+    }
+
+    /// What went wrong inside the layer so far.
+    pub fn health(&self) -> &LayerHealth {
+        &self.inner.health
+    }
+
+    fn dispatch(&self, call: impl Fn(&dyn SinkDebug), operation: bool) {
+        for (sink, interest) in &self.inner.sinks {
+            if !operation && *interest == SpanInterest::Operations {
+                continue;
+            }
+            if catch_unwind(AssertUnwindSafe(|| call(&**sink))).is_err() {
+                self.inner.health.sink_panics.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl<S> Layer<S> for PerfLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let is_operation = attrs.metadata().fields().field(fields::STRATEGY).is_some();
+        if !is_operation && !self.inner.all_spans {
+            return;
+        }
+        let Some(span) = ctx.span(id) else { return };
+        // The nearest tracked ancestor gives the trace and the parent.
+        let mut trace = None;
+        for ancestor in span.scope().skip(1) {
+            if let Some(parent) = ancestor.extensions().get::<SpanState>() {
+                trace = Some((parent.trace_id, parent.span_id));
+                break;
+            }
+        }
+        let (trace_id, parent) = match trace {
+            Some((trace_id, parent)) => (trace_id, Some(parent)),
+            None => (TraceId::random(), None),
+        };
+        let mut state = SpanState::new(trace_id, parent, is_operation);
+        attrs.record(&mut Recorder(&mut state));
+        if let Some(key) = state.key(attrs.metadata()) {
+            let active = ActiveOperation {
+                span_id: state.span_id,
+                trace_id,
+                key,
+                start_time: state.start_time,
+                started: state.started,
+            };
+            self.dispatch(|sink| sink.on_start(&active), true);
+        }
+        span.extensions_mut().insert(state);
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut extensions = span.extensions_mut();
+        if let Some(state) = extensions.get_mut::<SpanState>() {
+            values.record(&mut Recorder(state));
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        if *event.metadata().level() != Level::ERROR {
+            return;
+        }
+        let Some(span) = ctx.event_span(event) else { return };
+        let mut extensions = span.extensions_mut();
+        if let Some(state) = extensions.get_mut::<SpanState>()
+            && state.error.is_none()
+        {
+            let mut message = ErrorMessage::default();
+            event.record(&mut message);
+            state.fail(&message.into_text());
+        }
+    }
+
+    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+        // A panic unwinding out of an entered operation (an `#[instrument]`ed function,
+        // `in_scope`, an instrumented future's poll) passes here while panicking.
+        if !std::thread::panicking() {
+            return;
+        }
+        mark_panicked(id, &ctx);
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let ended = Instant::now();
+        let Some(span) = ctx.span(&id) else { return };
+        let Some(mut state) = span.extensions_mut().remove::<SpanState>() else { return };
+        if std::thread::panicking() {
+            state.fail(PANIC_MESSAGE);
+        }
+        let finished = state.finish(span.metadata(), ended, ResourcePeaks::default());
+        drop(span);
+        let operation = finished.operation.is_some();
+        self.dispatch(|sink| sink.on_finish(&finished), operation);
+    }
+}
+
+fn mark_panicked<S>(id: &Id, ctx: &Context<'_, S>)
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    if let Some(span) = ctx.span(id)
+        && let Some(state) = span.extensions_mut().get_mut::<SpanState>()
+    {
+        state.fail(PANIC_MESSAGE);
+    }
+}
+
+/// Runs `f` on the state of `span`, when the current subscriber is a
+/// [`Registry`](tracing_subscriber::Registry)-based stack with a [`PerfLayer`] tracking
+/// that span. Returns `None` otherwise.
+fn with_state<R>(span: &Span, f: impl FnOnce(&mut SpanState) -> R) -> Option<R> {
+    let mut f = Some(f);
+    span.with_subscriber(|(id, dispatch)| {
+        let registry = dispatch.downcast_ref::<Registry>()?;
+        let data = registry.span(id)?;
+        let mut extensions = data.extensions_mut();
+        let state = extensions.get_mut::<SpanState>()?;
+        f.take().map(|f| f(state))
+    })
+    .flatten()
+}
+
+/// Records `value` under any name (a contract field or free metadata) on `span`.
+///
+/// Unlike [`Span::record`], the name need not be declared on the span: names that are not
+/// contract fields become metadata. Returns `false` when the span is not tracked by a
+/// [`PerfLayer`] on a [`Registry`](tracing_subscriber::Registry).
+pub fn record_field(span: &Span, name: &str, value: FieldValue) -> bool {
+    with_state(span, |state| {
+        state.record_value(Cow::Owned(name.to_owned()), value);
+    })
+    .is_some()
+}
+
+/// Marks `span` as failed with `message`, if it is tracked and not already failed.
+pub fn record_error(span: &Span, message: &str) -> bool {
+    with_state(span, |state| state.fail(message)).is_some()
+}
+
+/// The trace and span ids vidperf assigned to `span`, if it is tracked.
+pub fn span_ids(span: &Span) -> Option<(TraceId, SpanId)> {
+    with_state(span, |state| (state.trace_id, state.span_id))
+}

@@ -1,0 +1,322 @@
+//! Per-span state kept in the registry's extensions, and the visitor that fills it.
+
+use std::borrow::Cow;
+use std::fmt::{self, Write as _};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use tracing::field::{Field, Visit};
+use tracing::Metadata;
+
+use crate::fields::{self, OperationFields};
+use crate::ids::{SpanId, TraceId};
+use crate::intern::intern;
+use crate::span::{FinishedSpan, OperationKey, ResourcePeaks};
+use crate::value::{FieldValue, MAX_STRING_VALUE_BYTES, truncate};
+
+/// The longest error message kept, in bytes.
+pub(crate) const MAX_ERROR_BYTES: usize = MAX_STRING_VALUE_BYTES;
+/// The most metadata entries kept per span; later ones are counted, not stored.
+pub(crate) const MAX_METADATA_ENTRIES: usize = 64;
+/// The message recorded when a panic unwinds through an operation.
+pub(crate) const PANIC_MESSAGE: &str = "panicked";
+
+/// Everything vidperf tracks for one open span. Private: lives in extensions only.
+#[derive(Debug)]
+pub(crate) struct SpanState {
+    pub(crate) trace_id: TraceId,
+    pub(crate) span_id: SpanId,
+    pub(crate) parent_span_id: Option<SpanId>,
+    pub(crate) is_operation: bool,
+    pub(crate) started: Instant,
+    pub(crate) start_time: SystemTime,
+    pub(crate) operation_type: Option<Arc<str>>,
+    pub(crate) strategy: Option<Arc<str>>,
+    pub(crate) fields: OperationFields,
+    pub(crate) error: Option<String>,
+    pub(crate) metadata: Vec<(Cow<'static, str>, FieldValue)>,
+    pub(crate) metadata_dropped: u32,
+}
+
+impl SpanState {
+    pub(crate) fn new(
+        trace_id: TraceId,
+        parent_span_id: Option<SpanId>,
+        is_operation: bool,
+    ) -> Self {
+        Self {
+            trace_id,
+            span_id: SpanId::random(),
+            parent_span_id,
+            is_operation,
+            started: Instant::now(),
+            start_time: SystemTime::now(),
+            operation_type: None,
+            strategy: None,
+            fields: OperationFields::default(),
+            error: None,
+            metadata: Vec::new(),
+            metadata_dropped: 0,
+        }
+    }
+
+    pub(crate) fn key(&self, metadata: &'static Metadata<'static>) -> Option<OperationKey> {
+        self.is_operation.then(|| OperationKey {
+            operation_type: self
+                .operation_type
+                .clone()
+                .unwrap_or_else(|| intern(metadata.name())),
+            strategy: self
+                .strategy
+                .clone()
+                .unwrap_or_else(|| intern(fields::UNKNOWN_STRATEGY)),
+        })
+    }
+
+    /// Marks the span failed with `message`, unless an earlier failure is recorded: the
+    /// first failure is usually the cause.
+    pub(crate) fn fail(&mut self, message: &str) {
+        if self.error.is_none() {
+            let message = if message.is_empty() { "error (no message)" } else { message };
+            self.error = Some(truncate(message, MAX_ERROR_BYTES));
+        }
+    }
+
+    pub(crate) fn push_metadata(&mut self, key: Cow<'static, str>, value: FieldValue) {
+        if let Some(slot) = self.metadata.iter_mut().find(|(k, _)| *k == key) {
+            slot.1 = value;
+        } else if self.metadata.len() < MAX_METADATA_ENTRIES {
+            self.metadata.push((key, value));
+        } else {
+            self.metadata_dropped = self.metadata_dropped.saturating_add(1);
+        }
+    }
+
+    /// Records one value by field name, typed by the contract.
+    pub(crate) fn record_value(&mut self, name: Cow<'static, str>, value: FieldValue) {
+        let f = &mut self.fields;
+        let ok = match &*name {
+            fields::STRATEGY | fields::OPERATION | fields::ERROR => {
+                let text = value.to_string();
+                match &*name {
+                    fields::STRATEGY => self.strategy = Some(intern(&text)),
+                    fields::OPERATION => self.operation_type = Some(intern(&text)),
+                    _ => self.fail(&text),
+                }
+                true
+            }
+            fields::FRAMES_PROCESSED => set(&mut f.frames_processed, value.as_u64()),
+            fields::SEGMENTS => set(&mut f.segments, value.as_u64()),
+            fields::INPUT_WIDTH => set(&mut f.input_width, as_u32(&value)),
+            fields::INPUT_HEIGHT => set(&mut f.input_height, as_u32(&value)),
+            fields::OUTPUT_WIDTH => set(&mut f.output_width, as_u32(&value)),
+            fields::OUTPUT_HEIGHT => set(&mut f.output_height, as_u32(&value)),
+            fields::SCALE_FACTOR => set(&mut f.scale_factor, finite(&value)),
+            fields::QUALITY_SCORE => set(&mut f.quality_score, finite(&value)),
+            fields::ENHANCEMENT_FACTOR => set(&mut f.enhancement_factor, finite(&value)),
+            n if n.starts_with("otel.") => true,
+            _ => false,
+        };
+        if !ok {
+            self.push_metadata(name, value);
+        }
+    }
+
+    pub(crate) fn finish(
+        self,
+        metadata: &'static Metadata<'static>,
+        ended: Instant,
+        resources: ResourcePeaks,
+    ) -> FinishedSpan {
+        let duration = ended.saturating_duration_since(self.started);
+        let operation = self.key(metadata);
+        let mut meta = self.metadata;
+        if self.metadata_dropped > 0 {
+            meta.push((
+                Cow::Borrowed("vidperf.metadata_dropped"),
+                FieldValue::from(self.metadata_dropped),
+            ));
+        }
+        FinishedSpan {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            parent_span_id: self.parent_span_id,
+            name: metadata.name(),
+            target: metadata.target(),
+            level: *metadata.level(),
+            operation,
+            start_time: self.start_time,
+            end_time: self.start_time + duration,
+            duration,
+            fields: self.fields,
+            error: self.error,
+            metadata: meta,
+            resources,
+        }
+    }
+}
+
+fn set<T>(slot: &mut Option<T>, value: Option<T>) -> bool {
+    match value {
+        Some(v) => {
+            *slot = Some(v);
+            true
+        }
+        None => false,
+    }
+}
+
+fn as_u32(value: &FieldValue) -> Option<u32> {
+    value.as_u64().and_then(|v| u32::try_from(v).ok())
+}
+
+fn finite(value: &FieldValue) -> Option<f64> {
+    value.as_f64().filter(|v| v.is_finite())
+}
+
+/// Records span fields into a [`SpanState`].
+pub(crate) struct Recorder<'a>(pub(crate) &'a mut SpanState);
+
+impl Visit for Recorder<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.record_value(Cow::Borrowed(field.name()), FieldValue::F64(value));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.record_value(Cow::Borrowed(field.name()), FieldValue::I64(value));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.record_value(Cow::Borrowed(field.name()), FieldValue::from(value));
+    }
+
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        let value = i64::try_from(value).map_or_else(
+            |_| FieldValue::text(&value.to_string()),
+            FieldValue::I64,
+        );
+        self.0.record_value(Cow::Borrowed(field.name()), value);
+    }
+
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        let value = u64::try_from(value).map_or_else(
+            |_| FieldValue::text(&value.to_string()),
+            FieldValue::from,
+        );
+        self.0.record_value(Cow::Borrowed(field.name()), value);
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.record_value(Cow::Borrowed(field.name()), FieldValue::Bool(value));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            // Interned without an intermediate String.
+            fields::STRATEGY => self.0.strategy = Some(intern(value)),
+            fields::OPERATION => self.0.operation_type = Some(intern(value)),
+            fields::ERROR => self.0.fail(value),
+            name => self.0.record_value(Cow::Borrowed(name), FieldValue::text(value)),
+        }
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        let text = bounded_display(value);
+        self.0.record_value(Cow::Borrowed(field.name()), FieldValue::Str(text));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let text = bounded_debug(value);
+        match field.name() {
+            // `#[instrument]` records a skipped-`self` receiver's fields etc. through
+            // Debug; contract names still count.
+            fields::STRATEGY => self.0.strategy = Some(intern(&text)),
+            fields::OPERATION => self.0.operation_type = Some(intern(&text)),
+            fields::ERROR => self.0.fail(&text),
+            name => self.0.record_value(Cow::Borrowed(name), FieldValue::Str(text)),
+        }
+    }
+}
+
+/// Collects an event's `error` (preferred) or `message` field as text.
+#[derive(Default)]
+pub(crate) struct ErrorMessage {
+    pub(crate) error: Option<String>,
+    pub(crate) message: Option<String>,
+}
+
+impl ErrorMessage {
+    pub(crate) fn into_text(self) -> String {
+        self.error
+            .or(self.message)
+            .unwrap_or_else(|| "error event".to_owned())
+    }
+}
+
+impl Visit for ErrorMessage {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.keep(field, || value.to_owned());
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.keep(field, || bounded_display(value));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.keep(field, || bounded_debug(value));
+    }
+}
+
+impl ErrorMessage {
+    fn keep(&mut self, field: &Field, text: impl FnOnce() -> String) {
+        match field.name() {
+            "error" | "exception.message" if self.error.is_none() => self.error = Some(text()),
+            "message" if self.message.is_none() => self.message = Some(text()),
+            _ => {}
+        }
+    }
+}
+
+/// A writer that stops accepting text past a byte budget, so a huge `Debug` output
+/// costs at most the budget.
+struct Bounded {
+    text: String,
+    limit: usize,
+    cut: bool,
+}
+
+impl fmt::Write for Bounded {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let room = self.limit.saturating_sub(self.text.len());
+        if s.len() <= room {
+            self.text.push_str(s);
+            Ok(())
+        } else {
+            let mut end = room;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.text.push_str(&s[..end]);
+            self.cut = true;
+            Err(fmt::Error)
+        }
+    }
+}
+
+fn bounded(write: impl FnOnce(&mut Bounded) -> fmt::Result) -> String {
+    let limit = MAX_STRING_VALUE_BYTES - '…'.len_utf8();
+    let mut out = Bounded { text: String::new(), limit, cut: false };
+    let _ = write(&mut out);
+    if out.cut {
+        out.text.push('…');
+    }
+    out.text
+}
+
+fn bounded_debug(value: &dyn fmt::Debug) -> String {
+    bounded(|out| write!(out, "{value:?}"))
+}
+
+fn bounded_display(value: &dyn fmt::Display) -> String {
+    bounded(|out| write!(out, "{value}"))
+}

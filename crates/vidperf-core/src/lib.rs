@@ -1,0 +1,34 @@
+//! The core of [vidperf](https://docs.rs/vidperf): the operation field contract,
+//! [`PerfLayer`], the [`Sink`] trait, the [`Stats`] aggregator and the JSON/CSV
+//! export formats.
+//!
+//! Most users depend on the `vidperf` facade crate, which re-exports everything here
+//! and wires it up in one line; this crate is for building sinks and integrations.
+
+#![cfg_attr(test, deny(warnings))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod export;
+pub mod fields;
+mod ids;
+mod intern;
+mod layer;
+pub mod operation;
+mod outcome;
+mod record;
+mod sink;
+mod span;
+pub mod stats;
+mod value;
+
+pub use fields::{OperationFields, Resolution};
+pub use ids::{SpanId, TraceId};
+pub use layer::{
+    LayerHealth, PerfLayer, PerfLayerBuilder, record_error, record_field, span_ids,
+};
+pub use outcome::{OperationOutcome, record_outcome};
+pub use record::OperationRecord;
+pub use sink::{Sink, SpanInterest};
+pub use span::{ActiveOperation, FinishedSpan, OperationKey, ResourcePeaks};
+pub use stats::{SnapshotOptions, Stats, StatsConfig, StatsSnapshot};
+pub use value::{FieldValue, MAX_STRING_VALUE_BYTES};

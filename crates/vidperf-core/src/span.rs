@@ -1,0 +1,108 @@
+//! What the layer hands to sinks when a span closes.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tracing::Level;
+
+use crate::fields::OperationFields;
+use crate::ids::{SpanId, TraceId};
+use crate::value::FieldValue;
+
+/// A span that has closed, with everything vidperf collected about it.
+///
+/// Built once per span at close and handed by reference to every [`Sink`](crate::Sink).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct FinishedSpan {
+    /// The trace this span belongs to.
+    pub trace_id: TraceId,
+    /// This span's id; for an operation, also its `operation_id`.
+    pub span_id: SpanId,
+    /// The nearest enclosing span vidperf tracked, if any.
+    pub parent_span_id: Option<SpanId>,
+    /// The span's name (for `#[instrument]`, the function name).
+    pub name: &'static str,
+    /// The span's target (usually its module path).
+    pub target: &'static str,
+    /// The span's level.
+    pub level: Level,
+    /// Operation type and strategy; `None` for an ordinary (non-operation) span.
+    pub operation: Option<OperationKey>,
+    /// Wall-clock start.
+    pub start_time: SystemTime,
+    /// Wall-clock end (start plus the monotonic duration).
+    pub end_time: SystemTime,
+    /// Duration measured on the monotonic clock.
+    pub duration: Duration,
+    /// The contract fields recorded on the span.
+    pub fields: OperationFields,
+    /// `Some(message)` when the operation failed.
+    pub error: Option<String>,
+    /// Every other field recorded on the span, in recording order.
+    pub metadata: Vec<(Cow<'static, str>, FieldValue)>,
+    /// Resource peaks over the span's life; every figure absent when not measured.
+    pub resources: ResourcePeaks,
+}
+
+impl FinishedSpan {
+    /// Whether the operation succeeded (no error field, error event or panic).
+    pub fn is_success(&self) -> bool {
+        self.error.is_none()
+    }
+
+    /// Frames per second: frames processed over the duration.
+    pub fn fps(&self) -> Option<f64> {
+        let frames = self.fields.frames_processed?;
+        let secs = self.duration.as_secs_f64();
+        (secs > 0.0).then(|| frames as f64 / secs)
+    }
+}
+
+/// What makes a span an operation: its type and strategy.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct OperationKey {
+    /// The `operation` field, or the span name.
+    pub operation_type: Arc<str>,
+    /// The `strategy` field.
+    pub strategy: Arc<str>,
+}
+
+/// The peaks of the resources sampled during a span's life.
+///
+/// A figure that could not be measured is `None`, never zero. Concurrent operations
+/// share one process and its GPUs, so these are process-level and device-level peaks
+/// during the span's window, not the span's own allocation.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct ResourcePeaks {
+    /// Peak resident memory of this process, in bytes.
+    pub process_memory_bytes: Option<u64>,
+    /// Peak CPU utilization of this process, 1.0 = one core busy.
+    pub process_cpu_utilization: Option<f64>,
+    /// Peak device memory used, in bytes (the maximum over the devices sampled).
+    pub gpu_memory_bytes: Option<u64>,
+    /// Peak device memory used by this process, in bytes, where the driver reports it.
+    pub gpu_process_memory_bytes: Option<u64>,
+    /// Peak GPU utilization, 0.0–1.0.
+    pub gpu_utilization: Option<f64>,
+    /// How many resource samples fell inside the span.
+    pub samples: Option<u64>,
+}
+
+/// An operation that has started and not finished yet.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ActiveOperation {
+    /// The operation's span id.
+    pub span_id: SpanId,
+    /// The operation's trace id.
+    pub trace_id: TraceId,
+    /// Operation type and strategy as known when it started.
+    pub key: OperationKey,
+    /// Wall-clock start.
+    pub start_time: SystemTime,
+    /// Monotonic start, for elapsed time.
+    pub started: std::time::Instant,
+}

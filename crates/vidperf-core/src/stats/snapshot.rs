@@ -1,0 +1,219 @@
+//! Point-in-time statistics: plain values, serialisable, detached from live state.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::record::{OperationRecord, rfc3339};
+
+/// The key under which operations are counted once a cap on distinct strategies or
+/// operation types is reached.
+pub const OVERFLOW_KEY: &str = "__overflow__";
+
+/// Everything the statistics know at one instant. Produced by
+/// [`Stats::snapshot`](super::Stats::snapshot); owns its data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StatsSnapshot {
+    /// Totals over all operations.
+    pub summary: Summary,
+    /// Per operation type (`enhancement`, `analysis`, …).
+    pub by_operation: BTreeMap<String, AggregateStats>,
+    /// Per strategy (`vsrm`, `seedvr2`, …).
+    pub by_strategy: BTreeMap<String, AggregateStats>,
+    /// The most recent finished operations, oldest first.
+    pub recent: Vec<OperationRecord>,
+    /// Recent durations and success rate over time.
+    pub trends: Trends,
+    /// Operations running now, oldest first.
+    pub active: Vec<ActiveOperationInfo>,
+    /// Bookkeeping: what was purged, overflowed or lost.
+    pub health: Health,
+}
+
+/// Totals over all operations.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Summary {
+    /// Finished operations.
+    pub total_operations: u64,
+    /// Finished operations that succeeded.
+    pub successes: u64,
+    /// Finished operations that failed.
+    pub failures: u64,
+    /// `successes / total_operations`; `None` before the first operation.
+    pub success_rate: Option<f64>,
+    /// Operations running now.
+    pub active_operations: u64,
+    /// Seconds since the statistics were created.
+    pub uptime_seconds: f64,
+    /// When the statistics were created.
+    #[serde(with = "rfc3339")]
+    pub started_at: SystemTime,
+    /// When this snapshot was taken.
+    #[serde(with = "rfc3339")]
+    pub generated_at: SystemTime,
+}
+
+/// Statistics of one operation type or one strategy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct AggregateStats {
+    /// Finished operations.
+    pub count: u64,
+    /// Of which succeeded.
+    pub successes: u64,
+    /// Of which failed.
+    pub failures: u64,
+    /// `successes / count`.
+    pub success_rate: Option<f64>,
+    /// Duration figures; `None` only when `count` is 0.
+    pub duration: Option<DurationStats>,
+    /// Sum of `frames_processed`.
+    pub frames_processed_total: u64,
+    /// Sum of `segments`.
+    pub segments_total: u64,
+    /// Total frames over the total duration of the operations that recorded frames.
+    pub frames_per_second: Option<f64>,
+    /// Mean `quality_score` over the operations that recorded one.
+    pub mean_quality_score: Option<f64>,
+    /// How many operations recorded a quality score.
+    pub quality_samples: u64,
+    /// Peaks of the per-operation resource peaks.
+    pub resources: ResourceStats,
+}
+
+/// Duration figures in seconds. Min, mean, max and total are exact; the quantiles come
+/// from a histogram with 1 µs resolution and 1% relative precision.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct DurationStats {
+    /// Shortest.
+    pub min_seconds: f64,
+    /// Mean.
+    pub mean_seconds: f64,
+    /// Longest.
+    pub max_seconds: f64,
+    /// Median.
+    pub p50_seconds: f64,
+    /// 95th percentile.
+    pub p95_seconds: f64,
+    /// 99th percentile.
+    pub p99_seconds: f64,
+    /// Sum of all durations.
+    pub total_seconds: f64,
+}
+
+/// Per-strategy view of the resource peaks; each `None` until measured.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ResourceStats {
+    /// Process resident memory, MiB.
+    pub peak_memory_mb: Option<PeakStats>,
+    /// GPU memory used, MiB.
+    pub peak_gpu_memory_mb: Option<PeakStats>,
+    /// Process CPU, percent of one core.
+    pub cpu_utilization_percent: Option<PeakStats>,
+    /// GPU utilization, percent.
+    pub gpu_utilization_percent: Option<PeakStats>,
+}
+
+/// The maximum and the mean of per-operation peaks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PeakStats {
+    /// Highest peak seen.
+    pub max: f64,
+    /// Mean of the operations' peaks.
+    pub mean: f64,
+    /// Operations that had this figure measured.
+    pub operations: u64,
+}
+
+/// Recent durations and success rate over time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Trends {
+    /// Length of one window, seconds.
+    pub window_seconds: u64,
+    /// The durations of the last operations, oldest first.
+    pub recent_durations: Vec<TrendPoint>,
+    /// Counts and success rate per time window, oldest first (empty windows omitted).
+    pub windows: Vec<WindowStats>,
+}
+
+/// One finished operation in the duration trend.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TrendPoint {
+    /// When it ended.
+    #[serde(with = "rfc3339")]
+    pub end_time: SystemTime,
+    /// Operation type.
+    pub operation_type: String,
+    /// Strategy.
+    pub strategy: String,
+    /// Duration, seconds.
+    pub duration_seconds: f64,
+    /// Whether it succeeded.
+    pub success: bool,
+}
+
+/// Operations that ended within one time window.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct WindowStats {
+    /// Start of the window (aligned to the window length since the Unix epoch).
+    #[serde(with = "rfc3339")]
+    pub start_time: SystemTime,
+    /// Operations that ended in the window.
+    pub count: u64,
+    /// Of which succeeded.
+    pub successes: u64,
+    /// Of which failed.
+    pub failures: u64,
+    /// `successes / count`.
+    pub success_rate: Option<f64>,
+    /// Mean duration, seconds.
+    pub mean_duration_seconds: f64,
+}
+
+/// An operation running now.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ActiveOperationInfo {
+    /// Its span id.
+    pub operation_id: String,
+    /// Its trace id.
+    pub trace_id: String,
+    /// Operation type.
+    pub operation_type: String,
+    /// Strategy.
+    pub strategy: String,
+    /// When it started.
+    #[serde(with = "rfc3339")]
+    pub start_time: SystemTime,
+    /// Seconds since it started.
+    pub elapsed_seconds: f64,
+}
+
+/// Bookkeeping figures: nothing here is ever silently lost.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Health {
+    /// Records held for export now.
+    pub history_len: u64,
+    /// Records held at most.
+    pub history_limit: u64,
+    /// Oldest records purged to respect the limit (still counted in every statistic).
+    pub history_purged: u64,
+    /// Operations counted under [`OVERFLOW_KEY`] in `by_strategy`.
+    pub strategy_overflow: u64,
+    /// Operations counted under [`OVERFLOW_KEY`] in `by_operation`.
+    pub operation_overflow: u64,
+    /// Operations running but not listed in `active` (over the active-table cap).
+    pub active_untracked: u64,
+    /// Panics caught in sinks (each lost one span for that sink).
+    pub sink_panics: u64,
+}

@@ -1,0 +1,198 @@
+//! One builder that wires the layer, the statistics and (as features land) the
+//! exporters.
+
+use std::sync::{Arc, OnceLock};
+
+use tracing_subscriber::layer::SubscriberExt as _;
+
+use crate::handle::Vidperf;
+use vidperf_core::{PerfLayer, Sink, Stats, StatsConfig};
+
+/// Configures vidperf. Settings made in code win over environment variables, which win
+/// over the defaults (see the crate docs for the table).
+#[must_use]
+pub struct Builder {
+    history_limit: Option<usize>,
+    max_keys: Option<usize>,
+    max_active: Option<usize>,
+    stats: StatsConfig,
+    sinks: Vec<Box<dyn FnOnce(vidperf_core::PerfLayerBuilder) -> vidperf_core::PerfLayerBuilder>>,
+    read_env: bool,
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("history_limit", &self.history_limit)
+            .field("max_keys", &self.max_keys)
+            .field("max_active", &self.max_active)
+            .field("stats", &self.stats)
+            .field("extra_sinks", &self.sinks.len())
+            .field("read_env", &self.read_env)
+            .finish()
+    }
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self {
+            history_limit: None,
+            max_keys: None,
+            max_active: None,
+            stats: StatsConfig::default(),
+            sinks: Vec::new(),
+            read_env: true,
+        }
+    }
+}
+
+/// Why the configuration was rejected.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// An environment variable holds something other than what it documents.
+    #[error("environment variable {var}={value:?} is invalid: expected {expected}")]
+    InvalidEnv {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+        /// What it should hold.
+        expected: &'static str,
+    },
+}
+
+/// Why [`Builder::install`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InstallError {
+    /// The configuration was rejected.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// Another global subscriber is already installed. Use [`Builder::build`] and add
+    /// the returned layer to your own subscriber instead.
+    #[error(
+        "a global tracing subscriber is already installed; add the layer from vidperf::builder().build() to it instead"
+    )]
+    AlreadyInstalled,
+}
+
+/// `VIDPERF_HISTORY_LIMIT`: records kept for export.
+pub const ENV_HISTORY_LIMIT: &str = "VIDPERF_HISTORY_LIMIT";
+/// `VIDPERF_MAX_KEYS`: distinct strategies / operation types aggregated.
+pub const ENV_MAX_KEYS: &str = "VIDPERF_MAX_KEYS";
+/// `VIDPERF_MAX_ACTIVE`: active operations listed.
+pub const ENV_MAX_ACTIVE: &str = "VIDPERF_MAX_ACTIVE";
+
+static GLOBAL: OnceLock<Vidperf> = OnceLock::new();
+
+/// The handle of the vidperf instance installed with [`Builder::install`] or
+/// [`init`](crate::init), if any — the original design's `get_performance_tracker()`.
+pub fn global() -> Option<&'static Vidperf> {
+    GLOBAL.get()
+}
+
+impl Builder {
+    /// Records kept for export and `recent` (default 10,000; `VIDPERF_HISTORY_LIMIT`).
+    pub fn history_limit(mut self, limit: usize) -> Self {
+        self.history_limit = Some(limit);
+        self
+    }
+
+    /// Distinct strategies, and operation types, aggregated separately before the
+    /// rest count under `__overflow__` (default 64; `VIDPERF_MAX_KEYS`).
+    pub fn max_keys(mut self, max: usize) -> Self {
+        self.max_keys = Some(max);
+        self
+    }
+
+    /// Active operations listed (default 10,000; `VIDPERF_MAX_ACTIVE`).
+    pub fn max_active(mut self, max: usize) -> Self {
+        self.max_active = Some(max);
+        self
+    }
+
+    /// The rest of the statistics configuration (trend windows and points). The
+    /// limits set with the methods above or the environment take precedence.
+    pub fn stats_config(mut self, config: StatsConfig) -> Self {
+        self.stats = config;
+        self
+    }
+
+    /// Adds a sink of your own; it receives every finished span after the statistics.
+    pub fn sink<T: Sink>(mut self, sink: T) -> Self {
+        self.sinks.push(Box::new(move |b| b.sink(sink)));
+        self
+    }
+
+    /// Ignores `VIDPERF_*` environment variables (useful in tests).
+    pub fn without_env(mut self) -> Self {
+        self.read_env = false;
+        self
+    }
+
+    fn resolve(&self, code: Option<usize>, var: &'static str, default: usize) -> Result<usize, BuildError> {
+        if let Some(v) = code {
+            return Ok(v);
+        }
+        if !self.read_env {
+            return Ok(default);
+        }
+        match std::env::var(var) {
+            Ok(value) => value.trim().parse().map_err(|_| BuildError::InvalidEnv {
+                var,
+                value,
+                expected: "a non-negative whole number",
+            }),
+            Err(std::env::VarError::NotPresent) => Ok(default),
+            Err(std::env::VarError::NotUnicode(raw)) => Err(BuildError::InvalidEnv {
+                var,
+                value: raw.to_string_lossy().into_owned(),
+                expected: "a non-negative whole number",
+            }),
+        }
+    }
+
+    /// The layer to add to your own subscriber, and the handle to query it.
+    ///
+    /// ```
+    /// use tracing_subscriber::prelude::*;
+    ///
+    /// let (layer, vidperf) = vidperf::builder().history_limit(1_000).build()?;
+    /// let subscriber = tracing_subscriber::registry().with(layer);
+    /// tracing::subscriber::with_default(subscriber, || {
+    ///     tracing::info_span!("upscale", strategy = "vsrm").in_scope(|| {});
+    /// });
+    /// assert_eq!(vidperf.snapshot().summary.total_operations, 1);
+    /// # Ok::<(), vidperf::BuildError>(())
+    /// ```
+    pub fn build(self) -> Result<(PerfLayer, Vidperf), BuildError> {
+        let defaults = StatsConfig::default();
+        let config = self
+            .stats
+            .clone()
+            .with_history_limit(self.resolve(self.history_limit, ENV_HISTORY_LIMIT, defaults.history_limit)?)
+            .with_max_keys(self.resolve(self.max_keys, ENV_MAX_KEYS, defaults.max_keys)?)
+            .with_max_active(self.resolve(self.max_active, ENV_MAX_ACTIVE, defaults.max_active)?);
+        let stats = Arc::new(Stats::new(config));
+        let mut layer = PerfLayer::builder().sink(stats.clone());
+        for add in self.sinks {
+            layer = add(layer);
+        }
+        let layer = layer.build();
+        let handle = Vidperf::new(stats, layer.clone());
+        Ok((layer, handle))
+    }
+
+    /// Builds and installs vidperf as the global default subscriber (a
+    /// [`Registry`](tracing_subscriber::Registry) with the layer), and returns the
+    /// handle, also reachable later through [`global`].
+    pub fn install(self) -> Result<Vidperf, InstallError> {
+        let (layer, handle) = self.build()?;
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::set_global_default(subscriber)
+            .map_err(|_| InstallError::AlreadyInstalled)?;
+        let _ = GLOBAL.set(handle.clone());
+        Ok(handle)
+    }
+}

@@ -1,0 +1,83 @@
+//! [`Vidperf`]: the handle to query statistics and write exports.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use vidperf_core::export::{self, ExportPaths, WriteError};
+use vidperf_core::stats::SnapshotOptions;
+use vidperf_core::{OperationRecord, PerfLayer, Stats, StatsSnapshot};
+
+/// A cheap-to-clone handle on a running vidperf: statistics snapshots and exports.
+#[derive(Clone, Debug)]
+pub struct Vidperf {
+    stats: Arc<Stats>,
+    layer: PerfLayer,
+}
+
+impl Vidperf {
+    pub(crate) fn new(stats: Arc<Stats>, layer: PerfLayer) -> Self {
+        Self { stats, layer }
+    }
+
+    /// The statistics aggregator itself.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// A snapshot of the statistics with the default options (10 recent operations).
+    pub fn snapshot(&self) -> StatsSnapshot {
+        self.snapshot_with(SnapshotOptions::default())
+    }
+
+    /// A snapshot of the statistics.
+    pub fn snapshot_with(&self, options: SnapshotOptions) -> StatsSnapshot {
+        self.filtered_snapshot(options, None, None)
+    }
+
+    /// A snapshot restricted to one strategy and/or operation type.
+    pub fn filtered_snapshot(
+        &self,
+        options: SnapshotOptions,
+        strategy: Option<&str>,
+        operation: Option<&str>,
+    ) -> StatsSnapshot {
+        let mut snapshot = self.stats.filtered_snapshot(options, strategy, operation);
+        self.add_health(&mut snapshot);
+        snapshot
+    }
+
+    /// A snapshot and every record held, taken at the same instant.
+    pub fn snapshot_and_records(&self) -> (StatsSnapshot, Vec<OperationRecord>) {
+        let (mut snapshot, records) = self.stats.snapshot_and_records(SnapshotOptions::default());
+        self.add_health(&mut snapshot);
+        (snapshot, records)
+    }
+
+    fn add_health(&self, snapshot: &mut StatsSnapshot) {
+        snapshot.health.sink_panics = self.layer.health().sink_panics();
+    }
+
+    /// Every operation record held, oldest first.
+    pub fn records(&self) -> Vec<OperationRecord> {
+        self.stats.records()
+    }
+
+    /// Writes the JSON export (statistics and every record held).
+    pub fn export_json<W: Write>(&self, out: W) -> Result<(), WriteError> {
+        let (snapshot, records) = self.snapshot_and_records();
+        export::write_json(out, &snapshot, &records)
+    }
+
+    /// Writes the CSV export (one row per record held).
+    pub fn export_csv<W: Write>(&self, out: W) -> Result<(), WriteError> {
+        export::write_csv(out, &self.records())
+    }
+
+    /// Writes `vidperf-export.json` and `vidperf-export.csv` into `dir`, each
+    /// atomically (temporary file, then rename).
+    pub fn write_exports(&self, dir: &Path) -> Result<ExportPaths, WriteError> {
+        let (snapshot, records) = self.snapshot_and_records();
+        export::write_files(dir, &snapshot, &records)
+    }
+}

@@ -1,0 +1,139 @@
+//! vidperf: per-strategy performance instrumentation for GPU video-enhancement
+//! pipelines, built on [`tracing`].
+//!
+//! Enhancement operations — a strategy such as VSRM, SeedVR2 or DiTVR upscaling a clip,
+//! a degradation router analysing one, an API request, a background job — are plain
+//! `tracing` spans. One layer, [`PerfLayer`], recognises them, measures their duration,
+//! collects what your code records on them (frames, segments, resolutions, quality,
+//! errors) and hands every finished operation to sinks. The built-in sink, [`Stats`],
+//! answers "how is each strategy doing?" in-process and exports JSON and CSV.
+//!
+//! # Quickstart
+//!
+//! ```
+//! use tracing::{field::Empty, instrument, Span};
+//!
+//! #[instrument(skip(frames), fields(strategy = "vsrm", frames_processed = Empty, quality_score = Empty))]
+//! fn enhance(frames: &[Vec<u8>]) -> Vec<Vec<u8>> {
+//!     let out = frames.to_vec(); // ... upscale ...
+//!     Span::current().record("frames_processed", out.len());
+//!     Span::current().record("quality_score", 0.87);
+//!     out
+//! }
+//!
+//! let vidperf = vidperf::init()?; // global subscriber + statistics, one line
+//! enhance(&vec![vec![0u8; 16]; 24]);
+//!
+//! let stats = vidperf.snapshot();
+//! assert_eq!(stats.by_strategy["vsrm"].frames_processed_total, 24);
+//! vidperf.write_exports(&std::env::temp_dir().join("vidperf-doc"))?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # What makes a span an operation
+//!
+//! An **operation** is any span with a `strategy` field. Its type is its `operation`
+//! field, or else the span name. The fields vidperf reads, with their types, are listed
+//! in [`fields`]; any other field becomes per-operation metadata. An operation fails
+//! when it records an `error` field, when an `ERROR` event is emitted directly inside it
+//! (this is what `#[instrument(err)]` does), or when a panic unwinds through it.
+//!
+//! # Three ways in
+//!
+//! 1. **`#[instrument]`** with the contract fields, as above: nothing vidperf-specific
+//!    in your code.
+//! 2. **[`#[vidperf::track]`](macro@track)**, the original design's decorator: the
+//!    function's return value reports its own figures through [`OperationOutcome`], and
+//!    an `Err` marks the failure.
+//! 3. **Manual tracking** with [`Operation`] and [`track_operation`] — start, update,
+//!    finish — for work that does not fit one function.
+//!
+//! # In applications
+//!
+//! Call [`init`] (or [`builder`]`()…`[`install`](Builder::install)) once at start. It
+//! installs a global subscriber made of a [`Registry`](tracing_subscriber::Registry)
+//! and the layer, and returns a [`Vidperf`] handle (also available later from
+//! [`global`]). If you already build your own subscriber, take the layer from
+//! [`Builder::build`] and add it next to your other layers.
+//!
+//! # In libraries
+//!
+//! Depend on `tracing` only, and declare the contract fields on your spans. Your users
+//! decide whether vidperf (or anything else) collects them; without a subscriber the
+//! spans cost almost nothing.
+//!
+//! # Feature flags
+//!
+//! | feature | default | enables |
+//! |---|---|---|
+//! | `macros` | yes | [`#[vidperf::track]`](macro@track) |
+//!
+//! # Environment variables
+//!
+//! Read by [`Builder::build`] unless the value is set in code (code wins) or
+//! [`Builder::without_env`] is used. A malformed value is a [`BuildError`], never a
+//! silent default.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `VIDPERF_HISTORY_LIMIT` | 10000 | finished-operation records kept for export |
+//! | `VIDPERF_MAX_KEYS` | 64 | distinct strategies / operation types before `__overflow__` |
+//! | `VIDPERF_MAX_ACTIVE` | 10000 | active operations listed (the count stays exact) |
+//!
+//! # Costs and limits
+//!
+//! An ordinary span (no `strategy` field) costs a field-name scan and no allocation. An
+//! operation costs one allocation for its state and a short lock in the statistics at
+//! close; `docs/BENCHMARKS.md` has the measured figures. Memory is bounded by the
+//! history limit, the key cap and the active cap; strings recorded on operations are
+//! cut at [`MAX_STRING_VALUE_BYTES`]. Statistics count every operation ever finished,
+//! whatever the history limit.
+//!
+//! # Minimum supported Rust version
+//!
+//! The MSRV is the `rust-version` in `Cargo.toml` (currently 1.88). Raising it is not
+//! a breaking change, but is called out in the changelog.
+
+#![cfg_attr(test, deny(warnings))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod builder;
+mod handle;
+
+pub use builder::{
+    BuildError, Builder, ENV_HISTORY_LIMIT, ENV_MAX_ACTIVE, ENV_MAX_KEYS, InstallError, global,
+};
+pub use handle::Vidperf;
+pub use vidperf_core::operation::{Operation, track_operation};
+pub use vidperf_core::{
+    ActiveOperation, FieldValue, FinishedSpan, LayerHealth, MAX_STRING_VALUE_BYTES,
+    OperationFields, OperationKey, OperationOutcome, OperationRecord, PerfLayer,
+    PerfLayerBuilder, Resolution, ResourcePeaks, Sink, SnapshotOptions, SpanId, SpanInterest,
+    Stats, StatsConfig, StatsSnapshot, TraceId, record_error, record_field, record_outcome,
+    span_ids,
+};
+pub use vidperf_core::{export, fields, stats};
+
+#[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
+#[doc = include_str!("docs/track.md")]
+pub use vidperf_macros::track;
+
+/// A builder with the defaults.
+pub fn builder() -> Builder {
+    Builder::default()
+}
+
+/// Installs vidperf with the defaults as the global subscriber: the one line of setup.
+/// See [`Builder::install`].
+pub fn init() -> Result<Vidperf, InstallError> {
+    builder().install()
+}
+
+/// Support for the `track` macro's expansion. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use tracing;
+    pub use tracing::Instrument;
+    pub use vidperf_core::record_outcome;
+}
