@@ -1,1 +1,258 @@
-fn main(){}
+//! What vidperf costs per span, side by side with a bare `tracing` registry.
+//!
+//! An interleaved harness rather than criterion: every setup runs one batch per round,
+//! in rotating order, and ratios are taken within a round, so a noisy neighbour slows
+//! all setups alike. Reports medians over the rounds and the spread (p25–p75).
+//!
+//! Run: `cargo bench --bench overhead` (add `-- --markdown` for the table written
+//! into `docs/BENCHMARKS.md` by `scripts/bench.sh`).
+
+// reason: a global allocator is an unsafe trait; this one only counts.
+#![allow(unsafe_code)]
+// reason: a benchmark reports on stdout.
+#![allow(clippy::print_stdout)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::hint::black_box;
+use std::time::Instant;
+
+use tracing::{Dispatch, field::Empty, info_span};
+use tracing_subscriber::prelude::*;
+
+struct Counting;
+
+thread_local! {
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: defers to the system allocator; the counter is a const-initialised
+// thread-local, which never allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocs() -> u64 {
+    ALLOCS.with(Cell::get)
+}
+
+/// One operation span with the contract fields, entered, recorded, closed.
+fn flat(i: u64) -> u64 {
+    let span = info_span!(
+        "upscale",
+        strategy = "vsrm",
+        operation = "enhancement",
+        frames_processed = Empty,
+        quality_score = Empty,
+        input_width = 640,
+        input_height = 360,
+    );
+    let _entered = span.enter();
+    span.record("frames_processed", i & 63);
+    span.record("quality_score", 0.5);
+    1
+}
+
+/// An operation with 99 ordinary child spans (per-segment work).
+fn tree(i: u64) -> u64 {
+    let span = info_span!(
+        "clip",
+        strategy = "seedvr2",
+        operation = "enhancement",
+        frames_processed = Empty
+    );
+    let _entered = span.enter();
+    for segment in 0..99u64 {
+        let child = info_span!("segment", index = segment);
+        let _c = child.enter();
+        black_box(&child);
+    }
+    span.record("frames_processed", i & 63);
+    100
+}
+
+/// A layer that does nothing: the floor of any `tracing-subscriber` layer.
+struct NoopLayer;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for NoopLayer {}
+
+struct Setup {
+    name: &'static str,
+    dispatch: Dispatch,
+}
+
+fn setups() -> Vec<Setup> {
+    let (layer, _handle) = vidperf::builder()
+        .without_env()
+        .build()
+        .expect("default configuration");
+    vec![
+        Setup {
+            name: "no subscriber",
+            dispatch: Dispatch::none(),
+        },
+        Setup {
+            name: "bare registry",
+            dispatch: Dispatch::new(tracing_subscriber::registry()),
+        },
+        Setup {
+            name: "registry + a no-op layer",
+            dispatch: Dispatch::new(tracing_subscriber::registry().with(NoopLayer)),
+        },
+        Setup {
+            name: "registry + PerfLayer, no sink",
+            dispatch: Dispatch::new(
+                tracing_subscriber::registry().with(vidperf::PerfLayer::builder().build()),
+            ),
+        },
+        Setup {
+            name: "registry + PerfLayer + stats",
+            dispatch: Dispatch::new(tracing_subscriber::registry().with(layer)),
+        },
+    ]
+}
+
+/// Nanoseconds per span for one batch.
+fn batch(setup: &Setup, shape: fn(u64) -> u64, iters: u64) -> f64 {
+    tracing::dispatcher::with_default(&setup.dispatch, || {
+        let start = Instant::now();
+        let mut spans = 0;
+        for i in 0..iters {
+            spans += shape(black_box(i));
+        }
+        start.elapsed().as_nanos() as f64 / spans as f64
+    })
+}
+
+fn allocations_per_span(setup: &Setup, shape: fn(u64) -> u64) -> f64 {
+    tracing::dispatcher::with_default(&setup.dispatch, || {
+        for i in 0..20_000 {
+            shape(i); // warm up: history full, pools sized
+        }
+        let before = allocs();
+        let mut spans = 0;
+        for i in 0..10_000 {
+            spans += shape(i);
+        }
+        (allocs() - before) as f64 / spans as f64
+    })
+}
+
+fn quantile(values: &mut [f64], q: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let idx = ((values.len() - 1) as f64 * q).round() as usize;
+    values[idx]
+}
+
+struct Row {
+    shape: &'static str,
+    setup: &'static str,
+    median: f64,
+    p25: f64,
+    p75: f64,
+    ratio: f64,
+    allocs: f64,
+}
+
+fn measure(shape_name: &'static str, shape: fn(u64) -> u64, iters: u64, rounds: usize) -> Vec<Row> {
+    let setups = setups();
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); setups.len()];
+    for setup in &setups {
+        batch(setup, shape, iters); // warm-up round, discarded
+    }
+    for round in 0..rounds {
+        for k in 0..setups.len() {
+            let s = (round + k) % setups.len();
+            times[s].push(batch(&setups[s], shape, iters));
+        }
+    }
+    // Ratio to the bare registry within each round, then the median.
+    let baseline = 1;
+    let ratios: Vec<Vec<f64>> = (0..setups.len())
+        .map(|s| {
+            (0..rounds)
+                .map(|r| times[s][r] / times[baseline][r])
+                .collect()
+        })
+        .collect();
+    setups
+        .iter()
+        .enumerate()
+        .map(|(s, setup)| Row {
+            shape: shape_name,
+            setup: setup.name,
+            median: quantile(&mut times[s].clone(), 0.5),
+            p25: quantile(&mut times[s].clone(), 0.25),
+            p75: quantile(&mut times[s].clone(), 0.75),
+            ratio: quantile(&mut ratios[s].clone(), 0.5),
+            allocs: allocations_per_span(setup, shape),
+        })
+        .collect()
+}
+
+fn main() {
+    // `--profile flat|tree`: loop one shape under the full setup for 5 s, for `perf record`.
+    // An optional third argument picks the setup by its row number (default: the last).
+    let args: Vec<String> = std::env::args().skip_while(|a| a != "--profile").collect();
+    if let Some(shape) = args.get(1) {
+        let shape = if shape == "tree" { tree } else { flat };
+        let mut setups = setups();
+        let pick = args
+            .get(2)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(setups.len() - 1);
+        let setup = setups.swap_remove(pick.min(setups.len() - 1));
+        let start = Instant::now();
+        while start.elapsed().as_secs() < 5 {
+            black_box(batch(&setup, shape, 10_000));
+        }
+        return;
+    }
+    let markdown = std::env::args().any(|a| a == "--markdown");
+    let quick = std::env::args().any(|a| a == "--quick");
+    let rounds = if quick { 5 } else { 41 };
+    let mut rows = measure("flat operation span", flat, 20_000, rounds);
+    rows.extend(measure("operation + 99 child spans", tree, 200, rounds));
+
+    println!(
+        "| shape | setup | ns/span (median) | spread p25–p75 | vs bare registry | allocations/span |"
+    );
+    println!("|---|---|---:|---:|---:|---:|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {:.0} | {:.0}–{:.0} | {:.2}x | {:.3} |",
+            r.shape, r.setup, r.median, r.p25, r.p75, r.ratio, r.allocs
+        );
+    }
+    let perf: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.setup.contains("PerfLayer"))
+        .collect();
+    println!();
+    for r in perf {
+        let verdict = if r.ratio <= 2.0 { "met" } else { "missed" };
+        println!(
+            "- {}: PerfLayer + stats costs {:.2}x a bare registry span (target ≤ 2.0x: {verdict}).",
+            r.shape, r.ratio
+        );
+    }
+    if !markdown {
+        println!("\n({rounds} interleaved rounds; rerun with --markdown for the docs table)");
+    }
+}

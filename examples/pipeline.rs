@@ -1,1 +1,579 @@
-fn main(){}
+//! A small video-enhancement service, instrumented with vidperf: the first thing to run.
+//!
+//! Synthetic clips (moving patterns, degraded by noise or blur) go through a
+//! degradation router (an `analysis` operation) that measures them and picks a strategy;
+//! the strategies really upscale the frames on the CPU, each its own way, and score the
+//! result against the clean source. Some clips fail for real reasons (a resolution a
+//! strategy refuses, a corrupt clip). At the end it prints per-strategy statistics and
+//! writes `vidperf-export.json` and `vidperf-export.csv`.
+//!
+//! ```text
+//! cargo run --release --example pipeline -- [--clips N] [--frames N] [--seed N] [--export-dir DIR]
+//! ```
+//!
+//! It shows the three ways in: `#[instrument]` with the contract fields (the router and
+//! VSRM), `#[vidperf::track]` (DiTVR) and manual tracking (SeedVR2's segments and the
+//! per-job `api_request`).
+
+// reason: an example program reports on stdout.
+#![allow(clippy::print_stdout)]
+
+use std::fmt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use tracing::{Span, field::Empty, info_span, instrument};
+use vidperf::{Operation, OperationOutcome, Resolution, track_operation};
+
+// ---------------------------------------------------------------------------------------
+// Command line
+
+struct Args {
+    clips: usize,
+    frames: usize,
+    seed: u64,
+    export_dir: PathBuf,
+}
+
+const USAGE: &str = "usage: pipeline [--clips N] [--frames N] [--seed N] [--export-dir DIR]";
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        clips: 24,
+        frames: 12,
+        seed: 7,
+        export_dir: PathBuf::from("."),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        if flag == "--help" || flag == "-h" {
+            return Err(USAGE.to_owned());
+        }
+        let value = it
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        let number = || {
+            value
+                .parse::<u64>()
+                .map_err(|_| format!("{flag} expects a whole number, got {value:?}\n{USAGE}"))
+        };
+        match flag.as_str() {
+            "--clips" => args.clips = number()? as usize,
+            "--frames" => args.frames = (number()? as usize).max(1),
+            "--seed" => args.seed = number()?,
+            "--export-dir" => args.export_dir = PathBuf::from(&value),
+            other => return Err(format!("unknown flag {other}\n{USAGE}")),
+        }
+    }
+    Ok(args)
+}
+
+// ---------------------------------------------------------------------------------------
+// Frames and clips
+
+/// A grayscale frame.
+#[derive(Clone)]
+struct Frame {
+    width: usize,
+    height: usize,
+    pixels: Vec<f32>,
+}
+
+impl Frame {
+    fn at(&self, x: isize, y: isize) -> f32 {
+        let x = x.clamp(0, self.width as isize - 1) as usize;
+        let y = y.clamp(0, self.height as isize - 1) as usize;
+        self.pixels[y * self.width + x]
+    }
+}
+
+struct Clip {
+    id: usize,
+    degraded: Vec<Frame>,
+    /// The clean frames at twice the resolution: what a perfect upscaler would output.
+    reference: Vec<Frame>,
+}
+
+/// A small deterministic random generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+fn pattern(width: usize, height: usize, t: f32) -> Frame {
+    let mut pixels = Vec::with_capacity(width * height);
+    for y in 0..height {
+        for x in 0..width {
+            let (fx, fy) = (x as f32 / width as f32, y as f32 / height as f32);
+            let v = 0.5
+                + 0.25 * ((fx * 9.0 + t).sin() * (fy * 7.0 - t * 0.5).cos())
+                + 0.2 * ((fx + fy) * 20.0 + t * 2.0).sin();
+            pixels.push(v.clamp(0.0, 1.0));
+        }
+    }
+    Frame {
+        width,
+        height,
+        pixels,
+    }
+}
+
+fn downscale(frame: &Frame) -> Frame {
+    let (w, h) = (frame.width / 2, frame.height / 2);
+    let mut pixels = Vec::with_capacity(w * h);
+    for y in 0..h {
+        for x in 0..w {
+            let (x2, y2) = (2 * x as isize, 2 * y as isize);
+            let sum = frame.at(x2, y2)
+                + frame.at(x2 + 1, y2)
+                + frame.at(x2, y2 + 1)
+                + frame.at(x2 + 1, y2 + 1);
+            pixels.push(sum / 4.0);
+        }
+    }
+    Frame {
+        width: w,
+        height: h,
+        pixels,
+    }
+}
+
+fn blur(frame: &Frame) -> Frame {
+    let mut out = frame.clone();
+    for y in 0..frame.height as isize {
+        for x in 0..frame.width as isize {
+            let mut sum = 0.0;
+            for dy in -1..=1 {
+                for dx in -1..=1 {
+                    sum += frame.at(x + dx, y + dy);
+                }
+            }
+            out.pixels[y as usize * frame.width + x as usize] = sum / 9.0;
+        }
+    }
+    out
+}
+
+fn make_clip(id: usize, frames: usize, rng: &mut Rng) -> Clip {
+    // Input sizes (the output is twice as large); one size is beyond VSRM's limit.
+    const SIZES: [(usize, usize); 4] = [(160, 90), (320, 180), (240, 136), (400, 224)];
+    let (w, h) = SIZES[(rng.next() % SIZES.len() as u64) as usize];
+    let noise = if rng.unit() < 0.4 { 0.08 } else { 0.01 };
+    let blurry = rng.unit() < 0.3;
+    let corrupt = rng.unit() < 0.08;
+    let mut degraded = Vec::with_capacity(frames);
+    let mut reference = Vec::with_capacity(frames);
+    for f in 0..frames {
+        let clean = pattern(w * 2, h * 2, id as f32 + f as f32 * 0.15);
+        let mut low = downscale(&clean);
+        if blurry {
+            low = blur(&blur(&low));
+        }
+        for p in &mut low.pixels {
+            *p = (*p + (rng.unit() - 0.5) * 2.0 * noise).clamp(0.0, 1.0);
+        }
+        if corrupt && f == frames / 2 {
+            low.pixels.truncate(low.pixels.len() / 3); // a truncated frame
+        }
+        degraded.push(low);
+        reference.push(clean);
+    }
+    Clip {
+        id,
+        degraded,
+        reference,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Degradation router: an `analysis` operation, instrumented with #[instrument]
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Route {
+    Vsrm,
+    SeedVr2,
+    DiTvr,
+}
+
+#[instrument(skip_all, fields(strategy = "degradation_router", operation = "analysis", clip = clip.id,
+    frames_processed = Empty, quality_score = Empty, noise = Empty, sharpness = Empty, routed_to = Empty))]
+fn route(clip: &Clip) -> Route {
+    let sample = &clip.degraded[0];
+    let mut noise = 0.0f64;
+    let mut sharpness = 0.0f64;
+    for y in 1..sample.height as isize - 1 {
+        for x in 1..sample.width as isize - 1 {
+            let c = sample.at(x, y);
+            let lap = 4.0 * c
+                - sample.at(x - 1, y)
+                - sample.at(x + 1, y)
+                - sample.at(x, y - 1)
+                - sample.at(x, y + 1);
+            noise += f64::from(lap.abs());
+            sharpness += f64::from((sample.at(x + 1, y) - c).abs());
+        }
+    }
+    let n = ((sample.width - 2) * (sample.height - 2)) as f64;
+    let (noise, sharpness) = (noise / n, sharpness / n);
+    let route = if noise > 0.1 {
+        Route::SeedVr2
+    } else if sharpness < 0.011 {
+        Route::DiTvr
+    } else {
+        Route::Vsrm
+    };
+    let span = Span::current();
+    span.record("frames_processed", 1);
+    span.record("noise", noise);
+    span.record("sharpness", sharpness);
+    span.record(
+        "quality_score",
+        (1.0 - (noise - 0.1).abs() * 2.0).clamp(0.0, 1.0),
+    ); // routing confidence
+    span.record("routed_to", format!("{route:?}").to_lowercase().as_str());
+    route
+}
+
+// ---------------------------------------------------------------------------------------
+// Strategies
+
+#[derive(Debug)]
+enum EnhanceError {
+    Refused(String),
+    Corrupt { frame: usize },
+}
+
+impl fmt::Display for EnhanceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Refused(why) => write!(f, "refused: {why}"),
+            Self::Corrupt { frame } => write!(f, "corrupt clip: frame {frame} is truncated"),
+        }
+    }
+}
+
+impl std::error::Error for EnhanceError {}
+
+struct Enhanced {
+    frames: Vec<Frame>,
+    input: Resolution,
+    quality: f64,
+    segments: u64,
+}
+
+impl OperationOutcome for Enhanced {
+    fn frames_processed(&self) -> Option<u64> {
+        Some(self.frames.len() as u64)
+    }
+    fn segments(&self) -> Option<u64> {
+        Some(self.segments)
+    }
+    fn input_resolution(&self) -> Option<Resolution> {
+        Some(self.input)
+    }
+    fn output_resolution(&self) -> Option<Resolution> {
+        self.frames
+            .first()
+            .map(|f| Resolution::new(f.width as u32, f.height as u32))
+    }
+    fn quality_score(&self) -> Option<f64> {
+        Some(self.quality)
+    }
+}
+
+fn check(clip: &Clip) -> Result<(), EnhanceError> {
+    match clip
+        .degraded
+        .iter()
+        .position(|f| f.pixels.len() != f.width * f.height)
+    {
+        Some(frame) => Err(EnhanceError::Corrupt { frame }),
+        None => Ok(()),
+    }
+}
+
+fn bilinear(frame: &Frame) -> Frame {
+    let (w, h) = (frame.width * 2, frame.height * 2);
+    let mut pixels = Vec::with_capacity(w * h);
+    for y in 0..h {
+        let sy = (y as f32 + 0.5) / 2.0 - 0.5;
+        let (y0, ty) = (sy.floor() as isize, sy - sy.floor());
+        for x in 0..w {
+            let sx = (x as f32 + 0.5) / 2.0 - 0.5;
+            let (x0, tx) = (sx.floor() as isize, sx - sx.floor());
+            let top = frame.at(x0, y0) * (1.0 - tx) + frame.at(x0 + 1, y0) * tx;
+            let bottom = frame.at(x0, y0 + 1) * (1.0 - tx) + frame.at(x0 + 1, y0 + 1) * tx;
+            pixels.push(top * (1.0 - ty) + bottom * ty);
+        }
+    }
+    Frame {
+        width: w,
+        height: h,
+        pixels,
+    }
+}
+
+fn cubic(t: f32) -> [f32; 4] {
+    // Catmull-Rom weights.
+    let (t2, t3) = (t * t, t * t * t);
+    [
+        -0.5 * t3 + t2 - 0.5 * t,
+        1.5 * t3 - 2.5 * t2 + 1.0,
+        -1.5 * t3 + 2.0 * t2 + 0.5 * t,
+        0.5 * t3 - 0.5 * t2,
+    ]
+}
+
+fn bicubic(frame: &Frame) -> Frame {
+    let (w, h) = (frame.width * 2, frame.height * 2);
+    let mut pixels = Vec::with_capacity(w * h);
+    for y in 0..h {
+        let sy = (y as f32 + 0.5) / 2.0 - 0.5;
+        let (y0, wy) = (sy.floor() as isize, cubic(sy - sy.floor()));
+        for x in 0..w {
+            let sx = (x as f32 + 0.5) / 2.0 - 0.5;
+            let (x0, wx) = (sx.floor() as isize, cubic(sx - sx.floor()));
+            let mut v = 0.0;
+            for (j, wyj) in wy.iter().enumerate() {
+                for (i, wxi) in wx.iter().enumerate() {
+                    v += wyj * wxi * frame.at(x0 - 1 + i as isize, y0 - 1 + j as isize);
+                }
+            }
+            pixels.push(v.clamp(0.0, 1.0));
+        }
+    }
+    Frame {
+        width: w,
+        height: h,
+        pixels,
+    }
+}
+
+fn sharpen(frame: &Frame, amount: f32) -> Frame {
+    let soft = blur(frame);
+    let mut out = frame.clone();
+    for (o, (p, s)) in out
+        .pixels
+        .iter_mut()
+        .zip(frame.pixels.iter().zip(&soft.pixels))
+    {
+        *o = (p + amount * (p - s)).clamp(0.0, 1.0);
+    }
+    out
+}
+
+fn denoise(frame: &Frame) -> Frame {
+    // A 3x3 median: removes noise, keeps edges.
+    let mut out = frame.clone();
+    for y in 0..frame.height as isize {
+        for x in 0..frame.width as isize {
+            let mut v = [0.0f32; 9];
+            let mut k = 0;
+            for dy in -1..=1 {
+                for dx in -1..=1 {
+                    v[k] = frame.at(x + dx, y + dy);
+                    k += 1;
+                }
+            }
+            v.sort_by(f32::total_cmp);
+            out.pixels[y as usize * frame.width + x as usize] = v[4];
+        }
+    }
+    out
+}
+
+/// PSNR against the clean reference, mapped to 0–1 (50 dB = 1.0).
+fn quality(frames: &[Frame], reference: &[Frame]) -> f64 {
+    let mut mse = 0.0f64;
+    let mut n = 0usize;
+    for (a, b) in frames.iter().zip(reference) {
+        for (p, q) in a.pixels.iter().zip(&b.pixels) {
+            mse += f64::from(p - q).powi(2);
+            n += 1;
+        }
+    }
+    let mse = (mse / n.max(1) as f64).max(1e-10);
+    let psnr = 10.0 * (1.0 / mse).log10();
+    (psnr / 50.0).clamp(0.0, 1.0)
+}
+
+fn input_resolution(clip: &Clip) -> Resolution {
+    let f = &clip.degraded[0];
+    Resolution::new(f.width as u32, f.height as u32)
+}
+
+/// VSRM: fast bilinear upscaling; refuses inputs wider than 256 px.
+/// Instrumented with `#[instrument]` and `Span::record`.
+#[instrument(skip_all, err, fields(strategy = "vsrm", operation = "enhancement", clip = clip.id,
+    frames_processed = Empty, input_width = Empty, input_height = Empty,
+    output_width = Empty, output_height = Empty, quality_score = Empty))]
+fn enhance_vsrm(clip: &Clip) -> Result<Vec<Frame>, EnhanceError> {
+    let span = Span::current();
+    let input = input_resolution(clip);
+    span.record("input_width", input.width);
+    span.record("input_height", input.height);
+    if input.width > 256 {
+        return Err(EnhanceError::Refused(format!(
+            "vsrm supports up to 256 px wide, got {input}"
+        )));
+    }
+    check(clip)?;
+    let frames: Vec<Frame> = clip.degraded.iter().map(bilinear).collect();
+    span.record("frames_processed", frames.len());
+    span.record("output_width", frames[0].width);
+    span.record("output_height", frames[0].height);
+    span.record("quality_score", quality(&frames, &clip.reference));
+    Ok(frames)
+}
+
+/// SeedVR2: denoise, bicubic and sharpen, in segments of four frames, each segment its
+/// own child span. Tracked manually with `Operation`.
+fn enhance_seedvr2(clip: &Clip) -> Result<Vec<Frame>, EnhanceError> {
+    let op = Operation::start("enhancement", "seedvr2").with_metadata("clip", clip.id);
+    let input = input_resolution(clip);
+    op.update("input_width", input.width)
+        .update("input_height", input.height);
+    let result = op.in_scope(|| {
+        check(clip)?;
+        let mut out = Vec::with_capacity(clip.degraded.len());
+        let chunks = clip.degraded.chunks(4);
+        let segments = chunks.len();
+        for (index, chunk) in chunks.enumerate() {
+            let _segment = info_span!("segment", index, frames = chunk.len()).entered();
+            out.extend(chunk.iter().map(|f| sharpen(&bicubic(&denoise(f)), 0.3)));
+        }
+        Ok::<_, EnhanceError>((out, segments))
+    });
+    match result {
+        Ok((frames, segments)) => {
+            op.record_outcome(&Enhanced {
+                quality: quality(&frames, &clip.reference),
+                frames: Vec::new(),
+                input,
+                segments: segments as u64,
+            });
+            op.update("frames_processed", frames.len())
+                .update("output_width", frames[0].width)
+                .update("output_height", frames[0].height);
+            op.finish();
+            Ok(frames)
+        }
+        Err(e) => {
+            op.fail(&e);
+            Err(e)
+        }
+    }
+}
+
+/// DiTVR: bicubic plus a strong sharpening pass for blurry inputs; the decorator form.
+#[vidperf::track(strategy = "ditvr", operation = "enhancement")]
+fn enhance_ditvr(clip: &Clip) -> Result<Enhanced, EnhanceError> {
+    check(clip)?;
+    let frames: Vec<Frame> = clip
+        .degraded
+        .iter()
+        .map(|f| sharpen(&sharpen(&bicubic(f), 0.8), 0.4))
+        .collect();
+    let quality = quality(&frames, &clip.reference);
+    Ok(Enhanced {
+        frames,
+        input: input_resolution(clip),
+        quality,
+        segments: 1,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// The service: one `api_request` per submitted clip
+
+fn process(clip: &Clip) -> Result<(), EnhanceError> {
+    track_operation("api_request", "pipeline", |request| {
+        request
+            .update("clip", clip.id)
+            .update("frames_processed", clip.degraded.len());
+        match route(clip) {
+            Route::Vsrm => enhance_vsrm(clip).map(drop),
+            Route::SeedVr2 => enhance_seedvr2(clip).map(drop),
+            Route::DiTvr => enhance_ditvr(clip).map(drop),
+        }
+    })
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let vidperf = match vidperf::init() {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: cannot start vidperf: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    let mut rng = Rng(args.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut failed = 0;
+    for id in 0..args.clips {
+        let clip = make_clip(id, args.frames, &mut rng);
+        if process(&clip).is_err() {
+            failed += 1;
+        }
+    }
+
+    let (stats, records) = vidperf.snapshot_and_records();
+    println!(
+        "{} clips processed, {} failed; {} operations recorded\n",
+        args.clips, failed, stats.summary.total_operations
+    );
+    println!(
+        "{:<20} {:>5} {:>8} {:>9} {:>9} {:>9} {:>8} {:>10}",
+        "strategy", "ops", "success", "p50 ms", "p95 ms", "fps", "quality", "peak RAM"
+    );
+    for (name, s) in &stats.by_strategy {
+        let d = s.duration.as_ref();
+        let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{:.2}", v * 1e3));
+        println!(
+            "{:<20} {:>5} {:>7.0}% {:>9} {:>9} {:>9} {:>8} {:>10}",
+            name,
+            s.count,
+            s.success_rate.unwrap_or(0.0) * 100.0,
+            ms(d.map(|d| d.p50_seconds)),
+            ms(d.map(|d| d.p95_seconds)),
+            s.frames_per_second
+                .map_or_else(|| "-".to_owned(), |v| format!("{v:.1}")),
+            s.mean_quality_score
+                .map_or_else(|| "-".to_owned(), |v| format!("{v:.3}")),
+            s.resources
+                .peak_memory_mb
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |p| format!("{:.0} MiB", p.max)),
+        );
+    }
+    match vidperf::export::write_files(&args.export_dir, &stats, &records) {
+        Ok(paths) => {
+            println!(
+                "\nexports: {} and {}",
+                paths.json.display(),
+                paths.csv.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

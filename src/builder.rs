@@ -131,7 +131,12 @@ impl Builder {
         self
     }
 
-    fn resolve(&self, code: Option<usize>, var: &'static str, default: usize) -> Result<usize, BuildError> {
+    fn resolve(
+        &self,
+        code: Option<usize>,
+        var: &'static str,
+        default: usize,
+    ) -> Result<usize, BuildError> {
         if let Some(v) = code {
             return Ok(v);
         }
@@ -171,7 +176,11 @@ impl Builder {
         let config = self
             .stats
             .clone()
-            .with_history_limit(self.resolve(self.history_limit, ENV_HISTORY_LIMIT, defaults.history_limit)?)
+            .with_history_limit(self.resolve(
+                self.history_limit,
+                ENV_HISTORY_LIMIT,
+                defaults.history_limit,
+            )?)
             .with_max_keys(self.resolve(self.max_keys, ENV_MAX_KEYS, defaults.max_keys)?)
             .with_max_active(self.resolve(self.max_active, ENV_MAX_ACTIVE, defaults.max_active)?);
         let stats = Arc::new(Stats::new(config));

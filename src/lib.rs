@@ -94,6 +94,7 @@
 //! The MSRV is the `rust-version` in `Cargo.toml` (currently 1.88). Raising it is not
 //! a breaking change, but is called out in the changelog.
 
+#![forbid(unsafe_code)]
 #![cfg_attr(test, deny(warnings))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -107,10 +108,9 @@ pub use handle::Vidperf;
 pub use vidperf_core::operation::{Operation, track_operation};
 pub use vidperf_core::{
     ActiveOperation, FieldValue, FinishedSpan, LayerHealth, MAX_STRING_VALUE_BYTES,
-    OperationFields, OperationKey, OperationOutcome, OperationRecord, PerfLayer,
-    PerfLayerBuilder, Resolution, ResourcePeaks, Sink, SnapshotOptions, SpanId, SpanInterest,
-    Stats, StatsConfig, StatsSnapshot, TraceId, record_error, record_field, record_outcome,
-    span_ids,
+    OperationFields, OperationKey, OperationOutcome, OperationRecord, PerfLayer, PerfLayerBuilder,
+    Resolution, ResourcePeaks, Sink, SnapshotOptions, SpanId, SpanInterest, Stats, StatsConfig,
+    StatsSnapshot, TraceId, record_error, record_field, record_outcome, span_ids,
 };
 pub use vidperf_core::{export, fields, stats};
 

@@ -55,7 +55,10 @@ fn csv_cells_never_start_a_formula() {
     let mut out = Vec::new();
     export::write_csv(&mut out, &records).expect("write");
     let mut reader = csv::Reader::from_reader(out.as_slice());
-    assert_eq!(reader.headers().expect("header").iter().collect::<Vec<_>>(), CSV_COLUMNS);
+    assert_eq!(
+        reader.headers().expect("header").iter().collect::<Vec<_>>(),
+        CSV_COLUMNS
+    );
     let mut rows = 0;
     for row in reader.records() {
         let row = row.expect("row");
@@ -79,8 +82,19 @@ fn csv_writes_empty_cells_for_unmeasured_values() {
     vidperf.export_csv(&mut out).expect("write");
     let mut reader = csv::Reader::from_reader(out.as_slice());
     let row = reader.records().next().expect("one row").expect("valid");
-    let cell = |name: &str| row.get(CSV_COLUMNS.iter().position(|c| *c == name).expect(name)).expect(name);
-    for column in ["frames_processed", "quality_score", "peak_memory_mb", "peak_gpu_memory_mb", "samples", "error_message", "metadata"] {
+    let cell = |name: &str| {
+        row.get(CSV_COLUMNS.iter().position(|c| *c == name).expect(name))
+            .expect(name)
+    };
+    for column in [
+        "frames_processed",
+        "quality_score",
+        "peak_memory_mb",
+        "peak_gpu_memory_mb",
+        "samples",
+        "error_message",
+        "metadata",
+    ] {
         assert_eq!(cell(column), "", "{column}");
     }
     assert_eq!(cell("success"), "true");
@@ -91,24 +105,41 @@ fn csv_writes_empty_cells_for_unmeasured_values() {
 fn json_round_trips_records_and_statistics() {
     let records = hostile_records();
     let vidperf = run(|| {
-        let _span = info_span!("op", strategy = "vsrm", quality_score = 0.25, odd = f64::INFINITY, big = u64::MAX);
+        let _span = info_span!(
+            "op",
+            strategy = "vsrm",
+            quality_score = 0.25,
+            odd = f64::INFINITY,
+            big = u64::MAX
+        );
     });
     let mut out = Vec::new();
     vidperf.export_json(&mut out).expect("write");
     let doc = export::read_json(out.as_slice()).expect("read");
     assert_eq!(doc.format_version, export::JSON_FORMAT_VERSION);
     assert_eq!(doc.statistics.summary.total_operations, 1);
-    assert_eq!(doc.operations, vidperf.records().into_iter().map(|mut r| {
-        // Non-finite floats are written as text (JSON has no such numbers).
-        r.metadata.insert("odd".into(), FieldValue::Str("inf".into()));
-        r
-    }).collect::<Vec<_>>());
+    assert_eq!(
+        doc.operations,
+        vidperf
+            .records()
+            .into_iter()
+            .map(|mut r| {
+                // Non-finite floats are written as text (JSON has no such numbers).
+                r.metadata
+                    .insert("odd".into(), FieldValue::Str("inf".into()));
+                r
+            })
+            .collect::<Vec<_>>()
+    );
     assert_eq!(doc.operations[0].metadata["big"], FieldValue::U64(u64::MAX));
 
     let mut out = Vec::new();
     let snapshot = vidperf.snapshot();
     export::write_json(&mut out, &snapshot, &records).expect("write");
-    assert_eq!(export::read_json(out.as_slice()).expect("read").operations, records);
+    assert_eq!(
+        export::read_json(out.as_slice()).expect("read").operations,
+        records
+    );
 }
 
 #[test]
@@ -116,10 +147,13 @@ fn files_are_written_whole_into_the_export_dir() {
     let vidperf = run(|| {
         let _span = info_span!("op", strategy = "vsrm", frames_processed = 5);
     });
-    let dir = std::env::temp_dir().join(format!("vidperf-test-{}", std::process::id())).join("nested");
+    let dir = std::env::temp_dir()
+        .join(format!("vidperf-test-{}", std::process::id()))
+        .join("nested");
     let paths = vidperf.write_exports(&dir).expect("write");
     let csv = export::read_csv(std::fs::File::open(&paths.csv).expect("csv")).expect("parse csv");
-    let json = export::read_json(std::fs::File::open(&paths.json).expect("json")).expect("parse json");
+    let json =
+        export::read_json(std::fs::File::open(&paths.json).expect("json")).expect("parse json");
     assert_eq!(csv, json.operations);
     assert_eq!(csv.len(), 1);
     let leftovers: Vec<_> = std::fs::read_dir(&dir)
@@ -127,7 +161,10 @@ fn files_are_written_whole_into_the_export_dir() {
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
         .collect();
-    assert!(leftovers.is_empty(), "no temporary files left: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "no temporary files left: {leftovers:?}"
+    );
     let _ = std::fs::remove_dir_all(dir.parent().expect("parent"));
 }
 
@@ -136,7 +173,9 @@ fn an_unwritable_export_dir_is_a_clear_error() {
     let vidperf = run(|| {});
     let file = std::env::temp_dir().join(format!("vidperf-not-a-dir-{}", std::process::id()));
     std::fs::write(&file, b"x").expect("setup");
-    let err = vidperf.write_exports(&file.join("sub")).expect_err("cannot create a dir under a file");
+    let err = vidperf
+        .write_exports(&file.join("sub"))
+        .expect_err("cannot create a dir under a file");
     let text = err.to_string();
     assert!(text.contains("vidperf-not-a-dir"), "names the path: {text}");
     let _ = std::fs::remove_file(file);
@@ -145,16 +184,28 @@ fn an_unwritable_export_dir_is_a_clear_error() {
 #[test]
 fn malformed_csv_is_rejected_with_its_location() {
     let wrong_header = "a,b,c\n1,2,3\n";
-    assert!(matches!(export::read_csv(wrong_header.as_bytes()), Err(ReadError::Columns { .. })));
+    assert!(matches!(
+        export::read_csv(wrong_header.as_bytes()),
+        Err(ReadError::Columns { .. })
+    ));
     let vidperf = run(|| {
         let _span = info_span!("op", strategy = "vsrm", frames_processed = 5);
     });
     let mut out = Vec::new();
     vidperf.export_csv(&mut out).expect("write");
-    let text = String::from_utf8(out).expect("utf-8").replacen(",5,", ",five,", 1);
+    let text = String::from_utf8(out)
+        .expect("utf-8")
+        .replacen(",5,", ",five,", 1);
     match export::read_csv(text.as_bytes()) {
-        Err(ReadError::Field { row: 1, column: "frames_processed", .. }) => {}
+        Err(ReadError::Field {
+            row: 1,
+            column: "frames_processed",
+            ..
+        }) => {}
         other => panic!("unexpected {other:?}"),
     }
-    assert!(matches!(export::read_json(&b"{not json"[..]), Err(ReadError::Syntax(_))));
+    assert!(matches!(
+        export::read_json(&b"{not json"[..]),
+        Err(ReadError::Syntax(_))
+    ));
 }

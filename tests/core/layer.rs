@@ -38,15 +38,25 @@ fn contract_fields_are_captured_typed() {
     assert_eq!(r.strategy, "vsrm");
     assert_eq!(r.frames_processed, Some(48));
     assert_eq!(r.segments, Some(3));
-    assert_eq!(r.input_resolution.map(|x| x.to_string()).as_deref(), Some("640x360"));
-    assert_eq!(r.output_resolution.map(|x| x.to_string()).as_deref(), Some("1280x720"));
+    assert_eq!(
+        r.input_resolution.map(|x| x.to_string()).as_deref(),
+        Some("640x360")
+    );
+    assert_eq!(
+        r.output_resolution.map(|x| x.to_string()).as_deref(),
+        Some("1280x720")
+    );
     assert_eq!(r.scale_factor, Some(2.0), "derived from the widths");
     assert_eq!(r.quality_score, Some(0.91));
     assert_eq!(r.enhancement_factor, Some(1.5));
     assert!(r.success);
     assert_eq!(r.metadata["clip"], FieldValue::Str("intro.mp4".into()));
     assert_eq!(r.metadata["retries"], FieldValue::I64(2), "ints stay ints");
-    assert_eq!(r.metadata.len(), 2, "contract fields are not duplicated as metadata");
+    assert_eq!(
+        r.metadata.len(),
+        2,
+        "contract fields are not duplicated as metadata"
+    );
     assert_eq!(r.operation_id, r.span_id);
     assert_eq!(r.trace_id.len(), 32);
     // Unmeasured resources are absent, never zero.
@@ -99,12 +109,23 @@ fn wrongly_typed_contract_fields_are_kept_as_metadata() {
 fn huge_strings_are_cut() {
     let huge = "x".repeat(1 << 20);
     let vidperf = run(|| {
-        let _span = info_span!("upscale", strategy = "vsrm", note = huge.as_str(), error = huge.as_str());
+        let _span = info_span!(
+            "upscale",
+            strategy = "vsrm",
+            note = huge.as_str(),
+            error = huge.as_str()
+        );
     });
     let r = &vidperf.records()[0];
-    let FieldValue::Str(note) = &r.metadata["note"] else { panic!("text") };
+    let FieldValue::Str(note) = &r.metadata["note"] else {
+        panic!("text")
+    };
     assert!(note.len() <= vidperf::MAX_STRING_VALUE_BYTES);
-    assert!(r.error_message.as_ref().is_some_and(|e| e.len() <= vidperf::MAX_STRING_VALUE_BYTES));
+    assert!(
+        r.error_message
+            .as_ref()
+            .is_some_and(|e| e.len() <= vidperf::MAX_STRING_VALUE_BYTES)
+    );
 }
 
 #[test]
@@ -116,6 +137,18 @@ fn error_field_marks_failure() {
     let r = &vidperf.records()[0];
     assert!(!r.success);
     assert_eq!(r.error_message.as_deref(), Some("CUDA out of memory"));
+}
+
+#[test]
+fn boolean_error_fields_mean_what_they_say() {
+    let vidperf = run(|| {
+        let _ok = info_span!("upscale", strategy = "vsrm", error = false);
+        let _failed = info_span!("upscale", strategy = "vsrm", error = true);
+    });
+    let records = vidperf.records();
+    // Spans close in reverse order of creation here: `_failed` first.
+    assert_eq!(records[0].error_message.as_deref(), Some("error"));
+    assert!(records[1].success);
 }
 
 #[test]
@@ -131,7 +164,10 @@ fn error_event_inside_the_span_marks_failure() {
         });
     });
     let records = vidperf.records();
-    assert_eq!(records[0].error_message.as_deref(), Some("decoder failed at frame 12"));
+    assert_eq!(
+        records[0].error_message.as_deref(),
+        Some("decoder failed at frame 12")
+    );
     assert!(records[1].success);
 }
 
@@ -185,17 +221,25 @@ fn a_panic_unwinding_through_the_span_marks_failure() {
     let snap = vidperf.snapshot();
     assert_eq!(snap.summary.failures, 2);
     assert_eq!(snap.summary.active_operations, 0);
-    assert!(snap.recent.iter().all(|r| r.error_message.as_deref() == Some("panicked")));
+    assert!(
+        snap.recent
+            .iter()
+            .all(|r| r.error_message.as_deref() == Some("panicked"))
+    );
 }
 
 #[test]
 fn durations_and_timestamps_are_consistent() {
     let vidperf = run(|| {
-        info_span!("upscale", strategy = "vsrm").in_scope(|| std::thread::sleep(Duration::from_millis(20)));
+        info_span!("upscale", strategy = "vsrm")
+            .in_scope(|| std::thread::sleep(Duration::from_millis(20)));
     });
     let r = &vidperf.records()[0];
     assert!(r.duration_seconds >= 0.020, "{}", r.duration_seconds);
-    let wall = r.end_time.duration_since(r.start_time).expect("end after start");
+    let wall = r
+        .end_time
+        .duration_since(r.start_time)
+        .expect("end after start");
     assert!((wall.as_secs_f64() - r.duration_seconds).abs() < 1e-6);
 }
 
@@ -234,7 +278,11 @@ impl Sink for Collect {
 #[test]
 fn trace_ids_and_parents_link_nested_operations() {
     let all = Arc::new(Collect(Default::default(), SpanInterest::All));
-    let (layer, _vidperf) = vidperf::builder().without_env().sink(all.clone()).build().expect("build");
+    let (layer, _vidperf) = vidperf::builder()
+        .without_env()
+        .sink(all.clone())
+        .build()
+        .expect("build");
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
         info_span!("api_request", strategy = "vsrm").in_scope(|| {
             info_span!("segment").in_scope(|| {
@@ -245,8 +293,16 @@ fn trace_ids_and_parents_link_nested_operations() {
     });
     let spans = all.0.lock().expect("lock");
     let by_name = |n: &str| spans.iter().find(|s| s.name == n).expect(n);
-    let (req, seg, up, other) = (by_name("api_request"), by_name("segment"), by_name("upscale"), by_name("other"));
-    assert!(seg.operation.is_none(), "ordinary spans reach sinks that ask for all spans");
+    let (req, seg, up, other) = (
+        by_name("api_request"),
+        by_name("segment"),
+        by_name("upscale"),
+        by_name("other"),
+    );
+    assert!(
+        seg.operation.is_none(),
+        "ordinary spans reach sinks that ask for all spans"
+    );
     assert_eq!(req.parent_span_id, None);
     assert_eq!(seg.parent_span_id, Some(req.span_id));
     assert_eq!(up.parent_span_id, Some(seg.span_id));
@@ -267,7 +323,10 @@ fn a_panicking_sink_is_contained_and_counted() {
         info_span!("upscale", strategy = "vsrm").in_scope(|| {});
     });
     let snap = vidperf.snapshot();
-    assert_eq!(snap.summary.total_operations, 1, "the statistics sink still saw it");
+    assert_eq!(
+        snap.summary.total_operations, 1,
+        "the statistics sink still saw it"
+    );
     assert_eq!(snap.health.sink_panics, 1);
 }
 

@@ -21,11 +21,31 @@ struct Op {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    (0usize..5, 0usize..3, proptest::option::of(0u32..500), proptest::option::of(0.0f64..1.0), any::<bool>(), 0u64..3000)
-        .prop_map(|(strategy, operation, frames, quality, fail, micros)| Op { strategy, operation, frames, quality, fail, micros })
+    (
+        0usize..5,
+        0usize..3,
+        proptest::option::of(0u32..500),
+        proptest::option::of(0.0f64..1.0),
+        any::<bool>(),
+        0u64..3000,
+    )
+        .prop_map(|(strategy, operation, frames, quality, fail, micros)| Op {
+            strategy,
+            operation,
+            frames,
+            quality,
+            fail,
+            micros,
+        })
 }
 
-const STRATEGIES: [&str; 5] = ["vsrm", "seedvr2", "ditvr", "degradation_router", "ünïcode,\"quoted\""];
+const STRATEGIES: [&str; 5] = [
+    "vsrm",
+    "seedvr2",
+    "ditvr",
+    "degradation_router",
+    "ünïcode,\"quoted\"",
+];
 const OPERATIONS: [&str; 3] = ["enhancement", "analysis", "api_request"];
 
 fn emit(op: &Op) {
@@ -68,7 +88,10 @@ struct Reference {
 fn reference(records: &[&OperationRecord]) -> Reference {
     let mut sorted: Vec<f64> = records.iter().map(|r| r.duration_seconds).collect();
     sorted.sort_by(f64::total_cmp);
-    let with_frames: Vec<_> = records.iter().filter(|r| r.frames_processed.is_some()).collect();
+    let with_frames: Vec<_> = records
+        .iter()
+        .filter(|r| r.frames_processed.is_some())
+        .collect();
     let frames: u64 = with_frames.iter().filter_map(|r| r.frames_processed).sum();
     let frame_secs: f64 = with_frames.iter().map(|r| r.duration_seconds).sum();
     let q: Vec<f64> = records.iter().filter_map(|r| r.quality_score).collect();
@@ -93,23 +116,59 @@ fn close(a: f64, b: f64) -> bool {
 /// the nearest ranks around `q`.
 fn quantile_ok(sorted: &[f64], q: f64, got: f64) -> bool {
     let n = sorted.len();
-    let lo = sorted[((q * n as f64).floor() as usize).saturating_sub(1).min(n - 1)];
+    let lo = sorted[((q * n as f64).floor() as usize)
+        .saturating_sub(1)
+        .min(n - 1)];
     let hi = sorted[((q * n as f64).ceil() as usize).min(n - 1)];
     got >= lo * 0.99 - 1e-6 && got <= hi * 1.01 + 1e-6
 }
 
-fn check(snapshot_stats: &vidperf::stats::AggregateStats, r: &Reference) -> Result<(), TestCaseError> {
+fn check(
+    snapshot_stats: &vidperf::stats::AggregateStats,
+    r: &Reference,
+) -> Result<(), TestCaseError> {
     prop_assert_eq!(snapshot_stats.count, r.count);
     prop_assert_eq!(snapshot_stats.successes, r.successes);
     prop_assert_eq!(snapshot_stats.failures, r.count - r.successes);
-    prop_assert!(close(snapshot_stats.success_rate.unwrap_or(-1.0), r.successes as f64 / r.count as f64));
-    let d = snapshot_stats.duration.as_ref().ok_or_else(|| TestCaseError::fail("no durations"))?;
+    prop_assert!(close(
+        snapshot_stats.success_rate.unwrap_or(-1.0),
+        r.successes as f64 / r.count as f64
+    ));
+    let d = snapshot_stats
+        .duration
+        .as_ref()
+        .ok_or_else(|| TestCaseError::fail("no durations"))?;
     // The records carry the same f64 seconds the aggregate summed.
-    prop_assert!(close(d.min_seconds, r.min), "min {} vs {}", d.min_seconds, r.min);
-    prop_assert!(close(d.max_seconds, r.max), "max {} vs {}", d.max_seconds, r.max);
-    prop_assert!(close(d.mean_seconds, r.mean), "mean {} vs {}", d.mean_seconds, r.mean);
-    for (q, got) in [(0.5, d.p50_seconds), (0.95, d.p95_seconds), (0.99, d.p99_seconds)] {
-        prop_assert!(quantile_ok(&r.sorted, q, got), "p{} = {} for {:?}", q, got, r.sorted);
+    prop_assert!(
+        close(d.min_seconds, r.min),
+        "min {} vs {}",
+        d.min_seconds,
+        r.min
+    );
+    prop_assert!(
+        close(d.max_seconds, r.max),
+        "max {} vs {}",
+        d.max_seconds,
+        r.max
+    );
+    prop_assert!(
+        close(d.mean_seconds, r.mean),
+        "mean {} vs {}",
+        d.mean_seconds,
+        r.mean
+    );
+    for (q, got) in [
+        (0.5, d.p50_seconds),
+        (0.95, d.p95_seconds),
+        (0.99, d.p99_seconds),
+    ] {
+        prop_assert!(
+            quantile_ok(&r.sorted, q, got),
+            "p{} = {} for {:?}",
+            q,
+            got,
+            r.sorted
+        );
     }
     prop_assert_eq!(snapshot_stats.frames_processed_total, r.frames);
     match (snapshot_stats.frames_per_second, r.fps) {
@@ -160,7 +219,11 @@ proptest! {
 #[test]
 fn eight_threads_count_exactly() {
     const PER_THREAD: u64 = 5_000;
-    let (layer, vidperf) = vidperf::builder().without_env().history_limit(1000).build().expect("build");
+    let (layer, vidperf) = vidperf::builder()
+        .without_env()
+        .history_limit(1000)
+        .build()
+        .expect("build");
     let dispatch = tracing::Dispatch::new(tracing_subscriber::layer::SubscriberExt::with(
         tracing_subscriber::registry(),
         layer,
@@ -172,7 +235,12 @@ fn eight_threads_count_exactly() {
                 tracing::dispatcher::with_default(&dispatch, || {
                     for i in 0..PER_THREAD {
                         let strategy = STRATEGIES[(t + i as usize) % 4];
-                        let span = info_span!("op", strategy, frames_processed = 2u64, error = tracing::field::Empty);
+                        let span = info_span!(
+                            "op",
+                            strategy,
+                            frames_processed = 2u64,
+                            error = tracing::field::Empty
+                        );
                         if i % 10 == 0 {
                             span.record("error", "x");
                         }
@@ -189,7 +257,11 @@ fn eight_threads_count_exactly() {
     assert_eq!(snap.summary.failures, 8 * PER_THREAD / 10);
     let per_strategy: u64 = snap.by_strategy.values().map(|s| s.count).sum();
     assert_eq!(per_strategy, 8 * PER_THREAD);
-    let frames: u64 = snap.by_strategy.values().map(|s| s.frames_processed_total).sum();
+    let frames: u64 = snap
+        .by_strategy
+        .values()
+        .map(|s| s.frames_processed_total)
+        .sum();
     assert_eq!(frames, 2 * 8 * PER_THREAD);
     assert_eq!(snap.summary.active_operations, 0);
     assert_eq!(snap.health.history_len, 1000);
@@ -209,8 +281,15 @@ fn keys_over_the_cap_overflow_without_loss_or_double_counting() {
     let snap = vidperf.snapshot();
     let total: u64 = (1..=10).sum();
     assert_eq!(snap.summary.total_operations, total);
-    assert_eq!(snap.by_strategy.len(), 4, "three named keys plus the overflow key");
-    assert_eq!(snap.by_strategy.values().map(|s| s.count).sum::<u64>(), total);
+    assert_eq!(
+        snap.by_strategy.len(),
+        4,
+        "three named keys plus the overflow key"
+    );
+    assert_eq!(
+        snap.by_strategy.values().map(|s| s.count).sum::<u64>(),
+        total
+    );
     assert_eq!(snap.by_strategy[OVERFLOW_KEY].count, total - (1 + 2 + 3));
     assert_eq!(snap.health.strategy_overflow, total - 6);
     assert_eq!(snap.health.operation_overflow, 0);
@@ -225,10 +304,19 @@ fn history_limit_purges_the_oldest_and_keeps_counting() {
         }
     });
     let records = vidperf.records();
-    assert_eq!(records.iter().map(|r| r.frames_processed.unwrap_or(99)).collect::<Vec<_>>(), vec![7, 8, 9, 10, 11]);
+    assert_eq!(
+        records
+            .iter()
+            .map(|r| r.frames_processed.unwrap_or(99))
+            .collect::<Vec<_>>(),
+        vec![7, 8, 9, 10, 11]
+    );
     let snap = vidperf.snapshot();
     assert_eq!(snap.summary.total_operations, 12);
-    assert_eq!(snap.by_strategy["vsrm"].frames_processed_total, (0..12).sum::<u64>());
+    assert_eq!(
+        snap.by_strategy["vsrm"].frames_processed_total,
+        (0..12).sum::<u64>()
+    );
     assert_eq!(snap.health.history_purged, 7);
     assert_eq!(snap.recent.len(), 5);
 }
@@ -247,7 +335,9 @@ fn filtered_snapshots_keep_one_strategy() {
 
 #[test]
 fn trend_windows_follow_configuration() {
-    let config = StatsConfig::default().with_trend_windows(Duration::from_secs(1), 3).with_trend_points(4);
+    let config = StatsConfig::default()
+        .with_trend_windows(Duration::from_secs(1), 3)
+        .with_trend_points(4);
     let vidperf = run_with(vidperf::builder().stats_config(config), || {
         for _ in 0..10 {
             let _span = info_span!("op", strategy = "vsrm");
@@ -255,7 +345,10 @@ fn trend_windows_follow_configuration() {
     });
     let snap = vidperf.snapshot();
     assert_eq!(snap.trends.window_seconds, 1);
-    assert!(snap.trends.windows.len() <= 2, "10 instant spans fall in one or two windows");
+    assert!(
+        snap.trends.windows.len() <= 2,
+        "10 instant spans fall in one or two windows"
+    );
     assert_eq!(snap.trends.windows.iter().map(|w| w.count).sum::<u64>(), 10);
     assert_eq!(snap.trends.recent_durations.len(), 4);
 }

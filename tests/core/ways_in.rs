@@ -51,21 +51,30 @@ fn enhance(frames: u64) -> Result<Enhanced, Refused> {
     if frames == 0 {
         return Err(Refused("empty clip"));
     }
-    Ok(Enhanced { frames, quality: 0.9 })
+    Ok(Enhanced {
+        frames,
+        quality: 0.9,
+    })
 }
 
 /// `?` inside a tracked function converts through `From`, like anywhere else.
 #[vidperf::track(strategy = "seedvr2")]
 fn parse_and_enhance(text: &str) -> Result<Enhanced, Refused> {
     let frames: u64 = text.parse()?;
-    Ok(Enhanced { frames, quality: 0.5 })
+    Ok(Enhanced {
+        frames,
+        quality: 0.5,
+    })
 }
 
 #[vidperf::track(strategy = "ditvr", operation = "enhancement", name = "ditvr_async")]
 async fn enhance_async(frames: u64) -> Result<Enhanced, Refused> {
     std::future::ready(()).await;
     tracing::info_span!("segment").in_scope(|| {});
-    Ok(Enhanced { frames, quality: 0.7 })
+    Ok(Enhanced {
+        frames,
+        quality: 0.7,
+    })
 }
 
 #[vidperf::track(strategy = "vsrm", operation = "warmup")]
@@ -79,7 +88,10 @@ impl Engine {
     #[vidperf::track(strategy = "vsrm", operation = "enhancement")]
     fn run(&mut self, frames: u64) -> Result<Enhanced, Refused> {
         self.scale += 1;
-        Ok(Enhanced { frames: frames * u64::from(self.scale), quality: 0.8 })
+        Ok(Enhanced {
+            frames: frames * u64::from(self.scale),
+            quality: 0.8,
+        })
     }
 }
 
@@ -97,15 +109,27 @@ fn track_records_the_outcome() {
     let records = vidperf.records();
     assert_eq!(records.len(), 6);
     let ok = &records[0];
-    assert_eq!((ok.operation_type.as_str(), ok.strategy.as_str()), ("enhancement", "vsrm"));
+    assert_eq!(
+        (ok.operation_type.as_str(), ok.strategy.as_str()),
+        ("enhancement", "vsrm")
+    );
     assert_eq!(ok.frames_processed, Some(48));
     assert_eq!(ok.segments, Some(2));
     assert_eq!(ok.quality_score, Some(0.9));
     assert_eq!(ok.scale_factor, Some(4.0));
-    assert_eq!(records[1].error_message.as_deref(), Some("refused: empty clip"));
+    assert_eq!(
+        records[1].error_message.as_deref(),
+        Some("refused: empty clip")
+    );
     assert_eq!(records[1].frames_processed, None);
-    assert_eq!(records[2].operation_type, "parse_and_enhance", "no operation: the fn name");
-    assert_eq!(records[3].error_message.as_deref(), Some("refused: not a number"));
+    assert_eq!(
+        records[2].operation_type, "parse_and_enhance",
+        "no operation: the fn name"
+    );
+    assert_eq!(
+        records[3].error_message.as_deref(),
+        Some("refused: not a number")
+    );
     assert_eq!(records[4].operation_type, "warmup");
     assert!(records[4].success);
     assert_eq!(records[5].frames_processed, Some(20));
@@ -148,12 +172,25 @@ fn manual_operation_start_update_finish() {
     let r = &records[0];
     assert_eq!(r.frames_processed, Some(120));
     assert_eq!(r.quality_score, Some(0.93));
-    assert_eq!(r.metadata["video_path"], FieldValue::Str("in/clip.mp4".into()));
-    assert_eq!(r.metadata["attempt"], FieldValue::I64(3), "a later update replaces");
+    assert_eq!(
+        r.metadata["video_path"],
+        FieldValue::Str("in/clip.mp4".into())
+    );
+    assert_eq!(
+        r.metadata["attempt"],
+        FieldValue::I64(3),
+        "a later update replaces"
+    );
     assert!(r.success);
-    assert_eq!(records[1].error_message.as_deref(), Some("client went away"));
+    assert_eq!(
+        records[1].error_message.as_deref(),
+        Some("client went away")
+    );
     assert_eq!(records[1].metadata["job_id"], FieldValue::Str("j-1".into()));
-    assert_eq!(records[2].error_message.as_deref(), Some("refused: bad resolution"));
+    assert_eq!(
+        records[2].error_message.as_deref(),
+        Some("refused: bad resolution")
+    );
 }
 
 #[test]
@@ -174,13 +211,16 @@ fn dropping_an_operation_during_a_panic_records_failure() {
 fn track_operation_is_the_context_manager() {
     let vidperf = run(|| {
         let ok = track_operation("analysis", "degradation_router", |op| {
-            op.update("frames_processed", 96).update("quality_score", 0.8);
+            op.update("frames_processed", 96)
+                .update("quality_score", 0.8);
             // Spans opened inside are children of the operation.
             tracing::info_span!("estimate_noise").in_scope(|| {});
             Ok::<_, Refused>(0.8)
         });
         assert_eq!(ok.ok(), Some(0.8));
-        let err = track_operation("analysis", "degradation_router", |_| Err::<(), _>(Refused("corrupt")));
+        let err = track_operation("analysis", "degradation_router", |_| {
+            Err::<(), _>(Refused("corrupt"))
+        });
         assert!(err.is_err());
     });
     let snap = vidperf.snapshot();

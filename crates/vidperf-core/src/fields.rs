@@ -122,7 +122,9 @@ impl std::str::FromStr for Resolution {
     type Err = ParseResolutionError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (w, h) = s.split_once('x').ok_or_else(|| ParseResolutionError(s.to_owned()))?;
+        let (w, h) = s
+            .split_once('x')
+            .ok_or_else(|| ParseResolutionError(s.to_owned()))?;
         match (w.parse(), h.parse()) {
             (Ok(width), Ok(height)) => Ok(Self { width, height }),
             _ => Err(ParseResolutionError(s.to_owned())),

@@ -65,7 +65,9 @@ mod tests {
         let a = intern("vsrm");
         let b = intern("vsrm");
         assert!(Arc::ptr_eq(&a, &b));
-        let c = std::thread::spawn(|| intern("vsrm")).join().unwrap_or_else(|_| intern("x"));
+        let c = std::thread::spawn(|| intern("vsrm"))
+            .join()
+            .unwrap_or_else(|_| intern("x"));
         assert!(Arc::ptr_eq(&a, &c));
     }
 }

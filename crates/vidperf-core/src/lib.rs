@@ -5,11 +5,14 @@
 //! Most users depend on the `vidperf` facade crate, which re-exports everything here
 //! and wires it up in one line; this crate is for building sinks and integrations.
 
+#![forbid(unsafe_code)]
 #![cfg_attr(test, deny(warnings))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod clock;
 pub mod export;
 pub mod fields;
+mod hash;
 mod ids;
 mod intern;
 mod layer;
@@ -23,9 +26,7 @@ mod value;
 
 pub use fields::{OperationFields, Resolution};
 pub use ids::{SpanId, TraceId};
-pub use layer::{
-    LayerHealth, PerfLayer, PerfLayerBuilder, record_error, record_field, span_ids,
-};
+pub use layer::{LayerHealth, PerfLayer, PerfLayerBuilder, record_error, record_field, span_ids};
 pub use outcome::{OperationOutcome, record_outcome};
 pub use record::OperationRecord;
 pub use sink::{Sink, SpanInterest};

@@ -44,7 +44,9 @@ pub struct Operation {
 
 impl fmt::Debug for Operation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Operation").field("span", &self.span).finish()
+        f.debug_struct("Operation")
+            .field("span", &self.span)
+            .finish()
     }
 }
 
@@ -93,7 +95,11 @@ impl Operation {
 
     /// Marks the operation failed without ending it (the first failure recorded wins).
     pub fn record_error(&self, error: impl Display) -> &Self {
-        record(&self.span, crate::fields::ERROR, FieldValue::text(&error.to_string()));
+        record(
+            &self.span,
+            crate::fields::ERROR,
+            FieldValue::text(&error.to_string()),
+        );
         self
     }
 

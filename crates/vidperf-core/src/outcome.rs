@@ -134,8 +134,16 @@ pub fn record_outcome<O: OperationOutcome + ?Sized>(span: &Span, outcome: &O) {
         }
     }
     for (w, h, res) in [
-        (fields::INPUT_WIDTH, fields::INPUT_HEIGHT, outcome.input_resolution()),
-        (fields::OUTPUT_WIDTH, fields::OUTPUT_HEIGHT, outcome.output_resolution()),
+        (
+            fields::INPUT_WIDTH,
+            fields::INPUT_HEIGHT,
+            outcome.input_resolution(),
+        ),
+        (
+            fields::OUTPUT_WIDTH,
+            fields::OUTPUT_HEIGHT,
+            outcome.output_resolution(),
+        ),
     ] {
         if let Some(r) = res {
             record(span, w, r.width.into());
@@ -161,7 +169,9 @@ pub fn record_outcome<O: OperationOutcome + ?Sized>(span: &Span, outcome: &O) {
 /// straight into the PerfLayer's state.
 pub(crate) fn record(span: &Span, name: &str, value: crate::FieldValue) {
     use crate::FieldValue as V;
-    let declared = span.metadata().is_some_and(|m| m.fields().field(name).is_some());
+    let declared = span
+        .metadata()
+        .is_some_and(|m| m.fields().field(name).is_some());
     if !declared {
         crate::record_field(span, name, value);
         return;

@@ -117,7 +117,9 @@ impl OperationRecord {
 /// read back from JSON or CSV equals the one written.
 fn to_micros(time: SystemTime) -> SystemTime {
     match time.duration_since(std::time::UNIX_EPOCH) {
-        Ok(since) => std::time::UNIX_EPOCH + std::time::Duration::from_micros(since.as_micros() as u64),
+        Ok(since) => {
+            std::time::UNIX_EPOCH + std::time::Duration::from_micros(since.as_micros() as u64)
+        }
         Err(_) => time,
     }
 }

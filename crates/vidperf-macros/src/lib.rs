@@ -1,6 +1,8 @@
 //! The `#[vidperf::track]` attribute. Use it through the `vidperf` crate, which
 //! re-exports it and documents it.
 
+#![forbid(unsafe_code)]
+
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
 use quote::{quote, quote_spanned};
@@ -14,7 +16,9 @@ use syn::{Expr, ExprLit, ItemFn, Lit, LitStr, MetaNameValue, ReturnType, Token, 
 pub fn track(args: TokenStream, item: TokenStream) -> TokenStream {
     let args = syn::parse_macro_input!(args as Args);
     let item = syn::parse_macro_input!(item as ItemFn);
-    expand(args, item).unwrap_or_else(syn::Error::into_compile_error).into()
+    expand(args, item)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
 }
 
 struct Args {
@@ -35,7 +39,9 @@ impl Parse for Args {
                 .map(ToString::to_string)
                 .unwrap_or_default();
             let lit = match &pair.value {
-                Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => s.clone(),
+                Expr::Lit(ExprLit {
+                    lit: Lit::Str(s), ..
+                }) => s.clone(),
                 other => {
                     return Err(syn::Error::new(other.span(), "expected a string literal"));
                 }
@@ -59,15 +65,24 @@ impl Parse for Args {
                 return Err(syn::Error::new(pair.path.span(), "argument given twice"));
             }
         }
-        let strategy = strategy.ok_or_else(|| {
-            syn::Error::new(Span::call_site(), "missing `strategy = \"...\"`")
-        })?;
-        Ok(Self { strategy, operation, name, krate })
+        let strategy = strategy
+            .ok_or_else(|| syn::Error::new(Span::call_site(), "missing `strategy = \"...\"`"))?;
+        Ok(Self {
+            strategy,
+            operation,
+            name,
+            krate,
+        })
     }
 }
 
 fn expand(args: Args, item: ItemFn) -> syn::Result<TokenStream2> {
-    let ItemFn { attrs, vis, sig, block } = item;
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = item;
     let krate = args
         .krate
         .map_or_else(|| quote!(::vidperf), |path| quote!(#path));
@@ -104,6 +119,7 @@ fn expand(args: Args, item: ItemFn) -> syn::Result<TokenStream2> {
     let body = if sig.asyncness.is_some() {
         quote_spanned! {block.span()=>
             let __vidperf_span = #make_span;
+            #[allow(clippy::let_unit_value)]
             let __vidperf_result #annotated = #private::Instrument::instrument(
                 async move #block,
                 ::core::clone::Clone::clone(&__vidperf_span),
@@ -116,7 +132,7 @@ fn expand(args: Args, item: ItemFn) -> syn::Result<TokenStream2> {
         let closure_ret = ret_ty.as_ref().map(|ty| quote!(-> #ty));
         quote_spanned! {block.span()=>
             let __vidperf_span = #make_span;
-            #[allow(clippy::redundant_closure_call)]
+            #[allow(clippy::redundant_closure_call, clippy::let_unit_value)]
             let __vidperf_result = __vidperf_span.in_scope(move || #closure_ret #block);
             #private::record_outcome(&__vidperf_span, &__vidperf_result);
             __vidperf_result

@@ -72,7 +72,10 @@ pub fn write_csv<W: Write>(out: W, records: &[OperationRecord]) -> Result<(), Wr
             rfc3339::format(r.end_time).into(),
             r.duration_seconds.to_string().into(),
             r.success.to_string().into(),
-            r.error_message.as_deref().map(text_cell).unwrap_or_default(),
+            r.error_message
+                .as_deref()
+                .map(text_cell)
+                .unwrap_or_default(),
             opt(r.frames_processed).into(),
             opt(r.segments).into(),
             opt(r.input_resolution).into(),
@@ -89,7 +92,9 @@ pub fn write_csv<W: Write>(out: W, records: &[OperationRecord]) -> Result<(), Wr
             text_cell(&r.span_id),
             text_cell(&metadata).into_owned().into(),
         ];
-        writer.write_record(row.iter().map(|c| c.as_bytes())).map_err(csv_error)?;
+        writer
+            .write_record(row.iter().map(|c| c.as_bytes()))
+            .map_err(csv_error)?;
     }
     writer.flush()?;
     Ok(())
@@ -138,7 +143,11 @@ impl Row<'_> {
     }
 
     fn bad(&self, i: usize, message: String) -> ReadError {
-        ReadError::Field { row: self.line, column: CSV_COLUMNS[i], message }
+        ReadError::Field {
+            row: self.line,
+            column: CSV_COLUMNS[i],
+            message,
+        }
     }
 
     fn opt<T: std::str::FromStr>(&self, i: usize) -> Result<Option<T>, ReadError>
@@ -149,7 +158,9 @@ impl Row<'_> {
         if text.is_empty() {
             return Ok(None);
         }
-        text.parse().map(Some).map_err(|e| self.bad(i, format!("{text:?}: {e}")))
+        text.parse()
+            .map(Some)
+            .map_err(|e| self.bad(i, format!("{text:?}: {e}")))
     }
 
     fn req<T: std::str::FromStr>(&self, i: usize) -> Result<T, ReadError>

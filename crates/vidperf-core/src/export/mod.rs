@@ -41,7 +41,10 @@ pub enum WriteError {
 impl WriteError {
     fn at(self, path: &Path) -> Self {
         match self {
-            Self::Io { source, .. } => Self::Io { path: Some(path.to_owned()), source },
+            Self::Io { source, .. } => Self::Io {
+                path: Some(path.to_owned()),
+                source,
+            },
             other => other,
         }
     }

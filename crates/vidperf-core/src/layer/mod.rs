@@ -110,7 +110,11 @@ impl PerfLayerBuilder {
     pub fn build(self) -> PerfLayer {
         let all_spans = self.sinks.iter().any(|(_, i)| *i == SpanInterest::All);
         PerfLayer {
-            inner: Arc::new(Inner { sinks: self.sinks, all_spans, health: LayerHealth::default() }),
+            inner: Arc::new(Inner {
+                sinks: self.sinks,
+                all_spans,
+                health: LayerHealth::default(),
+            }),
         }
     }
 }
@@ -132,7 +136,10 @@ impl PerfLayer {
                 continue;
             }
             if catch_unwind(AssertUnwindSafe(|| call(&**sink))).is_err() {
-                self.inner.health.sink_panics.fetch_add(1, Ordering::Relaxed);
+                self.inner
+                    .health
+                    .sink_panics
+                    .fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -177,6 +184,9 @@ where
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
+        if !self.inner.all_spans && span.metadata().fields().field(fields::STRATEGY).is_none() {
+            return;
+        }
         let mut extensions = span.extensions_mut();
         if let Some(state) = extensions.get_mut::<SpanState>() {
             values.record(&mut Recorder(state));
@@ -187,7 +197,9 @@ where
         if *event.metadata().level() != Level::ERROR {
             return;
         }
-        let Some(span) = ctx.event_span(event) else { return };
+        let Some(span) = ctx.event_span(event) else {
+            return;
+        };
         let mut extensions = span.extensions_mut();
         if let Some(state) = extensions.get_mut::<SpanState>()
             && state.error.is_none()
@@ -208,9 +220,14 @@ where
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        let ended = Instant::now();
         let Some(span) = ctx.span(&id) else { return };
-        let Some(mut state) = span.extensions_mut().remove::<SpanState>() else { return };
+        if !self.inner.all_spans && span.metadata().fields().field(fields::STRATEGY).is_none() {
+            return; // an ordinary span, untracked: no lock taken, no clock read
+        }
+        let ended = Instant::now();
+        let Some(mut state) = span.extensions_mut().remove::<SpanState>() else {
+            return;
+        };
         if std::thread::panicking() {
             state.fail(PANIC_MESSAGE);
         }

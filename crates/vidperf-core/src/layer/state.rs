@@ -5,8 +5,8 @@ use std::fmt::{self, Write as _};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use tracing::field::{Field, Visit};
 use tracing::Metadata;
+use tracing::field::{Field, Visit};
 
 use crate::fields::{self, OperationFields};
 use crate::ids::{SpanId, TraceId};
@@ -44,13 +44,14 @@ impl SpanState {
         parent_span_id: Option<SpanId>,
         is_operation: bool,
     ) -> Self {
+        let started = Instant::now();
         Self {
             trace_id,
             span_id: SpanId::random(),
             parent_span_id,
             is_operation,
-            started: Instant::now(),
-            start_time: SystemTime::now(),
+            started,
+            start_time: crate::clock::wall_time(started),
             operation_type: None,
             strategy: None,
             fields: OperationFields::default(),
@@ -77,7 +78,11 @@ impl SpanState {
     /// first failure is usually the cause.
     pub(crate) fn fail(&mut self, message: &str) {
         if self.error.is_none() {
-            let message = if message.is_empty() { "error (no message)" } else { message };
+            let message = if message.is_empty() {
+                "error (no message)"
+            } else {
+                message
+            };
             self.error = Some(truncate(message, MAX_ERROR_BYTES));
         }
     }
@@ -96,6 +101,13 @@ impl SpanState {
     pub(crate) fn record_value(&mut self, name: Cow<'static, str>, value: FieldValue) {
         let f = &mut self.fields;
         let ok = match &*name {
+            // `error = false` means "no error"; `error = true` is a failure without text.
+            fields::ERROR if matches!(value, FieldValue::Bool(_)) => {
+                if value == FieldValue::Bool(true) {
+                    self.fail("error");
+                }
+                true
+            }
             fields::STRATEGY | fields::OPERATION | fields::ERROR => {
                 let text = value.to_string();
                 match &*name {
@@ -179,35 +191,35 @@ pub(crate) struct Recorder<'a>(pub(crate) &'a mut SpanState);
 
 impl Visit for Recorder<'_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.record_value(Cow::Borrowed(field.name()), FieldValue::F64(value));
+        self.0
+            .record_value(Cow::Borrowed(field.name()), FieldValue::F64(value));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.record_value(Cow::Borrowed(field.name()), FieldValue::I64(value));
+        self.0
+            .record_value(Cow::Borrowed(field.name()), FieldValue::I64(value));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.record_value(Cow::Borrowed(field.name()), FieldValue::from(value));
+        self.0
+            .record_value(Cow::Borrowed(field.name()), FieldValue::from(value));
     }
 
     fn record_i128(&mut self, field: &Field, value: i128) {
-        let value = i64::try_from(value).map_or_else(
-            |_| FieldValue::text(&value.to_string()),
-            FieldValue::I64,
-        );
+        let value = i64::try_from(value)
+            .map_or_else(|_| FieldValue::text(&value.to_string()), FieldValue::I64);
         self.0.record_value(Cow::Borrowed(field.name()), value);
     }
 
     fn record_u128(&mut self, field: &Field, value: u128) {
-        let value = u64::try_from(value).map_or_else(
-            |_| FieldValue::text(&value.to_string()),
-            FieldValue::from,
-        );
+        let value = u64::try_from(value)
+            .map_or_else(|_| FieldValue::text(&value.to_string()), FieldValue::from);
         self.0.record_value(Cow::Borrowed(field.name()), value);
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.record_value(Cow::Borrowed(field.name()), FieldValue::Bool(value));
+        self.0
+            .record_value(Cow::Borrowed(field.name()), FieldValue::Bool(value));
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
@@ -216,13 +228,16 @@ impl Visit for Recorder<'_> {
             fields::STRATEGY => self.0.strategy = Some(intern(value)),
             fields::OPERATION => self.0.operation_type = Some(intern(value)),
             fields::ERROR => self.0.fail(value),
-            name => self.0.record_value(Cow::Borrowed(name), FieldValue::text(value)),
+            name => self
+                .0
+                .record_value(Cow::Borrowed(name), FieldValue::text(value)),
         }
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         let text = bounded_display(value);
-        self.0.record_value(Cow::Borrowed(field.name()), FieldValue::Str(text));
+        self.0
+            .record_value(Cow::Borrowed(field.name()), FieldValue::Str(text));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
@@ -233,7 +248,9 @@ impl Visit for Recorder<'_> {
             fields::STRATEGY => self.0.strategy = Some(intern(&text)),
             fields::OPERATION => self.0.operation_type = Some(intern(&text)),
             fields::ERROR => self.0.fail(&text),
-            name => self.0.record_value(Cow::Borrowed(name), FieldValue::Str(text)),
+            name => self
+                .0
+                .record_value(Cow::Borrowed(name), FieldValue::Str(text)),
         }
     }
 }
@@ -305,7 +322,11 @@ impl fmt::Write for Bounded {
 
 fn bounded(write: impl FnOnce(&mut Bounded) -> fmt::Result) -> String {
     let limit = MAX_STRING_VALUE_BYTES - '…'.len_utf8();
-    let mut out = Bounded { text: String::new(), limit, cut: false };
+    let mut out = Bounded {
+        text: String::new(),
+        limit,
+        cut: false,
+    };
     let _ = write(&mut out);
     if out.cut {
         out.text.push('…');

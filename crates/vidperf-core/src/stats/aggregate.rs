@@ -63,7 +63,11 @@ impl Peak {
 impl AddAssign<&Peak> for Peak {
     fn add_assign(&mut self, other: &Peak) {
         if other.count > 0 {
-            self.max = if self.count == 0 { other.max } else { self.max.max(other.max) };
+            self.max = if self.count == 0 {
+                other.max
+            } else {
+                self.max.max(other.max)
+            };
             self.sum += other.sum;
             self.count += other.count;
         }
@@ -106,8 +110,10 @@ impl Aggregate {
             self.quality_count += 1;
         }
         let r = &span.resources;
-        self.memory.add(r.process_memory_bytes.map(|b| b as f64 / MIB));
-        self.gpu_memory.add(r.gpu_memory_bytes.map(|b| b as f64 / MIB));
+        self.memory
+            .add(r.process_memory_bytes.map(|b| b as f64 / MIB));
+        self.gpu_memory
+            .add(r.gpu_memory_bytes.map(|b| b as f64 / MIB));
         self.cpu.add(r.process_cpu_utilization.map(|u| u * 100.0));
         self.gpu.add(r.gpu_utilization.map(|u| u * 100.0));
     }

@@ -5,12 +5,13 @@
 mod aggregate;
 mod snapshot;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use snapshot::*;
 
+use crate::hash::FxHashMap;
 use crate::ids::SpanId;
 use crate::record::OperationRecord;
 use crate::sink::Sink;
@@ -103,7 +104,10 @@ pub struct SnapshotOptions {
 
 impl Default for SnapshotOptions {
     fn default() -> Self {
-        Self { recent: 10, active: 100 }
+        Self {
+            recent: 10,
+            active: 100,
+        }
     }
 }
 
@@ -135,7 +139,6 @@ pub struct Stats {
     started: Instant,
     started_at: SystemTime,
     inner: Mutex<Inner>,
-    active: Mutex<ActiveTable>,
 }
 
 #[derive(Debug, Default)]
@@ -147,36 +150,47 @@ struct Inner {
     purged: u64,
     trend: VecDeque<(SystemTime, OperationKey, f64, bool)>,
     windows: VecDeque<Window>,
+    active: ActiveTable,
 }
 
 #[derive(Debug, Default)]
 struct Keyed {
-    map: HashMap<Arc<str>, Aggregate>,
+    slots: Vec<(Arc<str>, Aggregate)>,
+    index: FxHashMap<Arc<str>, usize>,
     overflow: Aggregate,
 }
 
 impl Keyed {
     fn record(&mut self, key: &Arc<str>, span: &FinishedSpan, max_keys: usize) {
-        if let Some(aggregate) = self.map.get_mut(key) {
-            aggregate.record(span);
-        } else if self.map.len() < max_keys {
-            self.map.entry(key.clone()).or_default().record(span);
-        } else {
-            self.overflow.record(span);
+        // Names are interned, so a pointer comparison usually finds the slot without
+        // hashing; the map catches names that were not interned.
+        let slot = match self.slots.iter().position(|(k, _)| Arc::ptr_eq(k, key)) {
+            Some(i) => Some(i),
+            None => self.index.get(key).copied(),
+        };
+        match slot {
+            Some(i) => self.slots[i].1.record(span),
+            None if self.slots.len() < max_keys => {
+                let mut aggregate = Aggregate::default();
+                aggregate.record(span);
+                self.index.insert(key.clone(), self.slots.len());
+                self.slots.push((key.clone(), aggregate));
+            }
+            None => self.overflow.record(span),
         }
     }
 
     fn stats(&self, only: Option<&str>) -> BTreeMap<String, AggregateStats> {
         let mut out: BTreeMap<String, AggregateStats> = self
-            .map
+            .slots
             .iter()
-            .filter(|(k, _)| only.is_none_or(|o| &***k == o))
-            .filter(|(k, _)| &***k != OVERFLOW_KEY)
+            .filter(|(k, _)| only.is_none_or(|o| &**k == o))
+            .filter(|(k, _)| &**k != OVERFLOW_KEY)
             .map(|(k, a)| (k.to_string(), a.stats()))
             .collect();
         // A strategy literally named like the overflow key merges with the overflow.
         let mut overflow = self.overflow.clone();
-        if let Some(named) = self.map.get(OVERFLOW_KEY) {
+        if let Some((_, named)) = self.slots.iter().find(|(k, _)| &**k == OVERFLOW_KEY) {
             overflow += named;
         }
         if overflow.count() > 0 && only.is_none_or(|o| o == OVERFLOW_KEY) {
@@ -196,7 +210,7 @@ struct Window {
 
 #[derive(Debug, Default)]
 struct ActiveTable {
-    map: HashMap<SpanId, ActiveOperation>,
+    map: FxHashMap<SpanId, ActiveOperation>,
     untracked: u64,
 }
 
@@ -214,7 +228,6 @@ impl Stats {
             started: Instant::now(),
             started_at: SystemTime::now(),
             inner: Mutex::default(),
-            active: Mutex::default(),
         }
     }
 
@@ -227,22 +240,26 @@ impl Stats {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn active(&self) -> MutexGuard<'_, ActiveTable> {
-        self.active.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// Adds one finished operation. Ordinary spans (no operation key) are ignored.
     pub fn record(&self, span: &FinishedSpan) {
+        if span.operation.is_some() {
+            self.record_locked(span, &mut self.inner());
+        }
+    }
+
+    fn record_locked(&self, span: &FinishedSpan, inner: &mut Inner) {
         let Some(key) = &span.operation else { return };
         let secs = span.duration.as_secs_f64();
         let window = window_index(span.end_time, self.config.trend_window);
-        // Clone outside the lock: only the error text and metadata allocate.
+        // Copies two `Arc`s and the fixed fields; only error text and metadata allocate.
         let kept = (self.config.history_limit > 0).then(|| span.clone());
-        let mut inner = self.inner();
-        let inner = &mut *inner;
         inner.totals.record(span);
-        inner.by_operation.record(&key.operation_type, span, self.config.max_keys);
-        inner.by_strategy.record(&key.strategy, span, self.config.max_keys);
+        inner
+            .by_operation
+            .record(&key.operation_type, span, self.config.max_keys);
+        inner
+            .by_strategy
+            .record(&key.strategy, span, self.config.max_keys);
         if let Some(kept) = kept {
             if inner.history.len() >= self.config.history_limit {
                 inner.history.pop_front();
@@ -256,9 +273,17 @@ impl Stats {
             if inner.trend.len() >= self.config.trend_points {
                 inner.trend.pop_front();
             }
-            inner.trend.push_back((span.end_time, key.clone(), secs, span.is_success()));
+            inner
+                .trend
+                .push_back((span.end_time, key.clone(), secs, span.is_success()));
         }
-        record_window(&mut inner.windows, window, secs, span.is_success(), self.config.trend_windows);
+        record_window(
+            &mut inner.windows,
+            window,
+            secs,
+            span.is_success(),
+            self.config.trend_windows,
+        );
     }
 
     /// A point-in-time snapshot with the default options.
@@ -285,9 +310,18 @@ impl Stats {
 
     /// A snapshot and every record held, taken at the same instant, so that an export's
     /// statistics and its records agree.
-    pub fn snapshot_and_records(&self, options: SnapshotOptions) -> (StatsSnapshot, Vec<OperationRecord>) {
+    pub fn snapshot_and_records(
+        &self,
+        options: SnapshotOptions,
+    ) -> (StatsSnapshot, Vec<OperationRecord>) {
         let (snapshot, spans) = self.snapshot_inner(options, None, None, true);
-        (snapshot, spans.iter().filter_map(OperationRecord::from_span).collect())
+        (
+            snapshot,
+            spans
+                .iter()
+                .filter_map(OperationRecord::from_span)
+                .collect(),
+        )
     }
 
     fn snapshot_inner(
@@ -302,8 +336,9 @@ impl Stats {
             strategy.is_none_or(|s| &*key.strategy == s)
                 && operation.is_none_or(|o| &*key.operation_type == o)
         };
+        let inner = self.inner();
         let (active, active_count, untracked) = {
-            let table = self.active();
+            let table = &inner.active;
             let mut list: Vec<&ActiveOperation> =
                 table.map.values().filter(|a| matches(&a.key)).collect();
             list.sort_by_key(|a| a.started);
@@ -319,9 +354,12 @@ impl Stats {
                     elapsed_seconds: a.started.elapsed().as_secs_f64(),
                 })
                 .collect();
-            (list, table.map.len() as u64 + table.untracked, table.untracked)
+            (
+                list,
+                table.map.len() as u64 + table.untracked,
+                table.untracked,
+            )
         };
-        let inner = self.inner();
         let recent_spans: Vec<FinishedSpan> = inner
             .history
             .iter()
@@ -376,11 +414,16 @@ impl Stats {
             active_untracked: untracked,
             sink_panics: 0,
         };
-        let all: Vec<FinishedSpan> =
-            if with_records { inner.history.iter().cloned().collect() } else { Vec::new() };
+        let all: Vec<FinishedSpan> = if with_records {
+            inner.history.iter().cloned().collect()
+        } else {
+            Vec::new()
+        };
         drop(inner);
-        let mut recent: Vec<OperationRecord> =
-            recent_spans.iter().filter_map(OperationRecord::from_span).collect();
+        let mut recent: Vec<OperationRecord> = recent_spans
+            .iter()
+            .filter_map(OperationRecord::from_span)
+            .collect();
         recent.reverse();
         let snapshot = StatsSnapshot {
             summary,
@@ -401,12 +444,20 @@ impl Stats {
     /// Every record held (at most [`StatsConfig::history_limit`]), oldest first.
     pub fn records(&self) -> Vec<OperationRecord> {
         let spans: Vec<FinishedSpan> = self.inner().history.iter().cloned().collect();
-        spans.iter().filter_map(OperationRecord::from_span).collect()
+        spans
+            .iter()
+            .filter_map(OperationRecord::from_span)
+            .collect()
     }
 
     /// Forgets everything recorded so far (active operations stay listed).
     pub fn reset(&self) {
-        *self.inner() = Inner::default();
+        let mut inner = self.inner();
+        let active = std::mem::take(&mut inner.active);
+        *inner = Inner {
+            active,
+            ..Inner::default()
+        };
     }
 }
 
@@ -432,9 +483,22 @@ fn record_window(windows: &mut VecDeque<Window>, index: u64, secs: f64, ok: bool
         if pos == 0 && windows.len() >= keep {
             return;
         }
-        windows.insert(pos, Window { index, count: 1, successes: u64::from(ok), duration_sum: secs });
+        windows.insert(
+            pos,
+            Window {
+                index,
+                count: 1,
+                successes: u64::from(ok),
+                duration_sum: secs,
+            },
+        );
     } else {
-        windows.push_back(Window { index, count: 1, successes: u64::from(ok), duration_sum: secs });
+        windows.push_back(Window {
+            index,
+            count: 1,
+            successes: u64::from(ok),
+            duration_sum: secs,
+        });
     }
     while windows.len() > keep {
         windows.pop_front();
@@ -446,17 +510,17 @@ impl Sink for Stats {
         if span.operation.is_none() {
             return;
         }
-        {
-            let mut table = self.active();
-            if table.map.remove(&span.span_id).is_none() {
-                table.untracked = table.untracked.saturating_sub(1);
-            }
+        let mut inner = self.inner();
+        let table = &mut inner.active;
+        if table.map.remove(&span.span_id).is_none() {
+            table.untracked = table.untracked.saturating_sub(1);
         }
-        self.record(span);
+        self.record_locked(span, &mut inner);
     }
 
     fn on_start(&self, operation: &ActiveOperation) {
-        let mut table = self.active();
+        let mut inner = self.inner();
+        let table = &mut inner.active;
         if table.map.len() < self.config.max_active {
             table.map.insert(operation.span_id, operation.clone());
         } else {
