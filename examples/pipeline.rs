@@ -539,14 +539,18 @@ fn main() -> ExitCode {
         args.clips, failed, stats.summary.total_operations
     );
     println!(
-        "{:<20} {:>5} {:>8} {:>9} {:>9} {:>9} {:>8} {:>10}",
-        "strategy", "ops", "success", "p50 ms", "p95 ms", "fps", "quality", "peak RAM"
+        "{:<20} {:>5} {:>8} {:>9} {:>9} {:>9} {:>8} {:>10} {:>10}",
+        "strategy", "ops", "success", "p50 ms", "p95 ms", "fps", "quality", "peak RAM", "peak VRAM"
     );
+    let mib = |p: &Option<vidperf::stats::PeakStats>| {
+        p.as_ref()
+            .map_or_else(|| "-".to_owned(), |p| format!("{:.0} MiB", p.max))
+    };
     for (name, s) in &stats.by_strategy {
         let d = s.duration.as_ref();
         let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{:.2}", v * 1e3));
         println!(
-            "{:<20} {:>5} {:>7.0}% {:>9} {:>9} {:>9} {:>8} {:>10}",
+            "{:<20} {:>5} {:>7.0}% {:>9} {:>9} {:>9} {:>8} {:>10} {:>10}",
             name,
             s.count,
             s.success_rate.unwrap_or(0.0) * 100.0,
@@ -556,11 +560,16 @@ fn main() -> ExitCode {
                 .map_or_else(|| "-".to_owned(), |v| format!("{v:.1}")),
             s.mean_quality_score
                 .map_or_else(|| "-".to_owned(), |v| format!("{v:.3}")),
-            s.resources
-                .peak_memory_mb
-                .as_ref()
-                .map_or_else(|| "-".to_owned(), |p| format!("{:.0} MiB", p.max)),
+            mib(&s.resources.peak_memory_mb),
+            mib(&s.resources.peak_gpu_memory_mb),
         );
+    }
+    if let Some(monitor) = &stats.health.monitor {
+        let gpu = match &monitor.gpu_reason {
+            Some(reason) => format!("GPU: {reason}"),
+            None => format!("GPU: {}", monitor.gpu_devices.join(", ")),
+        };
+        println!("\nresource monitor: {} samples, {gpu}", monitor.samples);
     }
     match vidperf::export::write_files(&args.export_dir, &stats, &records) {
         Ok(paths) => {

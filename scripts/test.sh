@@ -4,6 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The fake libnvidia-ml.so used by the GPU tests is C, compiled by
+# crates/fake-nvml/build.rs: it needs a C compiler.
+if ! command -v cc >/dev/null 2>&1 && ! command -v gcc >/dev/null 2>&1; then
+    echo "installing a C compiler for the fake NVML library" >&2
+    if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+    $sudo apt-get update -q && $sudo apt-get install -y -q gcc libc6-dev
+fi
+
 # Examples are run by tests/pipeline_example.rs; benches must keep building.
 cargo build --locked --workspace --all-targets --all-features
 

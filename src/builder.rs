@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 use tracing_subscriber::layer::SubscriberExt as _;
 
 use crate::handle::Vidperf;
+use crate::resources;
 use vidperf_core::{PerfLayer, Sink, Stats, StatsConfig};
 
 /// Configures vidperf. Settings made in code win over environment variables, which win
@@ -18,6 +19,7 @@ pub struct Builder {
     stats: StatsConfig,
     sinks: Vec<Box<dyn FnOnce(vidperf_core::PerfLayerBuilder) -> vidperf_core::PerfLayerBuilder>>,
     read_env: bool,
+    pub(crate) monitor: resources::Setting,
 }
 
 impl std::fmt::Debug for Builder {
@@ -29,6 +31,7 @@ impl std::fmt::Debug for Builder {
             .field("stats", &self.stats)
             .field("extra_sinks", &self.sinks.len())
             .field("read_env", &self.read_env)
+            .field("monitor", &self.monitor)
             .finish()
     }
 }
@@ -42,6 +45,7 @@ impl Default for Builder {
             stats: StatsConfig::default(),
             sinks: Vec::new(),
             read_env: true,
+            monitor: resources::Setting::default(),
         }
     }
 }
@@ -60,6 +64,9 @@ pub enum BuildError {
         /// What it should hold.
         expected: &'static str,
     },
+    /// The resource monitor could not start.
+    #[error("{0}")]
+    Monitor(String),
 }
 
 /// Why [`Builder::install`] failed.
@@ -85,6 +92,34 @@ pub const ENV_MAX_KEYS: &str = "VIDPERF_MAX_KEYS";
 pub const ENV_MAX_ACTIVE: &str = "VIDPERF_MAX_ACTIVE";
 
 static GLOBAL: OnceLock<Vidperf> = OnceLock::new();
+
+/// The value of `var`, `None` when unset; a build error when it is not UTF-8.
+pub(crate) fn env_text(var: &'static str) -> Result<Option<String>, BuildError> {
+    match std::env::var(var) {
+        Ok(value) => Ok(Some(value)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(raw)) => Err(BuildError::InvalidEnv {
+            var,
+            value: raw.to_string_lossy().into_owned(),
+            expected: "UTF-8 text",
+        }),
+    }
+}
+
+/// The whole number in `var`, `None` when unset; a build error when malformed.
+pub(crate) fn env_number(var: &'static str) -> Result<Option<usize>, BuildError> {
+    match env_text(var)? {
+        None => Ok(None),
+        Some(value) => match value.trim().parse() {
+            Ok(n) => Ok(Some(n)),
+            Err(_) => Err(BuildError::InvalidEnv {
+                var,
+                value,
+                expected: "a non-negative whole number",
+            }),
+        },
+    }
+}
 
 /// The handle of the vidperf instance installed with [`Builder::install`] or
 /// [`init`](crate::init), if any — the original design's `get_performance_tracker()`.
@@ -143,19 +178,7 @@ impl Builder {
         if !self.read_env {
             return Ok(default);
         }
-        match std::env::var(var) {
-            Ok(value) => value.trim().parse().map_err(|_| BuildError::InvalidEnv {
-                var,
-                value,
-                expected: "a non-negative whole number",
-            }),
-            Err(std::env::VarError::NotPresent) => Ok(default),
-            Err(std::env::VarError::NotUnicode(raw)) => Err(BuildError::InvalidEnv {
-                var,
-                value: raw.to_string_lossy().into_owned(),
-                expected: "a non-negative whole number",
-            }),
-        }
+        Ok(env_number(var)?.unwrap_or(default))
     }
 
     /// The layer to add to your own subscriber, and the handle to query it.
@@ -183,13 +206,15 @@ impl Builder {
             )?)
             .with_max_keys(self.resolve(self.max_keys, ENV_MAX_KEYS, defaults.max_keys)?)
             .with_max_active(self.resolve(self.max_active, ENV_MAX_ACTIVE, defaults.max_active)?);
+        let monitor = resources::start(&self.monitor, self.read_env)?;
         let stats = Arc::new(Stats::new(config));
-        let mut layer = PerfLayer::builder().sink(stats.clone());
+        let mut layer =
+            resources::attach(PerfLayer::builder(), monitor.as_ref()).sink(stats.clone());
         for add in self.sinks {
             layer = add(layer);
         }
         let layer = layer.build();
-        let handle = Vidperf::new(stats, layer.clone());
+        let handle = Vidperf::new(stats, layer.clone(), monitor);
         Ok((layer, handle))
     }
 

@@ -3,21 +3,59 @@
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use vidperf_core::export::{self, ExportPaths, WriteError};
 use vidperf_core::stats::SnapshotOptions;
 use vidperf_core::{OperationRecord, PerfLayer, Stats, StatsSnapshot};
+
+use crate::resources;
 
 /// A cheap-to-clone handle on a running vidperf: statistics snapshots and exports.
 #[derive(Clone, Debug)]
 pub struct Vidperf {
     stats: Arc<Stats>,
     layer: PerfLayer,
+    monitor: Option<resources::Monitor>,
+}
+
+/// Why [`Vidperf::shutdown`] did not finish cleanly.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShutdownError {
+    /// The resource monitor did not stop in time.
+    #[error("{0}")]
+    Monitor(String),
 }
 
 impl Vidperf {
-    pub(crate) fn new(stats: Arc<Stats>, layer: PerfLayer) -> Self {
-        Self { stats, layer }
+    pub(crate) fn new(
+        stats: Arc<Stats>,
+        layer: PerfLayer,
+        monitor: Option<resources::Monitor>,
+    ) -> Self {
+        Self {
+            stats,
+            layer,
+            monitor,
+        }
+    }
+
+    /// The resource monitor, when one runs.
+    #[cfg(any(feature = "system", feature = "gpu"))]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "system", feature = "gpu"))))]
+    pub fn resource_monitor(&self) -> Option<&vidperf_sampler::ResourceMonitor> {
+        self.monitor.as_deref()
+    }
+
+    /// Stops the background work (the resource monitor's thread), waiting at most
+    /// `timeout`. Statistics and exports keep working afterwards; operations that close
+    /// later get no resource peaks.
+    pub fn shutdown(&self, timeout: Duration) -> Result<(), ShutdownError> {
+        match &self.monitor {
+            Some(m) => resources::shutdown(m, timeout).map_err(ShutdownError::Monitor),
+            None => Ok(()),
+        }
     }
 
     /// The statistics aggregator itself.
@@ -56,6 +94,7 @@ impl Vidperf {
 
     fn add_health(&self, snapshot: &mut StatsSnapshot) {
         snapshot.health.sink_panics = self.layer.health().sink_panics();
+        snapshot.health.monitor = self.monitor.as_ref().map(resources::health);
     }
 
     /// Every operation record held, oldest first.

@@ -100,17 +100,34 @@
 
 mod builder;
 mod handle;
+#[cfg(any(feature = "system", feature = "gpu"))]
+mod resources;
+#[cfg(not(any(feature = "system", feature = "gpu")))]
+#[path = "resources_off.rs"]
+mod resources;
+
+/// The resource monitor: per-operation peaks of RAM, CPU, GPU memory and utilization.
+#[cfg(any(feature = "system", feature = "gpu"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "system", feature = "gpu"))))]
+pub mod monitor {
+    pub use crate::resources::{
+        ENV_NVML_LIBRARY, ENV_RESOURCE_MONITOR, ENV_SAMPLE_INTERVAL_MS, GpuStatus, GpuUnavailable,
+        MonitorConfig, NvmlLibrary, ResourceMonitor,
+    };
+    pub use vidperf_core::stats::MonitorHealth;
+}
 
 pub use builder::{
     BuildError, Builder, ENV_HISTORY_LIMIT, ENV_MAX_ACTIVE, ENV_MAX_KEYS, InstallError, global,
 };
-pub use handle::Vidperf;
+pub use handle::{ShutdownError, Vidperf};
 pub use vidperf_core::operation::{Operation, track_operation};
 pub use vidperf_core::{
-    ActiveOperation, FieldValue, FinishedSpan, LayerHealth, MAX_STRING_VALUE_BYTES,
-    OperationFields, OperationKey, OperationOutcome, OperationRecord, PerfLayer, PerfLayerBuilder,
-    Resolution, ResourcePeaks, Sink, SnapshotOptions, SpanId, SpanInterest, Stats, StatsConfig,
-    StatsSnapshot, TraceId, record_error, record_field, record_outcome, span_ids,
+    ActiveOperation, DevicePeaks, DeviceRecord, FieldValue, FinishedSpan, LayerHealth,
+    MAX_STRING_VALUE_BYTES, OperationFields, OperationKey, OperationOutcome, OperationRecord,
+    PerfLayer, PerfLayerBuilder, Resolution, ResourcePeaks, Sink, SnapshotOptions, SpanId,
+    SpanInterest, Stats, StatsConfig, StatsSnapshot, TraceId, record_error, record_field,
+    record_outcome, span_ids,
 };
 pub use vidperf_core::{export, fields, stats};
 

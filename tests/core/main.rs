@@ -9,9 +9,14 @@ mod ways_in;
 use tracing_subscriber::prelude::*;
 use vidperf::{Builder, Vidperf};
 
-/// Runs `f` with a fresh vidperf as the thread's default subscriber.
+/// Runs `f` with a fresh vidperf as the thread's default subscriber. The resource
+/// monitor is off here so that records are deterministic; tests/resources.rs covers it.
 pub(crate) fn run_with(builder: Builder, f: impl FnOnce()) -> Vidperf {
-    let (layer, vidperf) = builder.without_env().build().expect("valid configuration");
+    let (layer, vidperf) = builder
+        .without_env()
+        .without_resource_monitor()
+        .build()
+        .expect("valid configuration");
     let subscriber = tracing_subscriber::registry().with(layer);
     tracing::subscriber::with_default(subscriber, f);
     vidperf

@@ -67,6 +67,21 @@ pub struct OperationRecord {
     pub span_id: String,
     /// Every other field recorded on the operation.
     pub metadata: BTreeMap<String, FieldValue>,
+    /// Per-GPU peaks, on machines with more than one GPU (empty otherwise).
+    #[serde(default)]
+    pub gpu_devices: Vec<DeviceRecord>,
+}
+
+/// The peaks of one GPU during an operation, as exported.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct DeviceRecord {
+    /// NVML device index.
+    pub index: u32,
+    /// Peak device memory used, MiB.
+    pub peak_gpu_memory_mb: Option<f64>,
+    /// Peak utilization, percent.
+    pub gpu_utilization_percent: Option<f64>,
 }
 
 impl OperationRecord {
@@ -93,8 +108,8 @@ impl OperationRecord {
             enhancement_factor: span.fields.enhancement_factor,
             peak_memory_mb: r.process_memory_bytes.map(|b| b as f64 / MIB),
             peak_gpu_memory_mb: r.gpu_memory_bytes.map(|b| b as f64 / MIB),
-            cpu_utilization_percent: r.process_cpu_utilization.map(|u| u * 100.0),
-            gpu_utilization_percent: r.gpu_utilization.map(|u| u * 100.0),
+            cpu_utilization_percent: r.process_cpu_utilization.map(percent),
+            gpu_utilization_percent: r.gpu_utilization.map(percent),
             samples: r.samples,
             trace_id: span.trace_id.to_string(),
             span_id,
@@ -102,6 +117,15 @@ impl OperationRecord {
                 .metadata
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            gpu_devices: r
+                .devices
+                .iter()
+                .map(|d| DeviceRecord {
+                    index: d.index,
+                    peak_gpu_memory_mb: d.memory_bytes.map(|b| b as f64 / MIB),
+                    gpu_utilization_percent: d.utilization.map(percent),
+                })
                 .collect(),
         })
     }
@@ -111,6 +135,12 @@ impl OperationRecord {
         let frames = self.frames_processed? as f64;
         (self.duration_seconds > 0.0).then(|| frames / self.duration_seconds)
     }
+}
+
+/// A ratio (1.0 = 100%) as a percentage rounded to 1e-4, so that 0.55 reads 55, not
+/// 55.00000000000001.
+pub(crate) fn percent(ratio: f64) -> f64 {
+    (ratio * 1e6).round() / 1e4
 }
 
 /// `time` cut to whole microseconds, the precision of the exports, so that a record

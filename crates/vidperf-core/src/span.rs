@@ -74,7 +74,7 @@ pub struct OperationKey {
 /// A figure that could not be measured is `None`, never zero. Concurrent operations
 /// share one process and its GPUs, so these are process-level and device-level peaks
 /// during the span's window, not the span's own allocation.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct ResourcePeaks {
     /// Peak resident memory of this process, in bytes.
@@ -89,6 +89,39 @@ pub struct ResourcePeaks {
     pub gpu_utilization: Option<f64>,
     /// How many resource samples fell inside the span.
     pub samples: Option<u64>,
+    /// Per-device peaks, listed only on machines with more than one GPU (with one GPU
+    /// the device figures above are that device's; with none, this is empty).
+    pub devices: Vec<DevicePeaks>,
+}
+
+impl ResourcePeaks {
+    /// Peaks with every figure absent.
+    pub fn none() -> Self {
+        Self::default()
+    }
+}
+
+/// The peaks of one GPU during a span's life.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct DevicePeaks {
+    /// The NVML device index.
+    pub index: u32,
+    /// Peak device memory used, in bytes.
+    pub memory_bytes: Option<u64>,
+    /// Peak utilization, 0.0–1.0.
+    pub utilization: Option<f64>,
+}
+
+impl DevicePeaks {
+    /// Peaks of device `index`.
+    pub fn new(index: u32, memory_bytes: Option<u64>, utilization: Option<f64>) -> Self {
+        Self {
+            index,
+            memory_bytes,
+            utilization,
+        }
+    }
 }
 
 /// An operation that has started and not finished yet.

@@ -7,7 +7,7 @@ use super::{ReadError, WriteError};
 use crate::record::{OperationRecord, rfc3339};
 
 /// The CSV columns, in order. Stable: new columns are only ever appended.
-pub const CSV_COLUMNS: [&str; 23] = [
+pub const CSV_COLUMNS: [&str; 24] = [
     "operation_id",
     "operation_type",
     "strategy",
@@ -31,6 +31,7 @@ pub const CSV_COLUMNS: [&str; 23] = [
     "trace_id",
     "span_id",
     "metadata",
+    "gpu_devices",
 ];
 
 /// Characters that make a spreadsheet treat a cell as a formula, plus the escape itself.
@@ -64,7 +65,12 @@ pub fn write_csv<W: Write>(out: W, records: &[OperationRecord]) -> Result<(), Wr
         } else {
             serde_json::to_string(&r.metadata).map_err(|e| WriteError::Encode(e.to_string()))?
         };
-        let row: [std::borrow::Cow<'_, str>; 23] = [
+        let devices = if r.gpu_devices.is_empty() {
+            String::new()
+        } else {
+            serde_json::to_string(&r.gpu_devices).map_err(|e| WriteError::Encode(e.to_string()))?
+        };
+        let row: [std::borrow::Cow<'_, str>; 24] = [
             text_cell(&r.operation_id),
             text_cell(&r.operation_type),
             text_cell(&r.strategy),
@@ -91,6 +97,7 @@ pub fn write_csv<W: Write>(out: W, records: &[OperationRecord]) -> Result<(), Wr
             text_cell(&r.trace_id),
             text_cell(&r.span_id),
             text_cell(&metadata).into_owned().into(),
+            devices.into(),
         ];
         writer
             .write_record(row.iter().map(|c| c.as_bytes()))
@@ -188,6 +195,12 @@ fn parse_row(row: &csv::StringRecord, line: u64) -> Result<OperationRecord, Read
     } else {
         serde_json::from_str(&metadata_text).map_err(|e| r.bad(22, e.to_string()))?
     };
+    let devices_text = r.cell(23);
+    let gpu_devices = if devices_text.is_empty() {
+        Vec::new()
+    } else {
+        serde_json::from_str(devices_text).map_err(|e| r.bad(23, e.to_string()))?
+    };
     Ok(OperationRecord {
         operation_id: r.text(0),
         operation_type: r.text(1),
@@ -212,5 +225,6 @@ fn parse_row(row: &csv::StringRecord, line: u64) -> Result<OperationRecord, Read
         trace_id: r.text(20),
         span_id: r.text(21),
         metadata,
+        gpu_devices,
     })
 }

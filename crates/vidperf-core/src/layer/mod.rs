@@ -17,6 +17,7 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::fields;
 use crate::ids::{SpanId, TraceId};
+use crate::resources::ResourceWindows;
 use crate::sink::{Sink, SpanInterest};
 use crate::span::{ActiveOperation, ResourcePeaks};
 use crate::value::FieldValue;
@@ -58,7 +59,25 @@ pub struct PerfLayer {
 struct Inner {
     sinks: Vec<(Arc<dyn SinkDebug>, SpanInterest)>,
     all_spans: bool,
+    resources: Option<Arc<dyn WindowsDebug>>,
     health: LayerHealth,
+}
+
+/// A resource source plus `Debug`.
+trait WindowsDebug: ResourceWindows {
+    fn type_name(&self) -> &'static str;
+}
+
+impl<T: ResourceWindows> WindowsDebug for T {
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<T>()
+    }
+}
+
+impl std::fmt::Debug for dyn WindowsDebug {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.type_name())
+    }
 }
 
 /// A sink plus `Debug`, so the layer can be `Debug` whatever the sinks are.
@@ -95,6 +114,7 @@ impl LayerHealth {
 #[derive(Debug, Default)]
 pub struct PerfLayerBuilder {
     sinks: Vec<(Arc<dyn SinkDebug>, SpanInterest)>,
+    resources: Option<Arc<dyn WindowsDebug>>,
 }
 
 impl PerfLayerBuilder {
@@ -106,6 +126,13 @@ impl PerfLayerBuilder {
         self
     }
 
+    /// Attaches resource peaks from `source` (a resource monitor) to every operation.
+    #[must_use]
+    pub fn resources<T: ResourceWindows>(mut self, source: T) -> Self {
+        self.resources = Some(Arc::new(source));
+        self
+    }
+
     /// The layer.
     pub fn build(self) -> PerfLayer {
         let all_spans = self.sinks.iter().any(|(_, i)| *i == SpanInterest::All);
@@ -113,6 +140,7 @@ impl PerfLayerBuilder {
             inner: Arc::new(Inner {
                 sinks: self.sinks,
                 all_spans,
+                resources: self.resources,
                 health: LayerHealth::default(),
             }),
         }
@@ -168,6 +196,9 @@ where
             None => (TraceId::random(), None),
         };
         let mut state = SpanState::new(trace_id, parent, is_operation);
+        if is_operation && let Some(resources) = &self.inner.resources {
+            state.window = Some(resources.open());
+        }
         attrs.record(&mut Recorder(&mut state));
         if let Some(key) = state.key(attrs.metadata()) {
             let active = ActiveOperation {
@@ -231,7 +262,11 @@ where
         if std::thread::panicking() {
             state.fail(PANIC_MESSAGE);
         }
-        let finished = state.finish(span.metadata(), ended, ResourcePeaks::default());
+        let resources = match (state.window, &self.inner.resources) {
+            (Some(window), Some(source)) => source.close(window),
+            _ => ResourcePeaks::none(),
+        };
+        let finished = state.finish(span.metadata(), ended, resources);
         drop(span);
         let operation = finished.operation.is_some();
         self.dispatch(|sink| sink.on_finish(&finished), operation);

@@ -11,6 +11,7 @@ use tracing::field::{Field, Visit};
 use crate::fields::{self, OperationFields};
 use crate::ids::{SpanId, TraceId};
 use crate::intern::intern;
+use crate::resources::WindowStart;
 use crate::span::{FinishedSpan, OperationKey, ResourcePeaks};
 use crate::value::{FieldValue, MAX_STRING_VALUE_BYTES, truncate};
 
@@ -36,6 +37,7 @@ pub(crate) struct SpanState {
     pub(crate) error: Option<String>,
     pub(crate) metadata: Vec<(Cow<'static, str>, FieldValue)>,
     pub(crate) metadata_dropped: u32,
+    pub(crate) window: Option<WindowStart>,
 }
 
 impl SpanState {
@@ -58,6 +60,7 @@ impl SpanState {
             error: None,
             metadata: Vec::new(),
             metadata_dropped: 0,
+            window: None,
         }
     }
 

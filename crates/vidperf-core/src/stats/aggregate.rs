@@ -114,8 +114,9 @@ impl Aggregate {
             .add(r.process_memory_bytes.map(|b| b as f64 / MIB));
         self.gpu_memory
             .add(r.gpu_memory_bytes.map(|b| b as f64 / MIB));
-        self.cpu.add(r.process_cpu_utilization.map(|u| u * 100.0));
-        self.gpu.add(r.gpu_utilization.map(|u| u * 100.0));
+        self.cpu
+            .add(r.process_cpu_utilization.map(crate::record::percent));
+        self.gpu.add(r.gpu_utilization.map(crate::record::percent));
     }
 
     pub(crate) fn count(&self) -> u64 {

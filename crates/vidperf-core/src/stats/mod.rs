@@ -413,6 +413,7 @@ impl Stats {
             operation_overflow: inner.by_operation.overflow.count(),
             active_untracked: untracked,
             sink_panics: 0,
+            monitor: None,
         };
         let all: Vec<FinishedSpan> = if with_records {
             inner.history.iter().cloned().collect()

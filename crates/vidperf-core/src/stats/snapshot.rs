@@ -216,4 +216,39 @@ pub struct Health {
     pub active_untracked: u64,
     /// Panics caught in sinks (each lost one span for that sink).
     pub sink_panics: u64,
+    /// The resource monitor, when one is attached.
+    pub monitor: Option<MonitorHealth>,
+}
+
+/// The resource monitor's own state, in [`Health::monitor`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct MonitorHealth {
+    /// Whether the sampling thread is running (it may be parked while idle).
+    pub running: bool,
+    /// Whether it is parked because no operation is open.
+    pub parked: bool,
+    /// Sampling interval, seconds.
+    pub interval_seconds: f64,
+    /// Samples taken so far.
+    pub samples: u64,
+    /// Age of the newest sample, seconds.
+    pub last_sample_age_seconds: Option<f64>,
+    /// True while operations are open but no sample arrived for three intervals (a hung
+    /// driver call, say): peaks of operations closing now have no fresh samples.
+    pub stale: bool,
+    /// `available` or `unavailable`.
+    pub gpu_state: String,
+    /// Why GPUs are unavailable, when they are.
+    pub gpu_reason: Option<String>,
+    /// Device names, by index.
+    pub gpu_devices: Vec<String>,
+    /// Figures a device does not support, e.g. `device 0: utilization`.
+    pub gpu_unsupported: Vec<String>,
+    /// NVML errors while running, by kind (`gpu_lost`, `driver_not_loaded`, …).
+    pub gpu_errors: BTreeMap<String, u64>,
+    /// Mean cost of one sampling tick, microseconds.
+    pub tick_micros: Option<f64>,
+    /// Windows whose peak may be over-estimated because a sample stack overflowed.
+    pub inexact_merges: u64,
 }

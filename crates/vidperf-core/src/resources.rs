@@ -1,0 +1,41 @@
+//! The hook through which a resource monitor attaches peaks to operations.
+//!
+//! `vidperf-core` measures no resources itself; a monitor such as `vidperf-sampler`'s
+//! `ResourceMonitor` implements [`ResourceWindows`], and the [`PerfLayer`](crate::PerfLayer)
+//! opens a window when an operation starts and closes it when the operation closes.
+
+use crate::span::ResourcePeaks;
+
+/// An open measurement window: where the monitor's sample sequence stood when an
+/// operation started. Small and `Copy`; kept in the operation's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowStart {
+    /// The sequence number of the first sample that belongs to the window.
+    pub first_sample: u64,
+}
+
+/// A source of per-window resource peaks.
+///
+/// Both methods run on the span path, on the thread that opens or closes the
+/// operation. Implementations must therefore be cheap and non-blocking: no system or
+/// driver calls, no I/O, no lock held across anything slow. `open` should be O(1) and
+/// `close` O(log n) in the number of samples, independent of how many windows are open.
+pub trait ResourceWindows: Send + Sync + 'static {
+    /// Opens a window for an operation that starts now.
+    fn open(&self) -> WindowStart;
+
+    /// Closes the window and returns the peaks of every sample that fell inside it
+    /// (including the latest sample at open and at close). Every figure that was not
+    /// measured stays `None`.
+    fn close(&self, start: WindowStart) -> ResourcePeaks;
+}
+
+impl<T: ResourceWindows + ?Sized> ResourceWindows for std::sync::Arc<T> {
+    fn open(&self) -> WindowStart {
+        (**self).open()
+    }
+
+    fn close(&self, start: WindowStart) -> ResourcePeaks {
+        (**self).close(start)
+    }
+}

@@ -1,0 +1,112 @@
+//! GPU types shared by the NVML source and its stand-in when the `gpu` feature is off.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::MAX_DEVICES;
+
+/// Where to load NVML from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NvmlLibrary {
+    /// The system library (`libnvidia-ml.so.1` on Linux), found by the dynamic loader.
+    #[default]
+    System,
+    /// A library at this path (another driver install, or a fake for tests).
+    Path(PathBuf),
+    /// Do not sample GPUs.
+    Disabled,
+}
+
+/// Why GPU figures are not available, decided once when the monitor starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GpuUnavailable {
+    /// GPU sampling was turned off in the configuration.
+    Disabled,
+    /// The NVML library could not be loaded (no NVIDIA driver installed).
+    LibraryMissing(String),
+    /// The library loaded but the NVIDIA kernel driver is not running.
+    DriverNotLoaded,
+    /// The library lacks a function vidperf needs (an old driver).
+    SymbolMissing(String),
+    /// NVML works but reports no devices.
+    NoDevices,
+    /// NVML failed to start for another reason.
+    Failed(String),
+    /// vidperf was built without its `gpu` feature.
+    NotBuilt,
+}
+
+/// What the GPU side of the monitor can do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GpuStatus {
+    /// Sampling these devices.
+    Available {
+        /// Device names by index.
+        devices: Vec<String>,
+        /// Figures a device does not support (e.g. utilization on a MIG slice),
+        /// as `"device N: figure"`.
+        unsupported: Vec<String>,
+    },
+    /// No GPU figures; CPU and RAM keep working.
+    Unavailable(GpuUnavailable),
+}
+
+/// Kinds of NVML errors counted while running.
+// reason: only the NVML source (feature `gpu`) raises errors.
+#[cfg_attr(not(feature = "gpu"), allow(dead_code))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ErrorKind {
+    GpuLost = 0,
+    DriverNotLoaded = 1,
+    Uninitialized = 2,
+    Timeout = 3,
+    Other = 4,
+}
+
+pub(crate) const ERROR_KINDS: [&str; 5] = [
+    "gpu_lost",
+    "driver_not_loaded",
+    "uninitialized",
+    "timeout",
+    "other",
+];
+
+#[derive(Debug, Default)]
+pub(crate) struct ErrorCounters([AtomicU64; 5]);
+
+impl ErrorCounters {
+    // reason: only the NVML source (feature `gpu`) raises errors.
+    #[cfg_attr(not(feature = "gpu"), allow(dead_code))]
+    pub(crate) fn count(&self, kind: ErrorKind) {
+        self.0[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self, i: usize) -> u64 {
+        self.0[i].load(Ordering::Relaxed)
+    }
+}
+
+impl std::fmt::Display for GpuUnavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Disabled => f.write_str("GPU sampling disabled"),
+            Self::LibraryMissing(e) => write!(f, "NVML library not found ({e})"),
+            Self::DriverNotLoaded => f.write_str("NVIDIA driver not loaded"),
+            Self::SymbolMissing(s) => write!(f, "NVML library lacks a needed function ({s})"),
+            Self::NoDevices => f.write_str("no NVIDIA GPUs"),
+            Self::Failed(e) => write!(f, "NVML failed to start ({e})"),
+            Self::NotBuilt => f.write_str("built without the gpu feature"),
+        }
+    }
+}
+
+/// One GPU reading. Per-device figures are `None` when that device failed this time.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct GpuReading {
+    pub(crate) memory: [Option<u64>; MAX_DEVICES],
+    pub(crate) utilization: [Option<f64>; MAX_DEVICES],
+    pub(crate) process_memory: Option<u64>,
+}

@@ -1,0 +1,518 @@
+//! [`ResourceMonitor`]: one named background thread that samples this process and the
+//! GPUs, and answers per-window peaks without any system call on the span path.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use vidperf_core::stats::MonitorHealth;
+use vidperf_core::{DevicePeaks, ResourcePeaks, ResourceWindows, WindowStart};
+
+use crate::MAX_DEVICES;
+use crate::gpu::GpuSource;
+use crate::gpu_types::{ERROR_KINDS, ErrorCounters, GpuStatus, NvmlLibrary};
+use crate::process::{ProcessReading, ProcessSource};
+use crate::stack::MaxStack;
+
+/// How the monitor samples.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct MonitorConfig {
+    /// Time between samples. Default 50 ms (20 Hz): GPU memory moves fast; process CPU
+    /// is re-read at most every 200 ms whatever this is. Values below 1 ms are raised
+    /// to 1 ms.
+    pub interval: Duration,
+    /// Time between queries of NVML's running-process list (this process's own GPU
+    /// memory). The call costs milliseconds and holds a driver lock. Default 1 s.
+    pub process_list_interval: Duration,
+    /// Where NVML comes from. Default: the system library.
+    pub nvml: NvmlLibrary,
+    /// Whether to sample this process's RAM and CPU. Default true.
+    pub process: bool,
+    /// Park the thread after this long with no operation open. Default 1 s.
+    pub park_after: Duration,
+    /// First wait after an NVML error (doubles up to 5 s). Default 250 ms.
+    pub error_backoff: Duration,
+    /// Entries per metric in the peak structure (bounds memory; see
+    /// `MonitorHealth::inexact_merges`). Default 16,384.
+    pub max_entries: usize,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_millis(50),
+            process_list_interval: Duration::from_secs(1),
+            nvml: NvmlLibrary::System,
+            process: true,
+            park_after: Duration::from_secs(1),
+            error_backoff: Duration::from_millis(250),
+            max_entries: 16_384,
+        }
+    }
+}
+
+impl MonitorConfig {
+    /// Sets [`MonitorConfig::interval`].
+    #[must_use]
+    pub fn with_interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    /// Sets [`MonitorConfig::nvml`].
+    #[must_use]
+    pub fn with_nvml(mut self, nvml: NvmlLibrary) -> Self {
+        self.nvml = nvml;
+        self
+    }
+
+    /// Sets [`MonitorConfig::process_list_interval`].
+    #[must_use]
+    pub fn with_process_list_interval(mut self, interval: Duration) -> Self {
+        self.process_list_interval = interval;
+        self
+    }
+
+    /// Sets [`MonitorConfig::process`].
+    #[must_use]
+    pub fn with_process(mut self, process: bool) -> Self {
+        self.process = process;
+        self
+    }
+
+    /// Sets [`MonitorConfig::park_after`].
+    #[must_use]
+    pub fn with_park_after(mut self, park_after: Duration) -> Self {
+        self.park_after = park_after;
+        self
+    }
+
+    /// Sets [`MonitorConfig::error_backoff`].
+    #[must_use]
+    pub fn with_error_backoff(mut self, backoff: Duration) -> Self {
+        self.error_backoff = backoff;
+        self
+    }
+}
+
+/// Why the monitor could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The operating system refused the sampling thread.
+    #[error("cannot start the resource monitor thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+/// Why [`ResourceMonitor::shutdown`] did not finish cleanly.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShutdownError {
+    /// The thread did not stop in time (it is blocked in a driver call); it was left
+    /// to finish on its own.
+    #[error("the resource monitor did not stop within {0:?}; it is blocked in a driver call")]
+    Timeout(Duration),
+}
+
+// Metric slots in the peak structure.
+const RSS: usize = 0;
+const CPU: usize = 1;
+const GPU_MEMORY: usize = 2;
+const GPU_PROCESS_MEMORY: usize = 3;
+const GPU_UTILIZATION: usize = 4;
+const DEVICE_BASE: usize = 5;
+const METRICS: usize = DEVICE_BASE + 2 * MAX_DEVICES;
+/// Ratios are kept as integers in millionths.
+const RATIO: f64 = 1e6;
+const NO_SAMPLE: u64 = u64::MAX;
+
+#[derive(Debug)]
+struct Shared {
+    config: MonitorConfig,
+    epoch: Instant,
+    stacks: RwLock<Vec<MaxStack>>,
+    /// Sequence number of the newest sample, or `NO_SAMPLE`.
+    latest_seq: AtomicU64,
+    /// When the newest sample was taken, nanoseconds since `epoch`.
+    latest_at: AtomicU64,
+    open: AtomicUsize,
+    stop: AtomicBool,
+    parked: AtomicBool,
+    running: AtomicBool,
+    wake_lock: Mutex<()>,
+    wake: Condvar,
+    tick_nanos: AtomicU64,
+    ticks: AtomicU64,
+    gpu_status: GpuStatus,
+    gpu_devices: usize,
+    errors: ErrorCounters,
+}
+
+/// Samples this process's resident memory and CPU (sysinfo) and every NVIDIA GPU's
+/// memory and utilization (NVML) on one background thread named `vidperf-monitor`, and
+/// implements [`ResourceWindows`] so that every operation gets the peaks of its own
+/// window.
+///
+/// - Opening a window is O(1) (two atomic loads and an increment); closing it is
+///   O(log n) in the samples held, whatever the number of open windows. Neither makes
+///   a system or driver call.
+/// - The thread parks after [`MonitorConfig::park_after`] with no window open and wakes
+///   when one opens.
+/// - A missing GPU, driver or NVML function is decided once at start and reported in
+///   [`ResourceMonitor::health`]; CPU and RAM keep working. Errors while running make
+///   the GPU figures of that moment absent (never stale numbers), are counted by kind,
+///   and back off exponentially until NVML answers again.
+///
+/// ```
+/// use vidperf_sampler::{MonitorConfig, NvmlLibrary, ResourceMonitor};
+/// use vidperf_core::ResourceWindows;
+///
+/// let monitor = ResourceMonitor::start(MonitorConfig::default().with_nvml(NvmlLibrary::Disabled))?;
+/// let window = monitor.open();
+/// let buffer = vec![1u8; 32 << 20]; // touch 32 MiB
+/// let peaks = monitor.close(window);
+/// # drop(buffer);
+/// assert!(peaks.process_memory_bytes.is_some());
+/// assert!(peaks.gpu_memory_bytes.is_none(), "no GPU sampling: absent, never zero");
+/// monitor.shutdown(std::time::Duration::from_secs(1))?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct ResourceMonitor {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<(JoinHandle<()>, Receiver<()>)>>,
+}
+
+struct Sampler {
+    process: Option<ProcessSource>,
+    gpu: Option<GpuSource>,
+    seq: u64,
+}
+
+impl ResourceMonitor {
+    /// Starts sampling. GPU availability is decided here, once.
+    pub fn start(config: MonitorConfig) -> Result<Self, StartError> {
+        let mut config = config;
+        config.interval = config.interval.max(Duration::from_millis(1));
+        let process = if config.process {
+            ProcessSource::new()
+        } else {
+            None
+        };
+        let (gpu, gpu_status) = match GpuSource::start(
+            config.nvml.clone(),
+            config.process_list_interval,
+            config.error_backoff,
+        ) {
+            Ok((source, status)) => (Some(source), status),
+            Err(reason) => (None, GpuStatus::Unavailable(reason)),
+        };
+        let gpu_devices = gpu.as_ref().map_or(0, GpuSource::device_count);
+        let max_entries = config.max_entries;
+        let shared = Arc::new(Shared {
+            config,
+            epoch: Instant::now(),
+            stacks: RwLock::new((0..METRICS).map(|_| MaxStack::new(max_entries)).collect()),
+            latest_seq: AtomicU64::new(NO_SAMPLE),
+            latest_at: AtomicU64::new(0),
+            open: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            parked: AtomicBool::new(false),
+            running: AtomicBool::new(true),
+            wake_lock: Mutex::new(()),
+            wake: Condvar::new(),
+            tick_nanos: AtomicU64::new(0),
+            ticks: AtomicU64::new(0),
+            gpu_status,
+            gpu_devices,
+            errors: ErrorCounters::default(),
+        });
+        let mut sampler = Sampler {
+            process,
+            gpu,
+            seq: 0,
+        };
+        // A first sample now, so operations that start right away have a start value.
+        sampler.tick(&shared);
+        let (done_tx, done_rx) = sync_channel(1);
+        let thread_shared = shared.clone();
+        let handle = std::thread::Builder::new()
+            .name("vidperf-monitor".into())
+            .spawn(move || {
+                run(&thread_shared, sampler);
+                thread_shared.running.store(false, Ordering::Release);
+                let _ = done_tx.send(());
+            })
+            .map_err(StartError::Thread)?;
+        Ok(Self {
+            shared,
+            thread: Mutex::new(Some((handle, done_rx))),
+        })
+    }
+
+    /// What GPU sampling can do on this machine.
+    pub fn gpu_status(&self) -> &GpuStatus {
+        &self.shared.gpu_status
+    }
+
+    /// The monitor's state, errors and cost, for the statistics snapshot.
+    pub fn health(&self) -> MonitorHealth {
+        let s = &self.shared;
+        let samples = match s.latest_seq.load(Ordering::Acquire) {
+            NO_SAMPLE => 0,
+            seq => seq + 1,
+        };
+        let age = (samples > 0).then(|| {
+            let now = s.epoch.elapsed().as_nanos() as u64;
+            Duration::from_nanos(now.saturating_sub(s.latest_at.load(Ordering::Acquire)))
+        });
+        let open = s.open.load(Ordering::Acquire);
+        let stale = open > 0 && age.is_some_and(|a| a > s.config.interval * 3);
+        let ticks = s.ticks.load(Ordering::Relaxed);
+        let (gpu_state, gpu_reason, gpu_devices, gpu_unsupported) = match &s.gpu_status {
+            GpuStatus::Available {
+                devices,
+                unsupported,
+            } => ("available", None, devices.clone(), unsupported.clone()),
+            GpuStatus::Unavailable(reason) => (
+                "unavailable",
+                Some(reason.to_string()),
+                Vec::new(),
+                Vec::new(),
+            ),
+        };
+        let gpu_errors: BTreeMap<String, u64> = ERROR_KINDS
+            .iter()
+            .enumerate()
+            .map(|(i, name)| ((*name).to_owned(), s.errors.get(i)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        let inexact_merges = s
+            .stacks
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(MaxStack::merged)
+            .sum();
+        let mut health = MonitorHealth::default();
+        health.running = s.running.load(Ordering::Acquire);
+        health.parked = s.parked.load(Ordering::Acquire);
+        health.interval_seconds = s.config.interval.as_secs_f64();
+        health.samples = samples;
+        health.last_sample_age_seconds = age.map(|a| a.as_secs_f64());
+        health.stale = stale;
+        health.gpu_state = gpu_state.to_owned();
+        health.gpu_reason = gpu_reason;
+        health.gpu_devices = gpu_devices;
+        health.gpu_unsupported = gpu_unsupported;
+        health.gpu_errors = gpu_errors;
+        health.tick_micros =
+            (ticks > 0).then(|| s.tick_nanos.load(Ordering::Relaxed) as f64 / ticks as f64 / 1e3);
+        health.inexact_merges = inexact_merges;
+        health
+    }
+
+    /// Stops the thread and waits at most `timeout` for it.
+    pub fn shutdown(&self, timeout: Duration) -> Result<(), ShutdownError> {
+        self.shared.stop.store(true, Ordering::Release);
+        {
+            let _guard = self
+                .shared
+                .wake_lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            self.shared.wake.notify_all();
+        }
+        let taken = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some((handle, done)) = taken else {
+            return Ok(());
+        };
+        match done.recv_timeout(timeout) {
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => {
+                let _ = handle.join();
+                Ok(())
+            }
+            Err(RecvTimeoutError::Timeout) => Err(ShutdownError::Timeout(timeout)),
+        }
+    }
+}
+
+impl Drop for ResourceMonitor {
+    fn drop(&mut self) {
+        let _ = self.shutdown(Duration::from_secs(1));
+    }
+}
+
+impl Sampler {
+    fn tick(&mut self, shared: &Shared) {
+        let started = Instant::now();
+        let p = self
+            .process
+            .as_mut()
+            .map_or(ProcessReading::default(), |p| p.read(started));
+        let g = self.gpu.as_mut().map(|g| g.read(started, &shared.errors));
+        let seq = self.seq;
+        {
+            let mut stacks = shared
+                .stacks
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            let mut push = |metric: usize, value: Option<u64>| {
+                if let Some(v) = value {
+                    stacks[metric].push(seq, v);
+                }
+            };
+            push(RSS, p.rss_bytes);
+            push(CPU, p.cpu.map(|c| (c * RATIO) as u64));
+            if let Some(g) = g {
+                push(GPU_MEMORY, g.memory.iter().flatten().copied().max());
+                push(GPU_PROCESS_MEMORY, g.process_memory);
+                let util = g
+                    .utilization
+                    .iter()
+                    .flatten()
+                    .copied()
+                    .fold(None, |m: Option<f64>, u| Some(m.map_or(u, |m| m.max(u))));
+                push(GPU_UTILIZATION, util.map(|u| (u * RATIO) as u64));
+                if shared.gpu_devices > 1 {
+                    for d in 0..shared.gpu_devices {
+                        push(DEVICE_BASE + 2 * d, g.memory[d]);
+                        push(
+                            DEVICE_BASE + 2 * d + 1,
+                            g.utilization[d].map(|u| (u * RATIO) as u64),
+                        );
+                    }
+                }
+            }
+        }
+        self.seq += 1;
+        let now = Instant::now();
+        shared.latest_at.store(
+            now.duration_since(shared.epoch).as_nanos() as u64,
+            Ordering::Release,
+        );
+        shared.latest_seq.store(seq, Ordering::Release);
+        shared.tick_nanos.fetch_add(
+            now.duration_since(started).as_nanos() as u64,
+            Ordering::Relaxed,
+        );
+        shared.ticks.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn run(shared: &Shared, mut sampler: Sampler) {
+    let interval = shared.config.interval;
+    let mut last_busy = Instant::now();
+    let mut next = Instant::now() + interval;
+    while !shared.stop.load(Ordering::Acquire) {
+        if shared.open.load(Ordering::Acquire) > 0 {
+            last_busy = Instant::now();
+        } else if last_busy.elapsed() >= shared.config.park_after {
+            park(shared);
+            if shared.stop.load(Ordering::Acquire) {
+                break;
+            }
+            // Woken by an opening window: sample right away.
+            next = Instant::now();
+            last_busy = next;
+        }
+        let now = Instant::now();
+        if now < next {
+            let guard = shared
+                .wake_lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if !shared.stop.load(Ordering::Acquire) {
+                let _ = shared.wake.wait_timeout(guard, next - now);
+            }
+            continue;
+        }
+        sampler.tick(shared);
+        next += interval;
+        if next < Instant::now() {
+            next = Instant::now() + interval; // fell behind (a slow driver call): don't burst
+        }
+    }
+}
+
+fn park(shared: &Shared) {
+    let mut guard = shared
+        .wake_lock
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    shared.parked.store(true, Ordering::Release);
+    while shared.open.load(Ordering::Acquire) == 0 && !shared.stop.load(Ordering::Acquire) {
+        guard = match shared.wake.wait_timeout(guard, Duration::from_secs(1)) {
+            Ok((g, _)) => g,
+            Err(poisoned) => poisoned.into_inner().0,
+        };
+    }
+    shared.parked.store(false, Ordering::Release);
+}
+
+impl ResourceWindows for ResourceMonitor {
+    fn open(&self) -> WindowStart {
+        let s = &*self.shared;
+        let latest = s.latest_seq.load(Ordering::Acquire);
+        let first_sample = if latest == NO_SAMPLE {
+            0
+        } else {
+            // The newest sample counts as the window's start sample when it is recent;
+            // after a parked spell it is not, and the wake-up sample will be the first.
+            let age = (s.epoch.elapsed().as_nanos() as u64)
+                .saturating_sub(s.latest_at.load(Ordering::Acquire));
+            if Duration::from_nanos(age) <= s.config.interval * 2 {
+                latest
+            } else {
+                latest + 1
+            }
+        };
+        if s.open.fetch_add(1, Ordering::AcqRel) == 0 && s.parked.load(Ordering::Acquire) {
+            let _guard = s.wake_lock.lock().unwrap_or_else(PoisonError::into_inner);
+            s.wake.notify_all();
+        }
+        WindowStart { first_sample }
+    }
+
+    fn close(&self, start: WindowStart) -> ResourcePeaks {
+        let s = &*self.shared;
+        let _ = s
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        let latest = s.latest_seq.load(Ordering::Acquire);
+        let mut peaks = ResourcePeaks::none();
+        if latest == NO_SAMPLE || latest < start.first_sample {
+            peaks.samples = Some(0);
+            return peaks;
+        }
+        peaks.samples = Some(latest - start.first_sample + 1);
+        let stacks = s.stacks.read().unwrap_or_else(PoisonError::into_inner);
+        let max = |metric: usize| stacks[metric].max_since(start.first_sample);
+        let ratio = |metric: usize| max(metric).map(|v| v as f64 / RATIO);
+        peaks.process_memory_bytes = max(RSS);
+        peaks.process_cpu_utilization = ratio(CPU);
+        peaks.gpu_memory_bytes = max(GPU_MEMORY);
+        peaks.gpu_process_memory_bytes = max(GPU_PROCESS_MEMORY);
+        peaks.gpu_utilization = ratio(GPU_UTILIZATION);
+        if s.gpu_devices > 1 {
+            peaks.devices = (0..s.gpu_devices)
+                .map(|d| {
+                    DevicePeaks::new(
+                        d as u32,
+                        max(DEVICE_BASE + 2 * d),
+                        ratio(DEVICE_BASE + 2 * d + 1),
+                    )
+                })
+                .collect();
+        }
+        peaks
+    }
+}

@@ -1,0 +1,147 @@
+//! Resource peaks end to end: spans through the layer, the monitor over the fake NVML
+//! (the real nvml-wrapper code path), statistics, exports and health.
+
+use std::time::Duration;
+
+use tracing::info_span;
+use tracing_subscriber::prelude::*;
+use vidperf::export;
+use vidperf::monitor::{MonitorConfig, NvmlLibrary};
+use vidperf_fake_nvml::{FakeNvml, Function};
+
+const MIB: u64 = 1 << 20;
+
+fn with_fake(fake: &FakeNvml, f: impl FnOnce()) -> vidperf::Vidperf {
+    let config = MonitorConfig::default()
+        .with_interval(Duration::from_millis(1))
+        .with_nvml(NvmlLibrary::Path(fake.path().to_owned()));
+    let (layer, vidperf) = vidperf::builder()
+        .without_env()
+        .resource_monitor(config)
+        .build()
+        .expect("build");
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f);
+    vidperf
+}
+
+/// Waits until the monitor has read GPU memory `n` more times.
+fn samples(fake: &FakeNvml, n: u64) {
+    let start = fake.calls(Function::Memory);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while fake.calls(Function::Memory) < start + n && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn operations_carry_their_peaks_into_records_stats_and_exports() {
+    let fake = FakeNvml::new();
+    fake.set_memory(0, 1024 * MIB, 80 * 1024 * MIB);
+    fake.set_utilization(0, 20);
+    let vidperf = with_fake(&fake, || {
+        info_span!("upscale", strategy = "seedvr2").in_scope(|| {
+            samples(&fake, 2);
+            fake.set_memory(0, 6144 * MIB, 80 * 1024 * MIB);
+            fake.set_utilization(0, 97);
+            samples(&fake, 3);
+            fake.set_memory(0, 1024 * MIB, 80 * 1024 * MIB);
+            fake.set_utilization(0, 20);
+            samples(&fake, 2);
+        });
+        info_span!("upscale", strategy = "vsrm").in_scope(|| samples(&fake, 3));
+        // An ordinary span pays nothing and gets nothing.
+        info_span!("decode").in_scope(|| {});
+    });
+    let records = vidperf.records();
+    let seedvr2 = &records[0];
+    assert_eq!(seedvr2.peak_gpu_memory_mb, Some(6144.0));
+    assert_eq!(seedvr2.gpu_utilization_percent, Some(97.0));
+    assert!(
+        seedvr2.peak_memory_mb.is_some_and(|m| m > 1.0),
+        "process RSS"
+    );
+    assert!(seedvr2.samples.is_some_and(|n| n >= 7));
+    assert!(
+        seedvr2.gpu_devices.is_empty(),
+        "one GPU: the device figures are the totals"
+    );
+    let vsrm = &records[1];
+    assert_eq!(vsrm.peak_gpu_memory_mb, Some(1024.0));
+
+    let snap = vidperf.snapshot();
+    let peaks = snap.by_strategy["seedvr2"]
+        .resources
+        .peak_gpu_memory_mb
+        .as_ref()
+        .expect("peaks");
+    assert_eq!(
+        (peaks.max, peaks.mean, peaks.operations),
+        (6144.0, 6144.0, 1)
+    );
+    let monitor = snap.health.monitor.expect("monitor health");
+    assert_eq!(monitor.gpu_state, "available");
+    assert!(monitor.running && monitor.samples > 0);
+    assert!(monitor.tick_micros.is_some());
+
+    let mut csv = Vec::new();
+    vidperf.export_csv(&mut csv).expect("csv");
+    assert_eq!(export::read_csv(csv.as_slice()).expect("parse"), records);
+    vidperf
+        .shutdown(Duration::from_secs(1))
+        .expect("monitor stops");
+}
+
+#[test]
+fn several_gpus_are_listed_per_device_in_the_records() {
+    let fake = FakeNvml::new();
+    fake.set_device_count(2);
+    fake.set_memory(0, 512 * MIB, 24 * 1024 * MIB);
+    fake.set_memory(1, 3072 * MIB, 24 * 1024 * MIB);
+    fake.set_utilization(1, 55);
+    let vidperf = with_fake(&fake, || {
+        info_span!("upscale", strategy = "ditvr").in_scope(|| samples(&fake, 3));
+    });
+    let record = &vidperf.records()[0];
+    assert_eq!(record.peak_gpu_memory_mb, Some(3072.0));
+    let devices: Vec<_> = record
+        .gpu_devices
+        .iter()
+        .map(|d| (d.index, d.peak_gpu_memory_mb, d.gpu_utilization_percent))
+        .collect();
+    assert_eq!(
+        devices,
+        vec![(0, Some(512.0), Some(0.0)), (1, Some(3072.0), Some(55.0))]
+    );
+
+    let mut csv = Vec::new();
+    vidperf.export_csv(&mut csv).expect("csv");
+    assert_eq!(
+        export::read_csv(csv.as_slice()).expect("parse")[0].gpu_devices,
+        record.gpu_devices
+    );
+}
+
+#[test]
+fn without_a_gpu_the_gpu_columns_stay_empty_and_ram_is_measured() {
+    let config = MonitorConfig::default()
+        .with_nvml(NvmlLibrary::Path("/nonexistent/libnvidia-ml.so".into()));
+    let (layer, vidperf) = vidperf::builder()
+        .without_env()
+        .resource_monitor(config)
+        .build()
+        .expect("build");
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        let _span = info_span!("upscale", strategy = "vsrm");
+    });
+    let record = &vidperf.records()[0];
+    assert_eq!(record.peak_gpu_memory_mb, None);
+    assert_eq!(record.gpu_utilization_percent, None);
+    assert!(record.peak_memory_mb.is_some());
+    let health = vidperf.snapshot().health.monitor.expect("monitor");
+    assert_eq!(health.gpu_state, "unavailable");
+    assert!(
+        health
+            .gpu_reason
+            .is_some_and(|r| r.contains("NVML library not found"))
+    );
+}
