@@ -95,36 +95,53 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for NoopLayer {}
 struct Setup {
     name: &'static str,
     dispatch: Dispatch,
+    /// Spans kept open for the whole measurement (the "10,000 open operations" case).
+    held: Vec<tracing::Span>,
+}
+
+impl Setup {
+    fn new(name: &'static str, dispatch: Dispatch) -> Self {
+        Self {
+            name,
+            dispatch,
+            held: Vec::new(),
+        }
+    }
+}
+
+/// `PerfLayer` with the statistics and, optionally, the resource monitor at its default
+/// rate (no GPU on the benchmark machine unless NVML is installed). The layer holds the
+/// monitor, so it lives as long as the subscriber.
+fn vidperf_dispatch(monitor: bool) -> Dispatch {
+    let builder = vidperf::builder().without_env();
+    let builder = if monitor {
+        builder
+    } else {
+        builder.without_resource_monitor()
+    };
+    let (layer, _handle) = builder.build().expect("default configuration");
+    Dispatch::new(tracing_subscriber::registry().with(layer))
 }
 
 fn setups() -> Vec<Setup> {
-    let (layer, _handle) = vidperf::builder()
-        .without_env()
-        .build()
-        .expect("default configuration");
     vec![
-        Setup {
-            name: "no subscriber",
-            dispatch: Dispatch::none(),
-        },
-        Setup {
-            name: "bare registry",
-            dispatch: Dispatch::new(tracing_subscriber::registry()),
-        },
-        Setup {
-            name: "registry + a no-op layer",
-            dispatch: Dispatch::new(tracing_subscriber::registry().with(NoopLayer)),
-        },
-        Setup {
-            name: "registry + PerfLayer, no sink",
-            dispatch: Dispatch::new(
+        Setup::new("no subscriber", Dispatch::none()),
+        Setup::new(
+            "bare registry",
+            Dispatch::new(tracing_subscriber::registry()),
+        ),
+        Setup::new(
+            "registry + a no-op layer",
+            Dispatch::new(tracing_subscriber::registry().with(NoopLayer)),
+        ),
+        Setup::new(
+            "registry + PerfLayer, no sink",
+            Dispatch::new(
                 tracing_subscriber::registry().with(vidperf::PerfLayer::builder().build()),
             ),
-        },
-        Setup {
-            name: "registry + PerfLayer + stats",
-            dispatch: Dispatch::new(tracing_subscriber::registry().with(layer)),
-        },
+        ),
+        Setup::new("registry + PerfLayer + stats", vidperf_dispatch(false)),
+        Setup::new("+ resource monitor (default rate)", vidperf_dispatch(true)),
     ]
 }
 
@@ -171,9 +188,20 @@ struct Row {
 }
 
 fn measure(shape_name: &'static str, shape: fn(u64) -> u64, iters: u64, rounds: usize) -> Vec<Row> {
-    let setups = setups();
+    measure_setups(&setups(), 1, shape_name, shape, iters, rounds)
+}
+
+/// Interleaved rounds over `setups`; ratios are to `setups[baseline]`.
+fn measure_setups(
+    setups: &[Setup],
+    baseline: usize,
+    shape_name: &'static str,
+    shape: fn(u64) -> u64,
+    iters: u64,
+    rounds: usize,
+) -> Vec<Row> {
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); setups.len()];
-    for setup in &setups {
+    for setup in setups {
         batch(setup, shape, iters); // warm-up round, discarded
     }
     for round in 0..rounds {
@@ -182,8 +210,7 @@ fn measure(shape_name: &'static str, shape: fn(u64) -> u64, iters: u64, rounds: 
             times[s].push(batch(&setups[s], shape, iters));
         }
     }
-    // Ratio to the bare registry within each round, then the median.
-    let baseline = 1;
+    // Ratio to the baseline within each round, then the median.
     let ratios: Vec<Vec<f64>> = (0..setups.len())
         .map(|s| {
             (0..rounds)
@@ -204,6 +231,88 @@ fn measure(shape_name: &'static str, shape: fn(u64) -> u64, iters: u64, rounds: 
             allocs: allocations_per_span(setup, shape),
         })
         .collect()
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "missed" }
+}
+
+/// The resource monitor's own costs: a sampling tick, closing a window over 1 vs
+/// 10,000 samples, and the span path with 10,000 operations open.
+fn monitor_section(rounds: usize) {
+    use vidperf::ResourceWindows;
+    use vidperf::monitor::{MonitorConfig, NvmlLibrary, ResourceMonitor};
+
+    // Tick cost: sample as fast as allowed for a second, without NVML.
+    let monitor = ResourceMonitor::start(
+        MonitorConfig::default()
+            .with_interval(std::time::Duration::from_millis(1))
+            .with_nvml(NvmlLibrary::Disabled),
+    )
+    .expect("monitor");
+    let long = monitor.open(Instant::now());
+    let started = Instant::now();
+    while monitor.health().samples < 10_000 && started.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let tick = monitor.health().tick_micros.unwrap_or(f64::NAN);
+    let samples = monitor.health().samples;
+    // Close cost: a window holding every sample so far vs one holding the newest only.
+    // `close` is pure apart from the open count, so the same start can be closed again.
+    let mut long_ns = Vec::new();
+    let mut short_ns = Vec::new();
+    for _ in 0..rounds {
+        for (start, out) in [
+            (long, &mut long_ns),
+            (monitor.open(Instant::now()), &mut short_ns),
+        ] {
+            let t = Instant::now();
+            for _ in 0..10_000 {
+                black_box(monitor.close(black_box(start)));
+            }
+            out.push(t.elapsed().as_nanos() as f64 / 10_000.0);
+        }
+    }
+    let ratios: Vec<f64> = long_ns.iter().zip(&short_ns).map(|(l, s)| l / s).collect();
+    let close_ratio = quantile(&mut ratios.clone(), 0.5);
+    let _ = monitor.shutdown(std::time::Duration::from_secs(1));
+
+    // 10,000 open operations vs none, same span shape, same configuration.
+    let mut busy = Setup::new("10,000 operations open", vidperf_dispatch(true));
+    tracing::dispatcher::with_default(&busy.dispatch, || {
+        busy.held = (0..10_000)
+            .map(|i| info_span!("held", strategy = "vsrm", index = i))
+            .collect();
+    });
+    let idle = Setup::new("no other operation open", vidperf_dispatch(true));
+    let rows = measure_setups(
+        &[idle, busy],
+        0,
+        "flat operation span",
+        flat,
+        20_000,
+        rounds,
+    );
+    let open_ratio = rows[1].ratio;
+
+    println!("| monitor figure | measured | target | |");
+    println!("|---|---:|---:|---|");
+    println!(
+        "| sampling tick, no NVML (mean over {samples} ticks) | {tick:.1} µs | < 100 µs | {} |",
+        verdict(tick < 100.0)
+    );
+    println!(
+        "| close of a window over {samples} samples vs 1 sample | {close_ratio:.2}x ({:.0} vs {:.0} ns) | ≤ 1.5x | {} |",
+        quantile(&mut long_ns, 0.5),
+        quantile(&mut short_ns, 0.5),
+        verdict(close_ratio <= 1.5)
+    );
+    println!(
+        "| span cost with 10,000 operations open vs none | {open_ratio:.2}x ({:.0} vs {:.0} ns) | ≤ 1.1x | {} |",
+        rows[1].median,
+        rows[0].median,
+        verdict(open_ratio <= 1.1)
+    );
 }
 
 fn main() {
@@ -240,18 +349,25 @@ fn main() {
             r.shape, r.setup, r.median, r.p25, r.p75, r.ratio, r.allocs
         );
     }
-    let perf: Vec<&Row> = rows
-        .iter()
-        .filter(|r| r.setup.contains("PerfLayer"))
-        .collect();
     println!();
-    for r in perf {
-        let verdict = if r.ratio <= 2.0 { "met" } else { "missed" };
+    let ratio_of = |shape: &str, setup: &str| {
+        rows.iter()
+            .find(|r| r.shape == shape && r.setup == setup)
+            .map_or(f64::NAN, |r| r.ratio)
+    };
+    for shape in ["flat operation span", "operation + 99 child spans"] {
+        let stats = ratio_of(shape, "registry + PerfLayer + stats");
+        let monitor = ratio_of(shape, "+ resource monitor (default rate)");
         println!(
-            "- {}: PerfLayer + stats costs {:.2}x a bare registry span (target ≤ 2.0x: {verdict}).",
-            r.shape, r.ratio
+            "- {shape}: PerfLayer + stats costs {stats:.2}x a bare registry span (target ≤ 2.0x: {}); \
+             the resource monitor adds {:.1}% (target ≤ 3%: {}).",
+            verdict(stats <= 2.0),
+            (monitor / stats - 1.0) * 100.0,
+            verdict(monitor / stats <= 1.03),
         );
     }
+    println!();
+    monitor_section(rounds);
     if !markdown {
         println!("\n({rounds} interleaved rounds; rerun with --markdown for the docs table)");
     }

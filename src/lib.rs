@@ -6,7 +6,9 @@
 //! `tracing` spans. One layer, [`PerfLayer`], recognises them, measures their duration,
 //! collects what your code records on them (frames, segments, resolutions, quality,
 //! errors) and hands every finished operation to sinks. The built-in sink, [`Stats`],
-//! answers "how is each strategy doing?" in-process and exports JSON and CSV.
+//! answers "how is each strategy doing?" in-process and exports JSON and CSV. A
+//! background resource monitor attaches to every operation the peaks of this process's
+//! RAM and CPU and of every NVIDIA GPU's memory and utilization during its life.
 //!
 //! # Quickstart
 //!
@@ -67,6 +69,8 @@
 //! | feature | default | enables |
 //! |---|---|---|
 //! | `macros` | yes | [`#[vidperf::track]`](macro@track) |
+//! | `system` | yes | resource peaks of this process: resident memory, CPU (sysinfo) |
+//! | `gpu` | yes | resource peaks of NVIDIA GPUs: memory, utilization, this process's VRAM (NVML via nvml-wrapper, loaded at run time: builds and runs without a GPU) |
 //!
 //! # Environment variables
 //!
@@ -79,12 +83,17 @@
 //! | `VIDPERF_HISTORY_LIMIT` | 10000 | finished-operation records kept for export |
 //! | `VIDPERF_MAX_KEYS` | 64 | distinct strategies / operation types before `__overflow__` |
 //! | `VIDPERF_MAX_ACTIVE` | 10000 | active operations listed (the count stays exact) |
+//! | `VIDPERF_RESOURCE_MONITOR` | on | `off` disables the resource monitor |
+//! | `VIDPERF_SAMPLE_INTERVAL_MS` | 50 | milliseconds between resource samples |
+//! | `VIDPERF_NVML_LIBRARY` | the system's | path to `libnvidia-ml.so`, or `off` for no GPU sampling |
 //!
 //! # Costs and limits
 //!
 //! An ordinary span (no `strategy` field) costs a field-name scan and no allocation. An
 //! operation costs one allocation for its state and a short lock in the statistics at
-//! close; `docs/BENCHMARKS.md` has the measured figures. Memory is bounded by the
+//! close; `docs/BENCHMARKS.md` has the measured figures. The resource monitor samples
+//! on its own thread (parked while no operation is open); spans only read its results,
+//! never calling sysinfo or NVML themselves. Memory is bounded by the
 //! history limit, the key cap and the active cap; strings recorded on operations are
 //! cut at [`MAX_STRING_VALUE_BYTES`]. Statistics count every operation ever finished,
 //! whatever the history limit.
@@ -125,9 +134,9 @@ pub use vidperf_core::operation::{Operation, track_operation};
 pub use vidperf_core::{
     ActiveOperation, DevicePeaks, DeviceRecord, FieldValue, FinishedSpan, LayerHealth,
     MAX_STRING_VALUE_BYTES, OperationFields, OperationKey, OperationOutcome, OperationRecord,
-    PerfLayer, PerfLayerBuilder, Resolution, ResourcePeaks, Sink, SnapshotOptions, SpanId,
-    SpanInterest, Stats, StatsConfig, StatsSnapshot, TraceId, record_error, record_field,
-    record_outcome, span_ids,
+    PerfLayer, PerfLayerBuilder, Resolution, ResourcePeaks, ResourceWindows, Sink, SnapshotOptions,
+    SpanId, SpanInterest, Stats, StatsConfig, StatsSnapshot, TraceId, WindowStart, record_error,
+    record_field, record_outcome, span_ids,
 };
 pub use vidperf_core::{export, fields, stats};
 

@@ -4,6 +4,8 @@
 //! `ResourceMonitor` implements [`ResourceWindows`], and the [`PerfLayer`](crate::PerfLayer)
 //! opens a window when an operation starts and closes it when the operation closes.
 
+use std::time::Instant;
+
 use crate::span::ResourcePeaks;
 
 /// An open measurement window: where the monitor's sample sequence stood when an
@@ -21,8 +23,9 @@ pub struct WindowStart {
 /// driver calls, no I/O, no lock held across anything slow. `open` should be O(1) and
 /// `close` O(log n) in the number of samples, independent of how many windows are open.
 pub trait ResourceWindows: Send + Sync + 'static {
-    /// Opens a window for an operation that starts now.
-    fn open(&self) -> WindowStart;
+    /// Opens a window for an operation that starts at `now` (the layer passes the
+    /// monotonic time it already read for the operation's start).
+    fn open(&self, now: Instant) -> WindowStart;
 
     /// Closes the window and returns the peaks of every sample that fell inside it
     /// (including the latest sample at open and at close). Every figure that was not
@@ -31,8 +34,8 @@ pub trait ResourceWindows: Send + Sync + 'static {
 }
 
 impl<T: ResourceWindows + ?Sized> ResourceWindows for std::sync::Arc<T> {
-    fn open(&self) -> WindowStart {
-        (**self).open()
+    fn open(&self, now: Instant) -> WindowStart {
+        (**self).open(now)
     }
 
     fn close(&self, start: WindowStart) -> ResourcePeaks {

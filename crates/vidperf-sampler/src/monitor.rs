@@ -172,7 +172,7 @@ struct Shared {
 /// use vidperf_core::ResourceWindows;
 ///
 /// let monitor = ResourceMonitor::start(MonitorConfig::default().with_nvml(NvmlLibrary::Disabled))?;
-/// let window = monitor.open();
+/// let window = monitor.open(std::time::Instant::now());
 /// let buffer = vec![1u8; 32 << 20]; // touch 32 MiB
 /// let peaks = monitor.close(window);
 /// # drop(buffer);
@@ -459,7 +459,7 @@ fn park(shared: &Shared) {
 }
 
 impl ResourceWindows for ResourceMonitor {
-    fn open(&self) -> WindowStart {
+    fn open(&self, now: Instant) -> WindowStart {
         let s = &*self.shared;
         let latest = s.latest_seq.load(Ordering::Acquire);
         let first_sample = if latest == NO_SAMPLE {
@@ -467,8 +467,8 @@ impl ResourceWindows for ResourceMonitor {
         } else {
             // The newest sample counts as the window's start sample when it is recent;
             // after a parked spell it is not, and the wake-up sample will be the first.
-            let age = (s.epoch.elapsed().as_nanos() as u64)
-                .saturating_sub(s.latest_at.load(Ordering::Acquire));
+            let now = now.saturating_duration_since(s.epoch).as_nanos() as u64;
+            let age = now.saturating_sub(s.latest_at.load(Ordering::Acquire));
             if Duration::from_nanos(age) <= s.config.interval * 2 {
                 latest
             } else {

@@ -197,7 +197,7 @@ where
         };
         let mut state = SpanState::new(trace_id, parent, is_operation);
         if is_operation && let Some(resources) = &self.inner.resources {
-            state.window = Some(resources.open());
+            state.window = Some(resources.open(state.started));
         }
         attrs.record(&mut Recorder(&mut state));
         if let Some(key) = state.key(attrs.metadata()) {

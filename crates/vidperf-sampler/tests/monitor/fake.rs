@@ -45,7 +45,7 @@ fn a_five_ms_spike_inside_an_operation_is_reported_exactly() {
         matches!(monitor.gpu_status(), GpuStatus::Available { devices, .. } if devices.len() == 1)
     );
 
-    let window = monitor.open();
+    let window = monitor.open(Instant::now());
     std::thread::sleep(Duration::from_millis(10));
     spike(&fake, 3 * GIB + 12_345, Duration::from_millis(5), GIB);
     let peaks = monitor.close(window);
@@ -54,7 +54,7 @@ fn a_five_ms_spike_inside_an_operation_is_reported_exactly() {
     assert!(peaks.samples.unwrap_or(0) >= 5);
 
     // The spike is over: a later window does not see it.
-    let window = monitor.open();
+    let window = monitor.open(Instant::now());
     std::thread::sleep(Duration::from_millis(5));
     assert_eq!(monitor.close(window).gpu_memory_bytes, Some(GIB));
 }
@@ -65,9 +65,9 @@ fn overlapping_operations_each_get_the_peak_of_their_own_window() {
     fake.set_memory(0, GIB, TOTAL);
     let monitor = monitor(&fake, 1);
 
-    let a = monitor.open();
+    let a = monitor.open(Instant::now());
     spike(&fake, 2 * GIB, Duration::from_millis(3), GIB); // inside A only
-    let b = monitor.open();
+    let b = monitor.open(Instant::now());
     spike(&fake, 3 * GIB, Duration::from_millis(3), GIB); // inside A and B
     let a_peaks = monitor.close(a);
     spike(&fake, 5 * GIB, Duration::from_millis(3), GIB); // inside B only
@@ -82,7 +82,7 @@ fn a_one_ms_operation_still_gets_start_and_end_samples() {
     let fake = FakeNvml::new();
     fake.set_memory(0, 7 * GIB, TOTAL);
     let monitor = monitor(&fake, 50);
-    let window = monitor.open();
+    let window = monitor.open(Instant::now());
     std::thread::sleep(Duration::from_millis(1));
     let peaks = monitor.close(window);
     assert!(peaks.samples.unwrap_or(0) >= 1, "{peaks:?}");
@@ -95,7 +95,7 @@ fn gpu_lost_then_back_marks_data_stale_counts_errors_and_resumes() {
     let fake = FakeNvml::new();
     fake.set_memory(0, 2 * GIB, TOTAL);
     let monitor = monitor(&fake, 1);
-    let keep_awake = monitor.open();
+    let keep_awake = monitor.open(Instant::now());
 
     fake.set_error(Function::Memory, code::GPU_IS_LOST);
     fake.set_error(Function::Utilization, code::GPU_IS_LOST);
@@ -109,7 +109,7 @@ fn gpu_lost_then_back_marks_data_stale_counts_errors_and_resumes() {
             >= 3
     }));
     // A window entirely inside the outage: GPU figures absent, never old numbers.
-    let lost = monitor.open();
+    let lost = monitor.open(Instant::now());
     let before = monitor.health().samples;
     assert!(wait_until(Duration::from_secs(5), || monitor
         .health()
@@ -126,7 +126,7 @@ fn gpu_lost_then_back_marks_data_stale_counts_errors_and_resumes() {
     fake.set_error(Function::Memory, code::SUCCESS);
     fake.set_error(Function::Utilization, code::SUCCESS);
     fake.set_memory(0, 4 * GIB, TOTAL);
-    let back = monitor.open();
+    let back = monitor.open(Instant::now());
     let calls = fake.calls(Function::Memory);
     assert!(wait_until(Duration::from_secs(10), || fake
         .calls(Function::Memory)
@@ -144,7 +144,7 @@ fn a_hung_nvml_call_affects_neither_spans_nor_shutdown() {
     let fake = FakeNvml::new();
     fake.set_memory(0, GIB, TOTAL);
     let monitor = monitor(&fake, 2);
-    let outer = monitor.open();
+    let outer = monitor.open(Instant::now());
     fake.set_hang_ms(1500);
     let calls = fake.calls(Function::Memory);
     assert!(wait_until(Duration::from_secs(5), || fake
@@ -153,7 +153,7 @@ fn a_hung_nvml_call_affects_neither_spans_nor_shutdown() {
     // The thread is now blocked inside the driver call.
     let started = Instant::now();
     for _ in 0..1000 {
-        let w = monitor.open();
+        let w = monitor.open(Instant::now());
         let _ = monitor.close(w);
     }
     let per_window = started.elapsed() / 1000;
@@ -182,7 +182,7 @@ fn no_library_means_no_gpu_figures_and_working_ram() {
         monitor.gpu_status(),
         GpuStatus::Unavailable(GpuUnavailable::LibraryMissing(_))
     ));
-    let w = monitor.open();
+    let w = monitor.open(Instant::now());
     let peaks = monitor.close(w);
     assert_eq!(peaks.gpu_memory_bytes, None);
     assert!(peaks.process_memory_bytes.is_some());
@@ -225,7 +225,7 @@ fn an_unsupported_figure_is_data_not_an_error() {
         panic!("available: {:?}", monitor.gpu_status());
     };
     assert_eq!(unsupported, &vec!["device 0: utilization".to_owned()]);
-    let w = monitor.open();
+    let w = monitor.open(Instant::now());
     std::thread::sleep(Duration::from_millis(5));
     let peaks = monitor.close(w);
     assert_eq!(peaks.gpu_utilization, None);
@@ -243,7 +243,7 @@ fn the_process_list_is_queried_at_most_once_a_second() {
     fake.set_process(0, 0, 4_000_000, GIB); // another process
     fake.set_process(0, 1, std::process::id(), 512 << 20);
     let monitor = monitor(&fake, 1);
-    let w = monitor.open();
+    let w = monitor.open(Instant::now());
     std::thread::sleep(Duration::from_millis(300));
     let peaks = monitor.close(w);
     assert_eq!(peaks.gpu_process_memory_bytes, Some(512 << 20));
@@ -264,7 +264,7 @@ fn every_gpu_is_sampled_with_per_device_peaks() {
         fake.set_utilization(dev, util);
     }
     let monitor = monitor(&fake, 1);
-    let w = monitor.open();
+    let w = monitor.open(Instant::now());
     std::thread::sleep(Duration::from_millis(5));
     let peaks = monitor.close(w);
     assert_eq!(
@@ -306,7 +306,7 @@ fn the_thread_parks_when_idle_and_wakes_for_an_operation() {
         calls,
         "no sampling while parked"
     );
-    let w = monitor.open();
+    let w = monitor.open(Instant::now());
     assert!(wait_until(Duration::from_secs(5), || fake
         .calls(Function::Memory)
         >= calls + 3));

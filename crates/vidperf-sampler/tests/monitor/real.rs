@@ -16,14 +16,14 @@ fn monitor(interval_ms: u64) -> ResourceMonitor {
 #[test]
 fn touching_200_mb_shows_in_the_ram_peak() {
     let monitor = monitor(10);
-    let before = monitor.open();
+    let before = monitor.open(Instant::now());
     std::thread::sleep(Duration::from_millis(30));
     let start_rss = monitor
         .close(before)
         .process_memory_bytes
         .expect("RSS measured");
 
-    let window = monitor.open();
+    let window = monitor.open(Instant::now());
     let mut buffer = vec![0u8; 200 << 20];
     for page in buffer.chunks_mut(4096) {
         page[0] = 1; // touch every page so it is resident
@@ -47,7 +47,7 @@ fn touching_200_mb_shows_in_the_ram_peak() {
 #[test]
 fn a_busy_thread_reads_about_one_core() {
     let monitor = monitor(50);
-    let window = monitor.open();
+    let window = monitor.open(Instant::now());
     let start = Instant::now();
     let mut x = 0u64;
     while start.elapsed() < Duration::from_millis(1200) {
@@ -63,7 +63,7 @@ fn a_busy_thread_reads_about_one_core() {
 #[test]
 fn the_sampling_tick_is_cheap() {
     let monitor = monitor(1);
-    let w = monitor.open();
+    let w = monitor.open(Instant::now());
     std::thread::sleep(Duration::from_millis(200));
     let _ = monitor.close(w);
     let tick = monitor.health().tick_micros.expect("ticks measured");
