@@ -273,8 +273,8 @@ fn monitor_section(rounds: usize) {
             out.push(t.elapsed().as_nanos() as f64 / 10_000.0);
         }
     }
-    let ratios: Vec<f64> = long_ns.iter().zip(&short_ns).map(|(l, s)| l / s).collect();
-    let close_ratio = quantile(&mut ratios.clone(), 0.5);
+    let mut ratios: Vec<f64> = long_ns.iter().zip(&short_ns).map(|(l, s)| l / s).collect();
+    let close_ratio = quantile(&mut ratios, 0.5);
     let _ = monitor.shutdown(std::time::Duration::from_secs(1));
 
     // 10,000 open operations vs none, same span shape, same configuration.
