@@ -315,6 +315,68 @@ fn monitor_section(rounds: usize) {
     );
 }
 
+/// `/performance/stats` cost (snapshot + JSON) with 64 strategies after 10^3 vs 10^6
+/// operations, and CSV export throughput.
+fn stats_section(rounds: usize) {
+    fn fill(ops: u64) -> vidperf::Vidperf {
+        let (layer, handle) = vidperf::builder()
+            .without_env()
+            .without_resource_monitor()
+            .history_limit(10_000)
+            .build()
+            .expect("configuration");
+        let dispatch = Dispatch::new(tracing_subscriber::registry().with(layer));
+        let names: Vec<String> = (0..64).map(|i| format!("strategy-{i:02}")).collect();
+        tracing::dispatcher::with_default(&dispatch, || {
+            for i in 0..ops {
+                let strategy = names[(i % 64) as usize].as_str();
+                let _span = info_span!(
+                    "op",
+                    strategy,
+                    operation = "enhancement",
+                    frames_processed = i & 31
+                );
+            }
+        });
+        handle
+    }
+    let small = fill(1_000);
+    let large = fill(1_000_000);
+    let snapshot_json = |v: &vidperf::Vidperf| {
+        let t = Instant::now();
+        for _ in 0..20 {
+            black_box(serde_json::to_vec(&v.snapshot()).expect("json"));
+        }
+        t.elapsed().as_nanos() as f64 / 20.0
+    };
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        a.push(snapshot_json(&small));
+        b.push(snapshot_json(&large));
+    }
+    let mut ratios: Vec<f64> = b.iter().zip(&a).map(|(l, s)| l / s).collect();
+    let ratio = quantile(&mut ratios, 0.5);
+    let records = large.records();
+    let t = Instant::now();
+    let mut out = Vec::with_capacity(4 << 20);
+    vidperf::export::write_csv(&mut out, &records).expect("csv");
+    let rows_per_s = records.len() as f64 / t.elapsed().as_secs_f64();
+    println!("| statistics figure | measured | target | |");
+    println!("|---|---:|---:|---|");
+    println!(
+        "| `/performance/stats` snapshot + JSON, 64 strategies, 10^6 vs 10^3 operations | {ratio:.2}x ({:.0} vs {:.0} µs) | ≤ 1.1x | {} |",
+        quantile(&mut b, 0.5) / 1e3,
+        quantile(&mut a, 0.5) / 1e3,
+        verdict(ratio <= 1.1)
+    );
+    println!(
+        "| CSV export, {} rows | {:.0} rows/s ({:.1} MB/s) | | |",
+        records.len(),
+        rows_per_s,
+        out.len() as f64 / t.elapsed().as_secs_f64() / 1e6
+    );
+}
+
 fn main() {
     // `--profile flat|tree`: loop one shape under the full setup for 5 s, for `perf record`.
     // An optional third argument picks the setup by its row number (default: the last).
@@ -368,6 +430,8 @@ fn main() {
     }
     println!();
     monitor_section(rounds);
+    println!();
+    stats_section(rounds);
     if !markdown {
         println!("\n({rounds} interleaved rounds; rerun with --markdown for the docs table)");
     }

@@ -8,64 +8,58 @@
 //! writes `vidperf-export.json` and `vidperf-export.csv`.
 //!
 //! ```text
-//! cargo run --release --example pipeline -- [--clips N] [--frames N] [--seed N] [--export-dir DIR]
+//! cargo run --release --example pipeline -- [--clips N] [--frames N] [--workers N]
+//!     [--serve ADDR] [--export-dir DIR] [--seed N]
 //! ```
 //!
-//! It shows the three ways in: `#[instrument]` with the contract fields (the router and
-//! VSRM), `#[vidperf::track]` (DiTVR) and manual tracking (SeedVR2's segments and the
-//! per-job `api_request`).
+//! The shape of a real service: a frontend opens one `api_request` span per submitted
+//! clip and hands the job, with the request's span as its parent, to a pool of worker
+//! threads; each job is a `background_job` that routes the clip (`analysis`) and
+//! enhances it (`enhancement`, with per-segment child spans for SeedVR2). It shows the
+//! three ways in: `#[instrument]` with the contract fields (the router and VSRM),
+//! `#[vidperf::track]` (DiTVR) and manual tracking with `Operation` (SeedVR2).
 
 // reason: an example program reports on stdout.
 #![allow(clippy::print_stdout)]
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
 
 use tracing::{Span, field::Empty, info_span, instrument};
-use vidperf::{Operation, OperationOutcome, Resolution, track_operation};
+use vidperf::{Operation, OperationOutcome, Resolution};
 
 // ---------------------------------------------------------------------------------------
 // Command line
 
+/// A small video-enhancement service instrumented with vidperf.
+#[derive(Debug, Parser)]
+#[command(name = "pipeline", version)]
 struct Args {
+    /// Clips to submit.
+    #[arg(long, default_value_t = 24, value_name = "N")]
     clips: usize,
-    frames: usize,
-    seed: u64,
+    /// Frames per clip.
+    #[arg(long, default_value_t = 12, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    frames: u16,
+    /// Worker threads running background jobs.
+    #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    workers: u16,
+    /// Serve the HTTP API (stats, exports, Prometheus /metrics) on this address while
+    /// running, and after the run until Ctrl-C / SIGTERM.
+    #[arg(long, value_name = "ADDR")]
+    serve: Option<SocketAddr>,
+    /// Where to write vidperf-export.json and vidperf-export.csv.
+    #[arg(long, default_value = ".", value_name = "DIR")]
     export_dir: PathBuf,
-}
-
-const USAGE: &str = "usage: pipeline [--clips N] [--frames N] [--seed N] [--export-dir DIR]";
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        clips: 24,
-        frames: 12,
-        seed: 7,
-        export_dir: PathBuf::from("."),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "--help" || flag == "-h" {
-            return Err(USAGE.to_owned());
-        }
-        let value = it
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-        let number = || {
-            value
-                .parse::<u64>()
-                .map_err(|_| format!("{flag} expects a whole number, got {value:?}\n{USAGE}"))
-        };
-        match flag.as_str() {
-            "--clips" => args.clips = number()? as usize,
-            "--frames" => args.frames = (number()? as usize).max(1),
-            "--seed" => args.seed = number()?,
-            "--export-dir" => args.export_dir = PathBuf::from(&value),
-            other => return Err(format!("unknown flag {other}\n{USAGE}")),
-        }
-    }
-    Ok(args)
+    /// Seed of the synthetic clips (same seed, same clips).
+    #[arg(long, default_value_t = 7, value_name = "N")]
+    seed: u64,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -493,62 +487,99 @@ fn enhance_ditvr(clip: &Clip) -> Result<Enhanced, EnhanceError> {
 }
 
 // ---------------------------------------------------------------------------------------
-// The service: one `api_request` per submitted clip
+// The service: a frontend accepts one `api_request` per clip and hands it to a pool of
+// workers, each job a `background_job` span whose parent is its request.
 
-fn process(clip: &Clip) -> Result<(), EnhanceError> {
-    track_operation("api_request", "pipeline", |request| {
-        request
-            .update("clip", clip.id)
-            .update("frames_processed", clip.degraded.len());
-        match route(clip) {
-            Route::Vsrm => enhance_vsrm(clip).map(drop),
-            Route::SeedVr2 => enhance_seedvr2(clip).map(drop),
-            Route::DiTvr => enhance_ditvr(clip).map(drop),
-        }
-    })
+struct Job {
+    clip: Clip,
+    /// The request this job belongs to: its context travels with the job, and it ends
+    /// (recording the outcome) when the job is done.
+    request: Span,
 }
 
-fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(2);
+fn run_job(job: Job) -> Result<(), EnhanceError> {
+    let Job { clip, request } = job;
+    // The job runs the strategy its request asked for ("auto": the router decides).
+    let span = info_span!(parent: &request, "background_job", operation = "background_job",
+        strategy = "auto", frames_processed = Empty, routed_to = Empty, error = Empty, clip = clip.id);
+    let result = span.in_scope(|| {
+        let route = route(&clip);
+        let strategy = format!("{route:?}").to_lowercase();
+        span.record("routed_to", strategy.as_str());
+        request.record("routed_to", strategy.as_str());
+        let result = match route {
+            Route::Vsrm => enhance_vsrm(&clip).map(|f| f.len()),
+            Route::SeedVr2 => enhance_seedvr2(&clip).map(|f| f.len()),
+            Route::DiTvr => enhance_ditvr(&clip).map(|e| e.frames.len()),
+        };
+        if let Ok(frames) = &result {
+            span.record("frames_processed", *frames);
+            request.record("frames_processed", *frames);
         }
-    };
-    let vidperf = match vidperf::init() {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("error: cannot start vidperf: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-
-    let mut rng = Rng(args.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let mut failed = 0;
-    for id in 0..args.clips {
-        let clip = make_clip(id, args.frames, &mut rng);
-        if process(&clip).is_err() {
-            failed += 1;
-        }
+        result.map(drop)
+    });
+    if let Err(e) = &result {
+        let message = e.to_string();
+        span.record("error", message.as_str());
+        request.record("error", message.as_str());
     }
+    result
+}
 
-    let (stats, records) = vidperf.snapshot_and_records();
-    println!(
-        "{} clips processed, {} failed; {} operations recorded\n",
-        args.clips, failed, stats.summary.total_operations
+fn submit(clip: Clip, queue: &std::sync::mpsc::SyncSender<Job>) {
+    let request = info_span!(
+        "api_request",
+        operation = "api_request",
+        strategy = "auto",
+        job_id = format!("job-{:04}", clip.id).as_str(),
+        quality_tier = if clip.id.is_multiple_of(3) {
+            "high"
+        } else {
+            "standard"
+        },
+        frames_processed = Empty,
+        routed_to = Empty,
+        error = Empty
     );
+    let _ = queue.send(Job { clip, request });
+}
+
+fn check_export_dir(dir: &std::path::Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot write {}: {e}", dir.display()))?;
+    let probe = dir.join(format!(".vidperf-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| format!("cannot write {}: {e}", dir.display()))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+fn print_tables(stats: &vidperf::StatsSnapshot) {
+    print_table("strategy", &stats.by_strategy);
+    println!();
+    print_table("operation", &stats.by_operation);
+    if let Some(monitor) = &stats.health.monitor {
+        let gpu = match &monitor.gpu_reason {
+            Some(reason) => format!("GPU: {reason}"),
+            None => format!("GPU: {}", monitor.gpu_devices.join(", ")),
+        };
+        println!("\nresource monitor: {} samples, {gpu}", monitor.samples);
+    }
+}
+
+fn print_table(
+    title: &str,
+    rows: &std::collections::BTreeMap<String, vidperf::stats::AggregateStats>,
+) {
     println!(
         "{:<20} {:>5} {:>8} {:>9} {:>9} {:>9} {:>8} {:>10} {:>10}",
-        "strategy", "ops", "success", "p50 ms", "p95 ms", "fps", "quality", "peak RAM", "peak VRAM"
+        title, "ops", "success", "p50 ms", "p95 ms", "fps", "quality", "peak RAM", "peak VRAM"
     );
     let mib = |p: &Option<vidperf::stats::PeakStats>| {
         p.as_ref()
             .map_or_else(|| "-".to_owned(), |p| format!("{:.0} MiB", p.max))
     };
-    for (name, s) in &stats.by_strategy {
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{:.2}", v * 1e3));
+    for (name, s) in rows {
         let d = s.duration.as_ref();
-        let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{:.2}", v * 1e3));
         println!(
             "{:<20} {:>5} {:>7.0}% {:>9} {:>9} {:>9} {:>8} {:>10} {:>10}",
             name,
@@ -564,13 +595,121 @@ fn main() -> ExitCode {
             mib(&s.resources.peak_gpu_memory_mb),
         );
     }
-    if let Some(monitor) = &stats.health.monitor {
-        let gpu = match &monitor.gpu_reason {
-            Some(reason) => format!("GPU: {reason}"),
-            None => format!("GPU: {}", monitor.gpu_devices.join(", ")),
-        };
-        println!("\nresource monitor: {} samples, {gpu}", monitor.samples);
+}
+
+/// Blocks until Ctrl-C or SIGTERM.
+fn wait_for_signal() {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+    else {
+        return;
+    };
+    runtime.block_on(async {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            if let Ok(mut term) = signal(SignalKind::terminate()) {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                return;
+            }
+        }
+        let _ = tokio::signal::ctrl_c().await;
+    });
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Err(message) = check_export_dir(&args.export_dir) {
+        eprintln!("error: {message}");
+        return ExitCode::FAILURE;
     }
+    let mut builder = vidperf::builder();
+    if let Some(addr) = args.serve {
+        builder = builder.http_api(addr);
+    }
+    let vidperf = match builder.install() {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: cannot start vidperf: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(addr) = vidperf.http_addr() {
+        println!(
+            "serving the vidperf API on http://{addr}/performance/stats and http://{addr}/metrics"
+        );
+    }
+
+    // Workers take jobs from a bounded queue; each reports back when done.
+    let (queue, jobs) = std::sync::mpsc::sync_channel::<Job>(usize::from(args.workers) * 2);
+    let jobs = std::sync::Arc::new(std::sync::Mutex::new(jobs));
+    let (done_tx, done) = std::sync::mpsc::channel::<bool>();
+    let workers: Vec<_> = (0..args.workers)
+        .map(|i| {
+            let jobs = jobs.clone();
+            let done_tx = done_tx.clone();
+            std::thread::Builder::new()
+                .name(format!("worker-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = jobs.lock().map(|rx| rx.recv());
+                        let Ok(Ok(job)) = job else { break };
+                        let _ = done_tx.send(run_job(job).is_ok());
+                    }
+                })
+                .expect("spawn a worker thread")
+        })
+        .collect();
+    drop(done_tx);
+
+    let progress = ProgressBar::new(args.clips as u64);
+    progress.set_style(
+        ProgressStyle::with_template("{spinner} [{bar:40}] {pos}/{len} clips ({elapsed}) {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let mut rng = Rng(args.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let submitter = {
+        let clips = args.clips;
+        let frames = usize::from(args.frames);
+        std::thread::spawn(move || {
+            for id in 0..clips {
+                submit(make_clip(id, frames, &mut rng), &queue);
+            }
+        })
+    };
+    let mut failed = 0;
+    for ok in done.iter().take(args.clips) {
+        failed += usize::from(!ok);
+        progress.inc(1);
+        progress.set_message(format!("{failed} failed"));
+    }
+    progress.finish_and_clear();
+    let _ = submitter.join();
+    drop(jobs);
+    for w in workers {
+        let _ = w.join();
+    }
+
+    let (stats, _) = vidperf.snapshot_and_records();
+    println!(
+        "{} clips processed by {} workers, {} failed; {} operations recorded\n",
+        args.clips, args.workers, failed, stats.summary.total_operations
+    );
+    print_tables(&stats);
+
+    if let Some(addr) = vidperf.http_addr() {
+        println!("\nstill serving on http://{addr} — press Ctrl-C (or send SIGTERM) to stop");
+        wait_for_signal();
+    }
+    if let Err(e) = vidperf.shutdown(Duration::from_secs(5)) {
+        eprintln!("warning: {e}");
+    }
+    let (stats, records) = vidperf.snapshot_and_records();
     match vidperf::export::write_files(&args.export_dir, &stats, &records) {
         Ok(paths) => {
             println!(

@@ -12,6 +12,16 @@ if ! command -v cc >/dev/null 2>&1 && ! command -v gcc >/dev/null 2>&1; then
     $sudo apt-get update -q && $sudo apt-get install -y -q gcc libc6-dev
 fi
 
+# tests/http.rs lints the live /metrics page with promtool (Debian package
+# `prometheus`); here it is required, not skipped.
+if ! command -v promtool >/dev/null 2>&1; then
+    echo "installing promtool (Debian package prometheus)" >&2
+    if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends prometheus
+fi
+export VIDPERF_REQUIRE_PROMTOOL=1
+
 # Examples are run by tests/pipeline_example.rs; benches must keep building.
 cargo build --locked --workspace --all-targets --all-features
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use tracing_subscriber::layer::SubscriberExt as _;
 
 use crate::handle::Vidperf;
-use crate::resources;
+use crate::{http, resources};
 use vidperf_core::{PerfLayer, Sink, Stats, StatsConfig};
 
 /// Configures vidperf. Settings made in code win over environment variables, which win
@@ -20,6 +20,7 @@ pub struct Builder {
     sinks: Vec<Box<dyn FnOnce(vidperf_core::PerfLayerBuilder) -> vidperf_core::PerfLayerBuilder>>,
     read_env: bool,
     pub(crate) monitor: resources::Setting,
+    pub(crate) http: http::Setting,
 }
 
 impl std::fmt::Debug for Builder {
@@ -32,6 +33,7 @@ impl std::fmt::Debug for Builder {
             .field("extra_sinks", &self.sinks.len())
             .field("read_env", &self.read_env)
             .field("monitor", &self.monitor)
+            .field("http", &self.http)
             .finish()
     }
 }
@@ -46,6 +48,7 @@ impl Default for Builder {
             sinks: Vec::new(),
             read_env: true,
             monitor: resources::Setting::default(),
+            http: http::Setting::default(),
         }
     }
 }
@@ -67,6 +70,9 @@ pub enum BuildError {
     /// The resource monitor could not start.
     #[error("{0}")]
     Monitor(String),
+    /// The HTTP API could not start (e.g. the address is taken).
+    #[error("{0}")]
+    Http(String),
 }
 
 /// Why [`Builder::install`] failed.
@@ -214,7 +220,9 @@ impl Builder {
             layer = add(layer);
         }
         let layer = layer.build();
-        let handle = Vidperf::new(stats, layer.clone(), monitor);
+        let mut handle = Vidperf::new(stats, layer.clone(), monitor);
+        let server = http::start(&self.http, self.read_env, &handle)?;
+        handle.set_server(server);
         Ok((layer, handle))
     }
 

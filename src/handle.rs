@@ -9,7 +9,7 @@ use vidperf_core::export::{self, ExportPaths, WriteError};
 use vidperf_core::stats::SnapshotOptions;
 use vidperf_core::{OperationRecord, PerfLayer, Stats, StatsSnapshot};
 
-use crate::resources;
+use crate::{http, resources};
 
 /// A cheap-to-clone handle on a running vidperf: statistics snapshots and exports.
 #[derive(Clone, Debug)]
@@ -17,6 +17,7 @@ pub struct Vidperf {
     stats: Arc<Stats>,
     layer: PerfLayer,
     monitor: Option<resources::Monitor>,
+    pub(crate) server: Option<http::Server>,
 }
 
 /// Why [`Vidperf::shutdown`] did not finish cleanly.
@@ -26,6 +27,9 @@ pub enum ShutdownError {
     /// The resource monitor did not stop in time.
     #[error("{0}")]
     Monitor(String),
+    /// The HTTP server did not stop in time.
+    #[error("{0}")]
+    Http(String),
 }
 
 impl Vidperf {
@@ -38,7 +42,12 @@ impl Vidperf {
             stats,
             layer,
             monitor,
+            server: None,
         }
+    }
+
+    pub(crate) fn set_server(&mut self, server: Option<http::Server>) {
+        self.server = server;
     }
 
     /// The resource monitor, when one runs.
@@ -48,14 +57,20 @@ impl Vidperf {
         self.monitor.as_deref()
     }
 
-    /// Stops the background work (the resource monitor's thread), waiting at most
-    /// `timeout`. Statistics and exports keep working afterwards; operations that close
-    /// later get no resource peaks.
+    /// Stops the background work — the HTTP server (letting in-flight requests finish)
+    /// and the resource monitor's thread — waiting at most `timeout` for each.
+    /// Statistics and exports keep working afterwards; operations that close later get
+    /// no resource peaks.
     pub fn shutdown(&self, timeout: Duration) -> Result<(), ShutdownError> {
-        match &self.monitor {
+        let http = match &self.server {
+            Some(s) => http::shutdown(s, timeout).map_err(ShutdownError::Http),
+            None => Ok(()),
+        };
+        let monitor = match &self.monitor {
             Some(m) => resources::shutdown(m, timeout).map_err(ShutdownError::Monitor),
             None => Ok(()),
-        }
+        };
+        http.and(monitor)
     }
 
     /// The statistics aggregator itself.

@@ -71,6 +71,7 @@
 //! | `macros` | yes | [`#[vidperf::track]`](macro@track) |
 //! | `system` | yes | resource peaks of this process: resident memory, CPU (sysinfo) |
 //! | `gpu` | yes | resource peaks of NVIDIA GPUs: memory, utilization, this process's VRAM (NVML via nvml-wrapper, loaded at run time: builds and runs without a GPU) |
+//! | `http-api` | yes | [`http`]: `/performance/stats`, `/performance/export`, Prometheus `/metrics`, `/healthz` (axum), as a router to mount or a server the builder starts |
 //!
 //! # Environment variables
 //!
@@ -86,6 +87,8 @@
 //! | `VIDPERF_RESOURCE_MONITOR` | on | `off` disables the resource monitor |
 //! | `VIDPERF_SAMPLE_INTERVAL_MS` | 50 | milliseconds between resource samples |
 //! | `VIDPERF_NVML_LIBRARY` | the system's | path to `libnvidia-ml.so`, or `off` for no GPU sampling |
+//! | `VIDPERF_HTTP_ADDR` | unset (no server) | serve the HTTP API on this address, e.g. `127.0.0.1:9464` |
+//! | `VIDPERF_HTTP_TOKEN` | unset | bearer token required on `POST /performance/export` |
 //!
 //! # Costs and limits
 //!
@@ -109,6 +112,12 @@
 
 mod builder;
 mod handle;
+#[cfg(feature = "http-api")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http-api")))]
+pub mod http;
+#[cfg(not(feature = "http-api"))]
+#[path = "http_off.rs"]
+mod http;
 #[cfg(any(feature = "system", feature = "gpu"))]
 mod resources;
 #[cfg(not(any(feature = "system", feature = "gpu")))]

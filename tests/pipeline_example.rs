@@ -3,8 +3,10 @@
 //! `target/<profile>/examples/pipeline-<hash>`; the newest such file is the one just built.
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use vidperf::export;
 
@@ -21,13 +23,12 @@ fn example() -> PathBuf {
         .filter_map(Result::ok)
         .filter(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_prefix("pipeline-")
-                .and_then(|rest| {
-                    rest.strip_suffix(suffix)
-                        .or(Some(rest))
-                        .filter(|_| suffix.is_empty() || name.ends_with(suffix))
-                })
-                .is_some_and(|hash| hash.chars().all(|c| c.is_ascii_hexdigit()))
+            let Some(rest) = name.strip_prefix("pipeline-") else {
+                return false;
+            };
+            let hash = rest.strip_suffix(suffix).unwrap_or(rest);
+            (suffix.is_empty() || name.ends_with(suffix))
+                && hash.chars().all(|c| c.is_ascii_hexdigit())
         })
         .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok());
     newest
@@ -35,12 +36,21 @@ fn example() -> PathBuf {
         .path()
 }
 
+fn command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(example());
+    cmd.args(args);
+    for var in [
+        "VIDPERF_HISTORY_LIMIT",
+        "VIDPERF_HTTP_ADDR",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
 fn run(args: &[&str]) -> Output {
-    Command::new(example())
-        .args(args)
-        .env_remove("VIDPERF_HISTORY_LIMIT")
-        .output()
-        .expect("run pipeline")
+    command(args).output().expect("run pipeline")
 }
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -49,32 +59,11 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-#[test]
-fn prints_the_table_and_writes_agreeing_exports() {
-    let dir = temp_dir("ok");
-    let out = run(&[
-        "--clips",
-        "10",
-        "--frames",
-        "3",
-        "--seed",
-        "3",
-        "--export-dir",
-        dir.to_str().expect("utf-8"),
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "exit {:?}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("10 clips processed"), "{stdout}");
-
-    // The table: strategy name and operation count per row.
-    let table: BTreeMap<String, u64> = stdout
+/// The rows (name → ops column) of the table whose header starts with `title`.
+fn table(stdout: &str, title: &str) -> BTreeMap<String, u64> {
+    stdout
         .lines()
-        .skip_while(|l| !l.starts_with("strategy"))
+        .skip_while(|l| !l.starts_with(title))
         .skip(1)
         .take_while(|l| !l.trim().is_empty())
         .map(|l| {
@@ -87,9 +76,48 @@ fn prints_the_table_and_writes_agreeing_exports() {
                     .expect("ops column"),
             )
         })
-        .collect();
-    assert_eq!(table.get("degradation_router"), Some(&10));
-    assert_eq!(table.get("pipeline"), Some(&10), "one api_request per clip");
+        .collect()
+}
+
+#[test]
+fn prints_the_tables_and_writes_agreeing_exports() {
+    let dir = temp_dir("ok");
+    let dir_arg = dir.to_str().expect("utf-8");
+    let out = run(&[
+        "--clips",
+        "10",
+        "--frames",
+        "3",
+        "--workers",
+        "2",
+        "--seed",
+        "2",
+        "--export-dir",
+        dir_arg,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("10 clips processed by 2 workers"),
+        "{stdout}"
+    );
+
+    let strategies = table(&stdout, "strategy");
+    assert_eq!(strategies.get("degradation_router"), Some(&10));
+    assert_eq!(
+        strategies.get("auto"),
+        Some(&20),
+        "one api_request and one background_job per clip"
+    );
+    let operations = table(&stdout, "operation");
+    for op in ["api_request", "background_job", "analysis", "enhancement"] {
+        assert_eq!(operations.get(op), Some(&10), "{op}\n{stdout}");
+    }
 
     let csv = export::read_csv(std::fs::File::open(dir.join(export::CSV_FILE_NAME)).expect("csv"))
         .expect("csv parses");
@@ -104,41 +132,63 @@ fn prints_the_table_and_writes_agreeing_exports() {
     for r in &csv {
         *from_csv.entry(r.strategy.clone()).or_default() += 1;
     }
-    assert_eq!(from_csv, table, "the table counts what the exports hold");
+    assert_eq!(
+        from_csv, strategies,
+        "the table counts what the exports hold"
+    );
     for (name, s) in &json.statistics.by_strategy {
-        assert_eq!(Some(&s.count), table.get(name));
+        assert_eq!(Some(&s.count), strategies.get(name));
     }
-    // Children link to their request.
+    // Each job is a child of its request (across threads), and work is a child of its job.
     let requests: Vec<_> = csv
         .iter()
         .filter(|r| r.operation_type == "api_request")
         .collect();
-    let enhancements = csv.iter().filter(|r| r.operation_type == "enhancement");
-    for e in enhancements {
+    assert_eq!(requests.len(), 10);
+    for r in csv.iter().filter(|r| r.operation_type != "api_request") {
         assert!(
-            requests.iter().any(|r| r.trace_id == e.trace_id),
-            "enhancement {} has its request",
-            e.operation_id
+            requests.iter().any(|q| q.trace_id == r.trace_id),
+            "{} {} has its request",
+            r.operation_type,
+            r.operation_id
         );
     }
+    assert!(
+        csv.iter().any(|r| !r.success),
+        "some clips fail for real reasons"
+    );
+    assert!(
+        csv.iter().all(|r| r.peak_memory_mb.is_some()),
+        "the resource monitor measured RAM"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
-fn bad_flags_are_rejected_clearly() {
+fn bad_flags_and_settings_are_rejected_clearly() {
     let out = run(&["--clips", "many"]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("--clips expects a whole number"),
+        stderr.contains("invalid value 'many' for '--clips <N>'"),
         "{stderr}"
     );
-    let out = run(&["--colour"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(run(&["--workers", "0"]).status.code(), Some(2));
+    assert_eq!(run(&["--colour"]).status.code(), Some(2));
+    let out = command(&["--clips", "1"])
+        .env("VIDPERF_HISTORY_LIMIT", "lots")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("VIDPERF_HISTORY_LIMIT=\"lots\" is invalid"),
+        "{stderr}"
+    );
 }
 
 #[test]
-fn an_unwritable_export_dir_fails_with_its_path() {
+fn an_unwritable_export_dir_fails_at_once_with_its_path() {
     let file = temp_dir("file");
     std::fs::write(&file, b"not a directory").expect("setup");
     let out = run(&[
@@ -149,11 +199,90 @@ fn an_unwritable_export_dir_fails_with_its_path() {
         "--export-dir",
         file.join("sub").to_str().expect("utf-8"),
     ]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "fails before doing any work");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("cannot write") && stderr.contains("vidperf-pipeline-file"),
         "{stderr}"
     );
     let _ = std::fs::remove_file(file);
+}
+
+#[cfg(unix)]
+#[test]
+fn serve_keeps_the_api_up_until_sigterm_then_writes_the_exports() {
+    let dir = temp_dir("serve");
+    let mut child = command(&[
+        "--clips",
+        "4",
+        "--frames",
+        "2",
+        "--serve",
+        "127.0.0.1:0",
+        "--export-dir",
+        dir.to_str().expect("utf-8"),
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("start pipeline");
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let wait_for = |needle: &str| -> String {
+        loop {
+            let line = lines
+                .recv_timeout(Duration::from_secs(60))
+                .expect("pipeline output");
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    };
+    let serving = wait_for("serving the vidperf API on http://");
+    let addr = serving
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .expect("address")
+        .to_owned();
+    wait_for("still serving");
+
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let body = agent
+        .get(format!("http://{addr}/performance/stats"))
+        .call()
+        .expect("stats")
+        .into_body()
+        .read_to_string()
+        .expect("body");
+    let snap: vidperf::StatsSnapshot = serde_json::from_str(&body).expect("snapshot");
+    assert_eq!(
+        snap.summary.total_operations, 16,
+        "4 clips x request, job, analysis, enhancement"
+    );
+    assert!(
+        !dir.join(export::CSV_FILE_NAME).exists(),
+        "exports are written on shutdown"
+    );
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let exit = child.wait().expect("pipeline exits");
+    assert!(exit.success(), "{exit:?}");
+    let csv = export::read_csv(std::fs::File::open(dir.join(export::CSV_FILE_NAME)).expect("csv"))
+        .expect("parses");
+    assert_eq!(csv.len(), 16);
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -170,6 +170,26 @@ fn check(
             r.sorted
         );
     }
+    // Histogram buckets: cumulative, and each within the 1% precision of the truth.
+    let mut previous = 0;
+    for b in &d.buckets {
+        prop_assert!(b.count >= previous);
+        previous = b.count;
+        let below = r.sorted.iter().filter(|s| **s <= b.le * 0.99).count() as u64;
+        let at_most = r
+            .sorted
+            .iter()
+            .filter(|s| **s <= b.le * 1.01 + 1e-6)
+            .count() as u64;
+        prop_assert!(
+            (below..=at_most).contains(&b.count),
+            "bucket le={} count={} not in {}..={}",
+            b.le,
+            b.count,
+            below,
+            at_most
+        );
+    }
     prop_assert_eq!(snapshot_stats.frames_processed_total, r.frames);
     match (snapshot_stats.frames_per_second, r.fps) {
         (Some(a), Some(b)) => prop_assert!(close(a, b), "fps {} vs {}", a, b),

@@ -291,13 +291,28 @@ impl ResourceMonitor {
             .map(|(i, name)| ((*name).to_owned(), s.errors.get(i)))
             .filter(|(_, n)| *n > 0)
             .collect();
-        let inexact_merges = s
-            .stacks
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .map(MaxStack::merged)
-            .sum();
+        let stacks = s.stacks.read().unwrap_or_else(PoisonError::into_inner);
+        let inexact_merges = stacks.iter().map(MaxStack::merged).sum();
+        let newest = |metric: usize| match samples {
+            0 => None,
+            n => stacks[metric].value_at_newest(n - 1),
+        };
+        let current_process_memory_bytes = newest(RSS);
+        let current_process_cpu_utilization = newest(CPU).map(|v| v as f64 / RATIO);
+        let (current_gpu_memory_bytes, current_gpu_utilization) = match s.gpu_devices {
+            0 => (Vec::new(), Vec::new()),
+            1 => (
+                vec![newest(GPU_MEMORY)],
+                vec![newest(GPU_UTILIZATION).map(|v| v as f64 / RATIO)],
+            ),
+            n => (
+                (0..n).map(|d| newest(DEVICE_BASE + 2 * d)).collect(),
+                (0..n)
+                    .map(|d| newest(DEVICE_BASE + 2 * d + 1).map(|v| v as f64 / RATIO))
+                    .collect(),
+            ),
+        };
+        drop(stacks);
         let mut health = MonitorHealth::default();
         health.running = s.running.load(Ordering::Acquire);
         health.parked = s.parked.load(Ordering::Acquire);
@@ -313,6 +328,10 @@ impl ResourceMonitor {
         health.tick_micros =
             (ticks > 0).then(|| s.tick_nanos.load(Ordering::Relaxed) as f64 / ticks as f64 / 1e3);
         health.inexact_merges = inexact_merges;
+        health.current_process_memory_bytes = current_process_memory_bytes;
+        health.current_process_cpu_utilization = current_process_cpu_utilization;
+        health.current_gpu_memory_bytes = current_gpu_memory_bytes;
+        health.current_gpu_utilization = current_gpu_utilization;
         health
     }
 

@@ -5,7 +5,9 @@ use std::ops::AddAssign;
 
 use hdrhistogram::Histogram;
 
-use super::snapshot::{AggregateStats, DurationStats, PeakStats, ResourceStats};
+use super::snapshot::{
+    AggregateStats, Bucket, DURATION_BUCKETS, DurationStats, PeakStats, ResourceStats,
+};
 use crate::span::FinishedSpan;
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -142,6 +144,7 @@ impl Aggregate {
             p95_seconds: quantile(0.95).unwrap_or(self.duration_max),
             p99_seconds: quantile(0.99).unwrap_or(self.duration_max),
             total_seconds: self.duration_sum,
+            buckets: self.buckets(),
         });
         AggregateStats {
             count: self.count,
@@ -163,6 +166,35 @@ impl Aggregate {
                 gpu_utilization_percent: self.gpu.stats(),
             },
         }
+    }
+}
+
+impl Aggregate {
+    /// Cumulative counts at [`DURATION_BUCKETS`], in one pass over the histogram's
+    /// recorded values (cost independent of how many operations were recorded).
+    fn buckets(&self) -> Vec<Bucket> {
+        let mut counts = [0u64; DURATION_BUCKETS.len()];
+        if let Some(h) = &self.durations {
+            for v in h.iter_recorded() {
+                // Classified by the HDR bucket's highest equivalent value (within 1%).
+                let secs = v.value_iterated_to() as f64 / 1e6;
+                if let Some(i) = DURATION_BUCKETS.iter().position(|le| secs <= *le) {
+                    counts[i] += v.count_at_value();
+                }
+            }
+        }
+        let mut total = 0;
+        DURATION_BUCKETS
+            .iter()
+            .zip(counts)
+            .map(|(le, n)| {
+                total += n;
+                Bucket {
+                    le: *le,
+                    count: total,
+                }
+            })
+            .collect()
     }
 }
 

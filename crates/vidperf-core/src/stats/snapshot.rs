@@ -103,6 +103,26 @@ pub struct DurationStats {
     pub p99_seconds: f64,
     /// Sum of all durations.
     pub total_seconds: f64,
+    /// Cumulative counts at the bounds in [`DURATION_BUCKETS`] (a Prometheus-style
+    /// histogram; counts come from the 1%-precision histogram, so an operation within
+    /// 1% of a bound may fall on either side of it). The `+Inf` bucket is `count`.
+    pub buckets: Vec<Bucket>,
+}
+
+/// Upper bounds, in seconds, of the duration histogram buckets.
+pub const DURATION_BUCKETS: [f64; 17] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+    600.0,
+];
+
+/// One cumulative histogram bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Bucket {
+    /// Upper bound, seconds (inclusive).
+    pub le: f64,
+    /// Operations that took at most `le`.
+    pub count: u64,
 }
 
 /// Per-strategy view of the resource peaks; each `None` until measured.
@@ -251,4 +271,12 @@ pub struct MonitorHealth {
     pub tick_micros: Option<f64>,
     /// Windows whose peak may be over-estimated because a sample stack overflowed.
     pub inexact_merges: u64,
+    /// The newest sample: this process's resident memory, bytes.
+    pub current_process_memory_bytes: Option<u64>,
+    /// The newest sample: this process's CPU, 1.0 = one core.
+    pub current_process_cpu_utilization: Option<f64>,
+    /// The newest sample: memory used per GPU, bytes, by device index.
+    pub current_gpu_memory_bytes: Vec<Option<u64>>,
+    /// The newest sample: utilization per GPU, 0.0–1.0, by device index.
+    pub current_gpu_utilization: Vec<Option<f64>>,
 }

@@ -1,0 +1,125 @@
+//! The HTTP API, wired into the builder (feature `http-api`).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use vidperf_core::{OperationRecord, SnapshotOptions, StatsSnapshot};
+pub use vidperf_server::{
+    ApiConfig, ApiError, ApiSource, ApiState, METRICS_CONTENT_TYPE, ServeError, ServerHandle,
+    TokenScope, encode_metrics, router, serve, spawn,
+};
+
+use crate::builder::{BuildError, Builder, env_text};
+use crate::handle::Vidperf;
+
+/// `VIDPERF_HTTP_ADDR`: serve the HTTP API on this address (e.g. `127.0.0.1:9464`).
+pub const ENV_HTTP_ADDR: &str = "VIDPERF_HTTP_ADDR";
+/// `VIDPERF_HTTP_TOKEN`: bearer token required on the export route.
+pub const ENV_HTTP_TOKEN: &str = "VIDPERF_HTTP_TOKEN";
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Setting {
+    addr: Option<SocketAddr>,
+    config: Option<ApiConfig>,
+}
+
+/// The running server, shared by the handle's clones.
+pub(crate) type Server = Arc<Mutex<Option<ServerHandle>>>;
+
+#[cfg_attr(docsrs, doc(cfg(feature = "http-api")))]
+impl Builder {
+    /// Serves the HTTP API on `addr` from a background thread once built. Bind
+    /// `127.0.0.1` unless the API must be reachable from elsewhere (then set a token).
+    pub fn http_api(mut self, addr: SocketAddr) -> Self {
+        self.http.addr = Some(addr);
+        self
+    }
+
+    /// Limits and token of the HTTP API (instead of the defaults and `VIDPERF_HTTP_TOKEN`).
+    pub fn http_api_config(mut self, config: ApiConfig) -> Self {
+        self.http.config = Some(config);
+        self
+    }
+}
+
+pub(crate) fn start(
+    setting: &Setting,
+    read_env: bool,
+    handle: &Vidperf,
+) -> Result<Option<Server>, BuildError> {
+    let addr = match setting.addr {
+        Some(addr) => Some(addr),
+        None if read_env => match env_text(ENV_HTTP_ADDR)? {
+            None => None,
+            Some(text) => Some(text.trim().parse().map_err(|_| BuildError::InvalidEnv {
+                var: ENV_HTTP_ADDR,
+                value: text,
+                expected: "an IP address and port, e.g. 127.0.0.1:9464",
+            })?),
+        },
+        None => None,
+    };
+    let Some(addr) = addr else { return Ok(None) };
+    let config = match &setting.config {
+        Some(config) => config.clone(),
+        None => {
+            let token = if read_env {
+                env_text(ENV_HTTP_TOKEN)?
+            } else {
+                None
+            };
+            match token.filter(|t| !t.is_empty()) {
+                Some(token) => ApiConfig::default().with_token(token, TokenScope::ExportOnly),
+                None => ApiConfig::default(),
+            }
+        }
+    };
+    let server = spawn(addr, ApiState::new(handle.clone(), config))
+        .map_err(|e| BuildError::Http(e.to_string()))?;
+    Ok(Some(Arc::new(Mutex::new(Some(server)))))
+}
+
+pub(crate) fn local_addr(server: &Server) -> Option<SocketAddr> {
+    server
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+        .map(ServerHandle::local_addr)
+}
+
+pub(crate) fn shutdown(server: &Server, timeout: Duration) -> Result<(), String> {
+    let taken = server.lock().unwrap_or_else(PoisonError::into_inner).take();
+    match taken {
+        Some(mut s) => s.shutdown(timeout).map_err(|e| e.to_string()),
+        None => Ok(()),
+    }
+}
+
+impl ApiSource for Vidperf {
+    fn snapshot(
+        &self,
+        options: SnapshotOptions,
+        strategy: Option<&str>,
+        operation: Option<&str>,
+    ) -> StatsSnapshot {
+        self.filtered_snapshot(options, strategy, operation)
+    }
+
+    fn snapshot_and_records(&self) -> (StatsSnapshot, Vec<OperationRecord>) {
+        Vidperf::snapshot_and_records(self)
+    }
+}
+
+#[cfg_attr(docsrs, doc(cfg(feature = "http-api")))]
+impl Vidperf {
+    /// The HTTP API over this instance, as an axum router to mount in your own service.
+    pub fn router(&self, config: ApiConfig) -> vidperf_server::axum::Router {
+        router(ApiState::new(self.clone(), config))
+    }
+
+    /// Where the HTTP API started by the builder listens, if it runs.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.server.as_ref().and_then(local_addr)
+    }
+}
