@@ -638,6 +638,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if vidperf.exports_otlp() {
+        let endpoint = std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT"))
+            .unwrap_or_default();
+        println!("exporting traces and metrics over OTLP to {endpoint}");
+    }
     if let Some(addr) = vidperf.http_addr() {
         println!(
             "serving the vidperf API on http://{addr}/performance/stats and http://{addr}/metrics"
@@ -706,8 +712,15 @@ fn main() -> ExitCode {
         println!("\nstill serving on http://{addr} — press Ctrl-C (or send SIGTERM) to stop");
         wait_for_signal();
     }
+    let exporting = vidperf.exports_otlp();
     if let Err(e) = vidperf.shutdown(Duration::from_secs(5)) {
         eprintln!("warning: {e}");
+    }
+    if exporting && let Some(export) = vidperf.snapshot().health.export {
+        println!(
+            "\nOTLP: {} spans sent, {} delivered, {} failed, {} dropped",
+            export.emitted, export.exported, export.failed, export.dropped
+        );
     }
     let (stats, records) = vidperf.snapshot_and_records();
     match vidperf::export::write_files(&args.export_dir, &stats, &records) {

@@ -22,6 +22,14 @@ if ! command -v promtool >/dev/null 2>&1; then
 fi
 export VIDPERF_REQUIRE_PROMTOOL=1
 
+# tests/otlp.rs exports to a real collector: rotel, whose PyPI wheel carries the
+# rotel-agent binary.
+if ! python3 -c "import rotel" >/dev/null 2>&1; then
+    echo "installing rotel (pip)" >&2
+    python3 -m pip install --quiet --disable-pip-version-check rotel
+fi
+export VIDPERF_REQUIRE_ROTEL=1
+
 # Examples are run by tests/pipeline_example.rs; benches must keep building.
 cargo build --locked --workspace --all-targets --all-features
 

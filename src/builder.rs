@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use tracing_subscriber::layer::SubscriberExt as _;
 
 use crate::handle::Vidperf;
-use crate::{http, resources};
+use crate::{http, otlp, resources};
 use vidperf_core::{PerfLayer, Sink, Stats, StatsConfig};
 
 /// Configures vidperf. Settings made in code win over environment variables, which win
@@ -21,6 +21,7 @@ pub struct Builder {
     read_env: bool,
     pub(crate) monitor: resources::Setting,
     pub(crate) http: http::Setting,
+    pub(crate) otlp: otlp::Setting,
 }
 
 impl std::fmt::Debug for Builder {
@@ -34,6 +35,7 @@ impl std::fmt::Debug for Builder {
             .field("read_env", &self.read_env)
             .field("monitor", &self.monitor)
             .field("http", &self.http)
+            .field("otlp", &self.otlp)
             .finish()
     }
 }
@@ -49,6 +51,7 @@ impl Default for Builder {
             read_env: true,
             monitor: resources::Setting::default(),
             http: http::Setting::default(),
+            otlp: otlp::Setting::default(),
         }
     }
 }
@@ -73,6 +76,9 @@ pub enum BuildError {
     /// The HTTP API could not start (e.g. the address is taken).
     #[error("{0}")]
     Http(String),
+    /// The OTLP export could not be configured or started.
+    #[error("{0}")]
+    Otlp(String),
 }
 
 /// Why [`Builder::install`] failed.
@@ -213,14 +219,16 @@ impl Builder {
             .with_max_keys(self.resolve(self.max_keys, ENV_MAX_KEYS, defaults.max_keys)?)
             .with_max_active(self.resolve(self.max_active, ENV_MAX_ACTIVE, defaults.max_active)?);
         let monitor = resources::start(&self.monitor, self.read_env)?;
+        let otel = otlp::start(&self.otlp, self.read_env)?;
         let stats = Arc::new(Stats::new(config));
         let mut layer =
             resources::attach(PerfLayer::builder(), monitor.as_ref()).sink(stats.clone());
+        layer = otlp::attach(layer, otel.as_ref());
         for add in self.sinks {
             layer = add(layer);
         }
         let layer = layer.build();
-        let mut handle = Vidperf::new(stats, layer.clone(), monitor);
+        let mut handle = Vidperf::new(stats, layer.clone(), monitor, otel);
         let server = http::start(&self.http, self.read_env, &handle)?;
         handle.set_server(server);
         Ok((layer, handle))

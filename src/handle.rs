@@ -9,7 +9,7 @@ use vidperf_core::export::{self, ExportPaths, WriteError};
 use vidperf_core::stats::SnapshotOptions;
 use vidperf_core::{OperationRecord, PerfLayer, Stats, StatsSnapshot};
 
-use crate::{http, resources};
+use crate::{http, otlp, resources};
 
 /// A cheap-to-clone handle on a running vidperf: statistics snapshots and exports.
 #[derive(Clone, Debug)]
@@ -18,6 +18,7 @@ pub struct Vidperf {
     layer: PerfLayer,
     monitor: Option<resources::Monitor>,
     pub(crate) server: Option<http::Server>,
+    otel: Option<otlp::Pipeline>,
 }
 
 /// Why [`Vidperf::shutdown`] did not finish cleanly.
@@ -30,6 +31,10 @@ pub enum ShutdownError {
     /// The HTTP server did not stop in time.
     #[error("{0}")]
     Http(String),
+    /// The OTLP export did not deliver everything, or did not stop in time; the
+    /// message says what was lost.
+    #[error("{0}")]
+    Otlp(String),
 }
 
 impl Vidperf {
@@ -37,13 +42,28 @@ impl Vidperf {
         stats: Arc<Stats>,
         layer: PerfLayer,
         monitor: Option<resources::Monitor>,
+        otel: Option<otlp::Pipeline>,
     ) -> Self {
         Self {
             stats,
             layer,
             monitor,
             server: None,
+            otel,
         }
+    }
+
+    /// Exports everything pending over OTLP now (a no-op without OTLP export).
+    pub fn flush(&self) -> Result<(), ShutdownError> {
+        match &self.otel {
+            Some(o) => otlp::flush(o).map_err(ShutdownError::Otlp),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether OTLP export is on.
+    pub fn exports_otlp(&self) -> bool {
+        self.otel.is_some()
     }
 
     pub(crate) fn set_server(&mut self, server: Option<http::Server>) {
@@ -70,7 +90,11 @@ impl Vidperf {
             Some(m) => resources::shutdown(m, timeout).map_err(ShutdownError::Monitor),
             None => Ok(()),
         };
-        http.and(monitor)
+        let otel = match &self.otel {
+            Some(o) => otlp::shutdown(o, timeout).map_err(ShutdownError::Otlp),
+            None => Ok(()),
+        };
+        http.and(monitor).and(otel)
     }
 
     /// The statistics aggregator itself.
@@ -110,6 +134,7 @@ impl Vidperf {
     fn add_health(&self, snapshot: &mut StatsSnapshot) {
         snapshot.health.sink_panics = self.layer.health().sink_panics();
         snapshot.health.monitor = self.monitor.as_ref().map(resources::health);
+        snapshot.health.export = self.otel.as_ref().map(otlp::health);
     }
 
     /// Every operation record held, oldest first.

@@ -71,6 +71,7 @@
 //! | `macros` | yes | [`#[vidperf::track]`](macro@track) |
 //! | `system` | yes | resource peaks of this process: resident memory, CPU (sysinfo) |
 //! | `gpu` | yes | resource peaks of NVIDIA GPUs: memory, utilization, this process's VRAM (NVML via nvml-wrapper, loaded at run time: builds and runs without a GPU) |
+//! | `otlp` | yes | [`otlp`]: every span as an OpenTelemetry span and per-strategy metrics, over OTLP (HTTP/protobuf, blocking client: no async runtime needed) to any collector |
 //! | `http-api` | yes | [`http`]: `/performance/stats`, `/performance/export`, Prometheus `/metrics`, `/healthz` (axum), as a router to mount or a server the builder starts |
 //!
 //! # Environment variables
@@ -89,6 +90,7 @@
 //! | `VIDPERF_NVML_LIBRARY` | the system's | path to `libnvidia-ml.so`, or `off` for no GPU sampling |
 //! | `VIDPERF_HTTP_ADDR` | unset (no server) | serve the HTTP API on this address, e.g. `127.0.0.1:9464` |
 //! | `VIDPERF_HTTP_TOKEN` | unset | bearer token required on `POST /performance/export` |
+//! | `OTEL_EXPORTER_OTLP_ENDPOINT` (or `_TRACES_ENDPOINT`) | unset (no export) | turns OTLP export on; the other standard `OTEL_*` variables apply (see [`otlp`]) |
 //!
 //! # Costs and limits
 //!
@@ -118,6 +120,12 @@ pub mod http;
 #[cfg(not(feature = "http-api"))]
 #[path = "http_off.rs"]
 mod http;
+#[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+pub mod otlp;
+#[cfg(not(feature = "otlp"))]
+#[path = "otlp_off.rs"]
+mod otlp;
 #[cfg(any(feature = "system", feature = "gpu"))]
 mod resources;
 #[cfg(not(any(feature = "system", feature = "gpu")))]

@@ -27,11 +27,16 @@ mod value;
 
 pub use fields::{OperationFields, Resolution};
 pub use ids::{SpanId, TraceId};
-pub use layer::{LayerHealth, PerfLayer, PerfLayerBuilder, record_error, record_field, span_ids};
+pub use layer::{
+    LayerHealth, MAX_EVENTS_PER_SPAN, PerfLayer, PerfLayerBuilder, record_error, record_field,
+    span_ids,
+};
 pub use outcome::{OperationOutcome, record_outcome};
 pub use record::{DeviceRecord, OperationRecord};
 pub use resources::{ResourceWindows, WindowStart};
 pub use sink::{Sink, SpanInterest};
-pub use span::{ActiveOperation, DevicePeaks, FinishedSpan, OperationKey, ResourcePeaks};
+pub use span::{
+    ActiveOperation, DevicePeaks, FinishedSpan, OperationKey, ResourcePeaks, SpanEvent,
+};
 pub use stats::{SnapshotOptions, Stats, StatsConfig, StatsSnapshot};
 pub use value::{FieldValue, MAX_STRING_VALUE_BYTES};

@@ -44,6 +44,31 @@ pub struct FinishedSpan {
     pub metadata: Vec<(Cow<'static, str>, FieldValue)>,
     /// Resource peaks over the span's life; every figure absent when not measured.
     pub resources: ResourcePeaks,
+    /// Fields named `otel.*` (`otel.name`, `otel.kind`, `otel.status_code`, …): hints for
+    /// trace exporters, not metadata.
+    pub otel: Vec<(Cow<'static, str>, FieldValue)>,
+    /// Events emitted inside the span, oldest first; collected only when a sink asks
+    /// for every span ([`SpanInterest::All`](crate::SpanInterest::All)).
+    pub events: Vec<SpanEvent>,
+    /// Events not kept because the span had already collected
+    /// [`MAX_EVENTS_PER_SPAN`](crate::MAX_EVENTS_PER_SPAN).
+    pub dropped_events: u32,
+}
+
+/// A `tracing` event emitted inside a span.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct SpanEvent {
+    /// When it was emitted.
+    pub time: SystemTime,
+    /// Its `message` field, or else the event's name.
+    pub name: String,
+    /// Its level.
+    pub level: Level,
+    /// Its target.
+    pub target: &'static str,
+    /// Its other fields.
+    pub fields: Vec<(Cow<'static, str>, FieldValue)>,
 }
 
 impl FinishedSpan {

@@ -22,8 +22,9 @@ use crate::sink::{Sink, SpanInterest};
 use crate::span::{ActiveOperation, ResourcePeaks};
 use crate::value::FieldValue;
 
+pub use state::MAX_EVENTS_PER_SPAN;
 pub(crate) use state::PANIC_MESSAGE;
-use state::{ErrorMessage, Recorder, SpanState};
+use state::{ErrorMessage, EventRecorder, Recorder, SpanState};
 
 /// The layer that recognises operations, measures them and hands each finished span to
 /// the registered [`Sink`]s.
@@ -225,13 +226,38 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        if *event.metadata().level() != Level::ERROR {
+        let is_error = *event.metadata().level() == Level::ERROR;
+        if !is_error && !self.inner.all_spans {
             return;
         }
         let Some(span) = ctx.event_span(event) else {
             return;
         };
         let mut extensions = span.extensions_mut();
+        if self.inner.all_spans
+            && let Some(state) = extensions.get_mut::<SpanState>()
+        {
+            if state.events.len() < MAX_EVENTS_PER_SPAN {
+                let mut recorder = EventRecorder {
+                    message: None,
+                    fields: Vec::new(),
+                };
+                event.record(&mut recorder);
+                let meta = event.metadata();
+                state.events.push(crate::span::SpanEvent {
+                    time: crate::clock::wall_time(Instant::now()),
+                    name: recorder.message.unwrap_or_else(|| meta.name().to_owned()),
+                    level: *meta.level(),
+                    target: meta.target(),
+                    fields: recorder.fields,
+                });
+            } else {
+                state.dropped_events = state.dropped_events.saturating_add(1);
+            }
+        }
+        if !is_error {
+            return;
+        }
         if let Some(state) = extensions.get_mut::<SpanState>()
             && state.error.is_none()
         {

@@ -12,7 +12,7 @@ use crate::fields::{self, OperationFields};
 use crate::ids::{SpanId, TraceId};
 use crate::intern::intern;
 use crate::resources::WindowStart;
-use crate::span::{FinishedSpan, OperationKey, ResourcePeaks};
+use crate::span::{FinishedSpan, OperationKey, ResourcePeaks, SpanEvent};
 use crate::value::{FieldValue, MAX_STRING_VALUE_BYTES, truncate};
 
 /// The longest error message kept, in bytes.
@@ -38,6 +38,9 @@ pub(crate) struct SpanState {
     pub(crate) metadata: Vec<(Cow<'static, str>, FieldValue)>,
     pub(crate) metadata_dropped: u32,
     pub(crate) window: Option<WindowStart>,
+    pub(crate) otel: Vec<(Cow<'static, str>, FieldValue)>,
+    pub(crate) events: Vec<SpanEvent>,
+    pub(crate) dropped_events: u32,
 }
 
 impl SpanState {
@@ -61,6 +64,9 @@ impl SpanState {
             metadata: Vec::new(),
             metadata_dropped: 0,
             window: None,
+            otel: Vec::new(),
+            events: Vec::new(),
+            dropped_events: 0,
         }
     }
 
@@ -129,7 +135,15 @@ impl SpanState {
             fields::SCALE_FACTOR => set(&mut f.scale_factor, finite(&value)),
             fields::QUALITY_SCORE => set(&mut f.quality_score, finite(&value)),
             fields::ENHANCEMENT_FACTOR => set(&mut f.enhancement_factor, finite(&value)),
-            n if n.starts_with("otel.") => true,
+            n if n.starts_with("otel.") => {
+                let key = name.clone();
+                if let Some(slot) = self.otel.iter_mut().find(|(k, _)| *k == key) {
+                    slot.1 = value.clone();
+                } else if self.otel.len() < 16 {
+                    self.otel.push((key, value.clone()));
+                }
+                true
+            }
             _ => false,
         };
         if !ok {
@@ -167,6 +181,9 @@ impl SpanState {
             error: self.error,
             metadata: meta,
             resources,
+            otel: self.otel,
+            events: self.events,
+            dropped_events: self.dropped_events,
         }
     }
 }
@@ -254,6 +271,56 @@ impl Visit for Recorder<'_> {
             name => self
                 .0
                 .record_value(Cow::Borrowed(name), FieldValue::Str(text)),
+        }
+    }
+}
+
+/// The most events kept per span (for trace exporters); later ones are counted.
+pub const MAX_EVENTS_PER_SPAN: usize = 128;
+
+/// Collects an event's fields for a span event.
+pub(crate) struct EventRecorder {
+    pub(crate) message: Option<String>,
+    pub(crate) fields: Vec<(Cow<'static, str>, FieldValue)>,
+}
+
+impl EventRecorder {
+    fn push(&mut self, field: &Field, value: FieldValue) {
+        if self.fields.len() < MAX_METADATA_ENTRIES {
+            self.fields.push((Cow::Borrowed(field.name()), value));
+        }
+    }
+}
+
+impl Visit for EventRecorder {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.push(field, FieldValue::F64(value));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.push(field, FieldValue::I64(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.push(field, FieldValue::from(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.push(field, FieldValue::Bool(value));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message = Some(truncate(value, MAX_STRING_VALUE_BYTES));
+        } else {
+            self.push(field, FieldValue::text(value));
+        }
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.push(field, FieldValue::Str(bounded_display(value)));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let text = bounded_debug(value);
+        if field.name() == "message" {
+            self.message = Some(text);
+        } else {
+            self.push(field, FieldValue::Str(text));
         }
     }
 }

@@ -414,6 +414,7 @@ impl Stats {
             active_untracked: untracked,
             sink_panics: 0,
             monitor: None,
+            export: None,
         };
         let all: Vec<FinishedSpan> = if with_records {
             inner.history.iter().cloned().collect()

@@ -238,6 +238,38 @@ pub struct Health {
     pub sink_panics: u64,
     /// The resource monitor, when one is attached.
     pub monitor: Option<MonitorHealth>,
+    /// The OTLP trace export, when enabled.
+    pub export: Option<ExportHealth>,
+}
+
+/// What happened to the spans sent to the OTLP exporter, in [`Health::export`]. After a
+/// flush, `emitted == exported + failed + dropped`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ExportHealth {
+    /// Spans handed to the batch processor.
+    pub emitted: u64,
+    /// Spans the sampler left out (still in statistics and metrics).
+    pub unsampled: u64,
+    /// Spans delivered.
+    pub exported: u64,
+    /// Spans in batches the collector did not accept or could not be reached for.
+    pub failed: u64,
+    /// Spans lost before the exporter: queue full or shutdown (in flight until a flush).
+    pub dropped: u64,
+}
+
+impl ExportHealth {
+    /// Counts of a trace export.
+    pub fn new(emitted: u64, unsampled: u64, exported: u64, failed: u64, dropped: u64) -> Self {
+        Self {
+            emitted,
+            unsampled,
+            exported,
+            failed,
+            dropped,
+        }
+    }
 }
 
 /// The resource monitor's own state, in [`Health::monitor`].

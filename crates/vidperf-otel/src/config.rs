@@ -1,0 +1,304 @@
+//! Configuration from the standard `OTEL_*` variables, and the running pipeline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry_otlp::{
+    MetricExporter, SpanExporter, WithExportConfig as _, WithHttpConfig as _,
+};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::trace::{BatchConfigBuilder, Sampler};
+
+use crate::client::UreqClient;
+use crate::metrics::MetricsSink;
+use crate::traces::{TraceReport, TraceSink};
+
+/// OTLP transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// `http/protobuf`, with a blocking client (works without an async runtime).
+    HttpProtobuf,
+}
+
+/// Why the bridge could not be configured, started or stopped cleanly.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OtelError {
+    /// An `OTEL_*` variable holds something the bridge cannot use.
+    #[error("{var}={value:?} is invalid: {reason}")]
+    InvalidEnv {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The exporter could not be built.
+    #[error("cannot build the OTLP exporter: {0}")]
+    Exporter(String),
+    /// Shutdown finished, but not everything was delivered.
+    #[error(
+        "OTLP export lost spans: {} emitted, {} exported, {} failed (collector unreachable or refused), {} dropped (queue full or shutdown)",
+        .0.emitted, .0.exported, .0.failed, .0.dropped
+    )]
+    Lost(TraceReport),
+    /// Flush or shutdown failed or timed out.
+    #[error("OpenTelemetry shutdown: {0}")]
+    Shutdown(String),
+}
+
+/// What the bridge is told to do; [`OtelConfig::from_env`] fills it from the standard
+/// variables, and the setters override.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct OtelConfig {
+    /// False when `OTEL_SDK_DISABLED=true`.
+    pub enabled: bool,
+    /// Transport.
+    pub protocol: Protocol,
+    /// Trace sampler.
+    pub sampler: Sampler,
+    /// Whether to export metrics too. Default true.
+    pub metrics: bool,
+    /// Metrics export interval. Default 60 s (`OTEL_METRIC_EXPORT_INTERVAL`, ms).
+    pub metrics_interval: Duration,
+    /// Timeout of one export request. Default 10 s.
+    pub export_timeout: Duration,
+    /// Endpoint override (otherwise the `OTEL_EXPORTER_OTLP_*ENDPOINT` variables, or
+    /// `http://localhost:4318`). For HTTP this is the base URL; `/v1/traces` and
+    /// `/v1/metrics` are appended.
+    pub endpoint: Option<String>,
+}
+
+impl Default for OtelConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            protocol: Protocol::HttpProtobuf,
+            sampler: Sampler::AlwaysOn,
+            metrics: true,
+            metrics_interval: Duration::from_secs(60),
+            export_timeout: Duration::from_secs(10),
+            endpoint: None,
+        }
+    }
+}
+
+fn var(name: &'static str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+fn ratio(arg: Option<String>) -> Result<f64, OtelError> {
+    match arg {
+        None => Ok(1.0),
+        Some(text) => match text.parse::<f64>() {
+            Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+            _ => Err(OtelError::InvalidEnv {
+                var: "OTEL_TRACES_SAMPLER_ARG",
+                value: text,
+                reason: "expected a ratio from 0 to 1",
+            }),
+        },
+    }
+}
+
+impl OtelConfig {
+    /// Reads `OTEL_SDK_DISABLED`, `OTEL_EXPORTER_OTLP_PROTOCOL` (and the traces
+    /// variant), `OTEL_TRACES_SAMPLER(_ARG)` and `OTEL_METRIC_EXPORT_INTERVAL`. The
+    /// endpoint, headers, timeout, resource and batch settings are read by the SDK and
+    /// the exporter themselves when the pipeline starts.
+    pub fn from_env() -> Result<Self, OtelError> {
+        let mut config = Self::default();
+        if let Some(v) = var("OTEL_SDK_DISABLED") {
+            config.enabled = !v.eq_ignore_ascii_case("true");
+        }
+        for name in [
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ] {
+            if let Some(p) = var(name) {
+                if p != "http/protobuf" {
+                    return Err(OtelError::InvalidEnv {
+                        var: name,
+                        value: p,
+                        reason: "only http/protobuf is built into vidperf (gRPC needs an async runtime)",
+                    });
+                }
+                break;
+            }
+        }
+        let arg = var("OTEL_TRACES_SAMPLER_ARG");
+        if let Some(s) = var("OTEL_TRACES_SAMPLER") {
+            config.sampler = match s.as_str() {
+                "always_on" | "parentbased_always_on" => Sampler::AlwaysOn,
+                "always_off" | "parentbased_always_off" => Sampler::AlwaysOff,
+                "traceidratio" | "parentbased_traceidratio" => {
+                    Sampler::TraceIdRatioBased(ratio(arg)?)
+                }
+                _ => {
+                    return Err(OtelError::InvalidEnv {
+                        var: "OTEL_TRACES_SAMPLER",
+                        value: s,
+                        reason: "expected always_on, always_off, traceidratio or a parentbased_ variant",
+                    });
+                }
+            };
+        }
+        if let Some(ms) = var("OTEL_METRIC_EXPORT_INTERVAL") {
+            let parsed = ms.parse::<u64>().map_err(|_| OtelError::InvalidEnv {
+                var: "OTEL_METRIC_EXPORT_INTERVAL",
+                value: ms.clone(),
+                reason: "expected milliseconds",
+            })?;
+            config.metrics_interval = Duration::from_millis(parsed.max(1));
+        }
+        Ok(config)
+    }
+
+    /// Sets the endpoint (base URL, e.g. `http://127.0.0.1:4318`).
+    #[must_use]
+    pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// Sets the trace sampler.
+    #[must_use]
+    pub fn with_sampler(mut self, sampler: Sampler) -> Self {
+        self.sampler = sampler;
+        self
+    }
+
+    /// Sets the metrics export interval.
+    #[must_use]
+    pub fn with_metrics_interval(mut self, interval: Duration) -> Self {
+        self.metrics_interval = interval;
+        self
+    }
+
+    /// Sets the timeout of one export request.
+    #[must_use]
+    pub fn with_export_timeout(mut self, timeout: Duration) -> Self {
+        self.export_timeout = timeout;
+        self
+    }
+}
+
+/// What [`Otel::shutdown`] reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OtelReport {
+    /// The spans.
+    pub traces: TraceReport,
+}
+
+/// The running bridge: the trace and metrics sinks to register with the layer, and
+/// their lifecycle.
+#[derive(Debug, Clone)]
+pub struct Otel {
+    traces: Arc<TraceSink>,
+    metrics: Option<Arc<MetricsSink>>,
+}
+
+fn endpoint_for(base: &str, signal: &str) -> String {
+    format!("{}/v1/{signal}", base.trim_end_matches('/'))
+}
+
+impl Otel {
+    /// Builds the OTLP pipeline; `None` when the configuration disables it.
+    pub fn start(config: &OtelConfig) -> Result<Option<Self>, OtelError> {
+        if !config.enabled {
+            return Ok(None);
+        }
+        let resource = Resource::builder().build();
+        let client = UreqClient::new(config.export_timeout);
+        let mut spans = SpanExporter::builder()
+            .with_http()
+            .with_http_client(client.clone())
+            .with_timeout(config.export_timeout);
+        if let Some(base) = &config.endpoint {
+            spans = spans.with_endpoint(endpoint_for(base, "traces"));
+        }
+        let spans = spans
+            .build()
+            .map_err(|e| OtelError::Exporter(e.to_string()))?;
+        let traces = TraceSink::with_exporter(
+            spans,
+            &resource,
+            config.sampler.clone(),
+            BatchConfigBuilder::default().build(),
+        );
+        let metrics = if config.metrics {
+            let mut exporter = MetricExporter::builder()
+                .with_http()
+                .with_http_client(client)
+                .with_timeout(config.export_timeout);
+            if let Some(base) = &config.endpoint {
+                exporter = exporter.with_endpoint(endpoint_for(base, "metrics"));
+            }
+            let exporter = exporter
+                .build()
+                .map_err(|e| OtelError::Exporter(e.to_string()))?;
+            let reader = PeriodicReader::builder(exporter)
+                .with_interval(config.metrics_interval)
+                .build();
+            let provider = SdkMeterProvider::builder()
+                .with_resource(resource)
+                .with_reader(reader)
+                .build();
+            Some(Arc::new(MetricsSink::new(provider)))
+        } else {
+            None
+        };
+        Ok(Some(Self {
+            traces: Arc::new(traces),
+            metrics,
+        }))
+    }
+
+    /// The trace sink.
+    pub fn traces(&self) -> &Arc<TraceSink> {
+        &self.traces
+    }
+
+    /// The metrics sink, when metrics are on.
+    pub fn metrics(&self) -> Option<&Arc<MetricsSink>> {
+        self.metrics.as_ref()
+    }
+
+    /// Exports everything pending now.
+    pub fn flush(&self) -> Result<(), OtelError> {
+        let traces = self
+            .traces
+            .flush()
+            .map_err(|e| OtelError::Shutdown(e.to_string()));
+        let metrics = match &self.metrics {
+            Some(m) => m.flush().map_err(|e| OtelError::Shutdown(e.to_string())),
+            None => Ok(()),
+        };
+        traces.and(metrics)
+    }
+
+    /// Flushes and stops both pipelines, waiting at most `timeout` for each, then says
+    /// whether every span was delivered: `Err(OtelError::Lost)` names what was lost.
+    pub fn shutdown(&self, timeout: Duration) -> Result<OtelReport, OtelError> {
+        let traces = self.traces.shutdown(timeout);
+        if let Some(m) = &self.metrics {
+            let _ = m.shutdown(timeout);
+        }
+        let report = OtelReport {
+            traces: self.traces.counters().report(),
+        };
+        if report.traces.failed > 0 || report.traces.dropped > 0 {
+            return Err(OtelError::Lost(report.traces));
+        }
+        traces.map_err(|e| OtelError::Shutdown(e.to_string()))?;
+        Ok(report)
+    }
+}

@@ -1,0 +1,191 @@
+//! A [`FinishedSpan`] as the SDK's [`SpanData`], built once at close.
+
+use std::borrow::Cow;
+
+use opentelemetry::trace::{
+    Event, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
+};
+use opentelemetry::{InstrumentationScope, KeyValue, Value};
+use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
+use vidperf_core::{FieldValue, FinishedSpan};
+
+/// The attribute names vidperf adds (DESIGN: the names users see).
+pub mod attr {
+    /// Operation type.
+    pub const OPERATION: &str = "vidperf.operation";
+    /// Strategy.
+    pub const STRATEGY: &str = "vidperf.strategy";
+    /// Peak resident memory of the process, bytes.
+    pub const PROCESS_MEMORY_PEAK: &str = "vidperf.process.memory.peak";
+    /// Peak process CPU, 1.0 = one core.
+    pub const PROCESS_CPU_PEAK: &str = "vidperf.process.cpu.utilization.peak";
+    /// Peak GPU memory used, bytes.
+    pub const GPU_MEMORY_PEAK: &str = "vidperf.gpu.memory.peak";
+    /// Peak GPU memory of this process, bytes.
+    pub const GPU_PROCESS_MEMORY_PEAK: &str = "vidperf.gpu.process_memory.peak";
+    /// Peak GPU utilization, 0–1.
+    pub const GPU_UTILIZATION_PEAK: &str = "vidperf.gpu.utilization.peak";
+    /// Resource samples inside the span.
+    pub const SAMPLES: &str = "vidperf.samples";
+    /// Frames per second.
+    pub const FPS: &str = "vidperf.fps";
+}
+
+fn value(v: &FieldValue) -> Value {
+    match v {
+        FieldValue::Bool(b) => Value::Bool(*b),
+        FieldValue::I64(i) => Value::I64(*i),
+        FieldValue::U64(u) => {
+            i64::try_from(*u).map_or_else(|_| Value::String(u.to_string().into()), Value::I64)
+        }
+        FieldValue::F64(f) => Value::F64(*f),
+        FieldValue::Str(s) => Value::String(s.clone().into()),
+    }
+}
+
+fn int(v: u64) -> Value {
+    i64::try_from(v).map_or(Value::I64(i64::MAX), Value::I64)
+}
+
+fn otel_hint<'a>(span: &'a FinishedSpan, key: &str) -> Option<&'a FieldValue> {
+    span.otel.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
+fn kind(span: &FinishedSpan) -> SpanKind {
+    match otel_hint(span, "otel.kind")
+        .and_then(FieldValue::as_str)
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("server") => SpanKind::Server,
+        Some("client") => SpanKind::Client,
+        Some("producer") => SpanKind::Producer,
+        Some("consumer") => SpanKind::Consumer,
+        _ => SpanKind::Internal,
+    }
+}
+
+/// The span's attributes: the contract fields typed, resource peaks, metadata.
+pub(crate) fn attributes(span: &FinishedSpan) -> Vec<KeyValue> {
+    let mut out = Vec::with_capacity(16 + span.metadata.len());
+    if let Some(key) = &span.operation {
+        out.push(KeyValue::new(
+            attr::OPERATION,
+            key.operation_type.to_string(),
+        ));
+        out.push(KeyValue::new(attr::STRATEGY, key.strategy.to_string()));
+    }
+    let f = &span.fields;
+    let ints = [
+        ("frames_processed", f.frames_processed),
+        ("segments", f.segments),
+        ("input_width", f.input_width.map(u64::from)),
+        ("input_height", f.input_height.map(u64::from)),
+        ("output_width", f.output_width.map(u64::from)),
+        ("output_height", f.output_height.map(u64::from)),
+    ];
+    for (k, v) in ints {
+        if let Some(v) = v {
+            out.push(KeyValue::new(k, int(v)));
+        }
+    }
+    let floats = [
+        ("scale_factor", f.effective_scale_factor()),
+        ("quality_score", f.quality_score),
+        ("enhancement_factor", f.enhancement_factor),
+        (attr::FPS, span.fps()),
+    ];
+    for (k, v) in floats {
+        if let Some(v) = v {
+            out.push(KeyValue::new(k, v));
+        }
+    }
+    let r = &span.resources;
+    for (k, v) in [
+        (attr::PROCESS_MEMORY_PEAK, r.process_memory_bytes),
+        (attr::GPU_MEMORY_PEAK, r.gpu_memory_bytes),
+        (attr::GPU_PROCESS_MEMORY_PEAK, r.gpu_process_memory_bytes),
+        (attr::SAMPLES, r.samples),
+    ] {
+        if let Some(v) = v {
+            out.push(KeyValue::new(k, int(v)));
+        }
+    }
+    for (k, v) in [
+        (attr::PROCESS_CPU_PEAK, r.process_cpu_utilization),
+        (attr::GPU_UTILIZATION_PEAK, r.gpu_utilization),
+    ] {
+        if let Some(v) = v {
+            out.push(KeyValue::new(k, v));
+        }
+    }
+    if let Some(e) = &span.error {
+        out.push(KeyValue::new("error", e.clone()));
+    }
+    for (k, v) in &span.metadata {
+        out.push(KeyValue::new(k.to_string(), value(v)));
+    }
+    out
+}
+
+/// Builds the span's [`SpanData`]; `sampled` sets the trace flags.
+pub(crate) fn span_data(span: &FinishedSpan, scope: &InstrumentationScope) -> SpanData {
+    let trace_id = TraceId::from_bytes(span.trace_id.to_bytes());
+    let span_context = SpanContext::new(
+        trace_id,
+        SpanId::from_bytes(span.span_id.to_bytes()),
+        TraceFlags::SAMPLED,
+        false,
+        TraceState::default(),
+    );
+    let name: Cow<'static, str> = match otel_hint(span, "otel.name").and_then(FieldValue::as_str) {
+        Some(n) => Cow::Owned(n.to_owned()),
+        None => Cow::Borrowed(span.name),
+    };
+    let mut events: Vec<Event> = span
+        .events
+        .iter()
+        .map(|e| {
+            let mut attributes: Vec<KeyValue> = vec![KeyValue::new("level", e.level.to_string())];
+            attributes.extend(
+                e.fields
+                    .iter()
+                    .map(|(k, v)| KeyValue::new(k.to_string(), value(v))),
+            );
+            Event::new(e.name.clone(), e.time, attributes, 0)
+        })
+        .collect();
+    let status = match &span.error {
+        Some(message) => {
+            // OpenTelemetry's convention for a failure: an `exception` event too.
+            events.push(Event::new(
+                "exception",
+                span.end_time,
+                vec![KeyValue::new("exception.message", message.clone())],
+                0,
+            ));
+            Status::error(message.clone())
+        }
+        None => Status::Unset,
+    };
+    let mut span_events = SpanEvents::default();
+    span_events.events = events;
+    span_events.dropped_count = span.dropped_events;
+    SpanData {
+        span_context,
+        parent_span_id: span
+            .parent_span_id
+            .map_or(SpanId::INVALID, |p| SpanId::from_bytes(p.to_bytes())),
+        parent_span_is_remote: false,
+        span_kind: kind(span),
+        name,
+        start_time: span.start_time,
+        end_time: span.end_time,
+        attributes: attributes(span),
+        dropped_attributes_count: 0,
+        events: span_events,
+        links: SpanLinks::default(),
+        status,
+        instrumentation_scope: scope.clone(),
+    }
+}

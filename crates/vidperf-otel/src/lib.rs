@@ -1,0 +1,33 @@
+//! The OpenTelemetry bridge of [vidperf](https://docs.rs/vidperf): every finished span
+//! goes to the OpenTelemetry SDK's batch span processor and OTLP exporter as typed span
+//! data built once at close ([`TraceSink`]), and every operation feeds per-strategy
+//! metrics through the SDK's meter provider ([`MetricsSink`]) — all of them, whatever
+//! the trace sampler keeps.
+//!
+//! [`OtelConfig::from_env`] reads the standard variables; [`Otel::start`] builds the
+//! pipeline (OTLP over HTTP/protobuf with a blocking client: no async runtime needed).
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `OTEL_SDK_DISABLED` | `true` turns the bridge off |
+//! | `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES` | resource (read by the SDK) |
+//! | `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` | where to send (read by the exporter) |
+//! | `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_EXPORTER_OTLP_TIMEOUT` | headers and timeout (read by the exporter) |
+//! | `OTEL_EXPORTER_OTLP_PROTOCOL` | `http/protobuf` (the only one built; `grpc` is a build error) |
+//! | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | `always_on`, `always_off`, `traceidratio`, `parentbased_*` (decided on the trace id) |
+//! | `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BSP_EXPORT_TIMEOUT` | batch processor (read by the SDK) |
+//! | `OTEL_METRIC_EXPORT_INTERVAL` | metrics export interval, ms (default 60000) |
+
+#![forbid(unsafe_code)]
+#![cfg_attr(test, deny(warnings))]
+
+mod client;
+mod config;
+mod convert;
+mod metrics;
+mod traces;
+
+pub use config::{Otel, OtelConfig, OtelError, OtelReport, Protocol};
+pub use convert::attr;
+pub use metrics::{MAX_ATTRIBUTE_SETS, MetricsSink};
+pub use traces::{TraceCounters, TraceReport, TraceSink};

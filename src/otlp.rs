@@ -1,0 +1,78 @@
+//! OTLP export of traces and metrics, wired into the builder (feature `otlp`).
+
+use std::time::Duration;
+
+use vidperf_core::PerfLayerBuilder;
+use vidperf_core::stats::ExportHealth;
+pub use vidperf_otel::{
+    MetricsSink, Otel, OtelConfig, OtelError, OtelReport, TraceReport, TraceSink, attr,
+};
+
+use crate::builder::{BuildError, Builder, env_text};
+
+#[derive(Debug, Clone, Default)]
+pub(crate) enum Setting {
+    /// On when `OTEL_EXPORTER_OTLP_ENDPOINT` (or the traces endpoint) is set.
+    #[default]
+    FromEnv,
+    On(OtelConfig),
+    Off,
+}
+
+pub(crate) type Pipeline = Otel;
+
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+impl Builder {
+    /// Exports traces and metrics over OTLP with this configuration (start from
+    /// [`OtelConfig::from_env`] to keep the standard variables).
+    pub fn otlp(mut self, config: OtelConfig) -> Self {
+        self.otlp = Setting::On(config);
+        self
+    }
+
+    /// No OTLP export, whatever the environment says.
+    pub fn without_otlp(mut self) -> Self {
+        self.otlp = Setting::Off;
+        self
+    }
+}
+
+pub(crate) fn start(setting: &Setting, read_env: bool) -> Result<Option<Pipeline>, BuildError> {
+    let config = match setting {
+        Setting::Off => return Ok(None),
+        Setting::On(config) => config.clone(),
+        Setting::FromEnv => {
+            let wanted = read_env
+                && (env_text("OTEL_EXPORTER_OTLP_ENDPOINT")?.is_some()
+                    || env_text("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")?.is_some());
+            if !wanted {
+                return Ok(None);
+            }
+            OtelConfig::from_env().map_err(|e| BuildError::Otlp(e.to_string()))?
+        }
+    };
+    Otel::start(&config).map_err(|e| BuildError::Otlp(e.to_string()))
+}
+
+pub(crate) fn attach(mut layer: PerfLayerBuilder, otel: Option<&Pipeline>) -> PerfLayerBuilder {
+    if let Some(otel) = otel {
+        layer = layer.sink(otel.traces().clone());
+        if let Some(metrics) = otel.metrics() {
+            layer = layer.sink(metrics.clone());
+        }
+    }
+    layer
+}
+
+pub(crate) fn health(otel: &Pipeline) -> ExportHealth {
+    let r = otel.traces().counters().report();
+    ExportHealth::new(r.emitted, r.unsampled, r.exported, r.failed, r.dropped)
+}
+
+pub(crate) fn shutdown(otel: &Pipeline, timeout: Duration) -> Result<(), String> {
+    otel.shutdown(timeout).map(drop).map_err(|e| e.to_string())
+}
+
+pub(crate) fn flush(otel: &Pipeline) -> Result<(), String> {
+    otel.flush().map_err(|e| e.to_string())
+}

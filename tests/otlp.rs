@@ -1,0 +1,290 @@
+//! OTLP export end to end, against a real collector: rotel (installed from PyPI by
+//! scripts/test.sh), started on loopback ports with its debug log, receiving what the
+//! bridge sends over HTTP/protobuf.
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tracing::info_span;
+use tracing_subscriber::prelude::*;
+use vidperf::otlp::OtelConfig;
+
+fn rotel_agent() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("VIDPERF_ROTEL_AGENT") {
+        return Some(PathBuf::from(path));
+    }
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import rotel, os; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))",
+        ])
+        .output()
+        .ok()?;
+    let path = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
+    (out.status.success() && path.exists()).then_some(path)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A running rotel with its debug log going to a file.
+struct Rotel {
+    child: Child,
+    log: PathBuf,
+    http_port: u16,
+}
+
+impl Rotel {
+    fn start() -> Option<Self> {
+        let Some(agent) = rotel_agent() else {
+            assert!(
+                std::env::var_os("VIDPERF_REQUIRE_ROTEL").is_none(),
+                "rotel is required (scripts/test.sh installs it with pip)"
+            );
+            eprintln!("rotel not found; skipping (scripts/test.sh installs it with pip)");
+            return None;
+        };
+        let (grpc, http) = (free_port(), free_port());
+        let log =
+            std::env::temp_dir().join(format!("vidperf-rotel-{}-{http}.log", std::process::id()));
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(agent)
+            .args([
+                "start",
+                "--otlp-grpc-endpoint",
+                &format!("127.0.0.1:{grpc}"),
+            ])
+            .args(["--otlp-http-endpoint", &format!("127.0.0.1:{http}")])
+            .args([
+                "--exporter",
+                "blackhole",
+                "--debug-log",
+                "traces",
+                "--debug-log",
+                "metrics",
+            ])
+            .args(["--debug-log-verbosity", "detailed"])
+            .stdout(Stdio::from(file.try_clone().expect("log")))
+            .stderr(Stdio::from(file))
+            .spawn()
+            .expect("start rotel-agent");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", http)).is_err() {
+            assert!(Instant::now() < deadline, "rotel did not open its port");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Self {
+            child,
+            log,
+            http_port: http,
+        })
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    /// The log once it contains every needle (or after the deadline, as it is).
+    fn log_with(&self, needles: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut text = String::new();
+            if let Ok(mut f) = std::fs::File::open(&self.log) {
+                let _ = f.read_to_string(&mut text);
+            }
+            if needles.iter().all(|n| text.contains(n)) || Instant::now() > deadline {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Rotel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+#[test]
+fn spans_and_metrics_arrive_at_a_real_collector_with_typed_attributes() {
+    let Some(rotel) = Rotel::start() else { return };
+    let config = OtelConfig::default()
+        .with_endpoint(rotel.endpoint())
+        .with_metrics_interval(Duration::from_millis(500));
+    let (layer, vidperf) = vidperf::builder()
+        .without_env()
+        .otlp(config)
+        .build()
+        .expect("build");
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        info_span!(
+            "api_request",
+            strategy = "auto",
+            operation = "api_request",
+            job_id = "job-0042"
+        )
+        .in_scope(|| {
+            let span = info_span!(
+                "upscale_vsrm",
+                strategy = "vsrm",
+                operation = "enhancement",
+                frames_processed = 48u64,
+                quality_score = 0.875,
+                input_width = 640,
+                output_width = 1280,
+            );
+            span.in_scope(|| {
+                info_span!("segment", index = 3).in_scope(|| {});
+                tracing::info!(frame = 7, "decoded");
+            });
+        });
+        let _failed = info_span!(
+            "upscale_ditvr",
+            strategy = "ditvr",
+            error = "CUDA out of memory"
+        );
+    });
+    let report = vidperf.shutdown(Duration::from_secs(10));
+    assert!(report.is_ok(), "{report:?}");
+    let health = vidperf.snapshot().health.export.expect("export health");
+    assert_eq!(
+        (
+            health.emitted,
+            health.exported,
+            health.failed,
+            health.dropped
+        ),
+        (4, 4, 0, 0)
+    );
+
+    let log = rotel.log_with(&[
+        "upscale_vsrm",
+        "upscale_ditvr",
+        "segment",
+        "api_request",
+        "vidperf.operation.duration",
+    ]);
+    for needle in [
+        "upscale_vsrm",
+        "upscale_ditvr",
+        "segment",
+        "api_request",
+        "vidperf.operation.duration",
+        "job-0042",
+    ] {
+        assert!(
+            log.contains(needle),
+            "rotel did not receive {needle:?}:\n{log}"
+        );
+    }
+    assert!(
+        log.contains("CUDA out of memory"),
+        "error status/exception:\n{log}"
+    );
+    if std::env::var_os("VIDPERF_SHOW_ROTEL_LOG").is_some() {
+        eprintln!("{log}");
+    }
+    // Integers arrive as OTLP ints and floats as doubles, not strings.
+    assert!(
+        log.contains("Int(48)") || log.contains("IntValue(48)"),
+        "frames_processed typed as int:\n{log}"
+    );
+    assert!(
+        log.contains("Double(0.875)") || log.contains("DoubleValue(0.875)"),
+        "quality typed as double:\n{log}"
+    );
+
+    // The tree: segment → upscale_vsrm → api_request, one trace.
+    let span = |name: &str| -> (String, String, String) {
+        let block: Vec<&str> = log
+            .split("Span #")
+            .find(|b| {
+                b.lines()
+                    .any(|l| l.trim() == format!("Name           : {name}"))
+            })
+            .unwrap_or_else(|| panic!("no span {name}:\n{log}"))
+            .lines()
+            .collect();
+        let field = |key: &str| {
+            block
+                .iter()
+                .find_map(|l| {
+                    l.trim()
+                        .strip_prefix(key)
+                        .map(|v| v.trim_start_matches([' ', ':']).trim().to_owned())
+                })
+                .unwrap_or_default()
+        };
+        (field("Trace ID"), field("Parent ID"), field("ID "))
+    };
+    let (request_trace, request_parent, request_id) = span("api_request");
+    let (vsrm_trace, vsrm_parent, vsrm_id) = span("upscale_vsrm");
+    let (segment_trace, segment_parent, _) = span("segment");
+    assert_eq!(request_parent, "", "the request is a root");
+    assert_eq!(vsrm_parent, request_id);
+    assert_eq!(segment_parent, vsrm_id);
+    assert!(request_trace == vsrm_trace && vsrm_trace == segment_trace);
+}
+
+#[test]
+fn with_the_collector_down_the_program_finishes_and_reports_what_was_lost() {
+    // Nothing listens on this port.
+    let endpoint = format!("http://127.0.0.1:{}", free_port());
+    let config = OtelConfig::default()
+        .with_endpoint(endpoint)
+        .with_export_timeout(Duration::from_millis(500));
+    let (layer, vidperf) = vidperf::builder()
+        .without_env()
+        .without_resource_monitor()
+        .otlp(config)
+        .build()
+        .expect("build");
+    let started = Instant::now();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        for i in 0..200u64 {
+            let _span = info_span!("upscale", strategy = "vsrm", frames_processed = i);
+        }
+    });
+    let spans_took = started.elapsed();
+    assert!(
+        spans_took < Duration::from_secs(5),
+        "the host never waits on the exporter: {spans_took:?}"
+    );
+    let snapshot = vidperf.snapshot();
+    assert_eq!(
+        snapshot.summary.total_operations, 200,
+        "statistics are complete"
+    );
+    let started = Instant::now();
+    let err = vidperf
+        .shutdown(Duration::from_secs(5))
+        .expect_err("spans were lost");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "shutdown is bounded: {:?}",
+        started.elapsed()
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("200 emitted") && text.contains("0 exported"),
+        "{text}"
+    );
+    let export = vidperf.snapshot().health.export.expect("export health");
+    assert_eq!(export.emitted, 200);
+    assert_eq!(export.exported, 0);
+    assert_eq!(
+        export.failed + export.dropped,
+        200,
+        "every span accounted for"
+    );
+}
