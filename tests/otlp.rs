@@ -12,6 +12,8 @@ use tracing::info_span;
 use tracing_subscriber::prelude::*;
 use vidperf::otlp::OtelConfig;
 
+mod support;
+
 fn rotel_agent() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("VIDPERF_ROTEL_AGENT") {
         return Some(PathBuf::from(path));
@@ -205,28 +207,7 @@ fn spans_and_metrics_arrive_at_a_real_collector_with_typed_attributes() {
     );
 
     // The tree: segment → upscale_vsrm → api_request, one trace.
-    let span = |name: &str| -> (String, String, String) {
-        let block: Vec<&str> = log
-            .split("Span #")
-            .find(|b| {
-                b.lines()
-                    .any(|l| l.trim() == format!("Name           : {name}"))
-            })
-            .unwrap_or_else(|| panic!("no span {name}:\n{log}"))
-            .lines()
-            .collect();
-        let field = |key: &str| {
-            block
-                .iter()
-                .find_map(|l| {
-                    l.trim()
-                        .strip_prefix(key)
-                        .map(|v| v.trim_start_matches([' ', ':']).trim().to_owned())
-                })
-                .unwrap_or_default()
-        };
-        (field("Trace ID"), field("Parent ID"), field("ID "))
-    };
+    let span = |name: &str| span_fields(&log, name);
     let (request_trace, request_parent, request_id) = span("api_request");
     let (vsrm_trace, vsrm_parent, vsrm_id) = span("upscale_vsrm");
     let (segment_trace, segment_parent, _) = span("segment");
@@ -286,5 +267,62 @@ fn with_the_collector_down_the_program_finishes_and_reports_what_was_lost() {
         export.failed + export.dropped,
         200,
         "every span accounted for"
+    );
+}
+
+/// The fields of the span called `name` in rotel's detailed log.
+fn span_fields(log: &str, name: &str) -> (String, String, String) {
+    let block: Vec<&str> = log
+        .split("Span #")
+        .find(|b| {
+            b.lines()
+                .any(|l| l.trim() == format!("Name           : {name}"))
+        })
+        .unwrap_or_else(|| panic!("no span {name}:\n{log}"))
+        .lines()
+        .collect();
+    let field = |key: &str| {
+        block
+            .iter()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix(key)
+                    .map(|v| v.trim_start_matches([' ', ':']).trim().to_owned())
+            })
+            .unwrap_or_default()
+    };
+    (field("Trace ID"), field("Parent ID"), field("ID "))
+}
+
+#[test]
+fn a_job_handed_to_another_process_keeps_its_request_as_parent() {
+    let Some(rotel) = Rotel::start() else { return };
+    let out = Command::new(support::example_binary("distributed"))
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", rotel.endpoint())
+        .env("OTEL_METRIC_EXPORT_INTERVAL", "200")
+        .env_remove("VIDPERF_HTTP_ADDR")
+        .output()
+        .expect("run the distributed example");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = rotel.log_with(&["api_request", "background_job", "upscale"]);
+    let (request_trace, _, request_id) = span_fields(&log, "api_request");
+    let (job_trace, job_parent, job_id) = span_fields(&log, "background_job");
+    let (upscale_trace, upscale_parent, _) = span_fields(&log, "upscale");
+    assert_eq!(
+        job_trace, request_trace,
+        "the worker joined the frontend's trace"
+    );
+    assert_eq!(
+        job_parent, request_id,
+        "the job's parent is the request, in another process"
+    );
+    assert_eq!((upscale_trace, upscale_parent), (request_trace, job_id));
+    assert!(
+        log.contains("SPAN_KIND_SERVER") && log.contains("SPAN_KIND_CONSUMER"),
+        "otel.kind honoured"
     );
 }

@@ -10,30 +10,10 @@ use std::time::Duration;
 
 use vidperf::export;
 
+mod support;
+
 fn example() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .join("examples");
-    let suffix = std::env::consts::EXE_SUFFIX;
-    let newest = std::fs::read_dir(&dir)
-        .expect("examples dir: build the examples first (cargo build --examples)")
-        .filter_map(Result::ok)
-        .filter(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let Some(rest) = name.strip_prefix("pipeline-") else {
-                return false;
-            };
-            let hash = rest.strip_suffix(suffix).unwrap_or(rest);
-            (suffix.is_empty() || name.ends_with(suffix))
-                && hash.chars().all(|c| c.is_ascii_hexdigit())
-        })
-        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok());
-    newest
-        .expect("no pipeline example binary: build the examples first (cargo build --examples)")
-        .path()
+    support::example_binary("pipeline")
 }
 
 fn command(args: &[&str]) -> Command {

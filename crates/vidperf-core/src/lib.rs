@@ -18,6 +18,7 @@ mod intern;
 mod layer;
 pub mod operation;
 mod outcome;
+pub mod propagation;
 mod record;
 mod resources;
 mod sink;
@@ -32,6 +33,7 @@ pub use layer::{
     span_ids,
 };
 pub use outcome::{OperationOutcome, record_outcome};
+pub use propagation::{SpanExt, TraceParent};
 pub use record::{DeviceRecord, OperationRecord};
 pub use resources::{ResourceWindows, WindowStart};
 pub use sink::{Sink, SpanInterest};

@@ -20,8 +20,13 @@ pub struct FinishedSpan {
     pub trace_id: TraceId,
     /// This span's id; for an operation, also its `operation_id`.
     pub span_id: SpanId,
-    /// The nearest enclosing span vidperf tracked, if any.
+    /// The nearest enclosing span vidperf tracked, or a remote parent (see
+    /// [`SpanExt::set_parent`](crate::SpanExt::set_parent)), if any.
     pub parent_span_id: Option<SpanId>,
+    /// Whether the parent lives in another process.
+    pub parent_is_remote: bool,
+    /// Links to other positions (`follows_from`, [`SpanExt::add_link`](crate::SpanExt::add_link)).
+    pub links: Vec<(TraceId, SpanId)>,
     /// The span's name (for `#[instrument]`, the function name).
     pub name: &'static str,
     /// The span's target (usually its module path).

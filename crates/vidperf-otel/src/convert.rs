@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use opentelemetry::trace::{
-    Event, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
+    Event, Link, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
 };
 use opentelemetry::{InstrumentationScope, KeyValue, Value};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
@@ -128,7 +128,26 @@ pub(crate) fn attributes(span: &FinishedSpan) -> Vec<KeyValue> {
     out
 }
 
-/// Builds the span's [`SpanData`]; `sampled` sets the trace flags.
+fn links(span: &FinishedSpan) -> SpanLinks {
+    let mut links = SpanLinks::default();
+    links.links = span
+        .links
+        .iter()
+        .map(|(trace, id)| {
+            let cx = SpanContext::new(
+                TraceId::from_bytes(trace.to_bytes()),
+                SpanId::from_bytes(id.to_bytes()),
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::default(),
+            );
+            Link::new(cx, Vec::new(), 0)
+        })
+        .collect();
+    links
+}
+
+/// Builds the span's [`SpanData`].
 pub(crate) fn span_data(span: &FinishedSpan, scope: &InstrumentationScope) -> SpanData {
     let trace_id = TraceId::from_bytes(span.trace_id.to_bytes());
     let span_context = SpanContext::new(
@@ -176,7 +195,7 @@ pub(crate) fn span_data(span: &FinishedSpan, scope: &InstrumentationScope) -> Sp
         parent_span_id: span
             .parent_span_id
             .map_or(SpanId::INVALID, |p| SpanId::from_bytes(p.to_bytes())),
-        parent_span_is_remote: false,
+        parent_span_is_remote: span.parent_is_remote,
         span_kind: kind(span),
         name,
         start_time: span.start_time,
@@ -184,7 +203,7 @@ pub(crate) fn span_data(span: &FinishedSpan, scope: &InstrumentationScope) -> Sp
         attributes: attributes(span),
         dropped_attributes_count: 0,
         events: span_events,
-        links: SpanLinks::default(),
+        links: links(span),
         status,
         instrumentation_scope: scope.clone(),
     }

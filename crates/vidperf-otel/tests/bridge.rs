@@ -90,3 +90,52 @@ fn unsampled_traces_still_count_in_metrics_and_statistics() {
         .unwrap_or(0);
     assert_eq!(count, 400, "metrics count every operation");
 }
+
+#[test]
+fn remote_parents_and_follows_from_links_reach_the_span_data() {
+    use vidperf_core::{SpanExt, TraceParent};
+    let spans = InMemorySpanExporter::default();
+    let traces = Arc::new(TraceSink::with_exporter(
+        spans.clone(),
+        &Resource::builder_empty().build(),
+        Sampler::AlwaysOn,
+        BatchConfigBuilder::default().build(),
+    ));
+    let layer = PerfLayer::builder().sink(traces.clone()).build();
+    let remote: TraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        .parse()
+        .expect("valid");
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        let job = info_span!("background_job", strategy = "vsrm");
+        assert!(job.set_parent(remote));
+        job.in_scope(|| info_span!("child").in_scope(|| {}));
+        let batch = info_span!("batch");
+        batch.follows_from(&job);
+        assert_eq!(job.context().map(|c| c.trace_id), Some(remote.trace_id));
+    });
+    traces.flush().expect("flush");
+    let exported = spans.get_finished_spans().expect("spans");
+    let job = exported
+        .iter()
+        .find(|s| s.name == "background_job")
+        .expect("job");
+    assert_eq!(
+        job.span_context.trace_id().to_string(),
+        remote.trace_id.to_string()
+    );
+    assert_eq!(job.parent_span_id.to_string(), remote.span_id.to_string());
+    assert!(job.parent_span_is_remote);
+    let child = exported.iter().find(|s| s.name == "child").expect("child");
+    assert_eq!(
+        child.span_context.trace_id(),
+        job.span_context.trace_id(),
+        "children join the remote trace"
+    );
+    assert_eq!(child.parent_span_id, job.span_context.span_id());
+    let batch = exported.iter().find(|s| s.name == "batch").expect("batch");
+    assert_eq!(batch.links.links.len(), 1);
+    assert_eq!(
+        batch.links.links[0].span_context.span_id(),
+        job.span_context.span_id()
+    );
+}

@@ -267,6 +267,22 @@ where
         }
     }
 
+    fn on_follows_from(&self, id: &Id, follows: &Id, ctx: Context<'_, S>) {
+        let Some(target) = ctx.span(follows) else {
+            return;
+        };
+        let ids = target
+            .extensions()
+            .get::<SpanState>()
+            .map(|s| (s.trace_id, s.span_id));
+        let (Some((trace_id, span_id)), Some(span)) = (ids, ctx.span(id)) else {
+            return;
+        };
+        if let Some(state) = span.extensions_mut().get_mut::<SpanState>() {
+            state.add_link(trace_id, span_id);
+        }
+    }
+
     fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
         // A panic unwinding out of an entered operation (an `#[instrument]`ed function,
         // `in_scope`, an instrumented future's poll) passes here while panicking.
@@ -313,7 +329,7 @@ where
 /// Runs `f` on the state of `span`, when the current subscriber is a
 /// [`Registry`](tracing_subscriber::Registry)-based stack with a [`PerfLayer`] tracking
 /// that span. Returns `None` otherwise.
-fn with_state<R>(span: &Span, f: impl FnOnce(&mut SpanState) -> R) -> Option<R> {
+pub(crate) fn with_state<R>(span: &Span, f: impl FnOnce(&mut SpanState) -> R) -> Option<R> {
     let mut f = Some(f);
     span.with_subscriber(|(id, dispatch)| {
         let registry = dispatch.downcast_ref::<Registry>()?;

@@ -41,6 +41,8 @@ pub(crate) struct SpanState {
     pub(crate) otel: Vec<(Cow<'static, str>, FieldValue)>,
     pub(crate) events: Vec<SpanEvent>,
     pub(crate) dropped_events: u32,
+    pub(crate) parent_is_remote: bool,
+    pub(crate) links: Vec<(TraceId, SpanId)>,
 }
 
 impl SpanState {
@@ -67,6 +69,8 @@ impl SpanState {
             otel: Vec::new(),
             events: Vec::new(),
             dropped_events: 0,
+            parent_is_remote: false,
+            links: Vec::new(),
         }
     }
 
@@ -93,6 +97,13 @@ impl SpanState {
                 message
             };
             self.error = Some(truncate(message, MAX_ERROR_BYTES));
+        }
+    }
+
+    /// Adds a link, at most 32 per span.
+    pub(crate) fn add_link(&mut self, trace_id: TraceId, span_id: SpanId) {
+        if self.links.len() < 32 {
+            self.links.push((trace_id, span_id));
         }
     }
 
@@ -184,6 +195,8 @@ impl SpanState {
             otel: self.otel,
             events: self.events,
             dropped_events: self.dropped_events,
+            parent_is_remote: self.parent_is_remote,
+            links: self.links,
         }
     }
 }
