@@ -377,10 +377,184 @@ fn stats_section(rounds: usize) {
     );
 }
 
+/// Total CPU time of this process so far, all threads, in nanoseconds
+/// (`/proc/self/task/*/schedstat`; 0 where unavailable).
+fn process_cpu_ns() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .sum()
+}
+
+/// A loopback OTLP/HTTP endpoint that accepts everything with an empty 200 response.
+fn loopback_otlp_sink() -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the sink");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                loop {
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let lower = line.to_ascii_lowercase();
+                        if let Some(v) = lower.strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0u8; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let reply = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n";
+                    if reader.get_mut().write_all(reply).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// The full stacks side by side: vidperf (layer, statistics, monitor, our bridge into
+/// the SDK's batch processor and OTLP exporter) against tracing-opentelemetry feeding
+/// the same SDK pipeline, both exporting to a loopback sink; wall time and total process
+/// CPU (exporter threads included) per span.
+fn otel_section(rounds: usize) {
+    use opentelemetry::trace::TracerProvider as _;
+    use vidperf::otlp::{OtelConfig, span_exporter};
+
+    let endpoint = loopback_otlp_sink();
+    let config = OtelConfig::default()
+        .with_endpoint(endpoint)
+        .with_metrics_interval(std::time::Duration::from_secs(3600));
+    let (layer, ours) = vidperf::builder()
+        .without_env()
+        .otlp(config.clone())
+        .build()
+        .expect("vidperf with OTLP");
+    let full = Setup::new(
+        "vidperf: PerfLayer + stats + monitor + OTel bridge → OTLP",
+        Dispatch::new(tracing_subscriber::registry().with(layer)),
+    );
+    let processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(
+        span_exporter(&config).expect("exporter"),
+    )
+    .build();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_span_processor(processor)
+        .build();
+    let otel_layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("bench"));
+    let theirs = Setup::new(
+        "tracing-opentelemetry → same SDK pipeline",
+        Dispatch::new(tracing_subscriber::registry().with(otel_layer)),
+    );
+    let bare = Setup::new(
+        "bare registry",
+        Dispatch::new(tracing_subscriber::registry()),
+    );
+    let setups = [bare, full, theirs];
+
+    println!(
+        "| shape | setup | wall ns/span | CPU ns/span (all threads) | wall vs tracing-opentelemetry | CPU vs tracing-opentelemetry |"
+    );
+    println!("|---|---|---:|---:|---:|---:|");
+    for (shape_name, shape, iters) in [
+        ("flat operation span", flat as fn(u64) -> u64, 20_000u64),
+        ("operation + 99 child spans", tree, 200),
+    ] {
+        let mut wall: Vec<Vec<f64>> = vec![Vec::new(); setups.len()];
+        let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); setups.len()];
+        for setup in &setups {
+            batch(setup, shape, iters);
+        }
+        for round in 0..rounds {
+            for k in 0..setups.len() {
+                let s = (round + k) % setups.len();
+                let before = process_cpu_ns();
+                let spans_before = Instant::now();
+                let ns = batch(&setups[s], shape, iters);
+                let _ = spans_before;
+                let spans = if shape_name.starts_with("flat") {
+                    iters
+                } else {
+                    iters * 100
+                } as f64;
+                wall[s].push(ns);
+                cpu[s].push(process_cpu_ns().saturating_sub(before) as f64 / spans);
+            }
+            // Let the exporters drain between rounds, so that their CPU lands in the
+            // next measurement of the same setup rather than vanishing.
+            let _ = ours.flush();
+            let _ = provider.force_flush();
+        }
+        let median = |v: &mut Vec<f64>| quantile(v, 0.5);
+        let (w_theirs, c_theirs) = (median(&mut wall[2].clone()), median(&mut cpu[2].clone()));
+        for (s, setup) in setups.iter().enumerate() {
+            let (w, c) = (median(&mut wall[s].clone()), median(&mut cpu[s].clone()));
+            println!(
+                "| {shape_name} | {} | {w:.0} | {c:.0} | {:.2}x | {:.2}x |",
+                setup.name,
+                w / w_theirs,
+                c / c_theirs
+            );
+        }
+    }
+    let _ = ours.flush();
+    if let Some(export) = ours.snapshot().health.export {
+        println!(
+            "\nvidperf's exporter: {} spans emitted, {} exported, {} failed, {} dropped (queue full: the benchmark \
+             produces spans far faster than any real service; tracing-opentelemetry's drops are not observable).",
+            export.emitted, export.exported, export.failed, export.dropped
+        );
+    }
+    let _ = provider.shutdown();
+}
+
 fn main() {
     // `--profile flat|tree`: loop one shape under the full setup for 5 s, for `perf record`.
     // An optional third argument picks the setup by its row number (default: the last).
     let args: Vec<String> = std::env::args().skip_while(|a| a != "--profile").collect();
+    if args.get(2).map(String::as_str) == Some("otel") {
+        let config = vidperf::otlp::OtelConfig::default().with_endpoint(loopback_otlp_sink());
+        let (layer, _handle) = vidperf::builder()
+            .without_env()
+            .otlp(config)
+            .build()
+            .expect("vidperf with OTLP");
+        let setup = Setup::new(
+            "full",
+            Dispatch::new(tracing_subscriber::registry().with(layer)),
+        );
+        let shape = if args.get(1).map(String::as_str) == Some("tree") {
+            tree
+        } else {
+            flat
+        };
+        let start = Instant::now();
+        while start.elapsed().as_secs() < 5 {
+            black_box(batch(&setup, shape, 10_000));
+        }
+        return;
+    }
     if let Some(shape) = args.get(1) {
         let shape = if shape == "tree" { tree } else { flat };
         let mut setups = setups();
@@ -432,6 +606,8 @@ fn main() {
     monitor_section(rounds);
     println!();
     stats_section(rounds);
+    println!();
+    otel_section(rounds);
     if !markdown {
         println!("\n({rounds} interleaved rounds; rerun with --markdown for the docs table)");
     }

@@ -6,6 +6,7 @@ use vidperf_core::PerfLayerBuilder;
 use vidperf_core::stats::ExportHealth;
 pub use vidperf_otel::{
     MetricsSink, Otel, OtelConfig, OtelError, OtelReport, TraceReport, TraceSink, attr,
+    span_exporter,
 };
 
 use crate::builder::{BuildError, Builder, env_text};

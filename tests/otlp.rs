@@ -268,6 +268,17 @@ fn with_the_collector_down_the_program_finishes_and_reports_what_was_lost() {
         200,
         "every span accounted for"
     );
+    // The loss is visible on /metrics too.
+    let metrics = vidperf::http::encode_metrics(&vidperf.snapshot()).expect("metrics");
+    let metrics = String::from_utf8(metrics).expect("utf-8");
+    assert!(
+        metrics.contains("vidperf_export_spans_total{outcome=\"emitted\"} 200"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("vidperf_export_spans_total{outcome=\"exported\"} 0"),
+        "{metrics}"
+    );
 }
 
 /// The fields of the span called `name` in rotel's detailed log.

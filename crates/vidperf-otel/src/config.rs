@@ -206,6 +206,23 @@ pub struct Otel {
     metrics: Option<Arc<MetricsSink>>,
 }
 
+/// The OTLP span exporter the bridge uses (HTTP/protobuf over a blocking client), for
+/// building other pipelines on the same transport — e.g. to compare with another
+/// tracing bridge on an identical SDK pipeline.
+pub fn span_exporter(config: &OtelConfig) -> Result<SpanExporter, OtelError> {
+    let client = UreqClient::new(config.export_timeout);
+    let mut spans = SpanExporter::builder()
+        .with_http()
+        .with_http_client(client)
+        .with_timeout(config.export_timeout);
+    if let Some(base) = &config.endpoint {
+        spans = spans.with_endpoint(endpoint_for(base, "traces"));
+    }
+    spans
+        .build()
+        .map_err(|e| OtelError::Exporter(e.to_string()))
+}
+
 fn endpoint_for(base: &str, signal: &str) -> String {
     format!("{}/v1/{signal}", base.trim_end_matches('/'))
 }
@@ -218,16 +235,7 @@ impl Otel {
         }
         let resource = Resource::builder().build();
         let client = UreqClient::new(config.export_timeout);
-        let mut spans = SpanExporter::builder()
-            .with_http()
-            .with_http_client(client.clone())
-            .with_timeout(config.export_timeout);
-        if let Some(base) = &config.endpoint {
-            spans = spans.with_endpoint(endpoint_for(base, "traces"));
-        }
-        let spans = spans
-            .build()
-            .map_err(|e| OtelError::Exporter(e.to_string()))?;
+        let spans = span_exporter(config)?;
         let traces = TraceSink::with_exporter(
             spans,
             &resource,

@@ -43,6 +43,16 @@ fn value(v: &FieldValue) -> Value {
     }
 }
 
+/// A field name as an attribute key, without allocating for `'static` names.
+// reason: the `Cow` itself says whether the name is `'static` (no copy needed).
+#[allow(clippy::ptr_arg)]
+fn key(name: &Cow<'static, str>) -> opentelemetry::Key {
+    match name {
+        Cow::Borrowed(s) => opentelemetry::Key::from_static_str(s),
+        Cow::Owned(s) => opentelemetry::Key::from(s.clone()),
+    }
+}
+
 fn int(v: u64) -> Value {
     i64::try_from(v).map_or(Value::I64(i64::MAX), Value::I64)
 }
@@ -71,9 +81,12 @@ pub(crate) fn attributes(span: &FinishedSpan) -> Vec<KeyValue> {
     if let Some(key) = &span.operation {
         out.push(KeyValue::new(
             attr::OPERATION,
-            key.operation_type.to_string(),
+            Value::String(key.operation_type.clone().into()),
         ));
-        out.push(KeyValue::new(attr::STRATEGY, key.strategy.to_string()));
+        out.push(KeyValue::new(
+            attr::STRATEGY,
+            Value::String(key.strategy.clone().into()),
+        ));
     }
     let f = &span.fields;
     let ints = [
@@ -123,7 +136,7 @@ pub(crate) fn attributes(span: &FinishedSpan) -> Vec<KeyValue> {
         out.push(KeyValue::new("error", e.clone()));
     }
     for (k, v) in &span.metadata {
-        out.push(KeyValue::new(k.to_string(), value(v)));
+        out.push(KeyValue::new(key(k), value(v)));
     }
     out
 }
@@ -169,7 +182,7 @@ pub(crate) fn span_data(span: &FinishedSpan, scope: &InstrumentationScope) -> Sp
             attributes.extend(
                 e.fields
                     .iter()
-                    .map(|(k, v)| KeyValue::new(k.to_string(), value(v))),
+                    .map(|(k, v)| KeyValue::new(key(k), value(v))),
             );
             Event::new(e.name.clone(), e.time, attributes, 0)
         })

@@ -27,7 +27,7 @@ mod convert;
 mod metrics;
 mod traces;
 
-pub use config::{Otel, OtelConfig, OtelError, OtelReport, Protocol};
+pub use config::{Otel, OtelConfig, OtelError, OtelReport, Protocol, span_exporter};
 pub use convert::attr;
 pub use metrics::{MAX_ATTRIBUTE_SETS, MetricsSink};
 pub use traces::{TraceCounters, TraceReport, TraceSink};

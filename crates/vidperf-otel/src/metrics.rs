@@ -1,12 +1,11 @@
 //! [`MetricsSink`]: per-strategy metrics from every operation — whatever the trace
 //! sampler keeps — through the SDK's meter provider.
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
+use opentelemetry::{KeyValue, Value};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use vidperf_core::stats::OVERFLOW_KEY;
@@ -19,12 +18,14 @@ pub const MAX_ATTRIBUTE_SETS: usize = 256;
 /// Duration buckets, seconds (the same bounds as the statistics).
 const DURATION_BOUNDS: [f64; 17] = vidperf_core::stats::DURATION_BUCKETS;
 
+/// (operation, strategy, success) and the attribute array built for them.
+type CachedAttributes = (Arc<str>, Arc<str>, bool, Arc<[KeyValue; 3]>);
+
 /// The metrics side of the bridge.
 #[derive(Debug)]
 pub struct MetricsSink {
     provider: SdkMeterProvider,
     duration: Histogram<f64>,
-    operations: Counter<u64>,
     frames: Counter<u64>,
     fps: Histogram<f64>,
     quality: Histogram<f64>,
@@ -32,7 +33,10 @@ pub struct MetricsSink {
     gpu_memory: Histogram<u64>,
     cpu: Histogram<f64>,
     gpu: Histogram<f64>,
-    seen: Mutex<HashSet<(Arc<str>, Arc<str>)>>,
+    /// Attribute sets already built, by (operation, strategy, success). Names are
+    /// interned, so a pointer comparison finds them without hashing; recording then
+    /// shares one attribute array instead of allocating.
+    seen: Mutex<Vec<CachedAttributes>>,
 }
 
 impl MetricsSink {
@@ -43,13 +47,10 @@ impl MetricsSink {
             duration: meter
                 .f64_histogram("vidperf.operation.duration")
                 .with_unit("s")
-                .with_description("Duration of finished operations.")
+                .with_description(
+                    "Duration of finished operations (its count is the number of operations).",
+                )
                 .with_boundaries(DURATION_BOUNDS.to_vec())
-                .build(),
-            operations: meter
-                .u64_counter("vidperf.operation.count")
-                .with_unit("{operation}")
-                .with_description("Finished operations.")
                 .build(),
             frames: meter
                 .u64_counter("vidperf.operation.frames")
@@ -90,7 +91,7 @@ impl MetricsSink {
                 .with_description("Peak GPU utilization (0-1) during an operation.")
                 .build(),
             provider,
-            seen: Mutex::new(HashSet::new()),
+            seen: Mutex::new(Vec::new()),
         }
     }
 
@@ -104,28 +105,38 @@ impl MetricsSink {
         self.provider.shutdown_with_timeout(timeout)
     }
 
-    fn attributes(&self, span: &FinishedSpan) -> Option<[KeyValue; 3]> {
+    fn attributes(&self, span: &FinishedSpan) -> Option<Arc<[KeyValue; 3]>> {
         let key = span.operation.as_ref()?;
-        let known = {
-            let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-            let pair = (key.operation_type.clone(), key.strategy.clone());
-            seen.contains(&pair) || (seen.len() < MAX_ATTRIBUTE_SETS && seen.insert(pair))
-        };
-        let (operation, strategy) = if known {
-            (key.operation_type.to_string(), key.strategy.to_string())
+        let success = span.is_success();
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let found = seen.iter().find(|(op, st, ok, _)| {
+            *ok == success
+                && (Arc::ptr_eq(op, &key.operation_type) || *op == key.operation_type)
+                && (Arc::ptr_eq(st, &key.strategy) || *st == key.strategy)
+        });
+        if let Some((_, _, _, attrs)) = found {
+            return Some(attrs.clone());
+        }
+        let outcome = if success { "success" } else { "failure" };
+        let (operation, strategy): (Arc<str>, Arc<str>) = if seen.len() < 2 * MAX_ATTRIBUTE_SETS {
+            (key.operation_type.clone(), key.strategy.clone())
         } else {
-            (OVERFLOW_KEY.to_owned(), OVERFLOW_KEY.to_owned())
+            (Arc::from(OVERFLOW_KEY), Arc::from(OVERFLOW_KEY))
         };
-        let outcome = if span.is_success() {
-            "success"
-        } else {
-            "failure"
-        };
-        Some([
-            KeyValue::new("vidperf.operation", operation),
-            KeyValue::new("vidperf.strategy", strategy),
+        let attrs: Arc<[KeyValue; 3]> = Arc::new([
+            KeyValue::new("vidperf.operation", Value::String(operation.into())),
+            KeyValue::new("vidperf.strategy", Value::String(strategy.into())),
             KeyValue::new("vidperf.outcome", outcome),
-        ])
+        ]);
+        if seen.len() < 2 * MAX_ATTRIBUTE_SETS {
+            seen.push((
+                key.operation_type.clone(),
+                key.strategy.clone(),
+                success,
+                attrs.clone(),
+            ));
+        }
+        Some(attrs)
     }
 }
 
@@ -134,29 +145,29 @@ impl Sink for MetricsSink {
         let Some(attrs) = self.attributes(span) else {
             return;
         };
-        self.duration.record(span.duration.as_secs_f64(), &attrs);
-        self.operations.add(1, &attrs);
+        let attrs: &[KeyValue] = &attrs[..];
+        self.duration.record(span.duration.as_secs_f64(), attrs);
         if let Some(frames) = span.fields.frames_processed {
-            self.frames.add(frames, &attrs);
+            self.frames.add(frames, attrs);
         }
         if let Some(fps) = span.fps() {
-            self.fps.record(fps, &attrs);
+            self.fps.record(fps, attrs);
         }
         if let Some(q) = span.fields.quality_score {
-            self.quality.record(q, &attrs);
+            self.quality.record(q, attrs);
         }
         let r = &span.resources;
         if let Some(v) = r.process_memory_bytes {
-            self.memory.record(v, &attrs);
+            self.memory.record(v, attrs);
         }
         if let Some(v) = r.gpu_memory_bytes {
-            self.gpu_memory.record(v, &attrs);
+            self.gpu_memory.record(v, attrs);
         }
         if let Some(v) = r.process_cpu_utilization {
-            self.cpu.record(v, &attrs);
+            self.cpu.record(v, attrs);
         }
         if let Some(v) = r.gpu_utilization {
-            self.gpu.record(v, &attrs);
+            self.gpu.record(v, attrs);
         }
     }
 }

@@ -79,10 +79,10 @@ fn unsampled_traces_still_count_in_metrics_and_statistics() {
         .iter()
         .flat_map(|rm| rm.scope_metrics())
         .flat_map(|sm| sm.metrics())
-        .filter(|m| m.name() == "vidperf.operation.count")
+        .filter(|m| m.name() == "vidperf.operation.duration")
         .map(|m| match m.data() {
-            AggregatedMetrics::U64(MetricData::Sum(sum)) => {
-                sum.data_points().map(|p| p.value()).sum::<u64>()
+            AggregatedMetrics::F64(MetricData::Histogram(h)) => {
+                h.data_points().map(|p| p.count()).sum::<u64>()
             }
             _ => 0,
         })

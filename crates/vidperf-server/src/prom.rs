@@ -261,6 +261,20 @@ pub fn encode(snapshot: &StatsSnapshot) -> Result<Vec<u8>, prometheus::Error> {
         COUNTER,
         vec![counter(&[], h.sink_panics as f64)],
     );
+    if let Some(e) = &h.export {
+        out.add(
+            "vidperf_export_spans_total",
+            "Spans handed to the OTLP trace export, by what became of them (after a flush, emitted = exported + failed + dropped).",
+            COUNTER,
+            vec![
+                counter(&[("outcome", "emitted")], e.emitted as f64),
+                counter(&[("outcome", "exported")], e.exported as f64),
+                counter(&[("outcome", "failed")], e.failed as f64),
+                counter(&[("outcome", "dropped")], e.dropped as f64),
+                counter(&[("outcome", "unsampled")], e.unsampled as f64),
+            ],
+        );
+    }
     if let Some(m) = &h.monitor {
         out.add(
             "vidperf_monitor_samples_total",
