@@ -21,6 +21,22 @@ pub struct Vidperf {
     otel: Option<otlp::Pipeline>,
 }
 
+/// Shuts vidperf down when dropped; see [`Vidperf::shutdown_guard`].
+#[must_use = "the shutdown happens when this guard is dropped"]
+#[derive(Debug)]
+pub struct ShutdownGuard {
+    vidperf: Vidperf,
+    timeout: Duration,
+}
+
+impl Drop for ShutdownGuard {
+    fn drop(&mut self) {
+        if let Err(e) = self.vidperf.shutdown(self.timeout) {
+            tracing::warn!(target: "vidperf", error = %e, "vidperf shutdown did not complete cleanly");
+        }
+    }
+}
+
 /// Why [`Vidperf::shutdown`] did not finish cleanly.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -51,6 +67,14 @@ impl Vidperf {
             server: None,
             otel,
         }
+    }
+
+    /// A guard that calls [`Vidperf::shutdown`] with `timeout` when dropped — at the end
+    /// of `main`, say — so that pending spans are flushed and the background threads
+    /// stop even on early returns. A failed shutdown is reported as a `WARN` event on
+    /// the target `vidperf`; call [`Vidperf::shutdown`] yourself to handle it.
+    pub fn shutdown_guard(&self, timeout: Duration) -> ShutdownGuard {
+        ShutdownGuard { vidperf: self.clone(), timeout }
     }
 
     /// Exports everything pending over OTLP now (a no-op without OTLP export).

@@ -218,6 +218,23 @@ fn spans_and_metrics_arrive_at_a_real_collector_with_typed_attributes() {
 }
 
 #[test]
+fn the_shutdown_guard_flushes_pending_spans_when_dropped() {
+    let Some(rotel) = Rotel::start() else { return };
+    // A long batch delay: without the guard's flush these spans would still be queued.
+    let config = OtelConfig::default().with_endpoint(rotel.endpoint());
+    let (layer, vidperf) = vidperf::builder().without_env().without_resource_monitor().otlp(config).build().expect("build");
+    {
+        let _guard = vidperf.shutdown_guard(Duration::from_secs(10));
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            let _span = info_span!("guarded_upscale", strategy = "vsrm");
+        });
+    }
+    let export = vidperf.snapshot().health.export.expect("export health");
+    assert_eq!((export.emitted, export.exported), (1, 1));
+    assert!(rotel.log_with(&["guarded_upscale"]).contains("guarded_upscale"));
+}
+
+#[test]
 fn with_the_collector_down_the_program_finishes_and_reports_what_was_lost() {
     // Nothing listens on this port.
     let endpoint = format!("http://127.0.0.1:{}", free_port());

@@ -343,3 +343,52 @@ fn active_operations_are_listed_while_open() {
         assert_eq!(vidperf.snapshot().summary.active_operations, 0);
     });
 }
+
+#[test]
+fn parents_hold_across_await_points_on_a_multi_thread_runtime() {
+    use tracing::instrument::{Instrument, WithSubscriber};
+    let all = Arc::new(Collect(Default::default(), SpanInterest::All));
+    let (layer, _vidperf) = vidperf::builder()
+        .without_env()
+        .without_resource_monitor()
+        .sink(all.clone())
+        .build()
+        .expect("build");
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .expect("runtime");
+    tracing::dispatcher::with_default(&dispatch, || {
+        runtime.block_on(async {
+            let jobs: Vec<_> = (0..20u64)
+                .map(|i| {
+                    let job = async move {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        async { tokio::task::yield_now().await }
+                            .instrument(info_span!("child", i))
+                            .await;
+                    }
+                    .instrument(info_span!("job", strategy = "vsrm", i));
+                    tokio::spawn(job.with_subscriber(dispatch.clone()))
+                })
+                .collect();
+            for j in jobs {
+                j.await.expect("job");
+            }
+        });
+    });
+    let spans = all.0.lock().expect("lock");
+    let jobs: Vec<_> = spans.iter().filter(|s| s.name == "job").collect();
+    let children: Vec<_> = spans.iter().filter(|s| s.name == "child").collect();
+    assert_eq!((jobs.len(), children.len()), (20, 20));
+    for child in children {
+        let parent = jobs
+            .iter()
+            .find(|j| Some(j.span_id) == child.parent_span_id)
+            .expect("every child has its job as parent");
+        assert_eq!(parent.metadata, child.metadata, "the same `i`: the right job");
+        assert_eq!(parent.trace_id, child.trace_id);
+    }
+}
