@@ -529,6 +529,96 @@ fn otel_section(rounds: usize) {
     let _ = provider.shutdown();
 }
 
+/// Export throughput to a real collector: rotel (when installed) with its blackhole
+/// exporter, fed at 10,000 spans/s — ten times a busy service (20 clips/s at about 50
+/// spans each) — for three seconds, then flushed. Target: nothing dropped.
+fn rotel_section() {
+    use std::process::{Command, Stdio};
+    use vidperf::otlp::OtelConfig;
+    let agent = Command::new("python3")
+        .args([
+            "-c",
+            "import rotel, os; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))",
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    let Some(agent) = agent else {
+        println!("rotel not installed (pip install rotel): export throughput not measured.");
+        return;
+    };
+    let port = |_: ()| {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+    };
+    let (Ok(grpc), Ok(http)) = (port(()), port(())) else {
+        return;
+    };
+    let Ok(mut child) = Command::new(agent)
+        .args([
+            "start",
+            "--otlp-grpc-endpoint",
+            &format!("127.0.0.1:{grpc}"),
+            "--otlp-http-endpoint",
+            &format!("127.0.0.1:{http}"),
+            "--exporter",
+            "blackhole",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        return;
+    };
+    let deadline = Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", http)).is_err() && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let config = OtelConfig::default().with_endpoint(format!("http://127.0.0.1:{http}"));
+    let (layer, handle) = vidperf::builder()
+        .without_env()
+        .otlp(config)
+        .build()
+        .expect("vidperf with OTLP");
+    let dispatch = Dispatch::new(tracing_subscriber::registry().with(layer));
+    let rate = 10_000u64;
+    let started = Instant::now();
+    tracing::dispatcher::with_default(&dispatch, || {
+        for i in 0..3 * rate {
+            // Pace the producer: span i is due at i / rate seconds.
+            let due = std::time::Duration::from_nanos(i * 1_000_000_000 / rate);
+            while started.elapsed() < due {
+                std::hint::spin_loop();
+            }
+            flat(i);
+        }
+    });
+    let produced_in = started.elapsed();
+    let result = handle.shutdown(std::time::Duration::from_secs(30));
+    let export = handle.snapshot().health.export.unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    println!(
+        "| export to rotel (blackhole), {rate} spans/s for {:.1} s | measured | target | |",
+        produced_in.as_secs_f64()
+    );
+    println!("|---|---:|---:|---|");
+    println!(
+        "| spans emitted / exported | {} / {} | all | {} |",
+        export.emitted,
+        export.exported,
+        verdict(export.exported == export.emitted)
+    );
+    println!(
+        "| spans dropped (queue full) / failed | {} / {} | 0 | {} |",
+        export.dropped,
+        export.failed,
+        verdict(export.dropped + export.failed == 0 && result.is_ok())
+    );
+}
+
 fn main() {
     // `--profile flat|tree`: loop one shape under the full setup for 5 s, for `perf record`.
     // An optional third argument picks the setup by its row number (default: the last).
@@ -608,6 +698,8 @@ fn main() {
     stats_section(rounds);
     println!();
     otel_section(rounds);
+    println!();
+    rotel_section();
     if !markdown {
         println!("\n({rounds} interleaved rounds; rerun with --markdown for the docs table)");
     }

@@ -74,7 +74,10 @@ impl Vidperf {
     /// stop even on early returns. A failed shutdown is reported as a `WARN` event on
     /// the target `vidperf`; call [`Vidperf::shutdown`] yourself to handle it.
     pub fn shutdown_guard(&self, timeout: Duration) -> ShutdownGuard {
-        ShutdownGuard { vidperf: self.clone(), timeout }
+        ShutdownGuard {
+            vidperf: self.clone(),
+            timeout,
+        }
     }
 
     /// Exports everything pending over OTLP now (a no-op without OTLP export).

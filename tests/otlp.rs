@@ -222,7 +222,12 @@ fn the_shutdown_guard_flushes_pending_spans_when_dropped() {
     let Some(rotel) = Rotel::start() else { return };
     // A long batch delay: without the guard's flush these spans would still be queued.
     let config = OtelConfig::default().with_endpoint(rotel.endpoint());
-    let (layer, vidperf) = vidperf::builder().without_env().without_resource_monitor().otlp(config).build().expect("build");
+    let (layer, vidperf) = vidperf::builder()
+        .without_env()
+        .without_resource_monitor()
+        .otlp(config)
+        .build()
+        .expect("build");
     {
         let _guard = vidperf.shutdown_guard(Duration::from_secs(10));
         tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
@@ -231,7 +236,11 @@ fn the_shutdown_guard_flushes_pending_spans_when_dropped() {
     }
     let export = vidperf.snapshot().health.export.expect("export health");
     assert_eq!((export.emitted, export.exported), (1, 1));
-    assert!(rotel.log_with(&["guarded_upscale"]).contains("guarded_upscale"));
+    assert!(
+        rotel
+            .log_with(&["guarded_upscale"])
+            .contains("guarded_upscale")
+    );
 }
 
 #[test]

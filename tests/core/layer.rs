@@ -388,7 +388,10 @@ fn parents_hold_across_await_points_on_a_multi_thread_runtime() {
             .iter()
             .find(|j| Some(j.span_id) == child.parent_span_id)
             .expect("every child has its job as parent");
-        assert_eq!(parent.metadata, child.metadata, "the same `i`: the right job");
+        assert_eq!(
+            parent.metadata, child.metadata,
+            "the same `i`: the right job"
+        );
         assert_eq!(parent.trace_id, child.trace_id);
     }
 }
