@@ -146,11 +146,49 @@ struct Inner {
     totals: Aggregate,
     by_operation: Keyed,
     by_strategy: Keyed,
-    history: VecDeque<FinishedSpan>,
+    history: History,
     purged: u64,
     trend: VecDeque<(SystemTime, OperationKey, f64, bool)>,
     windows: VecDeque<Window>,
     active: ActiveTable,
+}
+
+/// The per-operation records kept for export: a ring that, once full, overwrites its
+/// oldest entry in place (reusing its allocations) rather than moving entries around.
+#[derive(Debug, Default)]
+struct History {
+    ring: Vec<FinishedSpan>,
+    /// Index of the oldest entry once the ring is full.
+    head: usize,
+}
+
+impl History {
+    /// Keeps `span`; true when the oldest record was purged to make room (or, with a
+    /// limit of 0, when `span` itself was not kept).
+    fn push(&mut self, span: &FinishedSpan, limit: usize) -> bool {
+        if limit == 0 {
+            return true;
+        }
+        if self.ring.len() < limit {
+            self.ring.push(span.clone());
+            return false;
+        }
+        if let Some(slot) = self.ring.get_mut(self.head) {
+            slot.assign_from(span);
+        }
+        self.head = (self.head + 1) % self.ring.len().max(1);
+        true
+    }
+
+    fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    /// Oldest first.
+    fn iter(&self) -> impl DoubleEndedIterator<Item = &FinishedSpan> {
+        let (newer, older) = self.ring.split_at(self.head.min(self.ring.len()));
+        older.iter().chain(newer.iter())
+    }
 }
 
 #[derive(Debug, Default)]
@@ -251,8 +289,6 @@ impl Stats {
         let Some(key) = &span.operation else { return };
         let secs = span.duration.as_secs_f64();
         let window = window_index(span.end_time, self.config.trend_window);
-        // Copies two `Arc`s and the fixed fields; only error text and metadata allocate.
-        let kept = (self.config.history_limit > 0).then(|| span.clone());
         inner.totals.record(span);
         inner
             .by_operation
@@ -260,13 +296,7 @@ impl Stats {
         inner
             .by_strategy
             .record(&key.strategy, span, self.config.max_keys);
-        if let Some(kept) = kept {
-            if inner.history.len() >= self.config.history_limit {
-                inner.history.pop_front();
-                inner.purged += 1;
-            }
-            inner.history.push_back(kept);
-        } else {
+        if inner.history.push(span, self.config.history_limit) {
             inner.purged += 1;
         }
         if self.config.trend_points > 0 {
