@@ -417,10 +417,19 @@ fn bounded(write: impl FnOnce(&mut Bounded) -> fmt::Result) -> String {
     out.text
 }
 
+/// User `Debug` / `Display` code runs inside the host's span callbacks: a panic there
+/// is contained and the value recorded as this marker instead.
+pub(crate) const PANICKED_DEBUG: &str = "<Debug panicked>";
+const PANICKED_DISPLAY: &str = "<Display panicked>";
+
+fn contained(marker: &str, format: impl FnOnce() -> String) -> String {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(format)).unwrap_or_else(|_| marker.to_owned())
+}
+
 fn bounded_debug(value: &dyn fmt::Debug) -> String {
-    bounded(|out| write!(out, "{value:?}"))
+    contained(PANICKED_DEBUG, || bounded(|out| write!(out, "{value:?}")))
 }
 
 fn bounded_display(value: &dyn fmt::Display) -> String {
-    bounded(|out| write!(out, "{value}"))
+    contained(PANICKED_DISPLAY, || bounded(|out| write!(out, "{value}")))
 }

@@ -1,0 +1,204 @@
+//! Faults and abuse: the host application never notices, nothing is lost silently.
+//! (Each test that changes process-wide state — the panic hook — says so; nextest runs
+//! every test in its own process.)
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tracing::info_span;
+use tracing_subscriber::prelude::*;
+use vidperf::otlp::OtelConfig;
+
+fn quiet_panics() {
+    // Process-wide: the default hook would print every caught panic.
+    std::panic::set_hook(Box::new(|_| {}));
+}
+
+fn local(builder: vidperf::Builder) -> (tracing::Dispatch, vidperf::Vidperf) {
+    let (layer, vidperf) = builder.without_env().without_resource_monitor().build().expect("build");
+    (tracing::Dispatch::new(tracing_subscriber::registry().with(layer)), vidperf)
+}
+
+#[test]
+fn ten_thousand_caught_panics_are_all_failures_and_leave_nothing_active() {
+    quiet_panics();
+    let (dispatch, vidperf) = local(vidperf::builder());
+    tracing::dispatcher::with_default(&dispatch, || {
+        for i in 0..10_000u64 {
+            let caught = std::panic::catch_unwind(|| {
+                let _op = info_span!("upscale", strategy = "vsrm", frames_processed = i).entered();
+                panic!("kernel fault {i}");
+            });
+            assert!(caught.is_err());
+        }
+    });
+    let snap = vidperf.snapshot();
+    assert_eq!((snap.summary.total_operations, snap.summary.failures), (10_000, 10_000));
+    assert_eq!(snap.summary.active_operations, 0);
+}
+
+struct PanicsInDebug;
+
+impl std::fmt::Debug for PanicsInDebug {
+    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        panic!("Debug impl bug")
+    }
+}
+
+#[test]
+fn a_debug_impl_that_panics_does_not_reach_the_host() {
+    quiet_panics();
+    let (dispatch, vidperf) = local(vidperf::builder());
+    let host = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        tracing::dispatcher::with_default(&dispatch, || {
+            let span = info_span!("upscale", strategy = "vsrm", weird = tracing::field::Empty);
+            span.record("weird", tracing::field::debug(PanicsInDebug));
+            let _other = info_span!("analyse", strategy = "router", bad = ?PanicsInDebug);
+        });
+    }));
+    assert!(host.is_ok(), "the panic escaped into the host");
+    let records = vidperf.records();
+    assert_eq!(records.len(), 2, "both operations recorded");
+    assert!(records.iter().all(|r| r.metadata.values().any(|v| v.as_str() == Some("<Debug panicked>"))));
+}
+
+#[test]
+fn forgotten_spans_keep_vidperfs_memory_bounded_and_counted() {
+    let (dispatch, vidperf) = local(vidperf::builder().max_active(1_000));
+    tracing::dispatcher::with_default(&dispatch, || {
+        for _ in 0..5_000 {
+            // Never closed: the registry keeps it, vidperf counts it.
+            std::mem::forget(info_span!("leaked", strategy = "vsrm"));
+        }
+        let _fine = info_span!("fine", strategy = "vsrm");
+    });
+    let snap = vidperf.snapshot();
+    assert_eq!(snap.summary.active_operations, 5_000, "the count stays exact");
+    assert_eq!(snap.active.len(), 100, "the listing is bounded");
+    assert_eq!(snap.health.active_untracked, 4_000, "over the cap: counted, not stored");
+    assert_eq!(snap.summary.total_operations, 1);
+}
+
+#[test]
+fn five_hundred_twelve_short_lived_threads_count_exactly() {
+    let (dispatch, vidperf) = local(vidperf::builder());
+    for wave in 0..8 {
+        let threads: Vec<_> = (0..64)
+            .map(|t| {
+                let dispatch = dispatch.clone();
+                std::thread::spawn(move || {
+                    tracing::dispatcher::with_default(&dispatch, || {
+                        for i in 0..50u64 {
+                            let strategy = ["vsrm", "seedvr2", "ditvr"][(t + i as usize + wave) % 3];
+                            let _op = info_span!("op", strategy, frames_processed = 1u64);
+                        }
+                    });
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread");
+        }
+    }
+    let snap = vidperf.snapshot();
+    assert_eq!(snap.summary.total_operations, 512 * 50);
+    assert_eq!(snap.by_strategy.values().map(|s| s.frames_processed_total).sum::<u64>(), 512 * 50);
+    assert_eq!(snap.summary.active_operations, 0);
+}
+
+/// A scripted OTLP/HTTP endpoint: answers request `n` (from 0) with `script(n)`:
+/// (status line, extra headers, delay before answering).
+fn scripted_collector(script: fn(usize) -> (&'static str, &'static str, Duration)) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = requests.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let counter = counter.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                loop {
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0u8; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let n = counter.fetch_add(1, Ordering::SeqCst);
+                    let (status, headers, delay) = script(n);
+                    std::thread::sleep(delay);
+                    let reply = format!("HTTP/1.1 {status}\r\n{headers}Content-Length: 0\r\n\r\n");
+                    if reader.get_mut().write_all(reply.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), requests)
+}
+
+/// Runs 300 operations against `endpoint` in batches and returns (time spent in the
+/// spans, the export health after shutdown, the shutdown result).
+fn run_against(endpoint: String) -> (Duration, vidperf::stats::ExportHealth, Result<(), vidperf::ShutdownError>) {
+    let config = OtelConfig::default().with_endpoint(endpoint).with_export_timeout(Duration::from_millis(500));
+    let (dispatch, vidperf) = local(vidperf::builder().otlp(config));
+    let mut in_spans = Duration::ZERO;
+    tracing::dispatcher::with_default(&dispatch, || {
+        for batch in 0..3 {
+            let started = Instant::now();
+            for i in 0..100u64 {
+                let _op = info_span!("upscale", strategy = "vsrm", frames_processed = i, batch);
+            }
+            in_spans += started.elapsed();
+            let _ = vidperf.flush();
+        }
+    });
+    let result = vidperf.shutdown(Duration::from_secs(5));
+    (in_spans, vidperf.snapshot().health.export.expect("export health"), result)
+}
+
+#[test]
+fn collector_faults_never_block_the_host_and_every_span_is_accounted_for() {
+    let healthy = scripted_collector(|_| ("200 OK", "", Duration::ZERO));
+    let (healthy_time, healthy_export, healthy_result) = run_against(healthy.0);
+    assert!(healthy_result.is_ok());
+    assert_eq!((healthy_export.emitted, healthy_export.exported), (300, 300));
+
+    let faults: [(&str, fn(usize) -> (&'static str, &'static str, Duration)); 4] = [
+        ("503 then 200", |n| if n < 2 { ("503 Service Unavailable", "", Duration::ZERO) } else { ("200 OK", "", Duration::ZERO) }),
+        ("429 with Retry-After", |n| if n < 2 { ("429 Too Many Requests", "Retry-After: 1\r\n", Duration::ZERO) } else { ("200 OK", "", Duration::ZERO) }),
+        ("400 always", |_| ("400 Bad Request", "", Duration::ZERO)),
+        ("slow answers", |_| ("200 OK", "", Duration::from_millis(300))),
+    ];
+    for (name, script) in faults {
+        let (endpoint, requests) = scripted_collector(script);
+        let (time, export, result) = run_against(endpoint);
+        assert!(requests.load(Ordering::SeqCst) > 0, "{name}: the collector was called");
+        assert_eq!(export.emitted, 300, "{name}");
+        assert_eq!(export.exported + export.failed + export.dropped, 300, "{name}: every span accounted for: {export:?}");
+        assert_eq!(result.is_ok(), export.failed + export.dropped == 0, "{name}: shutdown says whether spans were lost");
+        // Generous bound, as a ratio to the healthy run in this same test: the host's
+        // spans never wait for the exporter.
+        assert!(
+            time < healthy_time * 2 + Duration::from_millis(50),
+            "{name}: spans took {time:?} vs {healthy_time:?} healthy"
+        );
+    }
+}
