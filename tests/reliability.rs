@@ -18,8 +18,15 @@ fn quiet_panics() {
 }
 
 fn local(builder: vidperf::Builder) -> (tracing::Dispatch, vidperf::Vidperf) {
-    let (layer, vidperf) = builder.without_env().without_resource_monitor().build().expect("build");
-    (tracing::Dispatch::new(tracing_subscriber::registry().with(layer)), vidperf)
+    let (layer, vidperf) = builder
+        .without_env()
+        .without_resource_monitor()
+        .build()
+        .expect("build");
+    (
+        tracing::Dispatch::new(tracing_subscriber::registry().with(layer)),
+        vidperf,
+    )
 }
 
 #[test]
@@ -36,7 +43,10 @@ fn ten_thousand_caught_panics_are_all_failures_and_leave_nothing_active() {
         }
     });
     let snap = vidperf.snapshot();
-    assert_eq!((snap.summary.total_operations, snap.summary.failures), (10_000, 10_000));
+    assert_eq!(
+        (snap.summary.total_operations, snap.summary.failures),
+        (10_000, 10_000)
+    );
     assert_eq!(snap.summary.active_operations, 0);
 }
 
@@ -62,7 +72,11 @@ fn a_debug_impl_that_panics_does_not_reach_the_host() {
     assert!(host.is_ok(), "the panic escaped into the host");
     let records = vidperf.records();
     assert_eq!(records.len(), 2, "both operations recorded");
-    assert!(records.iter().all(|r| r.metadata.values().any(|v| v.as_str() == Some("<Debug panicked>"))));
+    assert!(records.iter().all(|r| {
+        r.metadata
+            .values()
+            .any(|v| v.as_str() == Some("<Debug panicked>"))
+    }));
 }
 
 #[test]
@@ -71,14 +85,22 @@ fn forgotten_spans_keep_vidperfs_memory_bounded_and_counted() {
     tracing::dispatcher::with_default(&dispatch, || {
         for _ in 0..5_000 {
             // Never closed: the registry keeps it, vidperf counts it.
+            // reason: leaking spans is exactly the fault under test.
+            #[allow(clippy::mem_forget)]
             std::mem::forget(info_span!("leaked", strategy = "vsrm"));
         }
         let _fine = info_span!("fine", strategy = "vsrm");
     });
     let snap = vidperf.snapshot();
-    assert_eq!(snap.summary.active_operations, 5_000, "the count stays exact");
+    assert_eq!(
+        snap.summary.active_operations, 5_000,
+        "the count stays exact"
+    );
     assert_eq!(snap.active.len(), 100, "the listing is bounded");
-    assert_eq!(snap.health.active_untracked, 4_000, "over the cap: counted, not stored");
+    assert_eq!(
+        snap.health.active_untracked, 4_000,
+        "over the cap: counted, not stored"
+    );
     assert_eq!(snap.summary.total_operations, 1);
 }
 
@@ -92,7 +114,8 @@ fn five_hundred_twelve_short_lived_threads_count_exactly() {
                 std::thread::spawn(move || {
                     tracing::dispatcher::with_default(&dispatch, || {
                         for i in 0..50u64 {
-                            let strategy = ["vsrm", "seedvr2", "ditvr"][(t + i as usize + wave) % 3];
+                            let strategy =
+                                ["vsrm", "seedvr2", "ditvr"][(t + i as usize + wave) % 3];
                             let _op = info_span!("op", strategy, frames_processed = 1u64);
                         }
                     });
@@ -105,13 +128,22 @@ fn five_hundred_twelve_short_lived_threads_count_exactly() {
     }
     let snap = vidperf.snapshot();
     assert_eq!(snap.summary.total_operations, 512 * 50);
-    assert_eq!(snap.by_strategy.values().map(|s| s.frames_processed_total).sum::<u64>(), 512 * 50);
+    assert_eq!(
+        snap.by_strategy
+            .values()
+            .map(|s| s.frames_processed_total)
+            .sum::<u64>(),
+        512 * 50
+    );
     assert_eq!(snap.summary.active_operations, 0);
 }
 
-/// A scripted OTLP/HTTP endpoint: answers request `n` (from 0) with `script(n)`:
-/// (status line, extra headers, delay before answering).
-fn scripted_collector(script: fn(usize) -> (&'static str, &'static str, Duration)) -> (String, Arc<AtomicUsize>) {
+/// What a scripted collector answers to request `n` (from 0): status line, extra
+/// headers, delay before answering.
+type Script = fn(usize) -> (&'static str, &'static str, Duration);
+
+/// A scripted OTLP/HTTP endpoint answering each request as `script` says.
+fn scripted_collector(script: Script) -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     let requests = Arc::new(AtomicUsize::new(0));
@@ -156,8 +188,16 @@ fn scripted_collector(script: fn(usize) -> (&'static str, &'static str, Duration
 
 /// Runs 300 operations against `endpoint` in batches and returns (time spent in the
 /// spans, the export health after shutdown, the shutdown result).
-fn run_against(endpoint: String) -> (Duration, vidperf::stats::ExportHealth, Result<(), vidperf::ShutdownError>) {
-    let config = OtelConfig::default().with_endpoint(endpoint).with_export_timeout(Duration::from_millis(500));
+fn run_against(
+    endpoint: String,
+) -> (
+    Duration,
+    vidperf::stats::ExportHealth,
+    Result<(), vidperf::ShutdownError>,
+) {
+    let config = OtelConfig::default()
+        .with_endpoint(endpoint)
+        .with_export_timeout(Duration::from_millis(500));
     let (dispatch, vidperf) = local(vidperf::builder().otlp(config));
     let mut in_spans = Duration::ZERO;
     tracing::dispatcher::with_default(&dispatch, || {
@@ -171,7 +211,11 @@ fn run_against(endpoint: String) -> (Duration, vidperf::stats::ExportHealth, Res
         }
     });
     let result = vidperf.shutdown(Duration::from_secs(5));
-    (in_spans, vidperf.snapshot().health.export.expect("export health"), result)
+    (
+        in_spans,
+        vidperf.snapshot().health.export.expect("export health"),
+        result,
+    )
 }
 
 #[test]
@@ -179,21 +223,53 @@ fn collector_faults_never_block_the_host_and_every_span_is_accounted_for() {
     let healthy = scripted_collector(|_| ("200 OK", "", Duration::ZERO));
     let (healthy_time, healthy_export, healthy_result) = run_against(healthy.0);
     assert!(healthy_result.is_ok());
-    assert_eq!((healthy_export.emitted, healthy_export.exported), (300, 300));
+    assert_eq!(
+        (healthy_export.emitted, healthy_export.exported),
+        (300, 300)
+    );
 
-    let faults: [(&str, fn(usize) -> (&'static str, &'static str, Duration)); 4] = [
-        ("503 then 200", |n| if n < 2 { ("503 Service Unavailable", "", Duration::ZERO) } else { ("200 OK", "", Duration::ZERO) }),
-        ("429 with Retry-After", |n| if n < 2 { ("429 Too Many Requests", "Retry-After: 1\r\n", Duration::ZERO) } else { ("200 OK", "", Duration::ZERO) }),
+    let faults: [(&str, Script); 4] = [
+        ("503 then 200", |n| {
+            if n < 2 {
+                ("503 Service Unavailable", "", Duration::ZERO)
+            } else {
+                ("200 OK", "", Duration::ZERO)
+            }
+        }),
+        ("429 with Retry-After", |n| {
+            if n < 2 {
+                (
+                    "429 Too Many Requests",
+                    "Retry-After: 1\r\n",
+                    Duration::ZERO,
+                )
+            } else {
+                ("200 OK", "", Duration::ZERO)
+            }
+        }),
         ("400 always", |_| ("400 Bad Request", "", Duration::ZERO)),
-        ("slow answers", |_| ("200 OK", "", Duration::from_millis(300))),
+        ("slow answers", |_| {
+            ("200 OK", "", Duration::from_millis(300))
+        }),
     ];
     for (name, script) in faults {
         let (endpoint, requests) = scripted_collector(script);
         let (time, export, result) = run_against(endpoint);
-        assert!(requests.load(Ordering::SeqCst) > 0, "{name}: the collector was called");
+        assert!(
+            requests.load(Ordering::SeqCst) > 0,
+            "{name}: the collector was called"
+        );
         assert_eq!(export.emitted, 300, "{name}");
-        assert_eq!(export.exported + export.failed + export.dropped, 300, "{name}: every span accounted for: {export:?}");
-        assert_eq!(result.is_ok(), export.failed + export.dropped == 0, "{name}: shutdown says whether spans were lost");
+        assert_eq!(
+            export.exported + export.failed + export.dropped,
+            300,
+            "{name}: every span accounted for: {export:?}"
+        );
+        assert_eq!(
+            result.is_ok(),
+            export.failed + export.dropped == 0,
+            "{name}: shutdown says whether spans were lost"
+        );
         // Generous bound, as a ratio to the healthy run in this same test: the host's
         // spans never wait for the exporter.
         assert!(

@@ -423,7 +423,8 @@ pub(crate) const PANICKED_DEBUG: &str = "<Debug panicked>";
 const PANICKED_DISPLAY: &str = "<Display panicked>";
 
 fn contained(marker: &str, format: impl FnOnce() -> String) -> String {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(format)).unwrap_or_else(|_| marker.to_owned())
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(format))
+        .unwrap_or_else(|_| marker.to_owned())
 }
 
 fn bounded_debug(value: &dyn fmt::Debug) -> String {
