@@ -18,6 +18,9 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use tracing::{Dispatch, field::Empty, info_span};
+
+#[path = "../tests/support/collector.rs"]
+mod collector;
 use tracing_subscriber::prelude::*;
 
 struct Counting;
@@ -396,42 +399,7 @@ fn process_cpu_ns() -> u64 {
 
 /// A loopback OTLP/HTTP endpoint that accepts everything with an empty 200 response.
 fn loopback_otlp_sink() -> String {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the sink");
-    let addr = listener.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream);
-                loop {
-                    let mut length = 0usize;
-                    let mut line = String::new();
-                    loop {
-                        line.clear();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let lower = line.to_ascii_lowercase();
-                        if let Some(v) = lower.strip_prefix("content-length:") {
-                            length = v.trim().parse().unwrap_or(0);
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                    }
-                    let mut body = vec![0u8; length];
-                    if reader.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    let reply = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n";
-                    if reader.get_mut().write_all(reply).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    format!("http://{addr}")
+    collector::scripted_collector(|_| ("200 OK", "", std::time::Duration::ZERO)).0
 }
 
 /// The full stacks side by side: vidperf (layer, statistics, monitor, our bridge into
