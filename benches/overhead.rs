@@ -188,6 +188,8 @@ struct Row {
     p75: f64,
     ratio: f64,
     allocs: f64,
+    /// Whole-process CPU per span (all threads), median over the rounds.
+    cpu: f64,
 }
 
 fn measure(shape_name: &'static str, shape: fn(u64) -> u64, iters: u64, rounds: usize) -> Vec<Row> {
@@ -204,13 +206,17 @@ fn measure_setups(
     rounds: usize,
 ) -> Vec<Row> {
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); setups.len()];
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); setups.len()];
+    let spans_per_batch = (iters * shape(0).max(1)) as f64;
     for setup in setups {
         batch(setup, shape, iters); // warm-up round, discarded
     }
     for round in 0..rounds {
         for k in 0..setups.len() {
             let s = (round + k) % setups.len();
+            let before = process_cpu_ns();
             times[s].push(batch(&setups[s], shape, iters));
+            cpu[s].push(process_cpu_ns().saturating_sub(before) as f64 / spans_per_batch);
         }
     }
     // Ratio to the baseline within each round, then the median.
@@ -232,6 +238,7 @@ fn measure_setups(
             p75: quantile(&mut times[s].clone(), 0.75),
             ratio: quantile(&mut ratios[s].clone(), 0.5),
             allocs: allocations_per_span(setup, shape),
+            cpu: quantile(&mut cpu[s].clone(), 0.5),
         })
         .collect()
 }
@@ -435,16 +442,31 @@ fn otel_section(rounds: usize) {
         "tracing-opentelemetry → same SDK pipeline",
         Dispatch::new(tracing_subscriber::registry().with(otel_layer)),
     );
+    let processor7 = opentelemetry_sdk::trace::BatchSpanProcessor::builder(
+        span_exporter(&config).expect("exporter"),
+    )
+    .build();
+    let provider7 = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_span_processor(processor7)
+        .build();
+    let with_fmt = Setup::new(
+        "tracing-opentelemetry + fmt layer to a sink",
+        Dispatch::new(
+            tracing_subscriber::registry()
+                .with(tracing_opentelemetry::layer().with_tracer(provider7.tracer("bench")))
+                .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink)),
+        ),
+    );
     let bare = Setup::new(
         "bare registry",
         Dispatch::new(tracing_subscriber::registry()),
     );
-    let setups = [bare, full, theirs];
+    let setups = [bare, full, theirs, with_fmt];
 
     println!(
-        "| shape | setup | wall ns/span | CPU ns/span (all threads) | wall vs tracing-opentelemetry | CPU vs tracing-opentelemetry |"
+        "| shape | setup | wall ns/span | spread p25–p75 | CPU ns/span (all threads) | wall vs tracing-opentelemetry | CPU vs tracing-opentelemetry | allocations/span |"
     );
-    println!("|---|---|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
     for (shape_name, shape, iters) in [
         ("flat operation span", flat as fn(u64) -> u64, 20_000u64),
         ("operation + 99 child spans", tree, 200),
@@ -473,13 +495,19 @@ fn otel_section(rounds: usize) {
             // next measurement of the same setup rather than vanishing.
             let _ = ours.flush();
             let _ = provider.force_flush();
+            let _ = provider7.force_flush();
         }
         let median = |v: &mut Vec<f64>| quantile(v, 0.5);
         let (w_theirs, c_theirs) = (median(&mut wall[2].clone()), median(&mut cpu[2].clone()));
         for (s, setup) in setups.iter().enumerate() {
             let (w, c) = (median(&mut wall[s].clone()), median(&mut cpu[s].clone()));
+            let (p25, p75) = (
+                quantile(&mut wall[s].clone(), 0.25),
+                quantile(&mut wall[s].clone(), 0.75),
+            );
+            let allocs = allocations_per_span(setup, shape);
             println!(
-                "| {shape_name} | {} | {w:.0} | {c:.0} | {:.2}x | {:.2}x |",
+                "| {shape_name} | {} | {w:.0} | {p25:.0}–{p75:.0} | {c:.0} | {:.2}x | {:.2}x | {allocs:.2} |",
                 setup.name,
                 w / w_theirs,
                 c / c_theirs
@@ -495,6 +523,7 @@ fn otel_section(rounds: usize) {
         );
     }
     let _ = provider.shutdown();
+    let _ = provider7.shutdown();
 }
 
 /// Export throughput to a real collector: rotel (when installed) with its blackhole
@@ -634,13 +663,13 @@ fn main() {
     rows.extend(measure("operation + 99 child spans", tree, 200, rounds));
 
     println!(
-        "| shape | setup | ns/span (median) | spread p25–p75 | vs bare registry | allocations/span |"
+        "| shape | setup | ns/span (median) | spread p25–p75 | vs bare registry | CPU ns/span (all threads) | allocations/span |"
     );
-    println!("|---|---|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|");
     for r in &rows {
         println!(
-            "| {} | {} | {:.0} | {:.0}–{:.0} | {:.2}x | {:.3} |",
-            r.shape, r.setup, r.median, r.p25, r.p75, r.ratio, r.allocs
+            "| {} | {} | {:.0} | {:.0}–{:.0} | {:.2}x | {:.0} | {:.3} |",
+            r.shape, r.setup, r.median, r.p25, r.p75, r.ratio, r.cpu, r.allocs
         );
     }
     println!();
