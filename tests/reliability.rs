@@ -181,7 +181,7 @@ fn collector_faults_never_block_the_host_and_every_span_is_accounted_for() {
         (300, 300)
     );
 
-    let faults: [(&str, Script); 4] = [
+    let faults: [(&str, Script); 5] = [
         ("503 then 200", |n| {
             if n < 2 {
                 ("503 Service Unavailable", "", Duration::ZERO)
@@ -203,6 +203,9 @@ fn collector_faults_never_block_the_host_and_every_span_is_accounted_for() {
         ("400 always", |_| ("400 Bad Request", "", Duration::ZERO)),
         ("slow answers", |_| {
             ("200 OK", "", Duration::from_millis(300))
+        }),
+        ("accepts, never answers", |_| {
+            ("200 OK", "", Duration::from_secs(600))
         }),
     ];
     for (name, script) in faults {
