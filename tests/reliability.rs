@@ -2,6 +2,7 @@
 //! (Each test that changes process-wide state — the panic hook — says so; nextest runs
 //! every test in its own process.)
 
+use std::net::TcpListener;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,7 @@ use vidperf::otlp::OtelConfig;
 
 #[path = "support/collector.rs"]
 mod collector;
-use collector::{Script, scripted_collector};
+use collector::{Script, scripted_collector, scripted_collector_on};
 
 fn quiet_panics() {
     // Process-wide: the default hook would print every caught panic.
@@ -233,4 +234,48 @@ fn collector_faults_never_block_the_host_and_every_span_is_accounted_for() {
             "{name}: spans took {time:?} vs {healthy_time:?} healthy"
         );
     }
+}
+
+#[test]
+fn export_resumes_when_a_collector_comes_up_after_being_down() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let config = OtelConfig::default()
+        .with_endpoint(format!("http://127.0.0.1:{port}"))
+        .with_export_timeout(Duration::from_millis(500));
+    let (dispatch, vidperf) = local(vidperf::builder().otlp(config));
+    let batch = |label: &str| {
+        tracing::dispatcher::with_default(&dispatch, || {
+            for i in 0..100u64 {
+                let _op = info_span!("upscale", strategy = "vsrm", frames_processed = i, label);
+            }
+        });
+        let _ = vidperf.flush();
+    };
+    batch("while down");
+    let down = vidperf.snapshot().health.export.expect("export health");
+    assert_eq!(
+        (down.emitted, down.exported),
+        (100, 0),
+        "nothing delivered while down: {down:?}"
+    );
+    let (_, requests) = scripted_collector_on(port, |_| ("200 OK", "", Duration::ZERO));
+    batch("after recovery");
+    let up = vidperf.snapshot().health.export.expect("export health");
+    assert!(
+        requests.load(Ordering::SeqCst) > 0,
+        "the exporter reached the collector once it was up"
+    );
+    assert_eq!(
+        (up.emitted, up.exported),
+        (200, 100),
+        "the second batch was delivered: {up:?}"
+    );
+    assert_eq!(up.exported + up.failed + up.dropped, 200);
+    assert!(
+        vidperf.shutdown(Duration::from_secs(5)).is_err(),
+        "the first batch is reported lost"
+    );
 }

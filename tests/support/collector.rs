@@ -13,7 +13,20 @@ pub(crate) type Script = fn(usize) -> (&'static str, &'static str, Duration);
 
 /// A scripted OTLP/HTTP endpoint answering each request as `script` says.
 pub(crate) fn scripted_collector(script: Script) -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    serve(TcpListener::bind("127.0.0.1:0").expect("bind"), script)
+}
+
+/// The same, on a given loopback port (to bring a collector up where one was down).
+// reason: only the reliability tests start a collector on a chosen port.
+#[allow(dead_code)]
+pub(crate) fn scripted_collector_on(port: u16, script: Script) -> (String, Arc<AtomicUsize>) {
+    serve(
+        TcpListener::bind(("127.0.0.1", port)).expect("bind the chosen port"),
+        script,
+    )
+}
+
+fn serve(listener: TcpListener, script: Script) -> (String, Arc<AtomicUsize>) {
     let addr = listener.local_addr().expect("addr");
     let requests = Arc::new(AtomicUsize::new(0));
     let counter = requests.clone();
