@@ -220,7 +220,8 @@ fn spans_and_metrics_arrive_at_a_real_collector_with_typed_attributes() {
 #[test]
 fn the_shutdown_guard_flushes_pending_spans_when_dropped() {
     let Some(rotel) = Rotel::start() else { return };
-    // A long batch delay: without the guard's flush these spans would still be queued.
+    // The batch processor exports every 5 s by default: without the guard's flush this
+    // span would still be queued when the assertions run.
     let config = OtelConfig::default().with_endpoint(rotel.endpoint());
     let (layer, vidperf) = vidperf::builder()
         .without_env()
