@@ -72,6 +72,7 @@
 //! | `system` | yes | resource peaks of this process: resident memory, CPU (sysinfo) |
 //! | `gpu` | yes | resource peaks of NVIDIA GPUs: memory, utilization, this process's VRAM (NVML via nvml-wrapper, loaded at run time: builds and runs without a GPU) |
 //! | `otlp` | yes | [`otlp`]: every span as an OpenTelemetry span and per-strategy metrics, over OTLP (HTTP/protobuf, blocking client: no async runtime needed) to any collector |
+//! | `otlp-grpc` | no | OTLP over gRPC as well (tonic): [`otlp::Protocol::Grpc`] or `OTEL_EXPORTER_OTLP_PROTOCOL=grpc`; build vidperf inside a tokio runtime (outside one the build returns an error saying so) |
 //! | `http-api` | yes | [`http`]: `/performance/stats`, `/performance/export`, Prometheus `/metrics`, `/healthz` (axum), as a router to mount or a server the builder starts |
 //!
 //! # Environment variables

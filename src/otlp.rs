@@ -5,7 +5,7 @@ use std::time::Duration;
 use vidperf_core::PerfLayerBuilder;
 use vidperf_core::stats::ExportHealth;
 pub use vidperf_otel::{
-    MetricsSink, Otel, OtelConfig, OtelError, OtelReport, TraceReport, TraceSink, attr,
+    MetricsSink, Otel, OtelConfig, OtelError, OtelReport, Protocol, TraceReport, TraceSink, attr,
     span_exporter,
 };
 

@@ -2,120 +2,17 @@
 //! scripts/test.sh), started on loopback ports with its debug log, receiving what the
 //! bridge sends over HTTP/protobuf.
 
-use std::io::Read;
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tracing::info_span;
 use tracing_subscriber::prelude::*;
 use vidperf::otlp::OtelConfig;
 
+#[path = "support/rotel.rs"]
+mod rotel;
 mod support;
-
-fn rotel_agent() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("VIDPERF_ROTEL_AGENT") {
-        return Some(PathBuf::from(path));
-    }
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import rotel, os; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))",
-        ])
-        .output()
-        .ok()?;
-    let path = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
-    (out.status.success() && path.exists()).then_some(path)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// A running rotel with its debug log going to a file.
-struct Rotel {
-    child: Child,
-    log: PathBuf,
-    http_port: u16,
-}
-
-impl Rotel {
-    fn start() -> Option<Self> {
-        let Some(agent) = rotel_agent() else {
-            assert!(
-                std::env::var_os("VIDPERF_REQUIRE_ROTEL").is_none(),
-                "rotel is required (scripts/test.sh installs it with pip)"
-            );
-            eprintln!("rotel not found; skipping (scripts/test.sh installs it with pip)");
-            return None;
-        };
-        let (grpc, http) = (free_port(), free_port());
-        let log =
-            std::env::temp_dir().join(format!("vidperf-rotel-{}-{http}.log", std::process::id()));
-        let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(agent)
-            .args([
-                "start",
-                "--otlp-grpc-endpoint",
-                &format!("127.0.0.1:{grpc}"),
-            ])
-            .args(["--otlp-http-endpoint", &format!("127.0.0.1:{http}")])
-            .args([
-                "--exporter",
-                "blackhole",
-                "--debug-log",
-                "traces",
-                "--debug-log",
-                "metrics",
-            ])
-            .args(["--debug-log-verbosity", "detailed"])
-            .stdout(Stdio::from(file.try_clone().expect("log")))
-            .stderr(Stdio::from(file))
-            .spawn()
-            .expect("start rotel-agent");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", http)).is_err() {
-            assert!(Instant::now() < deadline, "rotel did not open its port");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(Self {
-            child,
-            log,
-            http_port: http,
-        })
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.http_port)
-    }
-
-    /// The log once it contains every needle (or after the deadline, as it is).
-    fn log_with(&self, needles: &[&str]) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let mut text = String::new();
-            if let Ok(mut f) = std::fs::File::open(&self.log) {
-                let _ = f.read_to_string(&mut text);
-            }
-            if needles.iter().all(|n| text.contains(n)) || Instant::now() > deadline {
-                return text;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Rotel {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
-    }
-}
+use rotel::{Rotel, free_port};
 
 #[test]
 fn spans_and_metrics_arrive_at_a_real_collector_with_typed_attributes() {
@@ -363,4 +260,74 @@ fn a_job_handed_to_another_process_keeps_its_request_as_parent() {
         log.contains("SPAN_KIND_SERVER") && log.contains("SPAN_KIND_CONSUMER"),
         "otel.kind honoured"
     );
+}
+
+#[cfg(feature = "otlp-grpc")]
+#[test]
+fn over_grpc_from_inside_a_tokio_runtime_and_a_clear_error_outside_one() {
+    use vidperf::otlp::Protocol;
+    let Some(rotel) = Rotel::start() else { return };
+    let config = OtelConfig::default()
+        .with_protocol(Protocol::Grpc)
+        .with_endpoint(rotel.grpc_endpoint())
+        .with_metrics_interval(Duration::from_millis(500));
+    let builder = || {
+        vidperf::builder()
+            .without_env()
+            .without_resource_monitor()
+            .otlp(config.clone())
+    };
+    // Outside a runtime tonic would panic: the build says why instead.
+    match builder().build() {
+        Ok(_) => panic!("gRPC without a runtime must not build"),
+        Err(e) => assert!(e.to_string().contains("needs a tokio runtime"), "{e}"),
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (layer, vidperf) = {
+        let _entered = runtime.enter();
+        builder().build().expect("build inside the runtime")
+    };
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    // A span on a plain thread, and one in an async task on the runtime.
+    tracing::dispatcher::with_default(&dispatch, || {
+        let _op = info_span!(
+            "grpc_plain_thread",
+            strategy = "vsrm",
+            frames_processed = 12u64
+        );
+    });
+    runtime
+        .block_on(runtime.spawn(async move {
+            let _default = tracing::dispatcher::set_default(&dispatch);
+            let _op = info_span!(
+                "grpc_async_task",
+                strategy = "seedvr2",
+                frames_processed = 8u64
+            );
+        }))
+        .expect("task");
+    let report = vidperf.shutdown(Duration::from_secs(10));
+    assert!(report.is_ok(), "{report:?}");
+    let export = vidperf.snapshot().health.export.expect("export health");
+    assert_eq!((export.emitted, export.exported), (2, 2), "{export:?}");
+    let log = rotel.log_with(&[
+        "grpc_plain_thread",
+        "grpc_async_task",
+        "vidperf.operation.duration",
+    ]);
+    for needle in [
+        "grpc_plain_thread",
+        "grpc_async_task",
+        "vidperf.operation.duration",
+    ] {
+        assert!(
+            log.contains(needle),
+            "rotel did not receive {needle:?}:\n{log}"
+        );
+    }
 }

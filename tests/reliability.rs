@@ -13,6 +13,8 @@ use vidperf::otlp::OtelConfig;
 #[path = "support/collector.rs"]
 mod collector;
 use collector::{Script, scripted_collector, scripted_collector_on};
+#[path = "support/rotel.rs"]
+mod rotel;
 
 fn quiet_panics() {
     // Process-wide: the default hook would print every caught panic.
@@ -277,5 +279,86 @@ fn export_resumes_when_a_collector_comes_up_after_being_down() {
     assert!(
         vidperf.shutdown(Duration::from_secs(5)).is_err(),
         "the first batch is reported lost"
+    );
+}
+
+#[test]
+fn a_real_collector_going_down_and_coming_back_mid_run() {
+    let (grpc, http) = (rotel::free_port(), rotel::free_port());
+    let config = OtelConfig::default()
+        .with_endpoint(format!("http://127.0.0.1:{http}"))
+        .with_export_timeout(Duration::from_millis(500))
+        .with_metrics_interval(Duration::from_millis(300));
+    let (dispatch, vidperf) = local(vidperf::builder().otlp(config));
+    // 100 operations labelled with the phase, then a flush; the time spent in spans.
+    let phase = |label: &str| {
+        let started = Instant::now();
+        tracing::dispatcher::with_default(&dispatch, || {
+            for i in 0..100u64 {
+                let _op = info_span!(
+                    "flapping",
+                    strategy = "vsrm",
+                    frames_processed = i,
+                    phase = label
+                );
+            }
+        });
+        let took = started.elapsed();
+        let _ = vidperf.flush();
+        (
+            took,
+            vidperf.snapshot().health.export.expect("export health"),
+        )
+    };
+
+    let Some(first) = rotel::Rotel::start_on(grpc, http) else {
+        return;
+    };
+    let (up_time, up) = phase("phase-up-one");
+    assert_eq!((up.emitted, up.exported), (100, 100), "{up:?}");
+    assert!(first.log_with(&["phase-up-one"]).contains("phase-up-one"));
+
+    drop(first); // the collector process is killed mid-run
+    let (down_time, down) = phase("phase-down");
+    assert_eq!(
+        (down.emitted, down.exported, down.failed + down.dropped),
+        (200, 100, 100),
+        "the batch sent while down is counted as lost: {down:?}"
+    );
+    assert!(
+        down_time < up_time * 2 + Duration::from_millis(50),
+        "spans took {down_time:?} while down vs {up_time:?} while up"
+    );
+
+    let Some(second) = rotel::Rotel::start_on(grpc, http) else {
+        return;
+    };
+    let (_, back) = phase("phase-up-two");
+    assert_eq!(
+        (back.emitted, back.exported),
+        (300, 200),
+        "export resumed: {back:?}"
+    );
+    let log = second.log_with(&["phase-up-two", "vidperf.operation.duration"]);
+    assert!(log.contains("phase-up-two"), "{log}");
+    assert!(
+        log.contains("vidperf.operation.duration"),
+        "metrics resumed too:\n{log}"
+    );
+    assert!(
+        !log.contains("phase-down"),
+        "nothing is replayed from the outage"
+    );
+    assert!(
+        vidperf.snapshot().summary.total_operations == 300,
+        "statistics saw every operation"
+    );
+    let err = vidperf
+        .shutdown(Duration::from_secs(5))
+        .expect_err("the outage's batch was lost");
+    let text = err.to_string();
+    assert!(
+        text.contains("300 emitted") && text.contains("200 exported"),
+        "{text}"
     );
 }

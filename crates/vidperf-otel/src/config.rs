@@ -20,6 +20,23 @@ use crate::traces::{TraceReport, TraceSink};
 pub enum Protocol {
     /// `http/protobuf`, with a blocking client (works without an async runtime).
     HttpProtobuf,
+    /// `grpc`, over tonic: needs the `grpc` feature (`otlp-grpc` on `vidperf`) and a
+    /// tokio runtime entered when the pipeline starts, alive for as long as it runs.
+    Grpc,
+}
+
+impl Protocol {
+    fn parse(var: &'static str, value: String) -> Result<Self, OtelError> {
+        match value.as_str() {
+            "http/protobuf" => Ok(Self::HttpProtobuf),
+            "grpc" => Ok(Self::Grpc),
+            _ => Err(OtelError::InvalidEnv {
+                var,
+                value,
+                reason: "expected http/protobuf or grpc (http/json is not supported)",
+            }),
+        }
+    }
 }
 
 /// Why the bridge could not be configured, started or stopped cleanly.
@@ -39,6 +56,16 @@ pub enum OtelError {
     /// The exporter could not be built.
     #[error("cannot build the OTLP exporter: {0}")]
     Exporter(String),
+    /// OTLP over gRPC was asked for, but this build does not include it.
+    #[error(
+        "OTLP over gRPC is not built in: enable vidperf's `otlp-grpc` feature, or use http/protobuf (OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf)"
+    )]
+    GrpcNotBuilt,
+    /// OTLP over gRPC was asked for outside a tokio runtime.
+    #[error(
+        "OTLP over gRPC needs a tokio runtime: build vidperf from inside one (e.g. in `#[tokio::main]`, or after `Runtime::enter`), or use http/protobuf, which needs none"
+    )]
+    NoRuntime,
     /// Shutdown finished, but not everything was delivered.
     #[error(
         "OTLP export lost spans: {} emitted, {} exported, {} failed (collector unreachable or refused), {} dropped (queue full or shutdown)",
@@ -71,6 +98,8 @@ pub struct OtelConfig {
     /// `http://localhost:4318`). For HTTP this is the base URL; `/v1/traces` and
     /// `/v1/metrics` are appended.
     pub endpoint: Option<String>,
+    /// Batch span processor queue size override (otherwise `OTEL_BSP_MAX_QUEUE_SIZE`).
+    pub max_queue_size: Option<usize>,
 }
 
 impl Default for OtelConfig {
@@ -83,6 +112,7 @@ impl Default for OtelConfig {
             metrics_interval: Duration::from_secs(60),
             export_timeout: Duration::from_secs(10),
             endpoint: None,
+            max_queue_size: None,
         }
     }
 }
@@ -123,13 +153,7 @@ impl OtelConfig {
             "OTEL_EXPORTER_OTLP_PROTOCOL",
         ] {
             if let Some(p) = var(name) {
-                if p != "http/protobuf" {
-                    return Err(OtelError::InvalidEnv {
-                        var: name,
-                        value: p,
-                        reason: "only http/protobuf is built into vidperf (gRPC needs an async runtime)",
-                    });
-                }
+                config.protocol = Protocol::parse(name, p)?;
                 break;
             }
         }
@@ -165,6 +189,21 @@ impl OtelConfig {
     #[must_use]
     pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
         self.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// Sets the transport.
+    #[must_use]
+    pub fn with_protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// Sets the batch span processor's queue size (otherwise `OTEL_BSP_MAX_QUEUE_SIZE`,
+    /// default 2048). Spans that find the queue full are dropped and counted.
+    #[must_use]
+    pub fn with_max_queue_size(mut self, spans: usize) -> Self {
+        self.max_queue_size = Some(spans.max(1));
         self
     }
 
@@ -206,25 +245,107 @@ pub struct Otel {
     metrics: Option<Arc<MetricsSink>>,
 }
 
-/// The OTLP span exporter the bridge uses (HTTP/protobuf over a blocking client), for
-/// building other pipelines on the same transport — e.g. to compare with another
-/// tracing bridge on an identical SDK pipeline.
+/// The OTLP span exporter the bridge uses (HTTP/protobuf over a blocking client, or
+/// gRPC), for building other pipelines on the same transport — e.g. to compare with
+/// another tracing bridge on an identical SDK pipeline.
 pub fn span_exporter(config: &OtelConfig) -> Result<SpanExporter, OtelError> {
-    let client = UreqClient::new(config.export_timeout);
-    let mut spans = SpanExporter::builder()
-        .with_http()
-        .with_http_client(client)
-        .with_timeout(config.export_timeout);
-    if let Some(base) = &config.endpoint {
-        spans = spans.with_endpoint(endpoint_for(base, "traces"));
-    }
-    spans
-        .build()
-        .map_err(|e| OtelError::Exporter(e.to_string()))
+    let built = match config.protocol {
+        Protocol::HttpProtobuf => {
+            let mut spans = SpanExporter::builder()
+                .with_http()
+                .with_http_client(UreqClient::new(config.export_timeout))
+                .with_timeout(config.export_timeout);
+            if let Some(base) = &config.endpoint {
+                spans = spans.with_endpoint(endpoint_for(base, "traces"));
+            }
+            spans.build()
+        }
+        Protocol::Grpc => grpc::spans(config)?,
+    };
+    built.map_err(|e| OtelError::Exporter(e.to_string()))
+}
+
+fn metric_exporter(config: &OtelConfig) -> Result<MetricExporter, OtelError> {
+    let built = match config.protocol {
+        Protocol::HttpProtobuf => {
+            let mut metrics = MetricExporter::builder()
+                .with_http()
+                .with_http_client(UreqClient::new(config.export_timeout))
+                .with_timeout(config.export_timeout);
+            if let Some(base) = &config.endpoint {
+                metrics = metrics.with_endpoint(endpoint_for(base, "metrics"));
+            }
+            metrics.build()
+        }
+        Protocol::Grpc => grpc::metrics(config)?,
+    };
+    built.map_err(|e| OtelError::Exporter(e.to_string()))
 }
 
 fn endpoint_for(base: &str, signal: &str) -> String {
     format!("{}/v1/{signal}", base.trim_end_matches('/'))
+}
+
+/// The tonic exporters. tonic spawns its connection task on the current tokio runtime
+/// when the exporter is built (it would panic outside one), so that is checked first.
+#[cfg(feature = "grpc")]
+mod grpc {
+    use opentelemetry_otlp::{
+        ExporterBuildError, MetricExporter, SpanExporter, WithExportConfig as _,
+    };
+
+    use super::{OtelConfig, OtelError};
+
+    fn runtime() -> Result<(), OtelError> {
+        tokio::runtime::Handle::try_current()
+            .map(drop)
+            .map_err(|_| OtelError::NoRuntime)
+    }
+
+    pub(super) fn spans(
+        config: &OtelConfig,
+    ) -> Result<Result<SpanExporter, ExporterBuildError>, OtelError> {
+        runtime()?;
+        let mut spans = SpanExporter::builder()
+            .with_tonic()
+            .with_timeout(config.export_timeout);
+        if let Some(endpoint) = &config.endpoint {
+            spans = spans.with_endpoint(endpoint.clone());
+        }
+        Ok(spans.build())
+    }
+
+    pub(super) fn metrics(
+        config: &OtelConfig,
+    ) -> Result<Result<MetricExporter, ExporterBuildError>, OtelError> {
+        runtime()?;
+        let mut metrics = MetricExporter::builder()
+            .with_tonic()
+            .with_timeout(config.export_timeout);
+        if let Some(endpoint) = &config.endpoint {
+            metrics = metrics.with_endpoint(endpoint.clone());
+        }
+        Ok(metrics.build())
+    }
+}
+
+#[cfg(not(feature = "grpc"))]
+mod grpc {
+    use opentelemetry_otlp::{ExporterBuildError, MetricExporter, SpanExporter};
+
+    use super::{OtelConfig, OtelError};
+
+    pub(super) fn spans(
+        _: &OtelConfig,
+    ) -> Result<Result<SpanExporter, ExporterBuildError>, OtelError> {
+        Err(OtelError::GrpcNotBuilt)
+    }
+
+    pub(super) fn metrics(
+        _: &OtelConfig,
+    ) -> Result<Result<MetricExporter, ExporterBuildError>, OtelError> {
+        Err(OtelError::GrpcNotBuilt)
+    }
 }
 
 impl Otel {
@@ -234,25 +355,15 @@ impl Otel {
             return Ok(None);
         }
         let resource = Resource::builder().build();
-        let client = UreqClient::new(config.export_timeout);
         let spans = span_exporter(config)?;
-        let traces = TraceSink::with_exporter(
-            spans,
-            &resource,
-            config.sampler.clone(),
-            BatchConfigBuilder::default().build(),
-        );
+        let mut batch = BatchConfigBuilder::default();
+        if let Some(size) = config.max_queue_size {
+            batch = batch.with_max_queue_size(size);
+        }
+        let traces =
+            TraceSink::with_exporter(spans, &resource, config.sampler.clone(), batch.build());
         let metrics = if config.metrics {
-            let mut exporter = MetricExporter::builder()
-                .with_http()
-                .with_http_client(client)
-                .with_timeout(config.export_timeout);
-            if let Some(base) = &config.endpoint {
-                exporter = exporter.with_endpoint(endpoint_for(base, "metrics"));
-            }
-            let exporter = exporter
-                .build()
-                .map_err(|e| OtelError::Exporter(e.to_string()))?;
+            let exporter = metric_exporter(config)?;
             let reader = PeriodicReader::builder(exporter)
                 .with_interval(config.metrics_interval)
                 .build();
@@ -308,5 +419,39 @@ impl Otel {
         }
         traces.map_err(|e| OtelError::Shutdown(e.to_string()))?;
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_protocol_variable_is_parsed_strictly() {
+        let parse = |v: &str| Protocol::parse("OTEL_EXPORTER_OTLP_PROTOCOL", v.to_owned());
+        assert_eq!(parse("http/protobuf").ok(), Some(Protocol::HttpProtobuf));
+        assert_eq!(parse("grpc").ok(), Some(Protocol::Grpc));
+        let err = parse("http/json").expect_err("not supported");
+        assert!(
+            err.to_string()
+                .contains("OTEL_EXPORTER_OTLP_PROTOCOL=\"http/json\" is invalid"),
+            "{err}"
+        );
+    }
+
+    #[cfg(feature = "grpc")]
+    #[test]
+    fn grpc_outside_a_runtime_is_an_error_not_a_panic() {
+        let config = OtelConfig::default().with_protocol(Protocol::Grpc);
+        let err = Otel::start(&config).expect_err("no runtime");
+        assert!(matches!(err, OtelError::NoRuntime), "{err}");
+    }
+
+    #[cfg(not(feature = "grpc"))]
+    #[test]
+    fn grpc_without_the_feature_says_which_feature() {
+        let config = OtelConfig::default().with_protocol(Protocol::Grpc);
+        let err = Otel::start(&config).expect_err("not built");
+        assert!(err.to_string().contains("otlp-grpc"), "{err}");
     }
 }

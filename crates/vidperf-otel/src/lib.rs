@@ -5,7 +5,10 @@
 //! the trace sampler keeps.
 //!
 //! [`OtelConfig::from_env`] reads the standard variables; [`Otel::start`] builds the
-//! pipeline (OTLP over HTTP/protobuf with a blocking client: no async runtime needed).
+//! pipeline: OTLP over HTTP/protobuf with a blocking client (no async runtime needed), or
+//! over gRPC with the `grpc` feature (tonic; the pipeline must be started inside a tokio
+//! runtime, and [`Otel::start`] returns [`OtelError::NoRuntime`] rather than panicking
+//! when it is not).
 //!
 //! | variable | meaning |
 //! |---|---|
@@ -13,7 +16,7 @@
 //! | `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES` | resource (read by the SDK) |
 //! | `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` | where to send (read by the exporter) |
 //! | `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_EXPORTER_OTLP_TIMEOUT` | headers and timeout (read by the exporter) |
-//! | `OTEL_EXPORTER_OTLP_PROTOCOL` | `http/protobuf` (the only one built; `grpc` is a build error) |
+//! | `OTEL_EXPORTER_OTLP_PROTOCOL`, `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` | `http/protobuf` (default) or `grpc` (needs the `grpc` feature, else a clear error) |
 //! | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | `always_on`, `always_off`, `traceidratio`, `parentbased_*` (decided on the trace id) |
 //! | `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BSP_EXPORT_TIMEOUT` | batch processor (read by the SDK) |
 //! | `OTEL_METRIC_EXPORT_INTERVAL` | metrics export interval, ms (default 60000) |
