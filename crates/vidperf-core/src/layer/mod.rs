@@ -24,7 +24,7 @@ use crate::value::FieldValue;
 
 pub use state::MAX_EVENTS_PER_SPAN;
 pub(crate) use state::PANIC_MESSAGE;
-use state::{ErrorMessage, EventRecorder, Recorder, SpanState};
+use state::{Deferred, ErrorMessage, EventRecorder, Recorder, SpanState};
 
 /// The layer that recognises operations, measures them and hands each finished span to
 /// the registered [`Sink`]s.
@@ -219,9 +219,12 @@ where
         if !self.inner.all_spans && span.metadata().fields().field(fields::STRATEGY).is_none() {
             return;
         }
+        // Values are read before the span is locked: see `Deferred`.
+        let mut read = Deferred::new();
+        values.record(&mut read);
         let mut extensions = span.extensions_mut();
         if let Some(state) = extensions.get_mut::<SpanState>() {
-            values.record(&mut Recorder(state));
+            read.apply(state);
         }
     }
 
@@ -233,37 +236,55 @@ where
         let Some(span) = ctx.event_span(event) else {
             return;
         };
-        let mut extensions = span.extensions_mut();
-        if self.inner.all_spans
-            && let Some(state) = extensions.get_mut::<SpanState>()
-        {
-            if state.events.len() < MAX_EVENTS_PER_SPAN {
-                let mut recorder = EventRecorder {
-                    message: None,
-                    fields: Vec::new(),
-                };
-                event.record(&mut recorder);
-                let meta = event.metadata();
-                state.events.push(crate::span::SpanEvent {
-                    time: crate::clock::wall_time(Instant::now()),
-                    name: recorder.message.unwrap_or_else(|| meta.name().to_owned()),
-                    level: *meta.level(),
-                    target: meta.target(),
-                    fields: recorder.fields,
-                });
-            } else {
-                state.dropped_events = state.dropped_events.saturating_add(1);
-            }
-        }
-        if !is_error {
+        // (tracked, room for one more event, already failed): a short look, no user code.
+        let Some((room, failed)) = span.extensions().get::<SpanState>().map(|state| {
+            (
+                state.events.len() < MAX_EVENTS_PER_SPAN,
+                state.error.is_some(),
+            )
+        }) else {
             return;
-        }
-        if let Some(state) = extensions.get_mut::<SpanState>()
-            && state.error.is_none()
-        {
+        };
+        // The event is read before the span is locked for writing: reading runs user
+        // `Debug` impls, which may log into this same span re-entrantly (tracing does
+        // not prevent that under a global default subscriber).
+        let time = crate::clock::wall_time(Instant::now());
+        let recorded = (self.inner.all_spans && room).then(|| {
+            let mut recorder = EventRecorder {
+                message: None,
+                fields: Vec::new(),
+            };
+            event.record(&mut recorder);
+            recorder
+        });
+        let error = (is_error && !failed).then(|| {
             let mut message = ErrorMessage::default();
             event.record(&mut message);
-            state.fail(&message.into_text());
+            message.into_text()
+        });
+        let mut extensions = span.extensions_mut();
+        let Some(state) = extensions.get_mut::<SpanState>() else {
+            return;
+        };
+        if self.inner.all_spans {
+            match recorded {
+                Some(recorder) if state.events.len() < MAX_EVENTS_PER_SPAN => {
+                    let meta = event.metadata();
+                    state.events.push(crate::span::SpanEvent {
+                        time,
+                        name: recorder.message.unwrap_or_else(|| meta.name().to_owned()),
+                        level: *meta.level(),
+                        target: meta.target(),
+                        fields: recorder.fields,
+                    });
+                }
+                _ => state.dropped_events = state.dropped_events.saturating_add(1),
+            }
+        }
+        if let Some(message) = error
+            && state.error.is_none()
+        {
+            state.fail(&message);
         }
     }
 

@@ -288,6 +288,109 @@ impl Visit for Recorder<'_> {
     }
 }
 
+/// A `record` call's values, read before the span's extensions are locked. Reading runs
+/// user `Debug`/`Display` impls, and those may log: under a global default subscriber
+/// tracing does not stop that event from re-entering the layer, which would then lock
+/// the same span again and deadlock.
+///
+/// The first few values are kept inline, so the usual `span.record(name, value)` does
+/// not allocate.
+pub(crate) struct Deferred {
+    inline: [Option<(Field, Read)>; DEFERRED_INLINE],
+    spilled: Vec<(Field, Read)>,
+}
+
+const DEFERRED_INLINE: usize = 4;
+
+/// One value as read: the text variants keep which visitor method produced them, so
+/// that [`Deferred::apply`] replays exactly what [`Recorder`] would have done.
+pub(crate) enum Read {
+    Value(FieldValue),
+    Text(String),
+    Error(String),
+}
+
+impl Deferred {
+    pub(crate) fn new() -> Self {
+        Self {
+            inline: [const { None }; DEFERRED_INLINE],
+            spilled: Vec::new(),
+        }
+    }
+
+    /// Applies the values to `state`, in order, as [`Recorder`] would have.
+    pub(crate) fn apply(self, state: &mut SpanState) {
+        let mut recorder = Recorder(state);
+        let values = self.inline.into_iter().flatten().chain(self.spilled);
+        for (field, read) in values {
+            match read {
+                Read::Value(FieldValue::Bool(v)) => recorder.record_bool(&field, v),
+                Read::Value(FieldValue::I64(v)) => recorder.record_i64(&field, v),
+                Read::Value(FieldValue::U64(v)) => recorder.record_u64(&field, v),
+                Read::Value(FieldValue::F64(v)) => recorder.record_f64(&field, v),
+                Read::Value(FieldValue::Str(text)) | Read::Text(text) => {
+                    recorder.record_str(&field, &text);
+                }
+                Read::Error(text) => recorder
+                    .0
+                    .record_value(Cow::Borrowed(field.name()), FieldValue::Str(text)),
+            }
+        }
+    }
+
+    fn push(&mut self, field: &Field, read: Read) {
+        let entry = (field.clone(), read);
+        match self.inline.iter_mut().find(|slot| slot.is_none()) {
+            // Inline slots fill first and spilling starts only when all are full, so
+            // inline-then-spilled is the order of recording.
+            Some(slot) if self.spilled.is_empty() => *slot = Some(entry),
+            _ => self.spilled.push(entry),
+        }
+    }
+}
+
+impl Visit for Deferred {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.push(field, Read::Value(FieldValue::F64(value)));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.push(field, Read::Value(FieldValue::I64(value)));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.push(field, Read::Value(FieldValue::from(value)));
+    }
+
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        let value = i64::try_from(value)
+            .map_or_else(|_| FieldValue::text(&value.to_string()), FieldValue::I64);
+        self.push(field, Read::Value(value));
+    }
+
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        let value = u64::try_from(value)
+            .map_or_else(|_| FieldValue::text(&value.to_string()), FieldValue::from);
+        self.push(field, Read::Value(value));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.push(field, Read::Value(FieldValue::Bool(value)));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.push(field, Read::Text(truncate(value, MAX_STRING_VALUE_BYTES)));
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.push(field, Read::Error(bounded_display(value)));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.push(field, Read::Text(bounded_debug(value)));
+    }
+}
+
 /// The most events kept per span (for trace exporters); later ones are counted.
 pub const MAX_EVENTS_PER_SPAN: usize = 128;
 
@@ -433,4 +536,40 @@ fn bounded_debug(value: &dyn fmt::Debug) -> String {
 
 fn bounded_display(value: &dyn fmt::Display) -> String {
     contained(PANICKED_DISPLAY, || bounded(|out| write!(out, "{value}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deferred_values_apply_in_order_past_the_inline_slots() {
+        let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry());
+        let span = tracing::info_span!(
+            "deferred",
+            a = 1,
+            b = 2,
+            c = 3,
+            d = 4,
+            e = 5,
+            f = 6,
+            strategy = "x",
+            error = "y"
+        );
+        let fields = span.metadata().expect("metadata").fields();
+        let field = |name: &str| fields.field(name).expect("field");
+        let mut read = Deferred::new();
+        for (i, name) in ["a", "b", "c", "d", "e", "f"].into_iter().enumerate() {
+            read.record_i64(&field(name), i as i64);
+        }
+        read.record_debug(&field("strategy"), &"seedvr2");
+        read.record_str(&field("error"), "out of memory");
+        let mut state = SpanState::new(TraceId::random(), None, true);
+        read.apply(&mut state);
+        let names: Vec<_> = state.metadata.iter().map(|(n, _)| n.as_ref()).collect();
+        assert_eq!(names, ["a", "b", "c", "d", "e", "f"]);
+        assert_eq!(state.metadata[5].1, FieldValue::I64(5));
+        assert_eq!(state.strategy.as_deref(), Some("\"seedvr2\""));
+        assert_eq!(state.error.as_deref(), Some("out of memory"));
+    }
 }
