@@ -36,6 +36,11 @@ cargo build --locked --workspace --all-targets --all-features
 # vidperf-macros is a proc-macro crate whose docs live (and are tested) in vidperf.
 cargo test --locked --workspace --exclude vidperf-macros --all-features --doc
 
+# The resource monitor's park/wake handshake, model-checked with loom (its own target
+# dir: `--cfg loom` rebuilds the dependencies).
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
+    cargo test --locked --release -p vidperf-sampler --no-default-features --lib gate
+
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --locked --workspace --all-features --no-fail-fast
 else

@@ -48,8 +48,18 @@ impl Rotel {
         Self::start_on(free_port(), free_port())
     }
 
-    /// Starts rotel on the given loopback ports.
+    /// Starts rotel on the given loopback ports, logging what it receives.
     pub(crate) fn start_on(grpc: u16, http: u16) -> Option<Self> {
+        Self::launch(grpc, http, true)
+    }
+
+    /// Starts rotel on the given loopback ports without its debug log (for long runs:
+    /// the detailed log of 10,000 spans/s would fill a disk).
+    pub(crate) fn start_quiet_on(grpc: u16, http: u16) -> Option<Self> {
+        Self::launch(grpc, http, false)
+    }
+
+    fn launch(grpc: u16, http: u16, debug_log: bool) -> Option<Self> {
         let Some(agent) = rotel_agent() else {
             assert!(
                 std::env::var_os("VIDPERF_REQUIRE_ROTEL").is_none(),
@@ -65,22 +75,21 @@ impl Rotel {
             STARTED.fetch_add(1, Ordering::Relaxed)
         ));
         let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(agent)
+        let mut command = Command::new(agent);
+        command
             .args([
                 "start",
                 "--otlp-grpc-endpoint",
                 &format!("127.0.0.1:{grpc}"),
             ])
             .args(["--otlp-http-endpoint", &format!("127.0.0.1:{http}")])
-            .args([
-                "--exporter",
-                "blackhole",
-                "--debug-log",
-                "traces",
-                "--debug-log",
-                "metrics",
-            ])
-            .args(["--debug-log-verbosity", "detailed"])
+            .args(["--exporter", "blackhole"]);
+        if debug_log {
+            command
+                .args(["--debug-log", "traces", "--debug-log", "metrics"])
+                .args(["--debug-log-verbosity", "detailed"]);
+        }
+        let child = command
             .stdout(Stdio::from(file.try_clone().expect("log")))
             .stderr(Stdio::from(file))
             .spawn()

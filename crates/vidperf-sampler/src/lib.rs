@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, deny(warnings))]
 
+mod gate;
 #[cfg(feature = "gpu")]
 mod gpu;
 #[cfg(not(feature = "gpu"))]

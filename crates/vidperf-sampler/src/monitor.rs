@@ -2,9 +2,9 @@
 //! GPUs, and answers per-window peaks without any system call on the span path.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
-use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,7 @@ use vidperf_core::stats::MonitorHealth;
 use vidperf_core::{DevicePeaks, ResourcePeaks, ResourceWindows, WindowStart};
 
 use crate::MAX_DEVICES;
+use crate::gate::Gate;
 use crate::gpu::GpuSource;
 use crate::gpu_types::{ERROR_KINDS, ErrorCounters, GpuStatus, NvmlLibrary};
 use crate::process::{ProcessReading, ProcessSource};
@@ -139,12 +140,10 @@ struct Shared {
     latest_seq: AtomicU64,
     /// When the newest sample was taken, nanoseconds since `epoch`.
     latest_at: AtomicU64,
-    open: AtomicUsize,
+    /// Windows opening and the thread parking and sleeping.
+    gate: Gate,
     stop: AtomicBool,
-    parked: AtomicBool,
     running: AtomicBool,
-    wake_lock: Mutex<()>,
-    wake: Condvar,
     tick_nanos: AtomicU64,
     ticks: AtomicU64,
     gpu_status: GpuStatus,
@@ -219,12 +218,9 @@ impl ResourceMonitor {
             stacks: RwLock::new((0..METRICS).map(|_| MaxStack::new(max_entries)).collect()),
             latest_seq: AtomicU64::new(NO_SAMPLE),
             latest_at: AtomicU64::new(0),
-            open: AtomicUsize::new(0),
+            gate: Gate::new(),
             stop: AtomicBool::new(false),
-            parked: AtomicBool::new(false),
             running: AtomicBool::new(true),
-            wake_lock: Mutex::new(()),
-            wake: Condvar::new(),
             tick_nanos: AtomicU64::new(0),
             ticks: AtomicU64::new(0),
             gpu_status,
@@ -270,7 +266,7 @@ impl ResourceMonitor {
             let now = s.epoch.elapsed().as_nanos() as u64;
             Duration::from_nanos(now.saturating_sub(s.latest_at.load(Ordering::Acquire)))
         });
-        let open = s.open.load(Ordering::Acquire);
+        let open = s.gate.open_windows();
         let stale = open > 0 && age.is_some_and(|a| a > s.config.interval * 3);
         let ticks = s.ticks.load(Ordering::Relaxed);
         let (gpu_state, gpu_reason, gpu_devices, gpu_unsupported) = match &s.gpu_status {
@@ -315,7 +311,7 @@ impl ResourceMonitor {
         drop(stacks);
         let mut health = MonitorHealth::default();
         health.running = s.running.load(Ordering::Acquire);
-        health.parked = s.parked.load(Ordering::Acquire);
+        health.parked = s.gate.is_parked();
         health.interval_seconds = s.config.interval.as_secs_f64();
         health.samples = samples;
         health.last_sample_age_seconds = age.map(|a| a.as_secs_f64());
@@ -338,14 +334,7 @@ impl ResourceMonitor {
     /// Stops the thread and waits at most `timeout` for it.
     pub fn shutdown(&self, timeout: Duration) -> Result<(), ShutdownError> {
         self.shared.stop.store(true, Ordering::Release);
-        {
-            let _guard = self
-                .shared
-                .wake_lock
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            self.shared.wake.notify_all();
-        }
+        self.shared.gate.notify();
         let taken = self
             .thread
             .lock()
@@ -432,10 +421,11 @@ fn run(shared: &Shared, mut sampler: Sampler) {
     let mut last_busy = Instant::now();
     let mut next = Instant::now() + interval;
     while !shared.stop.load(Ordering::Acquire) {
-        if shared.open.load(Ordering::Acquire) > 0 {
+        let stopping = || shared.stop.load(Ordering::Acquire);
+        if shared.gate.open_windows() > 0 {
             last_busy = Instant::now();
         } else if last_busy.elapsed() >= shared.config.park_after {
-            park(shared);
+            shared.gate.park(stopping);
             if shared.stop.load(Ordering::Acquire) {
                 break;
             }
@@ -445,13 +435,7 @@ fn run(shared: &Shared, mut sampler: Sampler) {
         }
         let now = Instant::now();
         if now < next {
-            let guard = shared
-                .wake_lock
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if !shared.stop.load(Ordering::Acquire) {
-                let _ = shared.wake.wait_timeout(guard, next - now);
-            }
+            shared.gate.sleep(next - now, stopping);
             continue;
         }
         sampler.tick(shared);
@@ -460,21 +444,6 @@ fn run(shared: &Shared, mut sampler: Sampler) {
             next = Instant::now() + interval; // fell behind (a slow driver call): don't burst
         }
     }
-}
-
-fn park(shared: &Shared) {
-    let mut guard = shared
-        .wake_lock
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    shared.parked.store(true, Ordering::Release);
-    while shared.open.load(Ordering::Acquire) == 0 && !shared.stop.load(Ordering::Acquire) {
-        guard = match shared.wake.wait_timeout(guard, Duration::from_secs(1)) {
-            Ok((g, _)) => g,
-            Err(poisoned) => poisoned.into_inner().0,
-        };
-    }
-    shared.parked.store(false, Ordering::Release);
 }
 
 impl ResourceWindows for ResourceMonitor {
@@ -494,18 +463,13 @@ impl ResourceWindows for ResourceMonitor {
                 latest + 1
             }
         };
-        if s.open.fetch_add(1, Ordering::AcqRel) == 0 && s.parked.load(Ordering::Acquire) {
-            let _guard = s.wake_lock.lock().unwrap_or_else(PoisonError::into_inner);
-            s.wake.notify_all();
-        }
+        s.gate.enter();
         WindowStart { first_sample }
     }
 
     fn close(&self, start: WindowStart) -> ResourcePeaks {
         let s = &*self.shared;
-        let _ = s
-            .open
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        s.gate.leave();
         let latest = s.latest_seq.load(Ordering::Acquire);
         let mut peaks = ResourcePeaks::none();
         if latest == NO_SAMPLE || latest < start.first_sample {
