@@ -5,8 +5,8 @@ use std::time::Duration;
 use vidperf_core::PerfLayerBuilder;
 use vidperf_core::stats::ExportHealth;
 pub use vidperf_otel::{
-    MetricsSink, Otel, OtelConfig, OtelError, OtelReport, Protocol, TraceReport, TraceSink, attr,
-    span_exporter,
+    MAX_ATTRIBUTE_SETS, MetricsSink, Otel, OtelConfig, OtelError, OtelReport, Protocol,
+    TraceReport, TraceSink, attr, span_exporter,
 };
 
 use crate::builder::{BuildError, Builder, env_text};

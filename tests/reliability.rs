@@ -362,3 +362,80 @@ fn a_real_collector_going_down_and_coming_back_mid_run() {
         "{text}"
     );
 }
+
+#[test]
+fn a_hundred_thousand_distinct_strategies_stay_bounded_and_count_exactly() {
+    use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+
+    const N: u64 = 100_000;
+    let metrics_out = InMemoryMetricExporter::default();
+    let provider = SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(metrics_out.clone()).build())
+        .build();
+    let metrics = std::sync::Arc::new(vidperf::otlp::MetricsSink::new(provider));
+    let (dispatch, vidperf) = local(vidperf::builder().sink(metrics.clone()));
+    tracing::dispatcher::with_default(&dispatch, || {
+        for i in 0..N {
+            let strategy = format!("strategy-{i}");
+            let _op = info_span!(
+                "upscale",
+                strategy = strategy.as_str(),
+                frames_processed = 1u64
+            );
+        }
+    });
+
+    // Statistics: a bounded key set, every operation counted.
+    let snapshot = vidperf.snapshot();
+    assert_eq!(snapshot.summary.total_operations, N);
+    let keys = snapshot.by_strategy.len();
+    assert_eq!(
+        keys,
+        64 + 1,
+        "64 strategies (the default cap) and __overflow__"
+    );
+    let counted: u64 = snapshot.by_strategy.values().map(|s| s.count).sum();
+    assert_eq!(
+        counted, N,
+        "overflow included, every operation counted once"
+    );
+    let frames: u64 = snapshot
+        .by_strategy
+        .values()
+        .map(|s| s.frames_processed_total)
+        .sum();
+    assert_eq!(frames, N);
+    assert_eq!(snapshot.by_strategy["__overflow__"].count, N - 64);
+
+    // /metrics: a bounded number of series.
+    let page = vidperf::http::encode_metrics(&snapshot).expect("metrics");
+    let page = String::from_utf8(page).expect("utf-8");
+    let series = page
+        .lines()
+        .filter(|l| l.starts_with("vidperf_strategy_operations_total{"))
+        .count();
+    assert_eq!(series, 2 * (64 + 1), "success and failure for each key");
+
+    // OTLP metrics: at most the attribute-set cap plus overflow, counts exact.
+    metrics.flush().expect("flush");
+    let exported = metrics_out.get_finished_metrics().expect("metrics");
+    let duration = exported
+        .iter()
+        .flat_map(|rm| rm.scope_metrics())
+        .flat_map(|sm| sm.metrics())
+        .filter(|m| m.name() == "vidperf.operation.duration")
+        .last()
+        .expect("the duration histogram");
+    let AggregatedMetrics::F64(MetricData::Histogram(histogram)) = duration.data() else {
+        panic!("a histogram of f64");
+    };
+    let points: Vec<_> = histogram.data_points().collect();
+    assert!(
+        points.len() <= 2 * vidperf::otlp::MAX_ATTRIBUTE_SETS + 2,
+        "{} attribute sets",
+        points.len()
+    );
+    let total: u64 = points.iter().map(|p| p.count()).sum();
+    assert_eq!(total, N, "every operation in the duration histogram");
+}

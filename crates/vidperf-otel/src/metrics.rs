@@ -1,6 +1,7 @@
 //! [`MetricsSink`]: per-strategy metrics from every operation — whatever the trace
 //! sampler keeps — through the SDK's meter provider.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -18,8 +19,28 @@ pub const MAX_ATTRIBUTE_SETS: usize = 256;
 /// Duration buckets, seconds (the same bounds as the statistics).
 const DURATION_BOUNDS: [f64; 17] = vidperf_core::stats::DURATION_BUCKETS;
 
-/// (operation, strategy, success) and the attribute array built for them.
-type CachedAttributes = (Arc<str>, Arc<str>, bool, Arc<[KeyValue; 3]>);
+/// One operation's attribute sets: by strategy, then `[failure, success]`.
+type ByStrategy = HashMap<Arc<str>, [Option<Attributes>; 2]>;
+
+/// Attribute sets by operation, then strategy, then `[failure, success]`; looked up by
+/// `&str`, so finding one clones nothing.
+#[derive(Debug, Default)]
+struct Seen {
+    sets: HashMap<Arc<str>, ByStrategy>,
+    len: usize,
+}
+
+/// An attribute set shared by every recording with the same key.
+type Attributes = Arc<[KeyValue; 3]>;
+
+fn attribute_set(operation: Arc<str>, strategy: Arc<str>, success: bool) -> Attributes {
+    let outcome = if success { "success" } else { "failure" };
+    Arc::new([
+        KeyValue::new("vidperf.operation", Value::String(operation.into())),
+        KeyValue::new("vidperf.strategy", Value::String(strategy.into())),
+        KeyValue::new("vidperf.outcome", outcome),
+    ])
+}
 
 /// The metrics side of the bridge.
 #[derive(Debug)]
@@ -33,10 +54,12 @@ pub struct MetricsSink {
     gpu_memory: Histogram<u64>,
     cpu: Histogram<f64>,
     gpu: Histogram<f64>,
-    /// Attribute sets already built, by (operation, strategy, success). Names are
-    /// interned, so a pointer comparison finds them without hashing; recording then
-    /// shares one attribute array instead of allocating.
-    seen: Mutex<Vec<CachedAttributes>>,
+    /// Attribute sets already built, by (operation, strategy, success), at most
+    /// `2 * MAX_ATTRIBUTE_SETS`: recording shares one attribute array instead of
+    /// building one.
+    seen: Mutex<Seen>,
+    /// The `__overflow__` sets (failure, success) for keys past the cap.
+    overflow: [Attributes; 2],
 }
 
 impl MetricsSink {
@@ -91,7 +114,9 @@ impl MetricsSink {
                 .with_description("Peak GPU utilization (0-1) during an operation.")
                 .build(),
             provider,
-            seen: Mutex::new(Vec::new()),
+            seen: Mutex::new(Seen::default()),
+            overflow: [false, true]
+                .map(|success| attribute_set(OVERFLOW_KEY.into(), OVERFLOW_KEY.into(), success)),
         }
     }
 
@@ -105,37 +130,29 @@ impl MetricsSink {
         self.provider.shutdown_with_timeout(timeout)
     }
 
-    fn attributes(&self, span: &FinishedSpan) -> Option<Arc<[KeyValue; 3]>> {
+    fn attributes(&self, span: &FinishedSpan) -> Option<Attributes> {
         let key = span.operation.as_ref()?;
         let success = span.is_success();
+        let outcome = usize::from(success);
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        let found = seen.iter().find(|(op, st, ok, _)| {
-            *ok == success
-                && (Arc::ptr_eq(op, &key.operation_type) || *op == key.operation_type)
-                && (Arc::ptr_eq(st, &key.strategy) || *st == key.strategy)
-        });
-        if let Some((_, _, _, attrs)) = found {
+        if let Some(attrs) = seen
+            .sets
+            .get(&*key.operation_type)
+            .and_then(|by_strategy| by_strategy.get(&*key.strategy))
+            .and_then(|outcomes| outcomes[outcome].as_ref())
+        {
             return Some(attrs.clone());
         }
-        let outcome = if success { "success" } else { "failure" };
-        let (operation, strategy): (Arc<str>, Arc<str>) = if seen.len() < 2 * MAX_ATTRIBUTE_SETS {
-            (key.operation_type.clone(), key.strategy.clone())
-        } else {
-            (Arc::from(OVERFLOW_KEY), Arc::from(OVERFLOW_KEY))
-        };
-        let attrs: Arc<[KeyValue; 3]> = Arc::new([
-            KeyValue::new("vidperf.operation", Value::String(operation.into())),
-            KeyValue::new("vidperf.strategy", Value::String(strategy.into())),
-            KeyValue::new("vidperf.outcome", outcome),
-        ]);
-        if seen.len() < 2 * MAX_ATTRIBUTE_SETS {
-            seen.push((
-                key.operation_type.clone(),
-                key.strategy.clone(),
-                success,
-                attrs.clone(),
-            ));
+        if seen.len >= 2 * MAX_ATTRIBUTE_SETS {
+            return Some(self.overflow[outcome].clone());
         }
+        let attrs = attribute_set(key.operation_type.clone(), key.strategy.clone(), success);
+        seen.len += 1;
+        seen.sets
+            .entry(key.operation_type.clone())
+            .or_default()
+            .entry(key.strategy.clone())
+            .or_default()[outcome] = Some(attrs.clone());
         Some(attrs)
     }
 }
