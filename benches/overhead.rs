@@ -659,6 +659,10 @@ fn main() {
     let markdown = std::env::args().any(|a| a == "--markdown");
     let quick = std::env::args().any(|a| a == "--quick");
     let rounds = if quick { 5 } else { 41 };
+    if std::env::args().any(|a| a == "--otel-only") {
+        otel_section(rounds);
+        return;
+    }
     let mut rows = measure("flat operation span", flat, 20_000, rounds);
     rows.extend(measure("operation + 99 child spans", tree, 200, rounds));
 

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
+use opentelemetry::metrics::{
+    BoundCounter, BoundHistogram, Counter, Histogram, Meter, MeterProvider as _,
+};
 use opentelemetry::{KeyValue, Value};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
@@ -19,33 +21,34 @@ pub const MAX_ATTRIBUTE_SETS: usize = 256;
 /// Duration buckets, seconds (the same bounds as the statistics).
 const DURATION_BOUNDS: [f64; 17] = vidperf_core::stats::DURATION_BUCKETS;
 
-/// One operation's attribute sets: by strategy, then `[failure, success]`.
-type ByStrategy = HashMap<Arc<str>, [Option<Attributes>; 2]>;
+/// One operation's bound instruments: by strategy, then `[failure, success]`.
+type ByStrategy = HashMap<Arc<str>, [Option<Arc<Bound>>; 2]>;
 
-/// Attribute sets by operation, then strategy, then `[failure, success]`; looked up by
-/// `&str`, so finding one clones nothing.
+/// Bound instruments by operation, then strategy, then `[failure, success]`; looked up
+/// by `&str`, so finding them clones nothing but one `Arc`.
 #[derive(Debug, Default)]
 struct Seen {
     sets: HashMap<Arc<str>, ByStrategy>,
     len: usize,
 }
 
-/// An attribute set shared by every recording with the same key.
-type Attributes = Arc<[KeyValue; 3]>;
-
-fn attribute_set(operation: Arc<str>, strategy: Arc<str>, success: bool) -> Attributes {
-    let outcome = if success { "success" } else { "failure" };
-    Arc::new([
-        KeyValue::new("vidperf.operation", Value::String(operation.into())),
-        KeyValue::new("vidperf.strategy", Value::String(strategy.into())),
-        KeyValue::new("vidperf.outcome", outcome),
-    ])
+/// Every instrument bound to one attribute set (operation, strategy, outcome): the SDK
+/// resolves the set once, at bind time, instead of hashing it on every recording.
+#[derive(Debug)]
+struct Bound {
+    duration: BoundHistogram<f64>,
+    frames: BoundCounter<u64>,
+    fps: BoundHistogram<f64>,
+    quality: BoundHistogram<f64>,
+    memory: BoundHistogram<u64>,
+    gpu_memory: BoundHistogram<u64>,
+    cpu: BoundHistogram<f64>,
+    gpu: BoundHistogram<f64>,
 }
 
-/// The metrics side of the bridge.
+/// The instruments, unbound.
 #[derive(Debug)]
-pub struct MetricsSink {
-    provider: SdkMeterProvider,
+struct Instruments {
     duration: Histogram<f64>,
     frames: Counter<u64>,
     fps: Histogram<f64>,
@@ -54,19 +57,47 @@ pub struct MetricsSink {
     gpu_memory: Histogram<u64>,
     cpu: Histogram<f64>,
     gpu: Histogram<f64>,
-    /// Attribute sets already built, by (operation, strategy, success), at most
-    /// `2 * MAX_ATTRIBUTE_SETS`: recording shares one attribute array instead of
-    /// building one.
+}
+
+impl Instruments {
+    /// Binds every instrument to the attribute set of (operation, strategy, outcome).
+    fn bind(&self, operation: Arc<str>, strategy: Arc<str>, success: bool) -> Bound {
+        let outcome = if success { "success" } else { "failure" };
+        let attrs = [
+            KeyValue::new("vidperf.operation", Value::String(operation.into())),
+            KeyValue::new("vidperf.strategy", Value::String(strategy.into())),
+            KeyValue::new("vidperf.outcome", outcome),
+        ];
+        Bound {
+            duration: self.duration.bind(&attrs),
+            frames: self.frames.bind(&attrs),
+            fps: self.fps.bind(&attrs),
+            quality: self.quality.bind(&attrs),
+            memory: self.memory.bind(&attrs),
+            gpu_memory: self.gpu_memory.bind(&attrs),
+            cpu: self.cpu.bind(&attrs),
+            gpu: self.gpu.bind(&attrs),
+        }
+    }
+}
+
+/// The metrics side of the bridge.
+#[derive(Debug)]
+pub struct MetricsSink {
+    provider: SdkMeterProvider,
+    instruments: Instruments,
+    /// Instruments bound so far, by (operation, strategy, success), at most
+    /// `2 * MAX_ATTRIBUTE_SETS`.
     seen: Mutex<Seen>,
-    /// The `__overflow__` sets (failure, success) for keys past the cap.
-    overflow: [Attributes; 2],
+    /// Bound to the `__overflow__` sets (failure, success), for keys past the cap.
+    overflow: [Arc<Bound>; 2],
 }
 
 impl MetricsSink {
     /// Instruments on `provider` (whose readers decide where metrics go).
     pub fn new(provider: SdkMeterProvider) -> Self {
         let meter: Meter = provider.meter("vidperf");
-        Self {
+        let instruments = Instruments {
             duration: meter
                 .f64_histogram("vidperf.operation.duration")
                 .with_unit("s")
@@ -113,13 +144,17 @@ impl MetricsSink {
                 .with_unit("1")
                 .with_description("Peak GPU utilization (0-1) during an operation.")
                 .build(),
+        };
+        let overflow = [false, true].map(|success| {
+            Arc::new(instruments.bind(OVERFLOW_KEY.into(), OVERFLOW_KEY.into(), success))
+        });
+        Self {
             provider,
+            instruments,
             seen: Mutex::new(Seen::default()),
-            overflow: [false, true]
-                .map(|success| attribute_set(OVERFLOW_KEY.into(), OVERFLOW_KEY.into(), success)),
+            overflow,
         }
     }
-
     /// Exports what the instruments hold now.
     pub fn flush(&self) -> OTelSdkResult {
         self.provider.force_flush()
@@ -130,7 +165,7 @@ impl MetricsSink {
         self.provider.shutdown_with_timeout(timeout)
     }
 
-    fn attributes(&self, span: &FinishedSpan) -> Option<Attributes> {
+    fn bound(&self, span: &FinishedSpan) -> Option<Arc<Bound>> {
         let key = span.operation.as_ref()?;
         let success = span.is_success();
         let outcome = usize::from(success);
@@ -146,45 +181,49 @@ impl MetricsSink {
         if seen.len >= 2 * MAX_ATTRIBUTE_SETS {
             return Some(self.overflow[outcome].clone());
         }
-        let attrs = attribute_set(key.operation_type.clone(), key.strategy.clone(), success);
+        // Binding resolves the set in the SDK (its lock, no user code, no I/O).
+        let bound = Arc::new(self.instruments.bind(
+            key.operation_type.clone(),
+            key.strategy.clone(),
+            success,
+        ));
         seen.len += 1;
         seen.sets
             .entry(key.operation_type.clone())
             .or_default()
             .entry(key.strategy.clone())
-            .or_default()[outcome] = Some(attrs.clone());
-        Some(attrs)
+            .or_default()[outcome] = Some(bound.clone());
+        Some(bound)
     }
 }
 
 impl Sink for MetricsSink {
     fn on_finish(&self, span: &FinishedSpan) {
-        let Some(attrs) = self.attributes(span) else {
+        let Some(bound) = self.bound(span) else {
             return;
         };
-        let attrs: &[KeyValue] = &attrs[..];
-        self.duration.record(span.duration.as_secs_f64(), attrs);
+        bound.duration.record(span.duration.as_secs_f64());
         if let Some(frames) = span.fields.frames_processed {
-            self.frames.add(frames, attrs);
+            bound.frames.add(frames);
         }
         if let Some(fps) = span.fps() {
-            self.fps.record(fps, attrs);
+            bound.fps.record(fps);
         }
         if let Some(q) = span.fields.quality_score {
-            self.quality.record(q, attrs);
+            bound.quality.record(q);
         }
         let r = &span.resources;
         if let Some(v) = r.process_memory_bytes {
-            self.memory.record(v, attrs);
+            bound.memory.record(v);
         }
         if let Some(v) = r.gpu_memory_bytes {
-            self.gpu_memory.record(v, attrs);
+            bound.gpu_memory.record(v);
         }
         if let Some(v) = r.process_cpu_utilization {
-            self.cpu.record(v, attrs);
+            bound.cpu.record(v);
         }
         if let Some(v) = r.gpu_utilization {
-            self.gpu.record(v, attrs);
+            bound.gpu.record(v);
         }
     }
 }
