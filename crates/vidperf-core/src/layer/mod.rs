@@ -24,7 +24,7 @@ use crate::value::FieldValue;
 
 pub use state::MAX_EVENTS_PER_SPAN;
 pub(crate) use state::PANIC_MESSAGE;
-use state::{Deferred, ErrorMessage, EventRecorder, Recorder, SpanState};
+use state::{Deferred, ErrorMessage, EventRecorder, Recorder, RunsUserCode, SpanState};
 
 /// The layer that recognises operations, measures them and hands each finished span to
 /// the registered [`Sink`]s.
@@ -219,12 +219,23 @@ where
         if !self.inner.all_spans && span.metadata().fields().field(fields::STRATEGY).is_none() {
             return;
         }
-        // Values are read before the span is locked: see `Deferred`.
-        let mut read = Deferred::new();
-        values.record(&mut read);
-        let mut extensions = span.extensions_mut();
-        if let Some(state) = extensions.get_mut::<SpanState>() {
-            read.apply(state);
+        // Numbers, booleans and strings run no user code: record them straight into
+        // the state. Anything formatted (`Debug`, `Display`, errors) may log and so
+        // re-enter this layer: read those before the span is locked (see `Deferred`).
+        let mut check = RunsUserCode(false);
+        values.record(&mut check);
+        if check.0 {
+            let mut read = Deferred::new();
+            values.record(&mut read);
+            let mut extensions = span.extensions_mut();
+            if let Some(state) = extensions.get_mut::<SpanState>() {
+                read.apply(state);
+            }
+        } else {
+            let mut extensions = span.extensions_mut();
+            if let Some(state) = extensions.get_mut::<SpanState>() {
+                values.record(&mut Recorder(state));
+            }
         }
     }
 

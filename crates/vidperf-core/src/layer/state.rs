@@ -391,6 +391,26 @@ impl Visit for Deferred {
     }
 }
 
+/// Whether recording some values runs user code (a `Debug` or `Display` impl, an
+/// error's `Display`): visiting with it formats nothing.
+pub(crate) struct RunsUserCode(pub(crate) bool);
+
+impl Visit for RunsUserCode {
+    fn record_f64(&mut self, _: &Field, _: f64) {}
+    fn record_i64(&mut self, _: &Field, _: i64) {}
+    fn record_u64(&mut self, _: &Field, _: u64) {}
+    fn record_i128(&mut self, _: &Field, _: i128) {}
+    fn record_u128(&mut self, _: &Field, _: u128) {}
+    fn record_bool(&mut self, _: &Field, _: bool) {}
+    fn record_str(&mut self, _: &Field, _: &str) {}
+    fn record_error(&mut self, _: &Field, _: &(dyn std::error::Error + 'static)) {
+        self.0 = true;
+    }
+    fn record_debug(&mut self, _: &Field, _: &dyn fmt::Debug) {
+        self.0 = true;
+    }
+}
+
 /// The most events kept per span (for trace exporters); later ones are counted.
 pub const MAX_EVENTS_PER_SPAN: usize = 128;
 
