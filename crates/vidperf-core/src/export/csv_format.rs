@@ -55,6 +55,22 @@ fn opt<T: ToString>(value: Option<T>) -> String {
     value.map(|v| v.to_string()).unwrap_or_default()
 }
 
+/// The shortest digits that read back to the same value: positional for ordinary
+/// magnitudes, scientific (`1.5e-300`) for extreme ones, which positional notation
+/// would spell with hundreds of digits.
+fn float(v: f64) -> String {
+    let a = v.abs();
+    if a.is_finite() && a != 0.0 && !(1e-5..1e16).contains(&a) {
+        format!("{v:e}")
+    } else {
+        v.to_string()
+    }
+}
+
+fn opt_float(value: Option<f64>) -> String {
+    value.map(float).unwrap_or_default()
+}
+
 /// Writes a header and one row per record.
 pub fn write_csv<W: Write>(out: W, records: &[OperationRecord]) -> Result<(), WriteError> {
     let mut writer = csv::Writer::from_writer(out);
@@ -76,7 +92,7 @@ pub fn write_csv<W: Write>(out: W, records: &[OperationRecord]) -> Result<(), Wr
             text_cell(&r.strategy),
             rfc3339::format(r.start_time).into(),
             rfc3339::format(r.end_time).into(),
-            r.duration_seconds.to_string().into(),
+            float(r.duration_seconds).into(),
             r.success.to_string().into(),
             r.error_message
                 .as_deref()
@@ -86,13 +102,13 @@ pub fn write_csv<W: Write>(out: W, records: &[OperationRecord]) -> Result<(), Wr
             opt(r.segments).into(),
             opt(r.input_resolution).into(),
             opt(r.output_resolution).into(),
-            opt(r.scale_factor).into(),
-            opt(r.quality_score).into(),
-            opt(r.enhancement_factor).into(),
-            opt(r.peak_memory_mb).into(),
-            opt(r.peak_gpu_memory_mb).into(),
-            opt(r.cpu_utilization_percent).into(),
-            opt(r.gpu_utilization_percent).into(),
+            opt_float(r.scale_factor).into(),
+            opt_float(r.quality_score).into(),
+            opt_float(r.enhancement_factor).into(),
+            opt_float(r.peak_memory_mb).into(),
+            opt_float(r.peak_gpu_memory_mb).into(),
+            opt_float(r.cpu_utilization_percent).into(),
+            opt_float(r.gpu_utilization_percent).into(),
             opt(r.samples).into(),
             text_cell(&r.trace_id),
             text_cell(&r.span_id),
