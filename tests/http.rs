@@ -402,3 +402,62 @@ fn the_server_shuts_down_gracefully() {
         "no longer listening"
     );
 }
+
+#[test]
+fn a_non_loopback_address_is_served_with_a_warning() {
+    use std::sync::{Arc, Mutex};
+
+    /// Keeps the warnings the application's own subscriber receives.
+    struct Warnings(Arc<Mutex<Vec<String>>>);
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            if *event.metadata().level() == tracing::Level::WARN {
+                let mut text = format!("{}:", event.metadata().target());
+                struct All<'a>(&'a mut String);
+                impl tracing::field::Visit for All<'_> {
+                    fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                        self.0.push_str(&format!(" {}={v:?}", f.name()));
+                    }
+                }
+                event.record(&mut All(&mut text));
+                if let Ok(mut w) = self.0.lock() {
+                    w.push(text);
+                }
+            }
+        }
+    }
+
+    let warnings = Arc::new(Mutex::new(Vec::new()));
+    let app =
+        tracing::Dispatch::new(tracing_subscriber::registry().with(Warnings(warnings.clone())));
+    let serve_on = |addr: &str| {
+        tracing::dispatcher::with_default(&app, || {
+            let (_layer, vidperf) = vidperf::builder()
+                .without_env()
+                .without_resource_monitor()
+                .http_api(addr.parse().expect("addr"))
+                .build()
+                .expect("build");
+            let served = vidperf.http_addr().expect("serving");
+            let _ = vidperf.shutdown(Duration::from_secs(5));
+            served
+        })
+    };
+    serve_on("127.0.0.1:0");
+    assert!(
+        warnings.lock().expect("warnings").is_empty(),
+        "loopback: no warning"
+    );
+    let served = serve_on("0.0.0.0:0");
+    assert!(served.ip().is_unspecified(), "served as asked: {served}");
+    let warnings = warnings.lock().expect("warnings").clone();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("vidperf::http:") && warnings[0].contains("non-loopback"),
+        "{warnings:?}"
+    );
+}
