@@ -1,4 +1,40 @@
 //! OTLP export of traces and metrics, wired into the builder (feature `otlp`).
+//!
+//! Export turns on by itself when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set; the other standard `OTEL_*` variables
+//! (service name, resource attributes, headers, timeout, protocol, sampler, batch
+//! processor, metrics interval, `OTEL_SDK_DISABLED`) apply as listed in
+//! [`vidperf_otel`'s documentation](vidperf_otel). In code:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use vidperf::otlp::OtelConfig;
+//!
+//! let config = OtelConfig::from_env()?
+//!     .with_endpoint("http://collector:4318")
+//!     .with_max_queue_size(8192);
+//! let vidperf = vidperf::builder().otlp(config).install()?;
+//! // ... the application ...
+//! // Flush and report what was lost (collector down, queue full), at most 5 s.
+//! vidperf.shutdown(Duration::from_secs(5))?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Over gRPC (feature `otlp-grpc`), build vidperf inside a tokio runtime: tonic's
+//! connection lives on it.
+//!
+//! ```no_run
+//! # #[cfg(feature = "otlp-grpc")]
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use vidperf::otlp::{OtelConfig, Protocol};
+//!
+//! let config = OtelConfig::from_env()?
+//!     .with_protocol(Protocol::Grpc)
+//!     .with_endpoint("http://collector:4317");
+//! let vidperf = vidperf::builder().otlp(config).install()?;
+//! # Ok(())
+//! # }
+//! ```
 
 use std::time::Duration;
 
