@@ -165,6 +165,26 @@ fn bad_flags_and_settings_are_rejected_clearly() {
         stderr.contains("VIDPERF_HISTORY_LIMIT=\"lots\" is invalid"),
         "{stderr}"
     );
+    // Malformed OpenTelemetry settings are build errors naming the variable too.
+    for (var, value) in [
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        ("OTEL_TRACES_SAMPLER_ARG", "2"),
+    ] {
+        let out = command(&["--clips", "1"])
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+            .env("OTEL_TRACES_SAMPLER", "traceidratio")
+            .env(var, value)
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(1), "{var}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("{var}={value:?} is invalid")),
+            "{var}: {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{var}: fails before doing any work");
+    }
 }
 
 #[test]

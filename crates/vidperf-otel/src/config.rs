@@ -92,7 +92,8 @@ pub struct OtelConfig {
     pub metrics: bool,
     /// Metrics export interval. Default 60 s (`OTEL_METRIC_EXPORT_INTERVAL`, ms).
     pub metrics_interval: Duration,
-    /// Timeout of one export request. Default 10 s.
+    /// Timeout of one export request. Default 10 s (`OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`
+    /// or `OTEL_EXPORTER_OTLP_TIMEOUT`, ms).
     pub export_timeout: Duration,
     /// Endpoint override (otherwise the `OTEL_EXPORTER_OTLP_*ENDPOINT` variables, or
     /// `http://localhost:4318`). For HTTP this is the base URL; `/v1/traces` and
@@ -124,6 +125,18 @@ fn var(name: &'static str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// A duration in milliseconds, as the OpenTelemetry variables give them (at least 1 ms).
+fn millis(var: &'static str, text: String) -> Result<Duration, OtelError> {
+    match text.parse::<u64>() {
+        Ok(ms) => Ok(Duration::from_millis(ms.max(1))),
+        Err(_) => Err(OtelError::InvalidEnv {
+            var,
+            value: text,
+            reason: "expected milliseconds (a whole number)",
+        }),
+    }
+}
+
 fn ratio(arg: Option<String>) -> Result<f64, OtelError> {
     match arg {
         None => Ok(1.0),
@@ -139,10 +152,11 @@ fn ratio(arg: Option<String>) -> Result<f64, OtelError> {
 }
 
 impl OtelConfig {
-    /// Reads `OTEL_SDK_DISABLED`, `OTEL_EXPORTER_OTLP_PROTOCOL` (and the traces
-    /// variant), `OTEL_TRACES_SAMPLER(_ARG)` and `OTEL_METRIC_EXPORT_INTERVAL`. The
-    /// endpoint, headers, timeout, resource and batch settings are read by the SDK and
-    /// the exporter themselves when the pipeline starts.
+    /// Reads `OTEL_SDK_DISABLED`, `OTEL_EXPORTER_OTLP_PROTOCOL` and
+    /// `OTEL_EXPORTER_OTLP_TIMEOUT` (and their traces variants),
+    /// `OTEL_TRACES_SAMPLER(_ARG)` and `OTEL_METRIC_EXPORT_INTERVAL`. The endpoint,
+    /// headers, resource and batch settings are read by the SDK and the exporter
+    /// themselves when the pipeline starts.
     pub fn from_env() -> Result<Self, OtelError> {
         let mut config = Self::default();
         if let Some(v) = var("OTEL_SDK_DISABLED") {
@@ -174,13 +188,19 @@ impl OtelConfig {
                 }
             };
         }
+        // The exporter would read the timeout itself, but the bridge sets its own (its
+        // HTTP client needs the same bound), so it reads the variables here.
+        for name in [
+            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+        ] {
+            if let Some(ms) = var(name) {
+                config.export_timeout = millis(name, ms)?;
+                break;
+            }
+        }
         if let Some(ms) = var("OTEL_METRIC_EXPORT_INTERVAL") {
-            let parsed = ms.parse::<u64>().map_err(|_| OtelError::InvalidEnv {
-                var: "OTEL_METRIC_EXPORT_INTERVAL",
-                value: ms.clone(),
-                reason: "expected milliseconds",
-            })?;
-            config.metrics_interval = Duration::from_millis(parsed.max(1));
+            config.metrics_interval = millis("OTEL_METRIC_EXPORT_INTERVAL", ms)?;
         }
         Ok(config)
     }
@@ -435,6 +455,24 @@ mod tests {
         assert!(
             err.to_string()
                 .contains("OTEL_EXPORTER_OTLP_PROTOCOL=\"http/json\" is invalid"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn durations_are_whole_milliseconds() {
+        assert_eq!(
+            millis("OTEL_EXPORTER_OTLP_TIMEOUT", "2500".to_owned()).ok(),
+            Some(Duration::from_millis(2500))
+        );
+        assert_eq!(
+            millis("OTEL_EXPORTER_OTLP_TIMEOUT", "0".to_owned()).ok(),
+            Some(Duration::from_millis(1))
+        );
+        let err = millis("OTEL_EXPORTER_OTLP_TIMEOUT", "10s".to_owned()).expect_err("unit");
+        assert!(
+            err.to_string()
+                .contains("OTEL_EXPORTER_OTLP_TIMEOUT=\"10s\" is invalid"),
             "{err}"
         );
     }
