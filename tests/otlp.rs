@@ -331,3 +331,56 @@ fn over_grpc_from_inside_a_tokio_runtime_and_a_clear_error_outside_one() {
         );
     }
 }
+
+#[cfg(feature = "otlp-grpc")]
+#[test]
+fn over_grpc_a_runtime_gone_before_shutdown_loses_spans_visibly_without_hanging() {
+    use vidperf::otlp::Protocol;
+    let Some(rotel) = Rotel::start() else { return };
+    let config = OtelConfig::default()
+        .with_protocol(Protocol::Grpc)
+        .with_endpoint(rotel.grpc_endpoint())
+        .with_export_timeout(Duration::from_secs(2));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (layer, vidperf) = {
+        let _entered = runtime.enter();
+        vidperf::builder()
+            .without_env()
+            .without_resource_monitor()
+            .otlp(config)
+            .build()
+            .expect("build inside the runtime")
+    };
+    // The application shuts its runtime down first: tonic's connection task is gone.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        for i in 0..10u64 {
+            let _op = info_span!("after_runtime", strategy = "vsrm", frames_processed = i);
+        }
+    });
+    let started = Instant::now();
+    let result = vidperf.shutdown(Duration::from_secs(5));
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "shutdown is bounded: {:?}",
+        started.elapsed()
+    );
+    let export = vidperf.snapshot().health.export.expect("export health");
+    eprintln!("after the runtime was shut down: {export:?}, {result:?}");
+    assert_eq!(export.emitted, 10);
+    assert_eq!(
+        export.exported + export.failed + export.dropped,
+        10,
+        "every span accounted for: {export:?}"
+    );
+    assert_eq!(
+        result.is_ok(),
+        export.exported == 10,
+        "shutdown reports any loss: {result:?} {export:?}"
+    );
+    assert_eq!(vidperf.snapshot().summary.total_operations, 10);
+}
