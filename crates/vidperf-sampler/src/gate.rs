@@ -19,9 +19,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 #[cfg(not(loom))]
 use std::sync::{Condvar, Mutex, MutexGuard};
 
+use std::sync::PoisonError;
 use std::time::Duration;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Gate {
     /// Windows open now.
     open: AtomicUsize,
@@ -32,12 +33,6 @@ pub(crate) struct Gate {
 }
 
 impl Gate {
-    #[cfg(not(loom))]
-    pub(crate) fn new() -> Self {
-        Self::default()
-    }
-
-    #[cfg(loom)]
     pub(crate) fn new() -> Self {
         Self {
             open: AtomicUsize::new(0),
@@ -102,13 +97,7 @@ impl Gate {
     }
 
     fn guard(&self) -> MutexGuard<'_, ()> {
-        #[cfg(not(loom))]
-        return self
-            .lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        #[cfg(loom)]
-        return self.lock.lock().expect("loom mutex");
+        self.lock.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     #[cfg(not(loom))]
