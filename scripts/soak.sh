@@ -18,17 +18,5 @@ trap 'rm -f "$out"' EXIT
 
 cargo bench --locked --bench soak -- "$@" | tee "$out"
 
-python3 - "$doc" "$out" "$@" <<'PY'
-import datetime, platform, subprocess, sys
-doc, out = sys.argv[1], sys.argv[2]
-text = open(doc).read()
-start, end = "<!-- soak:start -->", "<!-- soak:end -->"
-cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
-cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-header = f"Run {datetime.date.today()} on {cpu} ({cores} cores) with `scripts/soak.sh {' '.join(sys.argv[3:])}`.\n\n"
-body = header + open(out).read().strip() + "\n"
-before, rest = text.split(start, 1)
-_, after = rest.split(end, 1)
-open(doc, "w").write(before + start + "\n" + body + end + after)
-PY
+scripts/doc-section.py "$doc" soak "$out" "scripts/soak.sh${*:+ $*}"
 echo "updated $doc"
