@@ -66,26 +66,14 @@ fn spans_and_metrics_arrive_at_a_real_collector_with_typed_attributes() {
         (4, 4, 0, 0)
     );
 
-    let log = rotel.log_with(&[
-        "upscale_vsrm",
-        "upscale_ditvr",
-        "segment",
-        "api_request",
-        "vidperf.operation.duration",
-    ]);
-    for needle in [
+    let log = rotel.received(&[
         "upscale_vsrm",
         "upscale_ditvr",
         "segment",
         "api_request",
         "vidperf.operation.duration",
         "job-0042",
-    ] {
-        assert!(
-            log.contains(needle),
-            "rotel did not receive {needle:?}:\n{log}"
-        );
-    }
+    ]);
     assert!(
         log.contains("CUDA out of memory"),
         "error status/exception:\n{log}"
@@ -134,11 +122,7 @@ fn the_shutdown_guard_flushes_pending_spans_when_dropped() {
     }
     let export = vidperf.snapshot().health.export.expect("export health");
     assert_eq!((export.emitted, export.exported), (1, 1));
-    assert!(
-        rotel
-            .log_with(&["guarded_upscale"])
-            .contains("guarded_upscale")
-    );
+    rotel.received(&["guarded_upscale"]);
 }
 
 #[test]
@@ -243,7 +227,7 @@ fn a_job_handed_to_another_process_keeps_its_request_as_parent() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let log = rotel.log_with(&["api_request", "background_job", "upscale"]);
+    let log = rotel.received(&["api_request", "background_job", "upscale"]);
     let (request_trace, _, request_id) = span_fields(&log, "api_request");
     let (job_trace, job_parent, job_id) = span_fields(&log, "background_job");
     let (upscale_trace, upscale_parent, _) = span_fields(&log, "upscale");
@@ -263,6 +247,23 @@ fn a_job_handed_to_another_process_keeps_its_request_as_parent() {
 }
 
 #[cfg(feature = "otlp-grpc")]
+fn one_worker_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+#[cfg(feature = "otlp-grpc")]
+fn grpc_vidperf(config: OtelConfig) -> vidperf::Builder {
+    vidperf::builder()
+        .without_env()
+        .without_resource_monitor()
+        .otlp(config)
+}
+
+#[cfg(feature = "otlp-grpc")]
 #[test]
 fn over_grpc_from_inside_a_tokio_runtime_and_a_clear_error_outside_one() {
     use vidperf::otlp::Protocol;
@@ -271,26 +272,18 @@ fn over_grpc_from_inside_a_tokio_runtime_and_a_clear_error_outside_one() {
         .with_protocol(Protocol::Grpc)
         .with_endpoint(rotel.grpc_endpoint())
         .with_metrics_interval(Duration::from_millis(500));
-    let builder = || {
-        vidperf::builder()
-            .without_env()
-            .without_resource_monitor()
-            .otlp(config.clone())
-    };
     // Outside a runtime tonic would panic: the build says why instead.
-    match builder().build() {
+    match grpc_vidperf(config.clone()).build() {
         Ok(_) => panic!("gRPC without a runtime must not build"),
         Err(e) => assert!(e.to_string().contains("needs a tokio runtime"), "{e}"),
     }
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = one_worker_runtime();
     let (layer, vidperf) = {
         let _entered = runtime.enter();
-        builder().build().expect("build inside the runtime")
+        grpc_vidperf(config)
+            .build()
+            .expect("build inside the runtime")
     };
     let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
     // A span on a plain thread, and one in an async task on the runtime.
@@ -315,21 +308,11 @@ fn over_grpc_from_inside_a_tokio_runtime_and_a_clear_error_outside_one() {
     assert!(report.is_ok(), "{report:?}");
     let export = vidperf.snapshot().health.export.expect("export health");
     assert_eq!((export.emitted, export.exported), (2, 2), "{export:?}");
-    let log = rotel.log_with(&[
+    rotel.received(&[
         "grpc_plain_thread",
         "grpc_async_task",
         "vidperf.operation.duration",
     ]);
-    for needle in [
-        "grpc_plain_thread",
-        "grpc_async_task",
-        "vidperf.operation.duration",
-    ] {
-        assert!(
-            log.contains(needle),
-            "rotel did not receive {needle:?}:\n{log}"
-        );
-    }
 }
 
 #[cfg(feature = "otlp-grpc")]
@@ -341,17 +324,10 @@ fn over_grpc_a_runtime_gone_before_shutdown_loses_spans_visibly_without_hanging(
         .with_protocol(Protocol::Grpc)
         .with_endpoint(rotel.grpc_endpoint())
         .with_export_timeout(Duration::from_secs(2));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = one_worker_runtime();
     let (layer, vidperf) = {
         let _entered = runtime.enter();
-        vidperf::builder()
-            .without_env()
-            .without_resource_monitor()
-            .otlp(config)
+        grpc_vidperf(config)
             .build()
             .expect("build inside the runtime")
     };

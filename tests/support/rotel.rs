@@ -128,14 +128,20 @@ impl Rotel {
         text
     }
 
-    /// The log once it contains every needle (or after the deadline, as it is).
-    pub(crate) fn log_with(&self, needles: &[&str]) -> String {
+    /// The log once rotel has received every needle (waiting up to 20 s); panics
+    /// naming what never arrived.
+    pub(crate) fn received(&self, needles: &[&str]) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let text = self.log();
-            if needles.iter().all(|n| text.contains(n)) || Instant::now() > deadline {
+            let missing: Vec<_> = needles.iter().filter(|n| !text.contains(**n)).collect();
+            if missing.is_empty() {
                 return text;
             }
+            assert!(
+                Instant::now() < deadline,
+                "rotel did not receive {missing:?}:\n{text}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
