@@ -125,6 +125,14 @@ fn var(name: &'static str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// The first of `names` that is set (a signal's variable before the general one), with
+/// its value.
+fn first_var<const N: usize>(names: [&'static str; N]) -> Option<(&'static str, String)> {
+    names
+        .into_iter()
+        .find_map(|name| var(name).map(|value| (name, value)))
+}
+
 /// A duration in milliseconds, as the OpenTelemetry variables give them (at least 1 ms).
 fn millis(var: &'static str, text: String) -> Result<Duration, OtelError> {
     match text.parse::<u64>() {
@@ -162,14 +170,11 @@ impl OtelConfig {
         if let Some(v) = var("OTEL_SDK_DISABLED") {
             config.enabled = !v.eq_ignore_ascii_case("true");
         }
-        for name in [
+        if let Some((name, p)) = first_var([
             "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
             "OTEL_EXPORTER_OTLP_PROTOCOL",
-        ] {
-            if let Some(p) = var(name) {
-                config.protocol = Protocol::parse(name, p)?;
-                break;
-            }
+        ]) {
+            config.protocol = Protocol::parse(name, p)?;
         }
         let arg = var("OTEL_TRACES_SAMPLER_ARG");
         if let Some(s) = var("OTEL_TRACES_SAMPLER") {
@@ -190,14 +195,11 @@ impl OtelConfig {
         }
         // The exporter would read the timeout itself, but the bridge sets its own (its
         // HTTP client needs the same bound), so it reads the variables here.
-        for name in [
+        if let Some((name, ms)) = first_var([
             "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
             "OTEL_EXPORTER_OTLP_TIMEOUT",
-        ] {
-            if let Some(ms) = var(name) {
-                config.export_timeout = millis(name, ms)?;
-                break;
-            }
+        ]) {
+            config.export_timeout = millis(name, ms)?;
         }
         if let Some(ms) = var("OTEL_METRIC_EXPORT_INTERVAL") {
             config.metrics_interval = millis("OTEL_METRIC_EXPORT_INTERVAL", ms)?;
@@ -280,7 +282,19 @@ pub fn span_exporter(config: &OtelConfig) -> Result<SpanExporter, OtelError> {
             }
             spans.build()
         }
-        Protocol::Grpc => grpc::spans(config)?,
+        #[cfg(feature = "grpc")]
+        Protocol::Grpc => {
+            in_runtime()?;
+            let mut spans = SpanExporter::builder()
+                .with_tonic()
+                .with_timeout(config.export_timeout);
+            if let Some(endpoint) = &config.endpoint {
+                spans = spans.with_endpoint(endpoint.clone());
+            }
+            spans.build()
+        }
+        #[cfg(not(feature = "grpc"))]
+        Protocol::Grpc => return Err(OtelError::GrpcNotBuilt),
     };
     built.map_err(|e| OtelError::Exporter(e.to_string()))
 }
@@ -297,7 +311,19 @@ fn metric_exporter(config: &OtelConfig) -> Result<MetricExporter, OtelError> {
             }
             metrics.build()
         }
-        Protocol::Grpc => grpc::metrics(config)?,
+        #[cfg(feature = "grpc")]
+        Protocol::Grpc => {
+            in_runtime()?;
+            let mut metrics = MetricExporter::builder()
+                .with_tonic()
+                .with_timeout(config.export_timeout);
+            if let Some(endpoint) = &config.endpoint {
+                metrics = metrics.with_endpoint(endpoint.clone());
+            }
+            metrics.build()
+        }
+        #[cfg(not(feature = "grpc"))]
+        Protocol::Grpc => return Err(OtelError::GrpcNotBuilt),
     };
     built.map_err(|e| OtelError::Exporter(e.to_string()))
 }
@@ -306,66 +332,13 @@ fn endpoint_for(base: &str, signal: &str) -> String {
     format!("{}/v1/{signal}", base.trim_end_matches('/'))
 }
 
-/// The tonic exporters. tonic spawns its connection task on the current tokio runtime
-/// when the exporter is built (it would panic outside one), so that is checked first.
+/// tonic spawns its connection task on the current tokio runtime when an exporter is
+/// built (it would panic outside one), so that is checked first.
 #[cfg(feature = "grpc")]
-mod grpc {
-    use opentelemetry_otlp::{
-        ExporterBuildError, MetricExporter, SpanExporter, WithExportConfig as _,
-    };
-
-    use super::{OtelConfig, OtelError};
-
-    fn runtime() -> Result<(), OtelError> {
-        tokio::runtime::Handle::try_current()
-            .map(drop)
-            .map_err(|_| OtelError::NoRuntime)
-    }
-
-    pub(super) fn spans(
-        config: &OtelConfig,
-    ) -> Result<Result<SpanExporter, ExporterBuildError>, OtelError> {
-        runtime()?;
-        let mut spans = SpanExporter::builder()
-            .with_tonic()
-            .with_timeout(config.export_timeout);
-        if let Some(endpoint) = &config.endpoint {
-            spans = spans.with_endpoint(endpoint.clone());
-        }
-        Ok(spans.build())
-    }
-
-    pub(super) fn metrics(
-        config: &OtelConfig,
-    ) -> Result<Result<MetricExporter, ExporterBuildError>, OtelError> {
-        runtime()?;
-        let mut metrics = MetricExporter::builder()
-            .with_tonic()
-            .with_timeout(config.export_timeout);
-        if let Some(endpoint) = &config.endpoint {
-            metrics = metrics.with_endpoint(endpoint.clone());
-        }
-        Ok(metrics.build())
-    }
-}
-
-#[cfg(not(feature = "grpc"))]
-mod grpc {
-    use opentelemetry_otlp::{ExporterBuildError, MetricExporter, SpanExporter};
-
-    use super::{OtelConfig, OtelError};
-
-    pub(super) fn spans(
-        _: &OtelConfig,
-    ) -> Result<Result<SpanExporter, ExporterBuildError>, OtelError> {
-        Err(OtelError::GrpcNotBuilt)
-    }
-
-    pub(super) fn metrics(
-        _: &OtelConfig,
-    ) -> Result<Result<MetricExporter, ExporterBuildError>, OtelError> {
-        Err(OtelError::GrpcNotBuilt)
-    }
+fn in_runtime() -> Result<(), OtelError> {
+    tokio::runtime::Handle::try_current()
+        .map(drop)
+        .map_err(|_| OtelError::NoRuntime)
 }
 
 impl Otel {
