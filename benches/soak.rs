@@ -65,6 +65,20 @@ fn rss_and_threads() -> (u64, u64) {
     (field("VmRSS:"), field("Threads:"))
 }
 
+/// The names of this process's threads now (`/proc/self/task/*/comm`).
+fn thread_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_owned())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 fn main() {
     let args = args();
     let (grpc, http) = (rotel::free_port(), rotel::free_port());
@@ -94,13 +108,17 @@ fn main() {
     let warm_up = (total / 4).min(Duration::from_secs(30));
     let mut cycle_start = started;
     let mut ops = 0u64;
+    let mut ticks = 0u64;
     let mut outages = 0;
     println!(
-        "| t (s) | collector | spans emitted | exported | failed | dropped | RSS (MiB) | threads |"
+        "| t (s) | collector | spans emitted | exported | failed | dropped (queue full) | queued | RSS (MiB) | threads |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let mut rss_range = (u64::MAX, 0u64);
     let mut threads_range = (u64::MAX, 0u64);
+    // Every thread name seen, every 100 ms, and when each was first seen: a thread
+    // that lives for less than the report interval still shows here.
+    let mut seen_threads: Vec<(String, f64)> = Vec::new();
     tracing::dispatcher::with_default(&dispatch, || {
         while started.elapsed() < total {
             let now = Instant::now();
@@ -121,18 +139,27 @@ fn main() {
                     threads_range = (threads_range.0.min(threads), threads_range.1.max(threads));
                 }
                 println!(
-                    "| {:.0} | {} | {} | {} | {} | {} | {:.1} | {} |",
+                    "| {:.0} | {} | {} | {} | {} | {} | {} | {:.1} | {} |",
                     started.elapsed().as_secs_f64(),
                     if collector.is_some() { "up" } else { "down" },
                     e.emitted,
                     e.exported,
                     e.failed,
-                    e.dropped,
+                    e.dropped_queue_full,
+                    e.queued,
                     rss as f64 / 1024.0,
                     threads
                 );
                 next_report += report_every;
             }
+            if ticks.is_multiple_of(10) {
+                for name in thread_names() {
+                    if !seen_threads.iter().any(|(seen, _)| *seen == name) {
+                        seen_threads.push((name, started.elapsed().as_secs_f64()));
+                    }
+                }
+            }
+            ticks += 1;
             for _ in 0..ops_per_tick {
                 let op = info_span!(
                     "upscale",
@@ -161,8 +188,8 @@ fn main() {
     println!();
     println!(
         "{:.1} min at {:.0} spans/s ({} operations, all {} in the statistics); {} outages of {} s every {} s. \
-         Export: {} emitted = {} exported + {} failed + {} dropped{}. \
-         After the first {} s: RSS {:.1}–{:.1} MiB, threads {}–{}. Shutdown: {}.",
+         Export: {} emitted = {} exported + {} failed + {} dropped with the queue full + {} at shutdown{}. \
+         After the first {} s: RSS {:.1}–{:.1} MiB, threads {}–{}; thread names seen: {}. Shutdown: {}.",
         elapsed / 60.0,
         (ops * SPANS_PER_OP) as f64 / elapsed,
         ops,
@@ -173,8 +200,9 @@ fn main() {
         e.emitted,
         e.exported,
         e.failed,
-        e.dropped,
-        if e.exported + e.failed + e.dropped == e.emitted {
+        e.dropped_queue_full,
+        e.dropped_shutdown,
+        if e.exported + e.failed + e.dropped == e.emitted && e.queued == 0 {
             " (exact)"
         } else {
             " (NOT EXACT)"
@@ -184,6 +212,11 @@ fn main() {
         rss_range.1 as f64 / 1024.0,
         threads_range.0,
         threads_range.1,
+        seen_threads
+            .iter()
+            .map(|(name, t)| format!("`{name}` from {t:.0} s"))
+            .collect::<Vec<_>>()
+            .join(", "),
         match &shutdown {
             Ok(()) => "ok".to_owned(),
             Err(e) => e.to_string(),

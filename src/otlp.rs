@@ -41,8 +41,8 @@ use std::time::Duration;
 use vidperf_core::PerfLayerBuilder;
 use vidperf_core::stats::ExportHealth;
 pub use vidperf_otel::{
-    MAX_ATTRIBUTE_SETS, MetricsSink, Otel, OtelConfig, OtelError, OtelReport, Protocol,
-    TraceReport, TraceSink, attr, span_exporter,
+    DEFAULT_MAX_QUEUE_SIZE, MAX_ATTRIBUTE_SETS, MetricsSink, Otel, OtelConfig, OtelError,
+    OtelReport, Protocol, TraceReport, TraceSink, attr, span_exporter,
 };
 
 use crate::builder::{BuildError, Builder, env_text};
@@ -103,7 +103,9 @@ pub(crate) fn attach(mut layer: PerfLayerBuilder, otel: Option<&Pipeline>) -> Pe
 
 pub(crate) fn health(otel: &Pipeline) -> ExportHealth {
     let r = otel.traces().counters().report();
-    ExportHealth::new(r.emitted, r.unsampled, r.exported, r.failed, r.dropped)
+    ExportHealth::new(r.emitted, r.unsampled, r.exported, r.failed)
+        .with_dropped(r.dropped_queue_full, r.dropped_shutdown)
+        .with_queued(r.queued)
 }
 
 pub(crate) fn shutdown(otel: &Pipeline, timeout: Duration) -> Result<(), String> {

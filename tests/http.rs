@@ -11,6 +11,9 @@ use tracing_subscriber::prelude::*;
 use vidperf::export;
 use vidperf::http::{ApiConfig, TokenScope};
 
+#[path = "support/promtool.rs"]
+mod promtool;
+
 struct Api {
     base: String,
     agent: ureq::Agent,
@@ -260,40 +263,7 @@ fn metrics_are_valid_prometheus_text_and_escape_hostile_labels() {
         "escaped label value"
     );
 
-    match std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-    {
-        Ok(mut child) => {
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(body.as_bytes())
-                .expect("write");
-            let out = child.wait_with_output().expect("promtool runs");
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            assert!(
-                out.status.success(),
-                "promtool check metrics failed ({:?}):\n{text}",
-                out.status
-            );
-            assert!(text.trim().is_empty(), "promtool warnings:\n{text}");
-        }
-        Err(e) if std::env::var_os("VIDPERF_REQUIRE_PROMTOOL").is_some() => {
-            panic!("promtool is required (scripts/test.sh installs it): {e}")
-        }
-        Err(e) => {
-            eprintln!("promtool not found ({e}); skipping the lint (scripts/test.sh installs it)")
-        }
-    }
+    promtool::check_metrics(&body);
 }
 
 #[test]

@@ -10,12 +10,10 @@ use std::sync::Arc;
 use opentelemetry::trace::{SpanKind, Status, TracerProvider as _};
 use opentelemetry::{Key, Value};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, InMemorySpanExporter, Sampler, SdkTracerProvider, SpanData,
-};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, Sampler, SdkTracerProvider, SpanData};
 use tracing::{Instrument as _, info_span};
 use tracing_subscriber::prelude::*;
-use vidperf::otlp::TraceSink;
+use vidperf::otlp::{DEFAULT_MAX_QUEUE_SIZE, TraceSink};
 
 /// The program: a request tree with typed fields, an event, a failure, a job on
 /// another thread, an async task, and a span that follows from another.
@@ -96,7 +94,7 @@ fn with_vidperf() -> Vec<SpanData> {
         exporter.clone(),
         &Resource::builder_empty().build(),
         Sampler::AlwaysOn,
-        BatchConfigBuilder::default().build(),
+        DEFAULT_MAX_QUEUE_SIZE,
     ));
     let (layer, _vidperf) = vidperf::builder()
         .without_env()

@@ -9,6 +9,8 @@ use tracing::info_span;
 use tracing_subscriber::prelude::*;
 use vidperf::otlp::OtelConfig;
 
+#[path = "support/promtool.rs"]
+mod promtool;
 #[path = "support/rotel.rs"]
 mod rotel;
 mod support;
@@ -187,6 +189,24 @@ fn with_the_collector_down_the_program_finishes_and_reports_what_was_lost() {
         metrics.contains("vidperf_export_spans_total{outcome=\"exported\"} 0"),
         "{metrics}"
     );
+    for line in [
+        format!(
+            "vidperf_export_spans_total{{outcome=\"failed\"}} {}",
+            export.failed
+        ),
+        format!(
+            "vidperf_export_spans_dropped_total{{reason=\"queue_full\"}} {}",
+            export.dropped_queue_full
+        ),
+        format!(
+            "vidperf_export_spans_dropped_total{{reason=\"shutdown\"}} {}",
+            export.dropped_shutdown
+        ),
+        "vidperf_export_spans_queued 0".to_owned(),
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
+    promtool::check_metrics(&metrics);
 }
 
 /// The fields of the span called `name` in rotel's detailed log.

@@ -84,8 +84,12 @@ fn a_long_outage_costs_at_most_the_queue() {
 
     let export = vidperf.snapshot().health.export.expect("export health");
     assert!(
-        export.dropped >= 50_000 - 2 * QUEUE as u64,
-        "spans that found the queue full were dropped and counted: {export:?}"
+        export.queued <= QUEUE as u64,
+        "at most the queue is held: {export:?}"
+    );
+    assert!(
+        export.dropped_queue_full >= 50_000 - QUEUE as u64,
+        "spans that found the queue full were dropped and counted as they were: {export:?}"
     );
     let growth = after - warm;
     eprintln!("live heap: {warm} after warm-up, {after} after the outage; {export:?}");
@@ -106,5 +110,6 @@ fn a_long_outage_costs_at_most_the_queue() {
         export.emitted,
         "every span accounted for after shutdown: {export:?}"
     );
+    assert_eq!(export.queued, 0, "{export:?}");
     assert!(shutdown.is_err(), "the loss is reported");
 }

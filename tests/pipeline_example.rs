@@ -170,6 +170,7 @@ fn bad_flags_and_settings_are_rejected_clearly() {
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s"),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
         ("OTEL_TRACES_SAMPLER_ARG", "2"),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "0"),
     ] {
         let out = command(&["--clips", "1"])
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")

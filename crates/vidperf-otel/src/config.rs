@@ -8,11 +8,11 @@ use opentelemetry_otlp::{
 };
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
-use opentelemetry_sdk::trace::{BatchConfigBuilder, Sampler};
+use opentelemetry_sdk::trace::Sampler;
 
 use crate::client::UreqClient;
 use crate::metrics::MetricsSink;
-use crate::traces::{TraceReport, TraceSink};
+use crate::traces::{DEFAULT_MAX_QUEUE_SIZE, TraceReport, TraceSink};
 
 /// OTLP transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,8 +68,8 @@ pub enum OtelError {
     NoRuntime,
     /// Shutdown finished, but not everything was delivered.
     #[error(
-        "OTLP export lost spans: {} emitted, {} exported, {} failed (collector unreachable or refused), {} dropped (queue full or shutdown)",
-        .0.emitted, .0.exported, .0.failed, .0.dropped
+        "OTLP export lost spans: {} emitted, {} exported, {} failed (collector unreachable or refused), {} dropped with the queue full, {} dropped at shutdown",
+        .0.emitted, .0.exported, .0.failed, .0.dropped_queue_full, .0.dropped_shutdown
     )]
     Lost(TraceReport),
     /// Flush or shutdown failed or timed out.
@@ -99,7 +99,8 @@ pub struct OtelConfig {
     /// `http://localhost:4318`). For HTTP this is the base URL; `/v1/traces` and
     /// `/v1/metrics` are appended.
     pub endpoint: Option<String>,
-    /// Batch span processor queue size override (otherwise `OTEL_BSP_MAX_QUEUE_SIZE`).
+    /// Spans held for export at most (queued or in a batch being sent); more are
+    /// dropped and counted. Default [`DEFAULT_MAX_QUEUE_SIZE`] (`OTEL_BSP_MAX_QUEUE_SIZE`).
     pub max_queue_size: Option<usize>,
 }
 
@@ -162,9 +163,10 @@ fn ratio(arg: Option<String>) -> Result<f64, OtelError> {
 impl OtelConfig {
     /// Reads `OTEL_SDK_DISABLED`, `OTEL_EXPORTER_OTLP_PROTOCOL` and
     /// `OTEL_EXPORTER_OTLP_TIMEOUT` (and their traces variants),
-    /// `OTEL_TRACES_SAMPLER(_ARG)` and `OTEL_METRIC_EXPORT_INTERVAL`. The endpoint,
-    /// headers, resource and batch settings are read by the SDK and the exporter
-    /// themselves when the pipeline starts.
+    /// `OTEL_TRACES_SAMPLER(_ARG)`, `OTEL_METRIC_EXPORT_INTERVAL` and
+    /// `OTEL_BSP_MAX_QUEUE_SIZE`. The endpoint, headers, resource and the other batch
+    /// settings are read by the SDK and the exporter themselves when the pipeline
+    /// starts.
     pub fn from_env() -> Result<Self, OtelError> {
         let mut config = Self::default();
         if let Some(v) = var("OTEL_SDK_DISABLED") {
@@ -204,6 +206,20 @@ impl OtelConfig {
         if let Some(ms) = var("OTEL_METRIC_EXPORT_INTERVAL") {
             config.metrics_interval = millis("OTEL_METRIC_EXPORT_INTERVAL", ms)?;
         }
+        // Read here rather than by the SDK, because vidperf bounds the queue itself
+        // (see `TraceCounters`).
+        if let Some(size) = var("OTEL_BSP_MAX_QUEUE_SIZE") {
+            config.max_queue_size = match size.parse::<usize>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    return Err(OtelError::InvalidEnv {
+                        var: "OTEL_BSP_MAX_QUEUE_SIZE",
+                        value: size,
+                        reason: "expected a number of spans, at least 1",
+                    });
+                }
+            };
+        }
         Ok(config)
     }
 
@@ -221,8 +237,9 @@ impl OtelConfig {
         self
     }
 
-    /// Sets the batch span processor's queue size (otherwise `OTEL_BSP_MAX_QUEUE_SIZE`,
-    /// default 2048). Spans that find the queue full are dropped and counted.
+    /// Sets how many spans are held for export at most (otherwise
+    /// `OTEL_BSP_MAX_QUEUE_SIZE`, default 2048). Spans that find the queue full are
+    /// dropped and counted.
     #[must_use]
     pub fn with_max_queue_size(mut self, spans: usize) -> Self {
         self.max_queue_size = Some(spans.max(1));
@@ -349,12 +366,12 @@ impl Otel {
         }
         let resource = Resource::builder().build();
         let spans = span_exporter(config)?;
-        let mut batch = BatchConfigBuilder::default();
-        if let Some(size) = config.max_queue_size {
-            batch = batch.with_max_queue_size(size);
-        }
-        let traces =
-            TraceSink::with_exporter(spans, &resource, config.sampler.clone(), batch.build());
+        let traces = TraceSink::with_exporter(
+            spans,
+            &resource,
+            config.sampler.clone(),
+            config.max_queue_size.unwrap_or(DEFAULT_MAX_QUEUE_SIZE),
+        );
         let metrics = if config.metrics {
             let exporter = metric_exporter(config)?;
             let reader = PeriodicReader::builder(exporter)

@@ -2,7 +2,7 @@
 //! processor and the OTLP exporter — with every span accounted for.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use opentelemetry::InstrumentationScope;
@@ -10,28 +10,47 @@ use opentelemetry::trace::{SpanKind, TraceId};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{
-    BatchSpanProcessor, Sampler, SamplingDecision, ShouldSample, SpanData, SpanExporter,
-    SpanProcessor,
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SamplingDecision, ShouldSample, SpanData,
+    SpanExporter, SpanProcessor,
 };
 use vidperf_core::{FinishedSpan, Sink, SpanInterest};
 
 use crate::convert::span_data;
 
-/// Spans counted on their way out; after a flush or shutdown,
-/// `emitted == exported + failed + dropped`.
-#[derive(Debug, Default)]
+/// The batch span processor's queue size unless configured (the SDK's default).
+pub const DEFAULT_MAX_QUEUE_SIZE: usize = 2048;
+
+/// Spans counted on their way out: every report adds up
+/// (`emitted == exported + failed + dropped + queued`), every count but `queued` only
+/// grows, and `queued` is 0 after a flush or shutdown. (One exception: a batch the
+/// exporter finishes after shutdown stopped waiting for it moves from
+/// `dropped_shutdown` to `exported` or `failed`.)
+///
+/// The queue is bounded here rather than inside the SDK's batch processor, which
+/// drops spans that find its channel full without saying how many: a span is admitted
+/// only while fewer than the queue size are in flight (queued, or in a batch being
+/// exported), so the processor's own channel, of the same size, never overflows and
+/// every drop is counted with its reason.
+#[derive(Debug)]
 pub struct TraceCounters {
     emitted: AtomicU64,
     unsampled: AtomicU64,
     exported: AtomicU64,
     failed: AtomicU64,
+    dropped_queue_full: AtomicU64,
+    dropped_after_shutdown: AtomicU64,
+    /// Admitted and not yet exported or failed: the queue's occupancy, for admission
+    /// (reports derive it from the other counts, so that they add up).
+    in_flight: AtomicU64,
+    capacity: u64,
+    shut_down: AtomicBool,
 }
 
 /// A point-in-time copy of [`TraceCounters`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct TraceReport {
-    /// Spans handed to the batch processor (sampled in).
+    /// Spans sampled in and offered to the export.
     pub emitted: u64,
     /// Spans the sampler left out (still counted in statistics and metrics).
     pub unsampled: u64,
@@ -39,24 +58,90 @@ pub struct TraceReport {
     pub exported: u64,
     /// Spans in batches the exporter failed to deliver (collector down, rejected).
     pub failed: u64,
-    /// Spans lost without reaching the exporter: the queue was full, or shutdown came
-    /// first. Exact after a flush or shutdown; in flight before.
+    /// Spans lost without reaching the exporter: `dropped_queue_full +
+    /// dropped_shutdown`.
     pub dropped: u64,
+    /// Spans that found the queue full (the exporter could not keep up, or the
+    /// collector was slow or down for longer than the queue lasts).
+    pub dropped_queue_full: u64,
+    /// Spans still queued when shutdown gave up waiting, or emitted after it.
+    pub dropped_shutdown: u64,
+    /// Spans waiting for the exporter or in a batch being exported now; 0 after a
+    /// flush or shutdown.
+    pub queued: u64,
 }
 
 impl TraceCounters {
+    fn new(capacity: usize) -> Self {
+        Self {
+            emitted: AtomicU64::new(0),
+            unsampled: AtomicU64::new(0),
+            exported: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            dropped_queue_full: AtomicU64::new(0),
+            dropped_after_shutdown: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            capacity: capacity.max(1) as u64,
+            shut_down: AtomicBool::new(false),
+        }
+    }
+
     /// The counts now.
     pub fn report(&self) -> TraceReport {
-        let emitted = self.emitted.load(Ordering::Acquire);
+        let shut_down = self.shut_down.load(Ordering::Acquire);
         let exported = self.exported.load(Ordering::Acquire);
         let failed = self.failed.load(Ordering::Acquire);
+        let dropped_queue_full = self.dropped_queue_full.load(Ordering::Acquire);
+        let after_shutdown = self.dropped_after_shutdown.load(Ordering::Acquire);
+        // Read last: a span is counted as emitted before any of the counts above, so
+        // the rest is what is in flight, and the report adds up even while spans move.
+        let emitted = self.emitted.load(Ordering::Acquire);
+        let in_flight =
+            emitted.saturating_sub(exported + failed + dropped_queue_full + after_shutdown);
+        // After shutdown, what is still in flight will not be exported: a batch the
+        // exporter finishes later moves from here to `exported` or `failed`.
+        let (queued, unfinished) = if shut_down {
+            (0, in_flight)
+        } else {
+            (in_flight, 0)
+        };
+        let dropped_shutdown = after_shutdown + unfinished;
         TraceReport {
             emitted,
             unsampled: self.unsampled.load(Ordering::Acquire),
             exported,
             failed,
-            dropped: emitted.saturating_sub(exported + failed),
+            dropped: dropped_queue_full + dropped_shutdown,
+            dropped_queue_full,
+            dropped_shutdown,
+            queued,
         }
+    }
+
+    /// Takes a place in the queue for one span, or counts it dropped.
+    fn admit(&self) -> bool {
+        self.emitted.fetch_add(1, Ordering::AcqRel);
+        if self.shut_down.load(Ordering::Acquire) {
+            self.dropped_after_shutdown.fetch_add(1, Ordering::AcqRel);
+            return false;
+        }
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.capacity {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            self.dropped_queue_full.fetch_add(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// A batch of `n` spans left the queue, delivered or not.
+    fn finished(&self, n: u64, delivered: bool) {
+        let counter = if delivered {
+            &self.exported
+        } else {
+            &self.failed
+        };
+        counter.fetch_add(n, Ordering::AcqRel);
+        self.in_flight.fetch_sub(n, Ordering::AcqRel);
     }
 }
 
@@ -77,12 +162,7 @@ impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let n = batch.len() as u64;
         let result = self.inner.export(batch).await;
-        let counter = if result.is_ok() {
-            &self.counters.exported
-        } else {
-            &self.counters.failed
-        };
-        counter.fetch_add(n, Ordering::AcqRel);
+        self.counters.finished(n, result.is_ok());
         result
     }
 
@@ -109,15 +189,20 @@ pub struct TraceSink {
 }
 
 impl TraceSink {
-    /// Spans go through `exporter` (wrapped to count) in a batch processor with
-    /// `batch` settings; `sampler` decides per trace id.
+    /// Spans go through `exporter` (wrapped to count) in a batch processor holding at
+    /// most `max_queue_size` spans (see [`DEFAULT_MAX_QUEUE_SIZE`]); its other settings
+    /// come from the `OTEL_BSP_*` variables as in the SDK. `sampler` decides per trace
+    /// id.
     pub fn with_exporter<E: SpanExporter + 'static>(
         exporter: E,
         resource: &Resource,
         sampler: Sampler,
-        batch: opentelemetry_sdk::trace::BatchConfig,
+        max_queue_size: usize,
     ) -> Self {
-        let counters = Arc::new(TraceCounters::default());
+        let counters = Arc::new(TraceCounters::new(max_queue_size));
+        let batch = BatchConfigBuilder::default()
+            .with_max_queue_size(max_queue_size.max(1))
+            .build();
         let mut processor =
             BatchSpanProcessor::builder(CountingExporter::new(exporter, counters.clone()))
                 .with_batch_config(batch)
@@ -144,9 +229,13 @@ impl TraceSink {
         self.processor.force_flush()
     }
 
-    /// Flushes and stops the processor, waiting at most `timeout`.
+    /// Flushes and stops the processor, waiting at most `timeout`. What is still
+    /// queued then, and every span that finishes afterwards, is counted as
+    /// [`TraceReport::dropped_shutdown`].
     pub fn shutdown(&self, timeout: Duration) -> OTelSdkResult {
-        self.processor.shutdown_with_timeout(timeout)
+        let result = self.processor.shutdown_with_timeout(timeout);
+        self.counters.shut_down.store(true, Ordering::Release);
+        result
     }
 
     /// The sampler decides on the trace id alone, so every span of a trace gets the
@@ -166,8 +255,9 @@ impl Sink for TraceSink {
             self.counters.unsampled.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        self.counters.emitted.fetch_add(1, Ordering::AcqRel);
-        self.processor.on_end(span_data(span, &self.scope));
+        if self.counters.admit() {
+            self.processor.on_end(span_data(span, &self.scope));
+        }
     }
 
     fn interest(&self) -> SpanInterest {

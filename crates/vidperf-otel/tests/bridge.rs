@@ -1,16 +1,19 @@
-//! The bridge with the SDK's in-memory exporters: sampling is consistent per trace, and
-//! every operation reaches the metrics and statistics whatever the sampler drops.
+//! The bridge with the SDK's in-memory exporters: sampling is consistent per trace,
+//! every operation reaches the metrics and statistics whatever the sampler drops, and
+//! the export queue is bounded with every drop counted by reason as it happens.
 
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
-use opentelemetry_sdk::trace::{BatchConfigBuilder, InMemorySpanExporter, Sampler};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, Sampler, SpanData, SpanExporter};
 use tracing::info_span;
 use tracing_subscriber::prelude::*;
 use vidperf_core::{PerfLayer, Stats};
-use vidperf_otel::{MetricsSink, TraceSink};
+use vidperf_otel::{DEFAULT_MAX_QUEUE_SIZE, MetricsSink, TraceReport, TraceSink};
 
 #[test]
 fn unsampled_traces_still_count_in_metrics_and_statistics() {
@@ -19,7 +22,7 @@ fn unsampled_traces_still_count_in_metrics_and_statistics() {
         spans.clone(),
         &Resource::builder_empty().build(),
         Sampler::TraceIdRatioBased(0.5),
-        BatchConfigBuilder::default().build(),
+        DEFAULT_MAX_QUEUE_SIZE,
     ));
     let metrics_out = InMemoryMetricExporter::default();
     let provider = SdkMeterProvider::builder()
@@ -99,7 +102,7 @@ fn remote_parents_and_follows_from_links_reach_the_span_data() {
         spans.clone(),
         &Resource::builder_empty().build(),
         Sampler::AlwaysOn,
-        BatchConfigBuilder::default().build(),
+        DEFAULT_MAX_QUEUE_SIZE,
     ));
     let layer = PerfLayer::builder().sink(traces.clone()).build();
     let remote: TraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -137,5 +140,151 @@ fn remote_parents_and_follows_from_links_reach_the_span_data() {
     assert_eq!(
         batch.links.links[0].span_context.span_id(),
         job.span_context.span_id()
+    );
+}
+
+/// An exporter that holds every batch until the test opens its gate.
+#[derive(Debug, Clone, Default)]
+struct GatedExporter {
+    gate: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl GatedExporter {
+    fn open(&self) {
+        let (open, changed) = &*self.gate;
+        *open.lock().expect("gate") = true;
+        changed.notify_all();
+    }
+}
+
+impl SpanExporter for GatedExporter {
+    async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+        let (open, changed) = &*self.gate;
+        let mut open = open.lock().expect("gate");
+        while !*open {
+            open = changed.wait(open).expect("gate");
+        }
+        Ok(())
+    }
+}
+
+/// `n` operation spans through a layer whose only sink is `traces`.
+fn emit(traces: &Arc<TraceSink>, n: u64) {
+    let layer = PerfLayer::builder().sink(traces.clone()).build();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        for i in 0..n {
+            let _op = info_span!("upscale", strategy = "vsrm", frames_processed = i);
+        }
+    });
+}
+
+/// The counts that may only grow, in order.
+fn growing(r: &TraceReport) -> [u64; 6] {
+    [
+        r.emitted,
+        r.exported,
+        r.failed,
+        r.dropped,
+        r.dropped_queue_full,
+        r.dropped_shutdown,
+    ]
+}
+
+#[test]
+fn the_queue_bound_is_exact_and_drops_are_counted_as_they_happen() {
+    let exporter = GatedExporter::default();
+    let traces = Arc::new(TraceSink::with_exporter(
+        exporter.clone(),
+        &Resource::builder_empty().build(),
+        Sampler::AlwaysOn,
+        100,
+    ));
+    emit(&traces, 250);
+    let stuck = traces.counters().report();
+    assert_eq!(
+        (stuck.emitted, stuck.queued, stuck.dropped_queue_full),
+        (250, 100, 150),
+        "the queue holds 100 and the rest are dropped, counted now: {stuck:?}"
+    );
+    assert_eq!((stuck.exported, stuck.dropped_shutdown), (0, 0));
+
+    // Released: counts move from `queued` to `exported`, and none goes down (a
+    // Prometheus counter that goes down reads as a reset).
+    let watcher = {
+        let traces = traces.clone();
+        std::thread::spawn(move || {
+            let mut last = growing(&traces.counters().report());
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                assert!(std::time::Instant::now() < deadline, "never exported");
+                let r = traces.counters().report();
+                let now = growing(&r);
+                assert!(
+                    now.iter().zip(&last).all(|(n, l)| n >= l),
+                    "a count went down: {last:?} -> {now:?}"
+                );
+                assert_eq!(r.emitted, r.exported + r.failed + r.dropped + r.queued);
+                if r.exported == 100 {
+                    break;
+                }
+                last = now;
+            }
+        })
+    };
+    exporter.open();
+    traces.flush().expect("flush");
+    watcher.join().expect("counts only grow");
+    emit(&traces, 10);
+    traces.flush().expect("flush");
+    let done = traces.counters().report();
+    assert_eq!(
+        (done.emitted, done.exported, done.queued, done.dropped),
+        (260, 110, 0, 150),
+        "{done:?}"
+    );
+    traces.shutdown(Duration::from_secs(5)).expect("shutdown");
+}
+
+#[test]
+fn what_shutdown_could_not_send_is_dropped_at_shutdown() {
+    let exporter = GatedExporter::default();
+    let traces = Arc::new(TraceSink::with_exporter(
+        exporter.clone(),
+        &Resource::builder_empty().build(),
+        Sampler::AlwaysOn,
+        100,
+    ));
+    emit(&traces, 50);
+    assert_eq!(traces.counters().report().queued, 50);
+    traces
+        .shutdown(Duration::from_millis(100))
+        .expect_err("the exporter is stuck");
+    emit(&traces, 5);
+    let after = traces.counters().report();
+    assert_eq!(
+        (
+            after.emitted,
+            after.queued,
+            after.dropped_shutdown,
+            after.dropped_queue_full
+        ),
+        (55, 0, 55, 0),
+        "queued at shutdown or emitted after it: {after:?}"
+    );
+    // The stuck batch goes through after all: it moves from dropped to exported.
+    exporter.open();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while traces.counters().report().exported < 50 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the batch never finished"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let late = traces.counters().report();
+    assert_eq!(
+        (late.exported, late.dropped_shutdown, late.emitted),
+        (50, 5, 55),
+        "{late:?}"
     );
 }

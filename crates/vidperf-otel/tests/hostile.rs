@@ -10,13 +10,13 @@ use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::{BatchConfigBuilder, InMemorySpanExporter, Sampler};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, Sampler};
 use proptest::prelude::*;
 use prost::Message as _;
 use tracing::info_span;
 use tracing_subscriber::prelude::*;
 use vidperf_core::PerfLayer;
-use vidperf_otel::TraceSink;
+use vidperf_otel::{DEFAULT_MAX_QUEUE_SIZE, TraceSink};
 
 fn text() -> impl Strategy<Value = String> {
     let tricky = prop::sample::select(vec![
@@ -59,7 +59,7 @@ proptest! {
             spans.clone(),
             &Resource::builder_empty().build(),
             Sampler::AlwaysOn,
-            BatchConfigBuilder::default().build(),
+            DEFAULT_MAX_QUEUE_SIZE,
         ));
         let layer = PerfLayer::builder().sink(traces.clone()).build();
         tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {

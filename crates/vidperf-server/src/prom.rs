@@ -264,7 +264,7 @@ pub fn encode(snapshot: &StatsSnapshot) -> Result<Vec<u8>, prometheus::Error> {
     if let Some(e) = &h.export {
         out.add(
             "vidperf_export_spans_total",
-            "Spans handed to the OTLP trace export, by what became of them (after a flush, emitted = exported + failed + dropped).",
+            "Spans offered to the OTLP trace export, by what became of them (emitted = exported + failed + dropped + vidperf_export_spans_queued).",
             COUNTER,
             vec![
                 counter(&[("outcome", "emitted")], e.emitted as f64),
@@ -273,6 +273,21 @@ pub fn encode(snapshot: &StatsSnapshot) -> Result<Vec<u8>, prometheus::Error> {
                 counter(&[("outcome", "dropped")], e.dropped as f64),
                 counter(&[("outcome", "unsampled")], e.unsampled as f64),
             ],
+        );
+        out.add(
+            "vidperf_export_spans_dropped_total",
+            "Spans lost before the exporter, by reason: the queue was full, or shutdown came first.",
+            COUNTER,
+            vec![
+                counter(&[("reason", "queue_full")], e.dropped_queue_full as f64),
+                counter(&[("reason", "shutdown")], e.dropped_shutdown as f64),
+            ],
+        );
+        out.add(
+            "vidperf_export_spans_queued",
+            "Spans waiting for the OTLP exporter or in a batch being sent now.",
+            GAUGE,
+            vec![gauge(&[], e.queued as f64)],
         );
     }
     if let Some(m) = &h.monitor {

@@ -242,12 +242,13 @@ pub struct Health {
     pub export: Option<ExportHealth>,
 }
 
-/// What happened to the spans sent to the OTLP exporter, in [`Health::export`]. After a
-/// flush, `emitted == exported + failed + dropped`.
+/// What happened to the spans sent to the OTLP exporter, in [`Health::export`]: at any
+/// time `emitted == exported + failed + dropped + queued`; every count but `queued` only
+/// grows, and `queued` is 0 after a flush or shutdown.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ExportHealth {
-    /// Spans handed to the batch processor.
+    /// Spans sampled in and offered to the export.
     pub emitted: u64,
     /// Spans the sampler left out (still in statistics and metrics).
     pub unsampled: u64,
@@ -255,20 +256,45 @@ pub struct ExportHealth {
     pub exported: u64,
     /// Spans in batches the collector did not accept or could not be reached for.
     pub failed: u64,
-    /// Spans lost before the exporter: queue full or shutdown (in flight until a flush).
+    /// Spans lost before the exporter: `dropped_queue_full + dropped_shutdown`.
     pub dropped: u64,
+    /// Spans that found the export queue full.
+    #[serde(default)]
+    pub dropped_queue_full: u64,
+    /// Spans still queued when shutdown gave up waiting, or emitted after it.
+    #[serde(default)]
+    pub dropped_shutdown: u64,
+    /// Spans waiting for the exporter or in a batch being sent now.
+    #[serde(default)]
+    pub queued: u64,
 }
 
 impl ExportHealth {
-    /// Counts of a trace export.
-    pub fn new(emitted: u64, unsampled: u64, exported: u64, failed: u64, dropped: u64) -> Self {
+    /// Counts of a trace export, with nothing dropped or queued.
+    pub fn new(emitted: u64, unsampled: u64, exported: u64, failed: u64) -> Self {
         Self {
             emitted,
             unsampled,
             exported,
             failed,
-            dropped,
+            ..Self::default()
         }
+    }
+
+    /// Spans dropped, by reason: the queue was full, or shutdown came first.
+    #[must_use]
+    pub fn with_dropped(mut self, queue_full: u64, shutdown: u64) -> Self {
+        self.dropped_queue_full = queue_full;
+        self.dropped_shutdown = shutdown;
+        self.dropped = queue_full + shutdown;
+        self
+    }
+
+    /// Spans in flight.
+    #[must_use]
+    pub fn with_queued(mut self, queued: u64) -> Self {
+        self.queued = queued;
+        self
     }
 }
 
