@@ -100,6 +100,9 @@ struct Setup {
     dispatch: Dispatch,
     /// Spans kept open for the whole measurement (the "10,000 open operations" case).
     held: Vec<tracing::Span>,
+    /// Waits until the setup's exporter has sent everything (OTel setups), so that the
+    /// CPU of exporting a batch's spans is measured with the batch.
+    flush: Option<Box<dyn Fn()>>,
 }
 
 impl Setup {
@@ -108,6 +111,18 @@ impl Setup {
             name,
             dispatch,
             held: Vec::new(),
+            flush: None,
+        }
+    }
+
+    fn with_flush(mut self, flush: impl Fn() + 'static) -> Self {
+        self.flush = Some(Box::new(flush));
+        self
+    }
+
+    fn flush(&self) {
+        if let Some(flush) = &self.flush {
+            flush();
         }
     }
 }
@@ -160,16 +175,24 @@ fn batch(setup: &Setup, shape: fn(u64) -> u64, iters: u64) -> f64 {
     })
 }
 
+/// Allocations on the calling thread per span, over 10,000 spans after 20,000 of
+/// warm-up (history full, pools sized) and a flush (an exporter's queue has room for
+/// all of them, so no span is dropped unconverted).
 fn allocations_per_span(setup: &Setup, shape: fn(u64) -> u64) -> f64 {
+    let run = |spans: u64| {
+        let mut done = 0;
+        let mut i = 0;
+        while done < spans {
+            done += shape(i);
+            i += 1;
+        }
+        done
+    };
     tracing::dispatcher::with_default(&setup.dispatch, || {
-        for i in 0..20_000 {
-            shape(i); // warm up: history full, pools sized
-        }
+        run(20_000);
+        setup.flush();
         let before = allocs();
-        let mut spans = 0;
-        for i in 0..10_000 {
-            spans += shape(i);
-        }
+        let spans = run(10_000);
         (allocs() - before) as f64 / spans as f64
     })
 }
@@ -387,14 +410,19 @@ fn stats_section(rounds: usize) {
     );
 }
 
-/// Total CPU time of this process so far, all threads, in nanoseconds
-/// (`/proc/self/task/*/schedstat`; 0 where unavailable).
+/// Total CPU time of this process so far, all threads but the loopback collector's
+/// (a real collector runs elsewhere), in nanoseconds (`/proc/self/task/*/schedstat`; 0
+/// where unavailable).
 fn process_cpu_ns() -> u64 {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0;
     };
     tasks
         .filter_map(Result::ok)
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|name| name.trim_end() != collector::SINK_THREAD)
+        })
         .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
         .filter_map(|s| {
             s.split_whitespace()
@@ -409,6 +437,35 @@ fn loopback_otlp_sink() -> String {
     collector::scripted_collector(|_| ("200 OK", "", std::time::Duration::ZERO)).0
 }
 
+/// vidperf's full stack, as `builder().otlp(config)` assembles it, with the pipeline at
+/// hand so that a flush sends the traces only (metrics export once a minute).
+fn vidperf_otel_setup(config: &vidperf::otlp::OtelConfig) -> (Setup, vidperf::otlp::Otel) {
+    let otel = vidperf::otlp::Otel::start(config)
+        .expect("OTLP pipeline")
+        .expect("enabled");
+    let mut builder = vidperf::builder()
+        .without_env()
+        .without_otlp()
+        .sink(otel.traces().clone());
+    if let Some(metrics) = otel.metrics() {
+        builder = builder.sink(metrics.clone());
+    }
+    let (layer, _handle) = builder.build().expect("vidperf with OTLP");
+    let setup = Setup::new(
+        "vidperf: PerfLayer + stats + monitor + OTel bridge → OTLP",
+        Dispatch::new(tracing_subscriber::registry().with(layer)),
+    )
+    .with_flush({
+        let traces = otel.traces().clone();
+        move || drop(traces.flush())
+    });
+    (setup, otel)
+}
+
+/// Spans held for export at most in the comparison: every measured batch (20,000
+/// spans) fits, so nothing is dropped unconverted.
+const OTEL_QUEUE: usize = 32_768;
+
 /// The full stacks side by side: vidperf (layer, statistics, monitor, our bridge into
 /// the SDK's batch processor and OTLP exporter) against tracing-opentelemetry feeding
 /// the same SDK pipeline, both exporting to a loopback sink; wall time and total process
@@ -417,38 +474,39 @@ fn otel_section(rounds: usize) {
     use opentelemetry::trace::TracerProvider as _;
     use vidperf::otlp::{OtelConfig, span_exporter};
 
+    // Every measured batch fits the queues and is flushed inside its CPU measurement:
+    // each setup pays for converting and exporting every span it produced.
+    let batch_config = || {
+        opentelemetry_sdk::trace::BatchConfigBuilder::default()
+            .with_max_queue_size(OTEL_QUEUE)
+            .build()
+    };
     let endpoint = loopback_otlp_sink();
     let config = OtelConfig::default()
         .with_endpoint(endpoint)
+        .with_max_queue_size(OTEL_QUEUE)
         .with_metrics_interval(std::time::Duration::from_secs(3600));
-    let (layer, ours) = vidperf::builder()
-        .without_env()
-        .otlp(config.clone())
-        .build()
-        .expect("vidperf with OTLP");
-    let full = Setup::new(
-        "vidperf: PerfLayer + stats + monitor + OTel bridge → OTLP",
-        Dispatch::new(tracing_subscriber::registry().with(layer)),
-    );
-    let processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(
-        span_exporter(&config).expect("exporter"),
-    )
-    .build();
-    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-        .with_span_processor(processor)
+    let (full, otel) = vidperf_otel_setup(&config);
+    let provider = || {
+        let processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(
+            span_exporter(&config).expect("exporter"),
+        )
+        .with_batch_config(batch_config())
         .build();
+        opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_span_processor(processor)
+            .build()
+    };
+    let (provider, provider7) = (provider(), provider());
     let otel_layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("bench"));
     let theirs = Setup::new(
         "tracing-opentelemetry → same SDK pipeline",
         Dispatch::new(tracing_subscriber::registry().with(otel_layer)),
-    );
-    let processor7 = opentelemetry_sdk::trace::BatchSpanProcessor::builder(
-        span_exporter(&config).expect("exporter"),
     )
-    .build();
-    let provider7 = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-        .with_span_processor(processor7)
-        .build();
+    .with_flush({
+        let provider = provider.clone();
+        move || drop(provider.force_flush())
+    });
     let with_fmt = Setup::new(
         "tracing-opentelemetry + fmt layer to a sink",
         Dispatch::new(
@@ -456,7 +514,11 @@ fn otel_section(rounds: usize) {
                 .with(tracing_opentelemetry::layer().with_tracer(provider7.tracer("bench")))
                 .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink)),
         ),
-    );
+    )
+    .with_flush({
+        let provider = provider7.clone();
+        move || drop(provider.force_flush())
+    });
     let bare = Setup::new(
         "bare registry",
         Dispatch::new(tracing_subscriber::registry()),
@@ -475,14 +537,16 @@ fn otel_section(rounds: usize) {
         let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); setups.len()];
         for setup in &setups {
             batch(setup, shape, iters);
+            setup.flush();
         }
         for round in 0..rounds {
             for k in 0..setups.len() {
                 let s = (round + k) % setups.len();
                 let before = process_cpu_ns();
-                let spans_before = Instant::now();
+                // Wall time is the host's (the spans alone); CPU includes exporting
+                // them, the flush waiting until the exporter thread is done.
                 let ns = batch(&setups[s], shape, iters);
-                let _ = spans_before;
+                setups[s].flush();
                 let spans = if shape_name.starts_with("flat") {
                     iters
                 } else {
@@ -491,11 +555,6 @@ fn otel_section(rounds: usize) {
                 wall[s].push(ns);
                 cpu[s].push(process_cpu_ns().saturating_sub(before) as f64 / spans);
             }
-            // Let the exporters drain between rounds, so that their CPU lands in the
-            // next measurement of the same setup rather than vanishing.
-            let _ = ours.flush();
-            let _ = provider.force_flush();
-            let _ = provider7.force_flush();
         }
         let median = |v: &mut Vec<f64>| quantile(v, 0.5);
         let (w_theirs, c_theirs) = (median(&mut wall[2].clone()), median(&mut cpu[2].clone()));
@@ -514,14 +573,12 @@ fn otel_section(rounds: usize) {
             );
         }
     }
-    let _ = ours.flush();
-    if let Some(export) = ours.snapshot().health.export {
-        println!(
-            "\nvidperf's exporter: {} spans emitted, {} exported, {} failed, {} dropped (queue full: the benchmark \
-             produces spans far faster than any real service; tracing-opentelemetry's drops are not observable).",
-            export.emitted, export.exported, export.failed, export.dropped
-        );
-    }
+    let _ = otel.traces().flush();
+    let export = otel.traces().counters().report();
+    println!(
+        "\nvidperf's exporter: {} spans emitted, {} exported, {} failed, {} dropped with the queue ({OTEL_QUEUE}) full.",
+        export.emitted, export.exported, export.failed, export.dropped_queue_full
+    );
     let _ = provider.shutdown();
     let _ = provider7.shutdown();
 }
@@ -621,16 +678,11 @@ fn main() {
     // An optional third argument picks the setup by its row number (default: the last).
     let args: Vec<String> = std::env::args().skip_while(|a| a != "--profile").collect();
     if args.get(2).map(String::as_str) == Some("otel") {
-        let config = vidperf::otlp::OtelConfig::default().with_endpoint(loopback_otlp_sink());
-        let (layer, _handle) = vidperf::builder()
-            .without_env()
-            .otlp(config)
-            .build()
-            .expect("vidperf with OTLP");
-        let setup = Setup::new(
-            "full",
-            Dispatch::new(tracing_subscriber::registry().with(layer)),
-        );
+        let config = vidperf::otlp::OtelConfig::default()
+            .with_endpoint(loopback_otlp_sink())
+            .with_max_queue_size(OTEL_QUEUE)
+            .with_metrics_interval(std::time::Duration::from_secs(3600));
+        let (setup, _otel) = vidperf_otel_setup(&config);
         let shape = if args.get(1).map(String::as_str) == Some("tree") {
             tree
         } else {
@@ -639,6 +691,7 @@ fn main() {
         let start = Instant::now();
         while start.elapsed().as_secs() < 5 {
             black_box(batch(&setup, shape, 10_000));
+            setup.flush();
         }
         return;
     }

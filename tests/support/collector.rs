@@ -11,6 +11,9 @@ use std::time::Duration;
 /// headers, delay before answering.
 pub(crate) type Script = fn(usize) -> (&'static str, &'static str, Duration);
 
+/// The name of the threads serving a scripted collector.
+pub(crate) const SINK_THREAD: &str = "otlp-sink";
+
 /// A scripted OTLP/HTTP endpoint answering each request as `script` says.
 pub(crate) fn scripted_collector(script: Script) -> (String, Arc<AtomicUsize>) {
     serve(TcpListener::bind("127.0.0.1:0").expect("bind"), script)
@@ -30,10 +33,13 @@ fn serve(listener: TcpListener, script: Script) -> (String, Arc<AtomicUsize>) {
     let addr = listener.local_addr().expect("addr");
     let requests = Arc::new(AtomicUsize::new(0));
     let counter = requests.clone();
-    std::thread::spawn(move || {
+    // Named, so that the benchmark can leave the receiving side out of the process's
+    // CPU (a real collector is another process).
+    let thread = || std::thread::Builder::new().name(SINK_THREAD.to_owned());
+    let _ = thread().spawn(move || {
         for stream in listener.incoming().flatten() {
             let counter = counter.clone();
-            std::thread::spawn(move || {
+            let _ = thread().spawn(move || {
                 let mut reader = BufReader::new(stream);
                 loop {
                     let mut length = 0usize;
