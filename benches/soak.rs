@@ -65,8 +65,9 @@ fn rss_and_threads() -> (u64, u64) {
     (field("VmRSS:"), field("Threads:"))
 }
 
-/// The names of this process's threads now (`/proc/self/task/*/comm`).
-fn thread_names() -> Vec<String> {
+/// The names of this process's threads now (`/proc/self/task/*/comm`), each with how
+/// many threads carry it (an unnamed thread carries its creator's name).
+fn thread_names() -> Vec<(String, usize)> {
     let mut names: Vec<String> = std::fs::read_dir("/proc/self/task")
         .into_iter()
         .flatten()
@@ -75,8 +76,14 @@ fn thread_names() -> Vec<String> {
         .map(|name| name.trim_end().to_owned())
         .collect();
     names.sort();
-    names.dedup();
-    names
+    let mut counted: Vec<(String, usize)> = Vec::new();
+    for name in names {
+        match counted.last_mut() {
+            Some((last, n)) if *last == name => *n += 1,
+            _ => counted.push((name, 1)),
+        }
+    }
+    counted
 }
 
 fn main() {
@@ -118,7 +125,8 @@ fn main() {
     let mut threads_range = (u64::MAX, 0u64);
     // Every thread name seen, every 100 ms, and when each was first seen: a thread
     // that lives for less than the report interval still shows here.
-    let mut seen_threads: Vec<(String, f64)> = Vec::new();
+    // (name, most threads seen with it at once, when first seen)
+    let mut seen_threads: Vec<(String, usize, f64)> = Vec::new();
     tracing::dispatcher::with_default(&dispatch, || {
         while started.elapsed() < total {
             let now = Instant::now();
@@ -153,9 +161,10 @@ fn main() {
                 next_report += report_every;
             }
             if ticks.is_multiple_of(10) {
-                for name in thread_names() {
-                    if !seen_threads.iter().any(|(seen, _)| *seen == name) {
-                        seen_threads.push((name, started.elapsed().as_secs_f64()));
+                for (name, n) in thread_names() {
+                    match seen_threads.iter_mut().find(|(seen, ..)| *seen == name) {
+                        Some((_, most, _)) => *most = (*most).max(n),
+                        None => seen_threads.push((name, n, started.elapsed().as_secs_f64())),
                     }
                 }
             }
@@ -214,7 +223,7 @@ fn main() {
         threads_range.1,
         seen_threads
             .iter()
-            .map(|(name, t)| format!("`{name}` from {t:.0} s"))
+            .map(|(name, most, t)| format!("`{name}` (at most {most} at once) from {t:.0} s"))
             .collect::<Vec<_>>()
             .join(", "),
         match &shutdown {
