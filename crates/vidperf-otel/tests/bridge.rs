@@ -18,12 +18,11 @@ use vidperf_otel::{DEFAULT_MAX_QUEUE_SIZE, MetricsSink, TraceReport, TraceSink};
 #[test]
 fn unsampled_traces_still_count_in_metrics_and_statistics() {
     let spans = InMemorySpanExporter::default();
-    let traces = Arc::new(TraceSink::with_exporter(
+    let traces = sink(
         spans.clone(),
-        &Resource::builder_empty().build(),
         Sampler::TraceIdRatioBased(0.5),
         DEFAULT_MAX_QUEUE_SIZE,
-    ));
+    );
     let metrics_out = InMemoryMetricExporter::default();
     let provider = SdkMeterProvider::builder()
         .with_reader(PeriodicReader::builder(metrics_out.clone()).build())
@@ -98,12 +97,7 @@ fn unsampled_traces_still_count_in_metrics_and_statistics() {
 fn remote_parents_and_follows_from_links_reach_the_span_data() {
     use vidperf_core::{SpanExt, TraceParent};
     let spans = InMemorySpanExporter::default();
-    let traces = Arc::new(TraceSink::with_exporter(
-        spans.clone(),
-        &Resource::builder_empty().build(),
-        Sampler::AlwaysOn,
-        DEFAULT_MAX_QUEUE_SIZE,
-    ));
+    let traces = sink(spans.clone(), Sampler::AlwaysOn, DEFAULT_MAX_QUEUE_SIZE);
     let layer = PerfLayer::builder().sink(traces.clone()).build();
     let remote: TraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         .parse()
@@ -141,6 +135,16 @@ fn remote_parents_and_follows_from_links_reach_the_span_data() {
         batch.links.links[0].span_context.span_id(),
         job.span_context.span_id()
     );
+}
+
+/// A trace sink exporting through `exporter`.
+fn sink(exporter: impl SpanExporter + 'static, sampler: Sampler, queue: usize) -> Arc<TraceSink> {
+    Arc::new(TraceSink::with_exporter(
+        exporter,
+        &Resource::builder_empty().build(),
+        sampler,
+        queue,
+    ))
 }
 
 /// An exporter that holds every batch until the test opens its gate.
@@ -193,12 +197,7 @@ fn growing(r: &TraceReport) -> [u64; 6] {
 #[test]
 fn the_queue_bound_is_exact_and_drops_are_counted_as_they_happen() {
     let exporter = GatedExporter::default();
-    let traces = Arc::new(TraceSink::with_exporter(
-        exporter.clone(),
-        &Resource::builder_empty().build(),
-        Sampler::AlwaysOn,
-        100,
-    ));
+    let traces = sink(exporter.clone(), Sampler::AlwaysOn, 100);
     emit(&traces, 250);
     let stuck = traces.counters().report();
     assert_eq!(
@@ -248,12 +247,7 @@ fn the_queue_bound_is_exact_and_drops_are_counted_as_they_happen() {
 #[test]
 fn what_shutdown_could_not_send_is_dropped_at_shutdown() {
     let exporter = GatedExporter::default();
-    let traces = Arc::new(TraceSink::with_exporter(
-        exporter.clone(),
-        &Resource::builder_empty().build(),
-        Sampler::AlwaysOn,
-        100,
-    ));
+    let traces = sink(exporter.clone(), Sampler::AlwaysOn, 100);
     emit(&traces, 50);
     assert_eq!(traces.counters().report().queued, 50);
     traces
