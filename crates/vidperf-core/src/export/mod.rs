@@ -5,6 +5,9 @@
 mod csv_format;
 mod json_format;
 
+#[cfg(test)]
+mod golden;
+
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
