@@ -389,7 +389,7 @@ fn stats_section(rounds: usize) {
     }
     let mut ratios: Vec<f64> = b.iter().zip(&a).map(|(l, s)| l / s).collect();
     let ratio = quantile(&mut ratios, 0.5);
-    let records = large.records();
+    let records = large.stats().records();
     let t = Instant::now();
     let mut out = Vec::with_capacity(4 << 20);
     vidperf::export::write_csv(&mut out, &records).expect("csv");

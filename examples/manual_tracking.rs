@@ -46,7 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     })?;
     println!("router confidence {confidence}");
 
-    for record in vidperf.records() {
+    for record in vidperf.stats().records() {
         println!(
             "{:<12} {:<20} success={:<5} frames={:?} error={:?} metadata={:?}",
             record.operation_type,

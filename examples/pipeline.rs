@@ -565,6 +565,8 @@ fn print_tables(stats: &vidperf::StatsSnapshot) {
     }
 }
 
+const MIB: f64 = 1024.0 * 1024.0;
+
 fn print_table(
     title: &str,
     rows: &std::collections::BTreeMap<String, vidperf::stats::AggregateStats>,
@@ -575,7 +577,7 @@ fn print_table(
     );
     let mib = |p: &Option<vidperf::stats::PeakStats>| {
         p.as_ref()
-            .map_or_else(|| "-".to_owned(), |p| format!("{:.0} MiB", p.max))
+            .map_or_else(|| "-".to_owned(), |p| format!("{:.0} MiB", p.max / MIB))
     };
     let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{:.2}", v * 1e3));
     for (name, s) in rows {
@@ -591,8 +593,8 @@ fn print_table(
                 .map_or_else(|| "-".to_owned(), |v| format!("{v:.1}")),
             s.mean_quality_score
                 .map_or_else(|| "-".to_owned(), |v| format!("{v:.3}")),
-            mib(&s.resources.peak_memory_mb),
-            mib(&s.resources.peak_gpu_memory_mb),
+            mib(&s.resources.peak_memory_bytes),
+            mib(&s.resources.peak_gpu_memory_bytes),
         );
     }
 }
@@ -701,7 +703,9 @@ fn main() -> ExitCode {
         let _ = w.join();
     }
 
-    let (stats, _) = vidperf.snapshot_and_records();
+    let (stats, _) = vidperf
+        .stats()
+        .snapshot_and_records(vidperf::SnapshotOptions::default());
     println!(
         "{} clips processed by {} workers, {} failed; {} operations recorded\n",
         args.clips, args.workers, failed, stats.summary.total_operations
@@ -722,7 +726,9 @@ fn main() -> ExitCode {
             export.emitted, export.exported, export.failed, export.dropped
         );
     }
-    let (stats, records) = vidperf.snapshot_and_records();
+    let (stats, records) = vidperf
+        .stats()
+        .snapshot_and_records(vidperf::SnapshotOptions::default());
     match vidperf::export::write_files(&args.export_dir, &stats, &records) {
         Ok(paths) => {
             println!(

@@ -70,15 +70,42 @@ pub enum BuildError {
         /// What it should hold.
         expected: &'static str,
     },
+    /// An environment variable asks for a part this build of vidperf leaves out.
+    #[error(
+        "environment variable {var} is set, but vidperf was built without its `{feature}` feature"
+    )]
+    FeatureNotBuilt {
+        /// The variable.
+        var: &'static str,
+        /// The cargo feature that builds the part.
+        feature: &'static str,
+    },
     /// The resource monitor could not start.
-    #[error("{0}")]
-    Monitor(String),
+    #[cfg(any(feature = "system", feature = "gpu"))]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "system", feature = "gpu"))))]
+    #[error(transparent)]
+    Monitor(#[from] vidperf_sampler::StartError),
     /// The HTTP API could not start (e.g. the address is taken).
-    #[error("{0}")]
-    Http(String),
+    #[cfg(feature = "http-api")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http-api")))]
+    #[error(transparent)]
+    Http(#[from] vidperf_server::ServeError),
     /// The OTLP export could not be configured or started.
-    #[error("{0}")]
-    Otlp(String),
+    #[cfg(feature = "otlp")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+    #[error(transparent)]
+    Otlp(#[from] vidperf_otel::OtelError),
+}
+
+/// What [`Builder::build`] made: the layer to add to a subscriber and the handle
+/// whose background parts (resource monitor, HTTP server, OTLP export) already run.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Built {
+    /// The layer.
+    pub layer: PerfLayer,
+    /// The handle.
+    pub vidperf: Vidperf,
 }
 
 /// Why [`Builder::install`] failed.
@@ -88,12 +115,13 @@ pub enum InstallError {
     /// The configuration was rejected.
     #[error(transparent)]
     Build(#[from] BuildError),
-    /// Another global subscriber is already installed. Use [`Builder::build`] and add
-    /// the returned layer to your own subscriber instead.
+    /// Another global subscriber is already installed. What was built comes back
+    /// (its background parts run): add the layer to your own subscriber, or shut the
+    /// handle down.
     #[error(
         "a global tracing subscriber is already installed; add the layer from vidperf::builder().build() to it instead"
     )]
-    AlreadyInstalled,
+    AlreadyInstalled(Box<Built>),
 }
 
 /// `VIDPERF_HISTORY_LIMIT`: records kept for export.
@@ -114,6 +142,24 @@ pub(crate) fn env_text(var: &'static str) -> Result<Option<String>, BuildError> 
             var,
             value: raw.to_string_lossy().into_owned(),
             expected: "UTF-8 text",
+        }),
+    }
+}
+
+/// An on/off switch in `var`: `on`, `true`, `1` or `off`, `false`, `0` (any case);
+/// `None` when unset or empty, a build error for anything else.
+pub(crate) fn env_switch(var: &'static str) -> Result<Option<bool>, BuildError> {
+    let Some(value) = env_text(var)? else {
+        return Ok(None);
+    };
+    match value.trim().to_ascii_lowercase().as_str() {
+        "" => Ok(None),
+        "on" | "true" | "1" => Ok(Some(true)),
+        "off" | "false" | "0" => Ok(Some(false)),
+        _ => Err(BuildError::InvalidEnv {
+            var,
+            value,
+            expected: "on, off, true, false, 1 or 0",
         }),
     }
 }
@@ -220,18 +266,19 @@ impl Builder {
             .with_max_active(self.resolve(self.max_active, ENV_MAX_ACTIVE, defaults.max_active)?);
         let monitor = resources::start(&self.monitor, self.read_env)?;
         let otel = otlp::start(&self.otlp, self.read_env)?;
+        // The statistics are the one source every reader uses (the handle, the HTTP
+        // routes, the exports): each part registers its health with them.
         let stats = Arc::new(Stats::new(config));
         let mut layer =
-            resources::attach(PerfLayer::builder(), monitor.as_ref()).sink(stats.clone());
-        layer = otlp::attach(layer, otel.as_ref());
+            resources::attach(PerfLayer::builder(), monitor.as_ref(), &stats).sink(stats.clone());
+        layer = otlp::attach(layer, otel.as_ref(), &stats);
         for add in self.sinks {
             layer = add(layer);
         }
         let layer = layer.build();
-        let mut handle = Vidperf::new(stats, layer.clone(), monitor, otel);
-        let server = http::start(&self.http, self.read_env, &handle)?;
-        handle.set_server(server);
-        Ok((layer, handle))
+        stats.add_health_source(layer.clone());
+        let server = http::start(&self.http, self.read_env, &stats)?;
+        Ok((layer, Vidperf::new(stats, monitor, server, otel)))
     }
 
     /// Builds and installs vidperf as the global default subscriber (a
@@ -239,9 +286,13 @@ impl Builder {
     /// handle, also reachable later through [`global`].
     pub fn install(self) -> Result<Vidperf, InstallError> {
         let (layer, handle) = self.build()?;
-        let subscriber = tracing_subscriber::registry().with(layer);
-        tracing::subscriber::set_global_default(subscriber)
-            .map_err(|_| InstallError::AlreadyInstalled)?;
+        let subscriber = tracing_subscriber::registry().with(layer.clone());
+        if tracing::subscriber::set_global_default(subscriber).is_err() {
+            return Err(InstallError::AlreadyInstalled(Box::new(Built {
+                layer,
+                vidperf: handle,
+            })));
+        }
         let _ = GLOBAL.set(handle.clone());
         Ok(handle)
     }

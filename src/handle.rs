@@ -1,21 +1,24 @@
-//! [`Vidperf`]: the handle to query statistics and write exports.
+//! [`Vidperf`]: the handle on a running vidperf — its statistics, and the lifecycle of
+//! its background parts.
 
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use vidperf_core::export::{self, ExportPaths, WriteError};
-use vidperf_core::stats::SnapshotOptions;
-use vidperf_core::{OperationRecord, PerfLayer, Stats, StatsSnapshot};
+use vidperf_core::export::{ExportPaths, WriteError};
+use vidperf_core::{Stats, StatsSnapshot};
 
 use crate::{http, otlp, resources};
 
-/// A cheap-to-clone handle on a running vidperf: statistics snapshots and exports.
+/// A cheap-to-clone handle on a running vidperf.
+///
+/// Every figure comes from [`Vidperf::stats`] — snapshots (cumulative or over a time
+/// window), records, exports, and the health of every part (layer, resource monitor,
+/// OTLP export), which the builder registers with the statistics; the HTTP API serves
+/// the same. The handle itself owns the lifecycle: flush and shutdown.
 #[derive(Clone, Debug)]
 pub struct Vidperf {
     stats: Arc<Stats>,
-    layer: PerfLayer,
     monitor: Option<resources::Monitor>,
     pub(crate) server: Option<http::Server>,
     otel: Option<otlp::Pipeline>,
@@ -37,36 +40,59 @@ impl Drop for ShutdownGuard {
     }
 }
 
-/// Why [`Vidperf::shutdown`] did not finish cleanly.
+/// Why [`Vidperf::shutdown`] or [`Vidperf::flush`] did not finish cleanly. When several
+/// parts fail, the OTLP export's error (which counts the spans lost) is reported.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ShutdownError {
-    /// The resource monitor did not stop in time.
-    #[error("{0}")]
-    Monitor(String),
+    /// The resource monitor did not stop in time (it is blocked in a driver call).
+    #[cfg(any(feature = "system", feature = "gpu"))]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "system", feature = "gpu"))))]
+    #[error(transparent)]
+    Monitor(#[from] vidperf_sampler::ShutdownError),
     /// The HTTP server did not stop in time.
-    #[error("{0}")]
-    Http(String),
-    /// The OTLP export did not deliver everything, or did not stop in time; the
-    /// message says what was lost.
-    #[error("{0}")]
-    Otlp(String),
+    #[cfg(feature = "http-api")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http-api")))]
+    #[error(transparent)]
+    Http(#[from] vidperf_server::ServeError),
+    /// The OTLP export did not deliver everything (the error counts what was lost, by
+    /// reason), or did not stop in time.
+    #[cfg(feature = "otlp")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+    #[error(transparent)]
+    Otlp(#[from] vidperf_otel::OtelError),
 }
 
 impl Vidperf {
     pub(crate) fn new(
         stats: Arc<Stats>,
-        layer: PerfLayer,
         monitor: Option<resources::Monitor>,
+        server: Option<http::Server>,
         otel: Option<otlp::Pipeline>,
     ) -> Self {
         Self {
             stats,
-            layer,
             monitor,
-            server: None,
+            server,
             otel,
         }
+    }
+
+    /// The statistics: every figure vidperf reports, and the exports.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// Shorthand for `stats().snapshot()`: everything since start, with the default
+    /// options (10 recent operations).
+    pub fn snapshot(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// Shorthand for `stats().write_files(dir)`: writes `vidperf-export.json` and
+    /// `vidperf-export.csv` into `dir`, each atomically (temporary file, then rename).
+    pub fn write_exports(&self, dir: &Path) -> Result<ExportPaths, WriteError> {
+        self.stats.write_files(dir)
     }
 
     /// A guard that calls [`Vidperf::shutdown`] with `timeout` when dropped — at the end
@@ -83,7 +109,7 @@ impl Vidperf {
     /// Exports everything pending over OTLP now (a no-op without OTLP export).
     pub fn flush(&self) -> Result<(), ShutdownError> {
         match &self.otel {
-            Some(o) => otlp::flush(o).map_err(ShutdownError::Otlp),
+            Some(o) => otlp::flush(o),
             None => Ok(()),
         }
     }
@@ -93,10 +119,6 @@ impl Vidperf {
         self.otel.is_some()
     }
 
-    pub(crate) fn set_server(&mut self, server: Option<http::Server>) {
-        self.server = server;
-    }
-
     /// The resource monitor, when one runs.
     #[cfg(any(feature = "system", feature = "gpu"))]
     #[cfg_attr(docsrs, doc(cfg(any(feature = "system", feature = "gpu"))))]
@@ -104,86 +126,23 @@ impl Vidperf {
         self.monitor.as_deref()
     }
 
-    /// Stops the background work — the HTTP server (letting in-flight requests finish)
-    /// and the resource monitor's thread — waiting at most `timeout` for each.
-    /// Statistics and exports keep working afterwards; operations that close later get
-    /// no resource peaks.
+    /// Stops the background work — the HTTP server (letting in-flight requests finish),
+    /// the resource monitor's thread and the OTLP export (flushing what is queued) —
+    /// waiting at most `timeout` for each. Statistics and exports keep working
+    /// afterwards; operations that close later get no resource peaks.
     pub fn shutdown(&self, timeout: Duration) -> Result<(), ShutdownError> {
         let http = match &self.server {
-            Some(s) => http::shutdown(s, timeout).map_err(ShutdownError::Http),
+            Some(s) => http::shutdown(s, timeout),
             None => Ok(()),
         };
         let monitor = match &self.monitor {
-            Some(m) => resources::shutdown(m, timeout).map_err(ShutdownError::Monitor),
+            Some(m) => resources::shutdown(m, timeout),
             None => Ok(()),
         };
         let otel = match &self.otel {
-            Some(o) => otlp::shutdown(o, timeout).map_err(ShutdownError::Otlp),
+            Some(o) => otlp::shutdown(o, timeout),
             None => Ok(()),
         };
-        http.and(monitor).and(otel)
-    }
-
-    /// The statistics aggregator itself.
-    pub fn stats(&self) -> &Arc<Stats> {
-        &self.stats
-    }
-
-    /// A snapshot of the statistics with the default options (10 recent operations).
-    pub fn snapshot(&self) -> StatsSnapshot {
-        self.snapshot_with(SnapshotOptions::default())
-    }
-
-    /// A snapshot of the statistics.
-    pub fn snapshot_with(&self, options: SnapshotOptions) -> StatsSnapshot {
-        self.filtered_snapshot(options, None, None)
-    }
-
-    /// A snapshot restricted to one strategy and/or operation type.
-    pub fn filtered_snapshot(
-        &self,
-        options: SnapshotOptions,
-        strategy: Option<&str>,
-        operation: Option<&str>,
-    ) -> StatsSnapshot {
-        let mut snapshot = self.stats.filtered_snapshot(options, strategy, operation);
-        self.add_health(&mut snapshot);
-        snapshot
-    }
-
-    /// A snapshot and every record held, taken at the same instant.
-    pub fn snapshot_and_records(&self) -> (StatsSnapshot, Vec<OperationRecord>) {
-        let (mut snapshot, records) = self.stats.snapshot_and_records(SnapshotOptions::default());
-        self.add_health(&mut snapshot);
-        (snapshot, records)
-    }
-
-    fn add_health(&self, snapshot: &mut StatsSnapshot) {
-        snapshot.health.sink_panics = self.layer.health().sink_panics();
-        snapshot.health.monitor = self.monitor.as_ref().map(resources::health);
-        snapshot.health.export = self.otel.as_ref().map(otlp::health);
-    }
-
-    /// Every operation record held, oldest first.
-    pub fn records(&self) -> Vec<OperationRecord> {
-        self.stats.records()
-    }
-
-    /// Writes the JSON export (statistics and every record held).
-    pub fn export_json<W: Write>(&self, out: W) -> Result<(), WriteError> {
-        let (snapshot, records) = self.snapshot_and_records();
-        export::write_json(out, &snapshot, &records)
-    }
-
-    /// Writes the CSV export (one row per record held).
-    pub fn export_csv<W: Write>(&self, out: W) -> Result<(), WriteError> {
-        export::write_csv(out, &self.records())
-    }
-
-    /// Writes `vidperf-export.json` and `vidperf-export.csv` into `dir`, each
-    /// atomically (temporary file, then rename).
-    pub fn write_exports(&self, dir: &Path) -> Result<ExportPaths, WriteError> {
-        let (snapshot, records) = self.snapshot_and_records();
-        export::write_files(dir, &snapshot, &records)
+        otel.and(monitor).and(http)
     }
 }

@@ -4,14 +4,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use vidperf_core::{OperationRecord, SnapshotOptions, StatsSnapshot};
+use vidperf_core::Stats;
 pub use vidperf_server::{
-    ApiConfig, ApiError, ApiSource, ApiState, METRICS_CONTENT_TYPE, ServeError, ServerHandle,
-    TokenScope, encode_metrics, router, serve, spawn,
+    ApiConfig, ApiError, ApiState, EncodeError, METRICS_CONTENT_TYPE, ServeError, ServerHandle,
+    TokenScope, encode_metrics, metric_family_names, router, serve, spawn,
 };
 
 use crate::builder::{BuildError, Builder, env_text};
-use crate::handle::Vidperf;
+use crate::handle::{ShutdownError, Vidperf};
 
 /// `VIDPERF_HTTP_ADDR`: serve the HTTP API on this address (e.g. `127.0.0.1:9464`).
 pub const ENV_HTTP_ADDR: &str = "VIDPERF_HTTP_ADDR";
@@ -46,7 +46,7 @@ impl Builder {
 pub(crate) fn start(
     setting: &Setting,
     read_env: bool,
-    handle: &Vidperf,
+    stats: &Arc<Stats>,
 ) -> Result<Option<Server>, BuildError> {
     let addr = match setting.addr {
         Some(addr) => Some(addr),
@@ -75,8 +75,7 @@ pub(crate) fn start(
             }
         }
     };
-    let server = spawn(addr, ApiState::new(handle.clone(), config))
-        .map_err(|e| BuildError::Http(e.to_string()))?;
+    let server = spawn(addr, ApiState::new(stats.clone(), config))?;
     Ok(Some(Arc::new(Mutex::new(Some(server)))))
 }
 
@@ -88,34 +87,20 @@ pub(crate) fn local_addr(server: &Server) -> Option<SocketAddr> {
         .map(ServerHandle::local_addr)
 }
 
-pub(crate) fn shutdown(server: &Server, timeout: Duration) -> Result<(), String> {
+pub(crate) fn shutdown(server: &Server, timeout: Duration) -> Result<(), ShutdownError> {
     let taken = server.lock().unwrap_or_else(PoisonError::into_inner).take();
     match taken {
-        Some(mut s) => s.shutdown(timeout).map_err(|e| e.to_string()),
+        Some(mut s) => Ok(s.shutdown(timeout)?),
         None => Ok(()),
-    }
-}
-
-impl ApiSource for Vidperf {
-    fn snapshot(
-        &self,
-        options: SnapshotOptions,
-        strategy: Option<&str>,
-        operation: Option<&str>,
-    ) -> StatsSnapshot {
-        self.filtered_snapshot(options, strategy, operation)
-    }
-
-    fn snapshot_and_records(&self) -> (StatsSnapshot, Vec<OperationRecord>) {
-        Vidperf::snapshot_and_records(self)
     }
 }
 
 #[cfg_attr(docsrs, doc(cfg(feature = "http-api")))]
 impl Vidperf {
-    /// The HTTP API over this instance, as an axum router to mount in your own service.
+    /// The HTTP API over this instance's statistics, as an axum router to mount in
+    /// your own service.
     pub fn router(&self, config: ApiConfig) -> vidperf_server::axum::Router {
-        router(ApiState::new(self.clone(), config))
+        router(ApiState::new(self.stats().clone(), config))
     }
 
     /// Where the HTTP API started by the builder listens, if it runs.

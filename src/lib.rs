@@ -145,7 +145,8 @@ pub mod monitor {
 }
 
 pub use builder::{
-    BuildError, Builder, ENV_HISTORY_LIMIT, ENV_MAX_ACTIVE, ENV_MAX_KEYS, InstallError, global,
+    BuildError, Builder, Built, ENV_HISTORY_LIMIT, ENV_MAX_ACTIVE, ENV_MAX_KEYS, InstallError,
+    global,
 };
 pub use handle::{ShutdownError, ShutdownGuard, Vidperf};
 pub use vidperf_core::operation::{Operation, track_operation};

@@ -38,14 +38,14 @@
 
 use std::time::Duration;
 
-use vidperf_core::PerfLayerBuilder;
-use vidperf_core::stats::ExportHealth;
+use vidperf_core::{PerfLayerBuilder, Stats};
 pub use vidperf_otel::{
     DEFAULT_MAX_QUEUE_SIZE, MAX_ATTRIBUTE_SETS, MetricsSink, Otel, OtelConfig, OtelError,
-    OtelReport, Protocol, TraceReport, TraceSink, attr, span_exporter,
+    OtelReport, Protocol, TraceCounters, TraceSink, attr, span_exporter,
 };
 
 use crate::builder::{BuildError, Builder, env_text};
+use crate::handle::ShutdownError;
 
 #[derive(Debug, Clone, Default)]
 pub(crate) enum Setting {
@@ -85,14 +85,20 @@ pub(crate) fn start(setting: &Setting, read_env: bool) -> Result<Option<Pipeline
             if !wanted {
                 return Ok(None);
             }
-            OtelConfig::from_env().map_err(|e| BuildError::Otlp(e.to_string()))?
+            OtelConfig::from_env()?
         }
     };
-    Otel::start(&config).map_err(|e| BuildError::Otlp(e.to_string()))
+    Ok(Otel::start(&config)?)
 }
 
-pub(crate) fn attach(mut layer: PerfLayerBuilder, otel: Option<&Pipeline>) -> PerfLayerBuilder {
+/// Registers the sinks with the layer and the export's counts with the statistics.
+pub(crate) fn attach(
+    mut layer: PerfLayerBuilder,
+    otel: Option<&Pipeline>,
+    stats: &Stats,
+) -> PerfLayerBuilder {
     if let Some(otel) = otel {
+        stats.add_health_source(otel.traces().clone());
         layer = layer.sink(otel.traces().clone());
         if let Some(metrics) = otel.metrics() {
             layer = layer.sink(metrics.clone());
@@ -101,17 +107,10 @@ pub(crate) fn attach(mut layer: PerfLayerBuilder, otel: Option<&Pipeline>) -> Pe
     layer
 }
 
-pub(crate) fn health(otel: &Pipeline) -> ExportHealth {
-    let r = otel.traces().counters().report();
-    ExportHealth::new(r.emitted, r.unsampled, r.exported, r.failed)
-        .with_dropped(r.dropped_queue_full, r.dropped_shutdown)
-        .with_queued(r.queued)
+pub(crate) fn shutdown(otel: &Pipeline, timeout: Duration) -> Result<(), ShutdownError> {
+    Ok(otel.shutdown(timeout).map(drop)?)
 }
 
-pub(crate) fn shutdown(otel: &Pipeline, timeout: Duration) -> Result<(), String> {
-    otel.shutdown(timeout).map(drop).map_err(|e| e.to_string())
-}
-
-pub(crate) fn flush(otel: &Pipeline) -> Result<(), String> {
-    otel.flush().map_err(|e| e.to_string())
+pub(crate) fn flush(otel: &Pipeline) -> Result<(), ShutdownError> {
+    Ok(otel.flush()?)
 }

@@ -1,12 +1,13 @@
 //! Without the `otlp` feature there is no OTLP export; these stand-ins keep the
-//! builder's code free of feature conditions.
+//! builder's code free of feature conditions. The `OTEL_*` variables are left alone:
+//! other OpenTelemetry SDKs in the same process may read them.
 
 use std::time::Duration;
 
-use vidperf_core::PerfLayerBuilder;
-use vidperf_core::stats::ExportHealth;
+use vidperf_core::{PerfLayerBuilder, Stats};
 
 use crate::builder::BuildError;
+use crate::handle::ShutdownError;
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Setting;
@@ -20,18 +21,14 @@ pub(crate) fn start(_: &Setting, _: bool) -> Result<Option<Pipeline>, BuildError
     Ok(None)
 }
 
-pub(crate) fn attach(layer: PerfLayerBuilder, _: Option<&Pipeline>) -> PerfLayerBuilder {
+pub(crate) fn attach(layer: PerfLayerBuilder, _: Option<&Pipeline>, _: &Stats) -> PerfLayerBuilder {
     layer
 }
 
-pub(crate) fn health(otel: &Pipeline) -> ExportHealth {
+pub(crate) fn shutdown(otel: &Pipeline, _: Duration) -> Result<(), ShutdownError> {
     match *otel {}
 }
 
-pub(crate) fn shutdown(otel: &Pipeline, _: Duration) -> Result<(), String> {
-    match *otel {}
-}
-
-pub(crate) fn flush(otel: &Pipeline) -> Result<(), String> {
+pub(crate) fn flush(otel: &Pipeline) -> Result<(), ShutdownError> {
     match *otel {}
 }

@@ -3,13 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use vidperf_core::PerfLayerBuilder;
-use vidperf_core::stats::MonitorHealth;
+use vidperf_core::{PerfLayerBuilder, Stats};
 pub use vidperf_sampler::{GpuStatus, GpuUnavailable, MonitorConfig, NvmlLibrary, ResourceMonitor};
 
-use crate::builder::{BuildError, Builder, env_number, env_text};
+use crate::builder::{BuildError, Builder, env_number, env_switch, env_text};
+use crate::handle::ShutdownError;
 
-/// `VIDPERF_RESOURCE_MONITOR`: `off` disables the resource monitor.
+/// `VIDPERF_RESOURCE_MONITOR`: `on` (default) or `off` (also `true`/`false`, `1`/`0`).
 pub const ENV_RESOURCE_MONITOR: &str = "VIDPERF_RESOURCE_MONITOR";
 /// `VIDPERF_SAMPLE_INTERVAL_MS`: milliseconds between resource samples.
 pub const ENV_SAMPLE_INTERVAL_MS: &str = "VIDPERF_SAMPLE_INTERVAL_MS";
@@ -51,7 +51,7 @@ pub(crate) fn start(setting: &Setting, read_env: bool) -> Result<Option<Monitor>
         Setting::Off => return Ok(None),
         Setting::Config(config) => config.clone(),
         Setting::Default => {
-            if read_env && env_text(ENV_RESOURCE_MONITOR)?.is_some_and(|v| is_off(&v)) {
+            if read_env && env_switch(ENV_RESOURCE_MONITOR)? == Some(false) {
                 return Ok(None);
             }
             let mut config = MonitorConfig::default();
@@ -60,7 +60,7 @@ pub(crate) fn start(setting: &Setting, read_env: bool) -> Result<Option<Monitor>
                     config = config.with_interval(Duration::from_millis(ms as u64));
                 }
                 if let Some(lib) = env_text(ENV_NVML_LIBRARY)? {
-                    config = config.with_nvml(if is_off(&lib) {
+                    config = config.with_nvml(if lib.trim().eq_ignore_ascii_case("off") {
                         NvmlLibrary::Disabled
                     } else {
                         NvmlLibrary::Path(lib.into())
@@ -70,28 +70,24 @@ pub(crate) fn start(setting: &Setting, read_env: bool) -> Result<Option<Monitor>
             config
         }
     };
-    let monitor = ResourceMonitor::start(config).map_err(|e| BuildError::Monitor(e.to_string()))?;
-    Ok(Some(Arc::new(monitor)))
+    Ok(Some(Arc::new(ResourceMonitor::start(config)?)))
 }
 
-fn is_off(value: &str) -> bool {
-    matches!(
-        value.trim().to_ascii_lowercase().as_str(),
-        "off" | "false" | "0" | "disabled" | "none"
-    )
-}
-
-pub(crate) fn attach(layer: PerfLayerBuilder, monitor: Option<&Monitor>) -> PerfLayerBuilder {
+/// Attaches the monitor's peaks to operations and its state to the statistics' health.
+pub(crate) fn attach(
+    layer: PerfLayerBuilder,
+    monitor: Option<&Monitor>,
+    stats: &Stats,
+) -> PerfLayerBuilder {
     match monitor {
-        Some(m) => layer.resources(m.clone()),
+        Some(m) => {
+            stats.add_health_source(m.clone());
+            layer.resources(m.clone())
+        }
         None => layer,
     }
 }
 
-pub(crate) fn health(monitor: &Monitor) -> MonitorHealth {
-    monitor.health()
-}
-
-pub(crate) fn shutdown(monitor: &Monitor, timeout: Duration) -> Result<(), String> {
-    monitor.shutdown(timeout).map_err(|e| e.to_string())
+pub(crate) fn shutdown(monitor: &Monitor, timeout: Duration) -> Result<(), ShutdownError> {
+    Ok(monitor.shutdown(timeout)?)
 }

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use vidperf_core::PerfLayerBuilder;
-use vidperf_core::stats::MonitorHealth;
+use vidperf_core::{PerfLayerBuilder, Stats};
 
-use crate::builder::BuildError;
+use crate::builder::{BuildError, env_switch, env_text};
+use crate::handle::ShutdownError;
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Setting;
@@ -16,18 +16,29 @@ pub(crate) enum Never {}
 
 pub(crate) type Monitor = Never;
 
-pub(crate) fn start(_: &Setting, _: bool) -> Result<Option<Monitor>, BuildError> {
+/// No monitor; a variable that asks for one is an error.
+pub(crate) fn start(_: &Setting, read_env: bool) -> Result<Option<Monitor>, BuildError> {
+    if read_env {
+        let not_built = |var| BuildError::FeatureNotBuilt {
+            var,
+            feature: "system` or `gpu",
+        };
+        if env_switch("VIDPERF_RESOURCE_MONITOR")? == Some(true) {
+            return Err(not_built("VIDPERF_RESOURCE_MONITOR"));
+        }
+        for var in ["VIDPERF_SAMPLE_INTERVAL_MS", "VIDPERF_NVML_LIBRARY"] {
+            if env_text(var)?.is_some() {
+                return Err(not_built(var));
+            }
+        }
+    }
     Ok(None)
 }
 
-pub(crate) fn attach(layer: PerfLayerBuilder, _: Option<&Monitor>) -> PerfLayerBuilder {
+pub(crate) fn attach(layer: PerfLayerBuilder, _: Option<&Monitor>, _: &Stats) -> PerfLayerBuilder {
     layer
 }
 
-pub(crate) fn health(monitor: &Monitor) -> MonitorHealth {
-    match *monitor {}
-}
-
-pub(crate) fn shutdown(monitor: &Monitor, _: Duration) -> Result<(), String> {
+pub(crate) fn shutdown(monitor: &Monitor, _: Duration) -> Result<(), ShutdownError> {
     match *monitor {}
 }

@@ -217,7 +217,7 @@ proptest! {
     #[test]
     fn csv_and_json_read_back_exactly_what_was_held(ops in prop::collection::vec(op(), 1..10)) {
         let vidperf = run(&ops);
-        let records = vidperf.records();
+        let records = vidperf.stats().records();
         prop_assert_eq!(records.len(), ops.len());
         let expected = as_read_back(&records);
 
@@ -245,7 +245,7 @@ proptest! {
         }
 
         let mut json = Vec::new();
-        vidperf.export_json(&mut json).expect("write json");
+        vidperf.stats().write_json(&mut json).expect("write json");
         let back = export::read_json(json.as_slice()).expect("read json");
         prop_assert_eq!(&back.operations, &expected);
         prop_assert_eq!(back.statistics.summary.total_operations, ops.len() as u64);

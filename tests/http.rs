@@ -144,7 +144,7 @@ fn export_route_downloads_whole_records_in_both_formats() {
         "attachment; filename=\"vidperf-export.csv\""
     );
     let rows = export::read_csv(body.as_bytes()).expect("CSV parses");
-    assert_eq!(rows, api.vidperf.records(), "the same records");
+    assert_eq!(rows, api.vidperf.stats().records(), "the same records");
 
     let (status, body, headers) = api.post("/performance/export?format=json", None);
     assert_eq!(status, 200);
@@ -227,7 +227,7 @@ fn exports_over_the_row_limit_keep_the_newest_rows_and_say_so() {
     assert_eq!(headers["x-vidperf-export-rows"], "5");
     assert_eq!(headers["x-vidperf-export-omitted-rows"], "3");
     let rows = export::read_csv(body.as_bytes()).expect("CSV parses");
-    assert_eq!(rows, api.vidperf.records()[3..].to_vec());
+    assert_eq!(rows, api.vidperf.stats().records()[3..].to_vec());
 }
 
 #[test]

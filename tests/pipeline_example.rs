@@ -138,7 +138,7 @@ fn prints_the_tables_and_writes_agreeing_exports() {
         "some clips fail for real reasons"
     );
     assert!(
-        csv.iter().all(|r| r.peak_memory_mb.is_some()),
+        csv.iter().all(|r| r.peak_memory_bytes.is_some()),
         "the resource monitor measured RAM"
     );
     let _ = std::fs::remove_dir_all(dir);

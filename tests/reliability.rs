@@ -74,7 +74,7 @@ fn a_debug_impl_that_panics_does_not_reach_the_host() {
         });
     }));
     assert!(host.is_ok(), "the panic escaped into the host");
-    let records = vidperf.records();
+    let records = vidperf.stats().records();
     assert_eq!(records.len(), 2, "both operations recorded");
     assert!(records.iter().all(|r| {
         r.metadata

@@ -52,12 +52,12 @@ fn operations_carry_their_peaks_into_records_stats_and_exports() {
         // An ordinary span pays nothing and gets nothing.
         info_span!("decode").in_scope(|| {});
     });
-    let records = vidperf.records();
+    let records = vidperf.stats().records();
     let seedvr2 = &records[0];
-    assert_eq!(seedvr2.peak_gpu_memory_mb, Some(6144.0));
-    assert_eq!(seedvr2.gpu_utilization_percent, Some(97.0));
+    assert_eq!(seedvr2.peak_gpu_memory_bytes, Some(6144 * MIB));
+    assert_eq!(seedvr2.gpu_utilization, Some(0.97));
     assert!(
-        seedvr2.peak_memory_mb.is_some_and(|m| m > 1.0),
+        seedvr2.peak_memory_bytes.is_some_and(|m| m > MIB),
         "process RSS"
     );
     assert!(seedvr2.samples.is_some_and(|n| n >= 7));
@@ -66,25 +66,23 @@ fn operations_carry_their_peaks_into_records_stats_and_exports() {
         "one GPU: the device figures are the totals"
     );
     let vsrm = &records[1];
-    assert_eq!(vsrm.peak_gpu_memory_mb, Some(1024.0));
+    assert_eq!(vsrm.peak_gpu_memory_bytes, Some(1024 * MIB));
 
     let snap = vidperf.snapshot();
     let peaks = snap.by_strategy["seedvr2"]
         .resources
-        .peak_gpu_memory_mb
+        .peak_gpu_memory_bytes
         .as_ref()
         .expect("peaks");
-    assert_eq!(
-        (peaks.max, peaks.mean, peaks.operations),
-        (6144.0, 6144.0, 1)
-    );
+    let bytes = (6144 * MIB) as f64;
+    assert_eq!((peaks.max, peaks.mean, peaks.operations), (bytes, bytes, 1));
     let monitor = snap.health.monitor.expect("monitor health");
     assert_eq!(monitor.gpu_state, "available");
     assert!(monitor.running && monitor.samples > 0);
     assert!(monitor.tick_micros.is_some());
 
     let mut csv = Vec::new();
-    vidperf.export_csv(&mut csv).expect("csv");
+    vidperf.stats().write_csv(&mut csv).expect("csv");
     assert_eq!(export::read_csv(csv.as_slice()).expect("parse"), records);
     vidperf
         .shutdown(Duration::from_secs(1))
@@ -101,20 +99,23 @@ fn several_gpus_are_listed_per_device_in_the_records() {
     let vidperf = with_fake(&fake, || {
         info_span!("upscale", strategy = "ditvr").in_scope(|| samples(&fake, 3));
     });
-    let record = &vidperf.records()[0];
-    assert_eq!(record.peak_gpu_memory_mb, Some(3072.0));
+    let record = &vidperf.stats().records()[0];
+    assert_eq!(record.peak_gpu_memory_bytes, Some(3072 * MIB));
     let devices: Vec<_> = record
         .gpu_devices
         .iter()
-        .map(|d| (d.index, d.peak_gpu_memory_mb, d.gpu_utilization_percent))
+        .map(|d| (d.index, d.peak_memory_bytes, d.utilization))
         .collect();
     assert_eq!(
         devices,
-        vec![(0, Some(512.0), Some(0.0)), (1, Some(3072.0), Some(55.0))]
+        vec![
+            (0, Some(512 * MIB), Some(0.0)),
+            (1, Some(3072 * MIB), Some(0.55))
+        ]
     );
 
     let mut csv = Vec::new();
-    vidperf.export_csv(&mut csv).expect("csv");
+    vidperf.stats().write_csv(&mut csv).expect("csv");
     assert_eq!(
         export::read_csv(csv.as_slice()).expect("parse")[0].gpu_devices,
         record.gpu_devices
@@ -133,10 +134,10 @@ fn without_a_gpu_the_gpu_columns_stay_empty_and_ram_is_measured() {
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
         let _span = info_span!("upscale", strategy = "vsrm");
     });
-    let record = &vidperf.records()[0];
-    assert_eq!(record.peak_gpu_memory_mb, None);
-    assert_eq!(record.gpu_utilization_percent, None);
-    assert!(record.peak_memory_mb.is_some());
+    let record = &vidperf.stats().records()[0];
+    assert_eq!(record.peak_gpu_memory_bytes, None);
+    assert_eq!(record.gpu_utilization, None);
+    assert!(record.peak_memory_bytes.is_some());
     let health = vidperf.snapshot().health.monitor.expect("monitor");
     assert_eq!(health.gpu_state, "unavailable");
     assert!(

@@ -37,7 +37,7 @@ fn hostile_records() -> Vec<OperationRecord> {
             }
         }
     });
-    vidperf.records()
+    vidperf.stats().records()
 }
 
 #[test]
@@ -79,7 +79,7 @@ fn csv_writes_empty_cells_for_unmeasured_values() {
         let _span = info_span!("op", strategy = "vsrm");
     });
     let mut out = Vec::new();
-    vidperf.export_csv(&mut out).expect("write");
+    vidperf.stats().write_csv(&mut out).expect("write");
     let mut reader = csv::Reader::from_reader(out.as_slice());
     let row = reader.records().next().expect("one row").expect("valid");
     let cell = |name: &str| {
@@ -114,13 +114,14 @@ fn json_round_trips_records_and_statistics() {
         );
     });
     let mut out = Vec::new();
-    vidperf.export_json(&mut out).expect("write");
+    vidperf.stats().write_json(&mut out).expect("write");
     let doc = export::read_json(out.as_slice()).expect("read");
     assert_eq!(doc.format_version, export::JSON_FORMAT_VERSION);
     assert_eq!(doc.statistics.summary.total_operations, 1);
     assert_eq!(
         doc.operations,
         vidperf
+            .stats()
             .records()
             .into_iter()
             .map(|mut r| {
@@ -192,7 +193,7 @@ fn malformed_csv_is_rejected_with_its_location() {
         let _span = info_span!("op", strategy = "vsrm", frames_processed = 5);
     });
     let mut out = Vec::new();
-    vidperf.export_csv(&mut out).expect("write");
+    vidperf.stats().write_csv(&mut out).expect("write");
     let text = String::from_utf8(out)
         .expect("utf-8")
         .replacen(",5,", ",five,", 1);

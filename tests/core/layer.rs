@@ -31,7 +31,7 @@ fn contract_fields_are_captured_typed() {
         span.record("frames_processed", 48);
         span.record("quality_score", 0.91);
     });
-    let records = vidperf.records();
+    let records = vidperf.stats().records();
     assert_eq!(records.len(), 1);
     let r = &records[0];
     assert_eq!(r.operation_type, "enhancement");
@@ -60,7 +60,7 @@ fn contract_fields_are_captured_typed() {
     assert_eq!(r.operation_id, r.span_id);
     assert_eq!(r.trace_id.len(), 32);
     // Unmeasured resources are absent, never zero.
-    assert_eq!(r.peak_memory_mb, None);
+    assert_eq!(r.peak_memory_bytes, None);
     assert_eq!(r.samples, None);
 }
 
@@ -96,7 +96,7 @@ fn wrongly_typed_contract_fields_are_kept_as_metadata() {
             segments = "three",
         );
     });
-    let r = &vidperf.records()[0];
+    let r = &vidperf.stats().records()[0];
     assert_eq!(r.frames_processed, None);
     assert_eq!(r.quality_score, None);
     assert_eq!(r.segments, None);
@@ -116,7 +116,7 @@ fn huge_strings_are_cut() {
             error = huge.as_str()
         );
     });
-    let r = &vidperf.records()[0];
+    let r = &vidperf.stats().records()[0];
     let FieldValue::Str(note) = &r.metadata["note"] else {
         panic!("text")
     };
@@ -134,7 +134,7 @@ fn error_field_marks_failure() {
         let span = info_span!("upscale", strategy = "vsrm", error = Empty);
         span.record("error", "CUDA out of memory");
     });
-    let r = &vidperf.records()[0];
+    let r = &vidperf.stats().records()[0];
     assert!(!r.success);
     assert_eq!(r.error_message.as_deref(), Some("CUDA out of memory"));
 }
@@ -145,7 +145,7 @@ fn boolean_error_fields_mean_what_they_say() {
         let _ok = info_span!("upscale", strategy = "vsrm", error = false);
         let _failed = info_span!("upscale", strategy = "vsrm", error = true);
     });
-    let records = vidperf.records();
+    let records = vidperf.stats().records();
     // Spans close in reverse order of creation here: `_failed` first.
     assert_eq!(records[0].error_message.as_deref(), Some("error"));
     assert!(records[1].success);
@@ -163,7 +163,7 @@ fn error_event_inside_the_span_marks_failure() {
             info_span!("retry").in_scope(|| tracing::error!("transient"));
         });
     });
-    let records = vidperf.records();
+    let records = vidperf.stats().records();
     assert_eq!(
         records[0].error_message.as_deref(),
         Some("decoder failed at frame 12")
@@ -193,7 +193,7 @@ fn instrument_err_marks_failure() {
         let _ = instrumented_failure(true);
         let _ = instrumented_failure(false);
     });
-    let records = vidperf.records();
+    let records = vidperf.stats().records();
     assert_eq!(records[0].error_message.as_deref(), Some("out of VRAM"));
     assert!(records[1].success);
     assert_eq!(records[1].operation_type, "instrumented_failure");
@@ -234,7 +234,7 @@ fn durations_and_timestamps_are_consistent() {
         info_span!("upscale", strategy = "vsrm")
             .in_scope(|| std::thread::sleep(Duration::from_millis(20)));
     });
-    let r = &vidperf.records()[0];
+    let r = &vidperf.stats().records()[0];
     assert!(r.duration_seconds >= 0.020, "{}", r.duration_seconds);
     let wall = r
         .end_time

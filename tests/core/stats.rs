@@ -208,9 +208,9 @@ proptest! {
     #[test]
     fn every_figure_matches_a_naive_reference(ops in proptest::collection::vec(op(), 1..60)) {
         let vidperf = run(|| ops.iter().for_each(emit));
-        let records = vidperf.records();
+        let records = vidperf.stats().records();
         prop_assert_eq!(records.len(), ops.len());
-        let snap = vidperf.snapshot_with(SnapshotOptions::default().with_recent(usize::MAX));
+        let snap = vidperf.stats().snapshot_with(SnapshotOptions::default().with_recent(usize::MAX));
         prop_assert_eq!(snap.summary.total_operations, ops.len() as u64);
         prop_assert_eq!(snap.summary.failures, ops.iter().filter(|o| o.fail).count() as u64);
         let mut by_strategy: BTreeMap<&str, Vec<&OperationRecord>> = BTreeMap::new();
@@ -323,7 +323,7 @@ fn history_limit_purges_the_oldest_and_keeps_counting() {
             let _span = info_span!("op", strategy = "vsrm", frames_processed = i);
         }
     });
-    let records = vidperf.records();
+    let records = vidperf.stats().records();
     assert_eq!(
         records
             .iter()
@@ -347,7 +347,9 @@ fn filtered_snapshots_keep_one_strategy() {
         let _a = info_span!("op", strategy = "vsrm", operation = "enhancement");
         let _b = info_span!("op", strategy = "ditvr", operation = "enhancement");
     });
-    let snap = vidperf.filtered_snapshot(SnapshotOptions::default(), Some("ditvr"), None);
+    let snap = vidperf
+        .stats()
+        .filtered_snapshot(SnapshotOptions::default(), Some("ditvr"), None);
     assert_eq!(snap.by_strategy.keys().collect::<Vec<_>>(), vec!["ditvr"]);
     assert!(snap.recent.iter().all(|r| r.strategy == "ditvr"));
     assert_eq!(snap.summary.total_operations, 2, "the summary stays global");

@@ -106,7 +106,7 @@ fn track_records_the_outcome() {
         let mut engine = Engine { scale: 1 };
         assert_eq!(engine.run(10).map(|e| e.frames).ok(), Some(20));
     });
-    let records = vidperf.records();
+    let records = vidperf.stats().records();
     assert_eq!(records.len(), 6);
     let ok = &records[0];
     assert_eq!(
@@ -141,7 +141,7 @@ fn track_works_on_async_fns() {
         let out = block_on(enhance_async(30));
         assert!(out.is_ok());
     });
-    let records = vidperf.records();
+    let records = vidperf.stats().records();
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].strategy, "ditvr");
     assert_eq!(records[0].frames_processed, Some(30));
@@ -167,7 +167,7 @@ fn manual_operation_start_update_finish() {
         let result: Result<(), Refused> = Err(Refused("bad resolution"));
         op.finish_with(&result);
     });
-    let records = vidperf.records();
+    let records = vidperf.stats().records();
     assert_eq!(records.len(), 3);
     let r = &records[0];
     assert_eq!(r.frames_processed, Some(120));

@@ -40,5 +40,5 @@ pub use sink::{Sink, SpanInterest};
 pub use span::{
     ActiveOperation, DevicePeaks, FinishedSpan, OperationKey, ResourcePeaks, SpanEvent,
 };
-pub use stats::{SnapshotOptions, Stats, StatsConfig, StatsSnapshot};
+pub use stats::{HealthSource, SnapshotOptions, Stats, StatsConfig, StatsSnapshot, WindowError};
 pub use value::{FieldValue, MAX_STRING_VALUE_BYTES};

@@ -5,17 +5,21 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::fields::Resolution;
-use crate::span::FinishedSpan;
+use crate::fields::{OperationFields, Resolution};
+use crate::ids::{SpanId, TraceId};
+use crate::span::{FinishedSpan, ResourcePeaks};
+use crate::stats::units::{self, ratio_as_exported};
 use crate::value::FieldValue;
-
-const MIB: f64 = 1024.0 * 1024.0;
 
 /// One finished operation, with the original design's field names so that scripts
 /// written for it keep working. This is the row of the CSV export and the element of
 /// the JSON export's `operations` array; `docs/FORMATS.md` documents every field.
 ///
-/// Every measurement is optional: `None` means "not measured", never zero.
+/// Every measurement is optional: `None` means "not measured", never zero. Figures are
+/// in base units (seconds, bytes, cores, ratios); the JSON and CSV formats write memory
+/// in MiB and utilization in percent under the original names (`peak_memory_mb`,
+/// `cpu_utilization_percent`, …). Utilization is kept at the formats' precision (1e-6),
+/// so a record read back from either format equals the one written.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct OperationRecord {
@@ -51,14 +55,21 @@ pub struct OperationRecord {
     pub quality_score: Option<f64>,
     /// Improvement over the input.
     pub enhancement_factor: Option<f64>,
-    /// Peak resident memory of the process during the operation, MiB.
-    pub peak_memory_mb: Option<f64>,
-    /// Peak GPU memory used during the operation, MiB.
-    pub peak_gpu_memory_mb: Option<f64>,
-    /// Peak process CPU utilization, percent of one core (200 = two cores busy).
-    pub cpu_utilization_percent: Option<f64>,
-    /// Peak GPU utilization, percent.
-    pub gpu_utilization_percent: Option<f64>,
+    /// Peak resident memory of the process during the operation, bytes (written as
+    /// `peak_memory_mb`, MiB).
+    #[serde(rename = "peak_memory_mb", with = "units::mib_bytes")]
+    pub peak_memory_bytes: Option<u64>,
+    /// Peak GPU memory used during the operation, bytes (written as
+    /// `peak_gpu_memory_mb`, MiB).
+    #[serde(rename = "peak_gpu_memory_mb", with = "units::mib_bytes")]
+    pub peak_gpu_memory_bytes: Option<u64>,
+    /// Peak process CPU, cores: 2.0 = two cores busy (written as
+    /// `cpu_utilization_percent`, 200).
+    #[serde(rename = "cpu_utilization_percent", with = "units::percent_ratio")]
+    pub cpu_utilization: Option<f64>,
+    /// Peak GPU utilization, 0.0–1.0 (written as `gpu_utilization_percent`).
+    #[serde(rename = "gpu_utilization_percent", with = "units::percent_ratio")]
+    pub gpu_utilization: Option<f64>,
     /// Resource samples taken during the operation.
     pub samples: Option<u64>,
     /// The trace id, 32 hex digits.
@@ -78,42 +89,74 @@ pub struct OperationRecord {
 pub struct DeviceRecord {
     /// NVML device index.
     pub index: u32,
-    /// Peak device memory used, MiB.
-    pub peak_gpu_memory_mb: Option<f64>,
-    /// Peak utilization, percent.
-    pub gpu_utilization_percent: Option<f64>,
+    /// Peak device memory used, bytes (written as `peak_gpu_memory_mb`, MiB).
+    #[serde(rename = "peak_gpu_memory_mb", with = "units::mib_bytes")]
+    pub peak_memory_bytes: Option<u64>,
+    /// Peak utilization, 0.0–1.0 (written as `gpu_utilization_percent`).
+    #[serde(rename = "gpu_utilization_percent", with = "units::percent_ratio")]
+    pub utilization: Option<f64>,
+}
+
+/// The parts of a finished operation a record is made of.
+pub(crate) struct Parts<'a> {
+    pub(crate) trace_id: TraceId,
+    pub(crate) span_id: SpanId,
+    pub(crate) operation_type: &'a str,
+    pub(crate) strategy: &'a str,
+    pub(crate) start_time: SystemTime,
+    pub(crate) duration: std::time::Duration,
+    pub(crate) fields: &'a OperationFields,
+    pub(crate) error: Option<&'a str>,
+    pub(crate) metadata: &'a [(std::borrow::Cow<'static, str>, FieldValue)],
+    pub(crate) resources: &'a ResourcePeaks,
 }
 
 impl OperationRecord {
     /// The record of a finished operation; `None` for an ordinary span.
     pub fn from_span(span: &FinishedSpan) -> Option<Self> {
         let key = span.operation.as_ref()?;
-        let r = &span.resources;
-        let span_id = span.span_id.to_string();
-        Some(Self {
+        Some(Self::from_parts(&Parts {
+            trace_id: span.trace_id,
+            span_id: span.span_id,
+            operation_type: &key.operation_type,
+            strategy: &key.strategy,
+            start_time: span.start_time,
+            duration: span.duration,
+            fields: &span.fields,
+            error: span.error.as_deref(),
+            metadata: &span.metadata,
+            resources: &span.resources,
+        }))
+    }
+
+    pub(crate) fn from_parts(p: &Parts<'_>) -> Self {
+        let r = p.resources;
+        let span_id = p.span_id.to_string();
+        let start_time = to_micros(p.start_time);
+        Self {
             operation_id: span_id.clone(),
-            operation_type: key.operation_type.to_string(),
-            strategy: key.strategy.to_string(),
-            start_time: to_micros(span.start_time),
-            end_time: to_micros(span.end_time),
-            duration_seconds: span.duration.as_secs_f64(),
-            success: span.is_success(),
-            error_message: span.error.clone(),
-            frames_processed: span.fields.frames_processed,
-            segments: span.fields.segments,
-            input_resolution: span.fields.input_resolution(),
-            output_resolution: span.fields.output_resolution(),
-            scale_factor: span.fields.effective_scale_factor(),
-            quality_score: span.fields.quality_score,
-            enhancement_factor: span.fields.enhancement_factor,
-            peak_memory_mb: r.process_memory_bytes.map(|b| b as f64 / MIB),
-            peak_gpu_memory_mb: r.gpu_memory_bytes.map(|b| b as f64 / MIB),
-            cpu_utilization_percent: r.process_cpu_utilization.map(percent),
-            gpu_utilization_percent: r.gpu_utilization.map(percent),
+            operation_type: p.operation_type.to_owned(),
+            strategy: p.strategy.to_owned(),
+            start_time,
+            end_time: to_micros(p.start_time + p.duration),
+            duration_seconds: p.duration.as_secs_f64(),
+            success: p.error.is_none(),
+            error_message: p.error.map(str::to_owned),
+            frames_processed: p.fields.frames_processed,
+            segments: p.fields.segments,
+            input_resolution: p.fields.input_resolution(),
+            output_resolution: p.fields.output_resolution(),
+            scale_factor: p.fields.effective_scale_factor(),
+            quality_score: p.fields.quality_score,
+            enhancement_factor: p.fields.enhancement_factor,
+            peak_memory_bytes: r.process_memory_bytes,
+            peak_gpu_memory_bytes: r.gpu_memory_bytes,
+            cpu_utilization: r.process_cpu_utilization.map(ratio_as_exported),
+            gpu_utilization: r.gpu_utilization.map(ratio_as_exported),
             samples: r.samples,
-            trace_id: span.trace_id.to_string(),
+            trace_id: p.trace_id.to_string(),
             span_id,
-            metadata: span
+            metadata: p
                 .metadata
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.clone()))
@@ -123,11 +166,42 @@ impl OperationRecord {
                 .iter()
                 .map(|d| DeviceRecord {
                     index: d.index,
-                    peak_gpu_memory_mb: d.memory_bytes.map(|b| b as f64 / MIB),
-                    gpu_utilization_percent: d.utilization.map(percent),
+                    peak_memory_bytes: d.memory_bytes,
+                    utilization: d.utilization.map(ratio_as_exported),
                 })
                 .collect(),
-        })
+        }
+    }
+
+    /// A record with every optional figure absent, at the Unix epoch (what the CSV
+    /// reader fills in, column by column).
+    pub(crate) fn blank() -> Self {
+        Self {
+            operation_id: String::new(),
+            operation_type: String::new(),
+            strategy: String::new(),
+            start_time: std::time::UNIX_EPOCH,
+            end_time: std::time::UNIX_EPOCH,
+            duration_seconds: 0.0,
+            success: true,
+            error_message: None,
+            frames_processed: None,
+            segments: None,
+            input_resolution: None,
+            output_resolution: None,
+            scale_factor: None,
+            quality_score: None,
+            enhancement_factor: None,
+            peak_memory_bytes: None,
+            peak_gpu_memory_bytes: None,
+            cpu_utilization: None,
+            gpu_utilization: None,
+            samples: None,
+            trace_id: String::new(),
+            span_id: String::new(),
+            metadata: BTreeMap::new(),
+            gpu_devices: Vec::new(),
+        }
     }
 
     /// Frames per second, when frames were recorded and the duration is not zero.
@@ -135,12 +209,6 @@ impl OperationRecord {
         let frames = self.frames_processed? as f64;
         (self.duration_seconds > 0.0).then(|| frames / self.duration_seconds)
     }
-}
-
-/// A ratio (1.0 = 100%) as a percentage rounded to 1e-4, so that 0.55 reads 55, not
-/// 55.00000000000001.
-pub(crate) fn percent(ratio: f64) -> f64 {
-    (ratio * 1e6).round() / 1e4
 }
 
 /// `time` cut to whole microseconds, the precision of the exports, so that a record

@@ -77,29 +77,6 @@ pub struct SpanEvent {
 }
 
 impl FinishedSpan {
-    /// Overwrites `self` with `other`, reusing `self`'s allocations.
-    pub(crate) fn assign_from(&mut self, other: &FinishedSpan) {
-        self.trace_id = other.trace_id;
-        self.span_id = other.span_id;
-        self.parent_span_id = other.parent_span_id;
-        self.parent_is_remote = other.parent_is_remote;
-        self.links.clone_from(&other.links);
-        self.name = other.name;
-        self.target = other.target;
-        self.level = other.level;
-        self.operation.clone_from(&other.operation);
-        self.start_time = other.start_time;
-        self.end_time = other.end_time;
-        self.duration = other.duration;
-        self.fields = other.fields;
-        self.error.clone_from(&other.error);
-        self.metadata.clone_from(&other.metadata);
-        self.resources.clone_from(&other.resources);
-        self.otel.clone_from(&other.otel);
-        self.events.clone_from(&other.events);
-        self.dropped_events = other.dropped_events;
-    }
-
     /// Whether the operation succeeded (no error field, error event or panic).
     pub fn is_success(&self) -> bool {
         self.error.is_none()

@@ -12,7 +12,9 @@ use opentelemetry_sdk::trace::Sampler;
 
 use crate::client::UreqClient;
 use crate::metrics::MetricsSink;
-use crate::traces::{DEFAULT_MAX_QUEUE_SIZE, TraceReport, TraceSink};
+use vidperf_core::stats::ExportHealth;
+
+use crate::traces::{DEFAULT_MAX_QUEUE_SIZE, TraceSink};
 
 /// OTLP transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,7 +73,7 @@ pub enum OtelError {
         "OTLP export lost spans: {} emitted, {} exported, {} failed (collector unreachable or refused), {} dropped with the queue full, {} dropped at shutdown",
         .0.emitted, .0.exported, .0.failed, .0.dropped_queue_full, .0.dropped_shutdown
     )]
-    Lost(TraceReport),
+    Lost(ExportHealth),
     /// Flush or shutdown failed or timed out.
     #[error("OpenTelemetry shutdown: {0}")]
     Shutdown(String),
@@ -273,7 +275,7 @@ impl OtelConfig {
 #[non_exhaustive]
 pub struct OtelReport {
     /// The spans.
-    pub traces: TraceReport,
+    pub traces: ExportHealth,
 }
 
 /// The running bridge: the trace and metrics sinks to register with the layer, and

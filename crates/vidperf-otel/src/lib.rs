@@ -19,7 +19,7 @@
 //! | `OTEL_EXPORTER_OTLP_TIMEOUT`, `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT` | timeout of one export, ms (default 10000) |
 //! | `OTEL_EXPORTER_OTLP_PROTOCOL`, `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` | `http/protobuf` (default) or `grpc` (needs the `grpc` feature, else a clear error) |
 //! | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | `always_on`, `always_off`, `traceidratio`, `parentbased_*` (decided on the trace id) |
-//! | `OTEL_BSP_MAX_QUEUE_SIZE` | spans held for export at most (default 2048); more are dropped and counted ([`TraceReport`]) |
+//! | `OTEL_BSP_MAX_QUEUE_SIZE` | spans held for export at most (default 2048); more are dropped and counted (`health.export`) |
 //! | `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BSP_EXPORT_TIMEOUT` | batch processor (read by the SDK) |
 //! | `OTEL_METRIC_EXPORT_INTERVAL` | metrics export interval, ms (default 60000) |
 
@@ -35,4 +35,4 @@ mod traces;
 pub use config::{Otel, OtelConfig, OtelError, OtelReport, Protocol, span_exporter};
 pub use convert::attr;
 pub use metrics::{MAX_ATTRIBUTE_SETS, MetricsSink};
-pub use traces::{DEFAULT_MAX_QUEUE_SIZE, TraceCounters, TraceReport, TraceSink};
+pub use traces::{DEFAULT_MAX_QUEUE_SIZE, TraceCounters, TraceSink};

@@ -13,6 +13,7 @@ use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SamplingDecision, ShouldSample, SpanData,
     SpanExporter, SpanProcessor,
 };
+use vidperf_core::stats::{ExportHealth, Health, HealthSource};
 use vidperf_core::{FinishedSpan, Sink, SpanInterest};
 
 use crate::convert::span_data;
@@ -46,31 +47,6 @@ pub struct TraceCounters {
     shut_down: AtomicBool,
 }
 
-/// A point-in-time copy of [`TraceCounters`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[non_exhaustive]
-pub struct TraceReport {
-    /// Spans sampled in and offered to the export.
-    pub emitted: u64,
-    /// Spans the sampler left out (still counted in statistics and metrics).
-    pub unsampled: u64,
-    /// Spans the exporter delivered.
-    pub exported: u64,
-    /// Spans in batches the exporter failed to deliver (collector down, rejected).
-    pub failed: u64,
-    /// Spans lost without reaching the exporter: `dropped_queue_full +
-    /// dropped_shutdown`.
-    pub dropped: u64,
-    /// Spans that found the queue full (the exporter could not keep up, or the
-    /// collector was slow or down for longer than the queue lasts).
-    pub dropped_queue_full: u64,
-    /// Spans still queued when shutdown gave up waiting, or emitted after it.
-    pub dropped_shutdown: u64,
-    /// Spans waiting for the exporter or in a batch being exported now; 0 after a
-    /// flush or shutdown.
-    pub queued: u64,
-}
-
 impl TraceCounters {
     fn new(capacity: usize) -> Self {
         Self {
@@ -87,7 +63,7 @@ impl TraceCounters {
     }
 
     /// The counts now.
-    pub fn report(&self) -> TraceReport {
+    pub fn report(&self) -> ExportHealth {
         let shut_down = self.shut_down.load(Ordering::Acquire);
         let exported = self.exported.load(Ordering::Acquire);
         let failed = self.failed.load(Ordering::Acquire);
@@ -106,16 +82,14 @@ impl TraceCounters {
             (in_flight, 0)
         };
         let dropped_shutdown = after_shutdown + unfinished;
-        TraceReport {
+        ExportHealth::new(
             emitted,
-            unsampled: self.unsampled.load(Ordering::Acquire),
+            self.unsampled.load(Ordering::Acquire),
             exported,
             failed,
-            dropped: dropped_queue_full + dropped_shutdown,
-            dropped_queue_full,
-            dropped_shutdown,
-            queued,
-        }
+        )
+        .with_dropped(dropped_queue_full, dropped_shutdown)
+        .with_queued(queued)
     }
 
     /// Takes a place in the queue for one span, or counts it dropped.
@@ -231,7 +205,7 @@ impl TraceSink {
 
     /// Flushes and stops the processor, waiting at most `timeout`. What is still
     /// queued then, and every span that finishes afterwards, is counted as
-    /// [`TraceReport::dropped_shutdown`].
+    /// [`ExportHealth::dropped_shutdown`].
     pub fn shutdown(&self, timeout: Duration) -> OTelSdkResult {
         let result = self.processor.shutdown_with_timeout(timeout);
         self.counters.shut_down.store(true, Ordering::Release);
@@ -262,5 +236,12 @@ impl Sink for TraceSink {
 
     fn interest(&self) -> SpanInterest {
         SpanInterest::All
+    }
+}
+
+/// The export's counts, in the statistics' health (`health.export`).
+impl HealthSource for TraceSink {
+    fn report(&self, health: &mut Health) {
+        health.export = Some(self.counters().report());
     }
 }

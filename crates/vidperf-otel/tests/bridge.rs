@@ -12,8 +12,9 @@ use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMete
 use opentelemetry_sdk::trace::{InMemorySpanExporter, Sampler, SpanData, SpanExporter};
 use tracing::info_span;
 use tracing_subscriber::prelude::*;
+use vidperf_core::stats::ExportHealth as TraceReport;
 use vidperf_core::{PerfLayer, Stats};
-use vidperf_otel::{DEFAULT_MAX_QUEUE_SIZE, MetricsSink, TraceReport, TraceSink};
+use vidperf_otel::{DEFAULT_MAX_QUEUE_SIZE, MetricsSink, TraceSink};
 
 #[test]
 fn unsampled_traces_still_count_in_metrics_and_statistics() {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use vidperf_core::stats::MonitorHealth;
+use vidperf_core::stats::{Health, HealthSource, MonitorHealth};
 use vidperf_core::{DevicePeaks, ResourcePeaks, ResourceWindows, WindowStart};
 
 use crate::MAX_DEVICES;
@@ -443,6 +443,13 @@ fn run(shared: &Shared, mut sampler: Sampler) {
         if next < Instant::now() {
             next = Instant::now() + interval; // fell behind (a slow driver call): don't burst
         }
+    }
+}
+
+/// The monitor's state, in the statistics' health (`health.monitor`).
+impl HealthSource for ResourceMonitor {
+    fn report(&self, health: &mut Health) {
+        health.monitor = Some(self.health());
     }
 }
 

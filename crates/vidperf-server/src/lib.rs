@@ -4,7 +4,7 @@
 //!
 //! | route | answers |
 //! |---|---|
-//! | `GET /performance/stats` | the statistics snapshot as JSON; `?recent=N` (default 10, at most [`ApiConfig::max_recent`]), `?strategy=`, `?operation=` |
+//! | `GET /performance/stats` | the statistics snapshot as JSON; `?window=5m` (the last 5 minutes: `ms`, `s`, `m` or `h`, at most the statistics' longest window, 10 minutes by default), `?recent=N` (default 10, at most [`ApiConfig::max_recent`]), `?strategy=`, `?operation=` |
 //! | `POST /performance/export?format=json\|csv` | every record held, as a download (`Content-Disposition: attachment`) |
 //! | `GET /metrics` | Prometheus text exposition format 0.0.4 |
 //! | `GET /healthz` | `{"status":"ok"}` |
@@ -42,43 +42,16 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
-use vidperf_core::{OperationRecord, SnapshotOptions, Stats, StatsSnapshot};
+use vidperf_core::Stats;
 
 /// The axum version the router is built with.
 pub use axum;
 pub use error::ApiError;
-pub use prom::{CONTENT_TYPE as METRICS_CONTENT_TYPE, encode as encode_metrics};
+pub use prom::{
+    CONTENT_TYPE as METRICS_CONTENT_TYPE, EncodeError, encode as encode_metrics,
+    family_names as metric_family_names,
+};
 pub use serve::{ServeError, ServerHandle, serve, spawn};
-
-/// Where the API reads its figures. Implemented for `Arc<Stats>`; the `vidperf` facade
-/// implements it for its handle, adding the resource monitor's health.
-pub trait ApiSource: Send + Sync + 'static {
-    /// A snapshot, optionally filtered to one strategy and/or operation type.
-    fn snapshot(
-        &self,
-        options: SnapshotOptions,
-        strategy: Option<&str>,
-        operation: Option<&str>,
-    ) -> StatsSnapshot;
-
-    /// A snapshot and every record held, taken at the same instant.
-    fn snapshot_and_records(&self) -> (StatsSnapshot, Vec<OperationRecord>);
-}
-
-impl ApiSource for Arc<Stats> {
-    fn snapshot(
-        &self,
-        options: SnapshotOptions,
-        strategy: Option<&str>,
-        operation: Option<&str>,
-    ) -> StatsSnapshot {
-        self.filtered_snapshot(options, strategy, operation)
-    }
-
-    fn snapshot_and_records(&self) -> (StatsSnapshot, Vec<OperationRecord>) {
-        Stats::snapshot_and_records(self, SnapshotOptions::default())
-    }
-}
 
 /// Which routes need the bearer token, when one is configured.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -160,10 +133,11 @@ impl ApiConfig {
     }
 }
 
-/// The router's state: where figures come from, and the limits.
+/// The router's state: the statistics every route reads (their health includes
+/// whatever sources were registered with them), and the limits.
 #[derive(Clone)]
 pub struct ApiState {
-    source: Arc<dyn ApiSource>,
+    stats: Arc<Stats>,
     config: Arc<ApiConfig>,
 }
 
@@ -176,12 +150,17 @@ impl std::fmt::Debug for ApiState {
 }
 
 impl ApiState {
-    /// State over `source` with `config`.
-    pub fn new(source: impl ApiSource, config: ApiConfig) -> Self {
+    /// State over `stats` with `config`.
+    pub fn new(stats: Arc<Stats>, config: ApiConfig) -> Self {
         Self {
-            source: Arc::new(source),
+            stats,
             config: Arc::new(config),
         }
+    }
+
+    /// The statistics served.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
     }
 
     /// The configuration.

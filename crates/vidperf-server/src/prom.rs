@@ -1,8 +1,7 @@
 //! The statistics snapshot as Prometheus metric families, encoded in the classic text
 //! format (0.0.4) by the `prometheus` crate's encoder, which escapes label values and
-//! help text.
-
-use std::collections::BTreeMap;
+//! help text. Every family is declared once, in [`PER_KEY`] or [`GLOBAL`]; the page,
+//! [`family_names`] and the docs test all read those tables.
 
 use prometheus::proto::{
     Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
@@ -14,20 +13,318 @@ use vidperf_core::stats::AggregateStats;
 /// The content type of [`encode`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-struct Families(Vec<MetricFamily>);
+/// Why the metrics page could not be encoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot encode the metrics page: {message}")]
+pub struct EncodeError {
+    message: String,
+}
 
-impl Families {
-    fn add(&mut self, name: &str, help: &str, kind: MetricType, metrics: Vec<Metric>) {
-        if metrics.is_empty() {
-            return; // the text format has no empty families
-        }
-        let mut family = MetricFamily::default();
-        family.set_name(name.to_owned());
-        family.set_help(help.to_owned());
-        family.set_field_type(kind);
-        family.set_metric(metrics);
-        self.0.push(family);
-    }
+/// Emits one sample: its extra labels and value.
+type Emit<'e> = &'e mut dyn FnMut(&[(&str, &str)], f64);
+
+/// A family with one series (or a few, by extra labels) per strategy and per operation
+/// type: `vidperf_strategy_<suffix>` with label `strategy`, and
+/// `vidperf_operation_type_<suffix>` with label `operation`.
+struct PerKey {
+    suffix: &'static str,
+    /// Help text; `{what}` becomes `strategy` or `operation type`.
+    help: &'static str,
+    kind: MetricType,
+    /// The samples of one key (not used for histograms, which come from the buckets).
+    values: fn(&AggregateStats, Emit<'_>),
+}
+
+fn one(value: f64, emit: Emit<'_>) {
+    emit(&[], value);
+}
+
+const PER_KEY: &[PerKey] = &[
+    PerKey {
+        suffix: "operations_total",
+        help: "Finished operations by {what} and outcome.",
+        kind: MetricType::COUNTER,
+        values: |s, emit| {
+            emit(&[("outcome", "success")], s.successes as f64);
+            emit(&[("outcome", "failure")], s.failures as f64);
+        },
+    },
+    PerKey {
+        suffix: "duration_seconds",
+        help: "Operation duration by {what}.",
+        kind: MetricType::HISTOGRAM,
+        values: |_, _| {},
+    },
+    PerKey {
+        suffix: "frames_processed_total",
+        help: "Frames processed by {what}.",
+        kind: MetricType::COUNTER,
+        values: |s, emit| one(s.frames_processed_total as f64, emit),
+    },
+    PerKey {
+        suffix: "segments_total",
+        help: "Segments processed by {what}.",
+        kind: MetricType::COUNTER,
+        values: |s, emit| one(s.segments_total as f64, emit),
+    },
+    PerKey {
+        suffix: "frames_per_second",
+        help: "Frames over the duration of the operations that reported frames, by {what}.",
+        kind: MetricType::GAUGE,
+        values: |s, emit| {
+            if let Some(v) = s.frames_per_second {
+                one(v, emit);
+            }
+        },
+    },
+    PerKey {
+        suffix: "quality_score_mean",
+        help: "Mean quality score (0-1) by {what}.",
+        kind: MetricType::GAUGE,
+        values: |s, emit| {
+            if let Some(v) = s.mean_quality_score {
+                one(v, emit);
+            }
+        },
+    },
+    PerKey {
+        suffix: "peak_memory_bytes",
+        help: "Highest process resident memory during any operation, by {what}.",
+        kind: MetricType::GAUGE,
+        values: |s, emit| {
+            if let Some(p) = &s.resources.peak_memory_bytes {
+                one(p.max, emit);
+            }
+        },
+    },
+    PerKey {
+        suffix: "peak_gpu_memory_bytes",
+        help: "Highest GPU memory used during any operation, by {what}.",
+        kind: MetricType::GAUGE,
+        values: |s, emit| {
+            if let Some(p) = &s.resources.peak_gpu_memory_bytes {
+                one(p.max, emit);
+            }
+        },
+    },
+    PerKey {
+        suffix: "peak_cpu_utilization_ratio",
+        help: "Highest process CPU (1 = one core) during any operation, by {what}.",
+        kind: MetricType::GAUGE,
+        values: |s, emit| {
+            if let Some(p) = &s.resources.cpu_utilization {
+                one(p.max, emit);
+            }
+        },
+    },
+    PerKey {
+        suffix: "peak_gpu_utilization_ratio",
+        help: "Highest GPU utilization (0-1) during any operation, by {what}.",
+        kind: MetricType::GAUGE,
+        values: |s, emit| {
+            if let Some(p) = &s.resources.gpu_utilization {
+                one(p.max, emit);
+            }
+        },
+    },
+];
+
+/// The two views of [`PER_KEY`]: name prefix, label, and the word in help texts.
+const VIEWS: [(&str, &str, &str); 2] = [
+    ("strategy", "strategy", "strategy"),
+    ("operation_type", "operation", "operation type"),
+];
+
+/// A family of the whole process: counts, health, live resource gauges.
+struct Global {
+    name: &'static str,
+    help: &'static str,
+    kind: MetricType,
+    values: fn(&StatsSnapshot, Emit<'_>),
+}
+
+const GLOBAL: &[Global] = &[
+    Global {
+        name: "vidperf_active_operations",
+        help: "Operations running now.",
+        kind: MetricType::GAUGE,
+        values: |s, emit| one(s.summary.active_operations as f64, emit),
+    },
+    Global {
+        name: "vidperf_uptime_seconds",
+        help: "Seconds since the statistics started.",
+        kind: MetricType::GAUGE,
+        values: |s, emit| one(s.summary.uptime_seconds, emit),
+    },
+    Global {
+        name: "vidperf_history_records",
+        help: "Operation records held for export.",
+        kind: MetricType::GAUGE,
+        values: |s, emit| one(s.health.history_len as f64, emit),
+    },
+    Global {
+        name: "vidperf_history_purged_total",
+        help: "Oldest records purged to respect the history limit (still counted in every statistic).",
+        kind: MetricType::COUNTER,
+        values: |s, emit| one(s.health.history_purged as f64, emit),
+    },
+    Global {
+        name: "vidperf_overflow_operations_total",
+        help: "Operations counted under __overflow__ because a key cap was reached, by dimension (pair: the cap on operation type and strategy pairs).",
+        kind: MetricType::COUNTER,
+        values: |s, emit| {
+            let h = &s.health;
+            emit(&[("dimension", "strategy")], h.strategy_overflow as f64);
+            emit(&[("dimension", "operation")], h.operation_overflow as f64);
+            emit(&[("dimension", "pair")], h.pair_overflow as f64);
+        },
+    },
+    Global {
+        name: "vidperf_sink_panics_total",
+        help: "Panics caught in sinks.",
+        kind: MetricType::COUNTER,
+        values: |s, emit| one(s.health.sink_panics as f64, emit),
+    },
+    Global {
+        name: "vidperf_export_spans_total",
+        help: "Spans offered to the OTLP trace export, by what became of them (emitted = exported + failed + dropped + vidperf_export_spans_queued).",
+        kind: MetricType::COUNTER,
+        values: |s, emit| {
+            if let Some(e) = &s.health.export {
+                emit(&[("outcome", "emitted")], e.emitted as f64);
+                emit(&[("outcome", "exported")], e.exported as f64);
+                emit(&[("outcome", "failed")], e.failed as f64);
+                emit(&[("outcome", "dropped")], e.dropped as f64);
+                emit(&[("outcome", "unsampled")], e.unsampled as f64);
+            }
+        },
+    },
+    Global {
+        name: "vidperf_export_spans_dropped_total",
+        help: "Spans lost before the exporter, by reason: the queue was full, or shutdown came first.",
+        kind: MetricType::COUNTER,
+        values: |s, emit| {
+            if let Some(e) = &s.health.export {
+                emit(&[("reason", "queue_full")], e.dropped_queue_full as f64);
+                emit(&[("reason", "shutdown")], e.dropped_shutdown as f64);
+            }
+        },
+    },
+    Global {
+        name: "vidperf_export_spans_queued",
+        help: "Spans waiting for the OTLP exporter or in a batch being sent now.",
+        kind: MetricType::GAUGE,
+        values: |s, emit| {
+            if let Some(e) = &s.health.export {
+                one(e.queued as f64, emit);
+            }
+        },
+    },
+    Global {
+        name: "vidperf_monitor_samples_total",
+        help: "Resource samples taken.",
+        kind: MetricType::COUNTER,
+        values: |s, emit| {
+            if let Some(m) = &s.health.monitor {
+                one(m.samples as f64, emit);
+            }
+        },
+    },
+    Global {
+        name: "vidperf_monitor_stale",
+        help: "1 while operations are open but resource samples stopped arriving.",
+        kind: MetricType::GAUGE,
+        values: |s, emit| {
+            if let Some(m) = &s.health.monitor {
+                one(f64::from(u8::from(m.stale)), emit);
+            }
+        },
+    },
+    Global {
+        name: "vidperf_monitor_gpu_available",
+        help: "1 when GPUs are being sampled.",
+        kind: MetricType::GAUGE,
+        values: |s, emit| {
+            if let Some(m) = &s.health.monitor {
+                one(f64::from(u8::from(m.gpu_state == "available")), emit);
+            }
+        },
+    },
+    Global {
+        name: "vidperf_monitor_gpu_errors_total",
+        help: "NVML errors while sampling, by kind.",
+        kind: MetricType::COUNTER,
+        values: |s, emit| {
+            if let Some(m) = &s.health.monitor {
+                for (kind, n) in &m.gpu_errors {
+                    emit(&[("kind", kind)], *n as f64);
+                }
+            }
+        },
+    },
+    Global {
+        name: "process_memory_usage_bytes",
+        help: "Resident memory of this process at the newest sample.",
+        kind: MetricType::GAUGE,
+        values: |s, emit| {
+            let m = s.health.monitor.as_ref();
+            if let Some(v) = m.and_then(|m| m.current_process_memory_bytes) {
+                one(v as f64, emit);
+            }
+        },
+    },
+    Global {
+        name: "process_cpu_utilization_ratio",
+        help: "CPU of this process at the newest sample (1 = one core).",
+        kind: MetricType::GAUGE,
+        values: |s, emit| {
+            let m = s.health.monitor.as_ref();
+            if let Some(v) = m.and_then(|m| m.current_process_cpu_utilization) {
+                one(v, emit);
+            }
+        },
+    },
+    Global {
+        name: "hw_gpu_memory_usage_bytes",
+        help: "GPU memory used at the newest sample, by device index.",
+        kind: MetricType::GAUGE,
+        values: |s, emit| {
+            if let Some(m) = &s.health.monitor {
+                for (i, v) in m.current_gpu_memory_bytes.iter().enumerate() {
+                    if let Some(v) = v {
+                        emit(&[("gpu", &i.to_string())], *v as f64);
+                    }
+                }
+            }
+        },
+    },
+    Global {
+        name: "hw_gpu_utilization_ratio",
+        help: "GPU utilization (0-1) at the newest sample, by device index.",
+        kind: MetricType::GAUGE,
+        values: |s, emit| {
+            if let Some(m) = &s.health.monitor {
+                for (i, v) in m.current_gpu_utilization.iter().enumerate() {
+                    if let Some(v) = v {
+                        emit(&[("gpu", &i.to_string())], *v);
+                    }
+                }
+            }
+        },
+    },
+];
+
+/// The name of every family the page can hold (a family with no series is left out
+/// of a given page).
+pub fn family_names() -> Vec<String> {
+    let per_key = VIEWS.iter().flat_map(|(prefix, _, _)| {
+        PER_KEY
+            .iter()
+            .map(move |f| format!("vidperf_{prefix}_{}", f.suffix))
+    });
+    per_key
+        .chain(GLOBAL.iter().map(|f| f.name.to_owned()))
+        .collect()
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
@@ -42,21 +339,18 @@ fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
         .collect()
 }
 
-fn gauge(pairs: &[(&str, &str)], value: f64) -> Metric {
-    let mut g = Gauge::default();
-    g.set_value(value);
+fn sample(kind: MetricType, pairs: &[(&str, &str)], value: f64) -> Metric {
     let mut m = Metric::default();
     m.set_label(labels(pairs));
-    m.set_gauge(g);
-    m
-}
-
-fn counter(pairs: &[(&str, &str)], value: f64) -> Metric {
-    let mut c = Counter::default();
-    c.set_value(value);
-    let mut m = Metric::default();
-    m.set_label(labels(pairs));
-    m.set_counter(c);
+    if kind == MetricType::COUNTER {
+        let mut c = Counter::default();
+        c.set_value(value);
+        m.set_counter(c);
+    } else {
+        let mut g = Gauge::default();
+        g.set_value(value);
+        m.set_gauge(g);
+    }
     m
 }
 
@@ -82,286 +376,68 @@ fn histogram(pairs: &[(&str, &str)], stats: &AggregateStats) -> Option<Metric> {
     Some(m)
 }
 
-/// Per-key families: counts by outcome, duration histogram, frames, throughput,
-/// quality and resource peaks.
-fn per_key(
-    out: &mut Families,
-    prefix: &str,
-    label: &str,
-    what: &str,
-    map: &BTreeMap<String, AggregateStats>,
-) {
-    let mut totals = Vec::new();
-    let mut durations = Vec::new();
-    let mut frames = Vec::new();
-    let mut segments = Vec::new();
-    let mut fps = Vec::new();
-    let mut quality = Vec::new();
-    let mut memory = Vec::new();
-    let mut gpu_memory = Vec::new();
-    let mut cpu = Vec::new();
-    let mut gpu = Vec::new();
-    for (key, s) in map {
-        let k = [(label, key.as_str())];
-        totals.push(counter(
-            &[(label, key), ("outcome", "success")],
-            s.successes as f64,
-        ));
-        totals.push(counter(
-            &[(label, key), ("outcome", "failure")],
-            s.failures as f64,
-        ));
-        durations.extend(histogram(&k, s));
-        frames.push(counter(&k, s.frames_processed_total as f64));
-        segments.push(counter(&k, s.segments_total as f64));
-        fps.extend(s.frames_per_second.map(|v| gauge(&k, v)));
-        quality.extend(s.mean_quality_score.map(|v| gauge(&k, v)));
-        let r = &s.resources;
-        memory.extend(
-            r.peak_memory_mb
-                .as_ref()
-                .map(|p| gauge(&k, p.max * 1024.0 * 1024.0)),
-        );
-        gpu_memory.extend(
-            r.peak_gpu_memory_mb
-                .as_ref()
-                .map(|p| gauge(&k, p.max * 1024.0 * 1024.0)),
-        );
-        cpu.extend(
-            r.cpu_utilization_percent
-                .as_ref()
-                .map(|p| gauge(&k, p.max / 100.0)),
-        );
-        gpu.extend(
-            r.gpu_utilization_percent
-                .as_ref()
-                .map(|p| gauge(&k, p.max / 100.0)),
-        );
-    }
-    use MetricType::{COUNTER, GAUGE, HISTOGRAM};
-    let name = |suffix: &str| format!("vidperf_{prefix}_{suffix}");
-    out.add(
-        &name("operations_total"),
-        &format!("Finished operations by {what} and outcome."),
-        COUNTER,
-        totals,
-    );
-    out.add(
-        &name("duration_seconds"),
-        &format!("Operation duration by {what}."),
-        HISTOGRAM,
-        durations,
-    );
-    out.add(
-        &name("frames_processed_total"),
-        &format!("Frames processed by {what}."),
-        COUNTER,
-        frames,
-    );
-    out.add(
-        &name("segments_total"),
-        &format!("Segments processed by {what}."),
-        COUNTER,
-        segments,
-    );
-    out.add(
-        &name("frames_per_second"),
-        &format!("Frames over the duration of the operations that reported frames, by {what}."),
-        GAUGE,
-        fps,
-    );
-    out.add(
-        &name("quality_score_mean"),
-        &format!("Mean quality score (0-1) by {what}."),
-        GAUGE,
-        quality,
-    );
-    out.add(
-        &name("peak_memory_bytes"),
-        &format!("Highest process resident memory during any operation, by {what}."),
-        GAUGE,
-        memory,
-    );
-    out.add(
-        &name("peak_gpu_memory_bytes"),
-        &format!("Highest GPU memory used during any operation, by {what}."),
-        GAUGE,
-        gpu_memory,
-    );
-    out.add(
-        &name("peak_cpu_utilization_ratio"),
-        &format!("Highest process CPU (1 = one core) during any operation, by {what}."),
-        GAUGE,
-        cpu,
-    );
-    out.add(
-        &name("peak_gpu_utilization_ratio"),
-        &format!("Highest GPU utilization (0-1) during any operation, by {what}."),
-        GAUGE,
-        gpu,
-    );
+fn family(name: String, help: String, kind: MetricType, metrics: Vec<Metric>) -> MetricFamily {
+    let mut family = MetricFamily::default();
+    family.set_name(name);
+    family.set_help(help);
+    family.set_field_type(kind);
+    family.set_metric(metrics);
+    family
 }
 
 /// The whole `/metrics` page.
-pub fn encode(snapshot: &StatsSnapshot) -> Result<Vec<u8>, prometheus::Error> {
-    use MetricType::{COUNTER, GAUGE};
-    let mut out = Families(Vec::new());
-    per_key(
-        &mut out,
-        "strategy",
-        "strategy",
-        "strategy",
-        &snapshot.by_strategy,
-    );
-    per_key(
-        &mut out,
-        "operation_type",
-        "operation",
-        "operation type",
-        &snapshot.by_operation,
-    );
-    let s = &snapshot.summary;
-    out.add(
-        "vidperf_active_operations",
-        "Operations running now.",
-        GAUGE,
-        vec![gauge(&[], s.active_operations as f64)],
-    );
-    out.add(
-        "vidperf_uptime_seconds",
-        "Seconds since the statistics started.",
-        GAUGE,
-        vec![gauge(&[], s.uptime_seconds)],
-    );
-    let h = &snapshot.health;
-    out.add(
-        "vidperf_history_records",
-        "Operation records held for export.",
-        GAUGE,
-        vec![gauge(&[], h.history_len as f64)],
-    );
-    out.add(
-        "vidperf_history_purged_total",
-        "Oldest records purged to respect the history limit (still counted in every statistic).",
-        COUNTER,
-        vec![counter(&[], h.history_purged as f64)],
-    );
-    out.add(
-        "vidperf_overflow_operations_total",
-        "Operations counted under __overflow__ because the key cap was reached, by dimension.",
-        COUNTER,
-        vec![
-            counter(&[("dimension", "strategy")], h.strategy_overflow as f64),
-            counter(&[("dimension", "operation")], h.operation_overflow as f64),
-        ],
-    );
-    out.add(
-        "vidperf_sink_panics_total",
-        "Panics caught in sinks.",
-        COUNTER,
-        vec![counter(&[], h.sink_panics as f64)],
-    );
-    if let Some(e) = &h.export {
-        out.add(
-            "vidperf_export_spans_total",
-            "Spans offered to the OTLP trace export, by what became of them (emitted = exported + failed + dropped + vidperf_export_spans_queued).",
-            COUNTER,
-            vec![
-                counter(&[("outcome", "emitted")], e.emitted as f64),
-                counter(&[("outcome", "exported")], e.exported as f64),
-                counter(&[("outcome", "failed")], e.failed as f64),
-                counter(&[("outcome", "dropped")], e.dropped as f64),
-                counter(&[("outcome", "unsampled")], e.unsampled as f64),
-            ],
-        );
-        out.add(
-            "vidperf_export_spans_dropped_total",
-            "Spans lost before the exporter, by reason: the queue was full, or shutdown came first.",
-            COUNTER,
-            vec![
-                counter(&[("reason", "queue_full")], e.dropped_queue_full as f64),
-                counter(&[("reason", "shutdown")], e.dropped_shutdown as f64),
-            ],
-        );
-        out.add(
-            "vidperf_export_spans_queued",
-            "Spans waiting for the OTLP exporter or in a batch being sent now.",
-            GAUGE,
-            vec![gauge(&[], e.queued as f64)],
-        );
-    }
-    if let Some(m) = &h.monitor {
-        out.add(
-            "vidperf_monitor_samples_total",
-            "Resource samples taken.",
-            COUNTER,
-            vec![counter(&[], m.samples as f64)],
-        );
-        out.add(
-            "vidperf_monitor_stale",
-            "1 while operations are open but resource samples stopped arriving.",
-            GAUGE,
-            vec![gauge(&[], f64::from(u8::from(m.stale)))],
-        );
-        out.add(
-            "vidperf_monitor_gpu_available",
-            "1 when GPUs are being sampled.",
-            GAUGE,
-            vec![gauge(&[], f64::from(u8::from(m.gpu_state == "available")))],
-        );
-        out.add(
-            "vidperf_monitor_gpu_errors_total",
-            "NVML errors while sampling, by kind.",
-            COUNTER,
-            m.gpu_errors
-                .iter()
-                .map(|(kind, n)| counter(&[("kind", kind)], *n as f64))
-                .collect(),
-        );
-        out.add(
-            "process_memory_usage_bytes",
-            "Resident memory of this process at the newest sample.",
-            GAUGE,
-            m.current_process_memory_bytes
-                .map(|v| gauge(&[], v as f64))
-                .into_iter()
-                .collect(),
-        );
-        out.add(
-            "process_cpu_utilization_ratio",
-            "CPU of this process at the newest sample (1 = one core).",
-            GAUGE,
-            m.current_process_cpu_utilization
-                .map(|v| gauge(&[], v))
-                .into_iter()
-                .collect(),
-        );
-        let per_device = |values: Vec<Option<f64>>| -> Vec<Metric> {
-            values
-                .iter()
-                .enumerate()
-                .filter_map(|(i, v)| v.map(|v| gauge(&[("gpu", &i.to_string())], v)))
-                .collect()
+pub fn encode(snapshot: &StatsSnapshot) -> Result<Vec<u8>, EncodeError> {
+    let mut families = Vec::new();
+    for (prefix, label, what) in VIEWS {
+        let map = if label == "strategy" {
+            &snapshot.by_strategy
+        } else {
+            &snapshot.by_operation
         };
-        out.add(
-            "hw_gpu_memory_usage_bytes",
-            "GPU memory used at the newest sample, by device index.",
-            GAUGE,
-            per_device(
-                m.current_gpu_memory_bytes
-                    .iter()
-                    .map(|v| v.map(|b| b as f64))
-                    .collect(),
-            ),
-        );
-        out.add(
-            "hw_gpu_utilization_ratio",
-            "GPU utilization (0-1) at the newest sample, by device index.",
-            GAUGE,
-            per_device(m.current_gpu_utilization.clone()),
-        );
+        for f in PER_KEY {
+            let mut metrics = Vec::new();
+            for (key, stats) in map {
+                if f.kind == MetricType::HISTOGRAM {
+                    metrics.extend(histogram(&[(label, key)], stats));
+                    continue;
+                }
+                (f.values)(stats, &mut |extra, value| {
+                    let mut pairs = vec![(label, key.as_str())];
+                    pairs.extend_from_slice(extra);
+                    metrics.push(sample(f.kind, &pairs, value));
+                });
+            }
+            if !metrics.is_empty() {
+                let help = f.help.replace("{what}", what);
+                families.push(family(
+                    format!("vidperf_{prefix}_{}", f.suffix),
+                    help,
+                    f.kind,
+                    metrics,
+                ));
+            }
+        }
+    }
+    for f in GLOBAL {
+        let mut metrics = Vec::new();
+        (f.values)(snapshot, &mut |pairs, value| {
+            metrics.push(sample(f.kind, pairs, value));
+        });
+        // The text format has no empty families.
+        if !metrics.is_empty() {
+            families.push(family(
+                f.name.to_owned(),
+                f.help.to_owned(),
+                f.kind,
+                metrics,
+            ));
+        }
     }
     let mut buffer = Vec::with_capacity(16 * 1024);
-    TextEncoder::new().encode(&out.0, &mut buffer)?;
+    TextEncoder::new()
+        .encode(&families, &mut buffer)
+        .map_err(|e| EncodeError {
+            message: e.to_string(),
+        })?;
     Ok(buffer)
 }

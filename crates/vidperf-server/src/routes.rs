@@ -12,7 +12,7 @@ use vidperf_core::export;
 use crate::error::ApiError;
 use crate::{ApiState, TokenScope, prom, query};
 
-const STATS_PARAMS: &[&str] = &["recent", "strategy", "operation"];
+const STATS_PARAMS: &[&str] = &["recent", "strategy", "operation", "window"];
 const EXPORT_PARAMS: &[&str] = &["format"];
 const FORMATS: &[&str] = &["json", "csv"];
 
@@ -37,8 +37,23 @@ pub(crate) async fn stats(
             }
         },
     };
-    let options = SnapshotOptions::default().with_recent(recent);
-    let snapshot = state.source.snapshot(
+    let mut options = SnapshotOptions::default().with_recent(recent);
+    if let Some(text) = params.get("window") {
+        let max = state.stats.max_window();
+        let window = query::duration(text)
+            .filter(|w| state.stats.check_window(*w).is_ok())
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_window",
+                    format!(
+                        "window must be a duration such as 30s, 5m or 1h, longer than zero and at most {}s; got {text:?}",
+                        max.as_secs_f64()
+                    ),
+                )
+            })?;
+        options = options.with_window(window);
+    }
+    let snapshot = state.stats.filtered_snapshot(
         options,
         params.get("strategy").map(String::as_str),
         params.get("operation").map(String::as_str),
@@ -80,7 +95,7 @@ pub(crate) async fn export(
     let max_rows = state.config.max_export_rows;
     // Encoding many rows takes milliseconds: keep it off the threads serving /metrics.
     let encoded = tokio::task::spawn_blocking(move || {
-        let (snapshot, mut records) = state.source.snapshot_and_records();
+        let (snapshot, mut records) = state.stats.snapshot_and_records(SnapshotOptions::default());
         let omitted = records.len().saturating_sub(max_rows);
         records.drain(..omitted); // keep the newest rows
         let mut body = Vec::with_capacity(256 * (records.len() + 1));
@@ -117,11 +132,9 @@ pub(crate) async fn metrics(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     query::parse(raw.as_deref(), &[])?;
-    let snapshot = state.source.snapshot(
-        SnapshotOptions::default().with_recent(0).with_active(0),
-        None,
-        None,
-    );
+    let snapshot = state
+        .stats
+        .snapshot_with(SnapshotOptions::default().with_recent(0).with_active(0));
     let text = prom::encode(&snapshot).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok((
         [(

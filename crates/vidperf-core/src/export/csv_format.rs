@@ -3,36 +3,11 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
+use std::borrow::Cow;
+
 use super::{ReadError, WriteError};
 use crate::record::{OperationRecord, rfc3339};
-
-/// The CSV columns, in order. Stable: new columns are only ever appended.
-pub const CSV_COLUMNS: [&str; 24] = [
-    "operation_id",
-    "operation_type",
-    "strategy",
-    "start_time",
-    "end_time",
-    "duration_seconds",
-    "success",
-    "error_message",
-    "frames_processed",
-    "segments",
-    "input_resolution",
-    "output_resolution",
-    "scale_factor",
-    "quality_score",
-    "enhancement_factor",
-    "peak_memory_mb",
-    "peak_gpu_memory_mb",
-    "cpu_utilization_percent",
-    "gpu_utilization_percent",
-    "samples",
-    "trace_id",
-    "span_id",
-    "metadata",
-    "gpu_devices",
-];
+use crate::stats::units;
 
 /// Characters that make a spreadsheet treat a cell as a formula, plus the escape itself.
 const FORMULA_TRIGGERS: [char; 7] = ['=', '+', '-', '@', '\t', '\r', '\''];
@@ -71,50 +46,295 @@ fn opt_float(value: Option<f64>) -> String {
     value.map(float).unwrap_or_default()
 }
 
+/// One CSV column: its name, how a record's cell is written, and how it is read back.
+struct Column {
+    name: &'static str,
+    write: fn(&OperationRecord) -> Result<Cow<'_, str>, WriteError>,
+    read: fn(&mut OperationRecord, &str) -> Result<(), String>,
+}
+
+/// Reads an optional cell: empty is `None`.
+fn parse<T: std::str::FromStr>(cell: &str) -> Result<Option<T>, String>
+where
+    T::Err: std::fmt::Display,
+{
+    if cell.is_empty() {
+        return Ok(None);
+    }
+    cell.parse().map(Some).map_err(|e| format!("{cell:?}: {e}"))
+}
+
+/// Reads a required cell.
+fn required<T: std::str::FromStr>(cell: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    parse(cell)?.ok_or_else(|| "empty".to_owned())
+}
+
+fn time(cell: &str) -> Result<std::time::SystemTime, String> {
+    rfc3339::parse(cell).map_err(|e| format!("{cell:?}: {e}"))
+}
+
+fn mib_cell(bytes: Option<u64>) -> Cow<'static, str> {
+    opt_float(bytes.map(|b| units::mib(b as f64))).into()
+}
+
+fn read_mib(cell: &str) -> Result<Option<u64>, String> {
+    parse::<f64>(cell)?.map(units::to_bytes).transpose()
+}
+
+fn percent_cell(ratio: Option<f64>) -> Cow<'static, str> {
+    opt_float(ratio.map(units::percent)).into()
+}
+
+fn read_percent(cell: &str) -> Result<Option<f64>, String> {
+    Ok(parse::<f64>(cell)?.map(units::ratio_from_percent))
+}
+
+fn json_cell<T: serde::Serialize>(value: &T, empty: bool) -> Result<Cow<'static, str>, WriteError> {
+    if empty {
+        return Ok(Cow::Borrowed(""));
+    }
+    serde_json::to_string(value)
+        .map(Cow::Owned)
+        .map_err(|e| WriteError::Encode(e.to_string()))
+}
+
+fn read_json_cell<T: serde::de::DeserializeOwned + Default>(cell: &str) -> Result<T, String> {
+    if cell.is_empty() {
+        Ok(T::default())
+    } else {
+        serde_json::from_str(cell).map_err(|e| e.to_string())
+    }
+}
+
+/// Every column, in order: the one list the writer, the reader and [`CSV_COLUMNS`] use.
+/// Stable: new columns are only ever appended.
+const COLUMNS: &[Column] = &[
+    Column {
+        name: "operation_id",
+        write: |r| Ok(text_cell(&r.operation_id)),
+        read: |r, c| {
+            r.operation_id = untext(c);
+            Ok(())
+        },
+    },
+    Column {
+        name: "operation_type",
+        write: |r| Ok(text_cell(&r.operation_type)),
+        read: |r, c| {
+            r.operation_type = untext(c);
+            Ok(())
+        },
+    },
+    Column {
+        name: "strategy",
+        write: |r| Ok(text_cell(&r.strategy)),
+        read: |r, c| {
+            r.strategy = untext(c);
+            Ok(())
+        },
+    },
+    Column {
+        name: "start_time",
+        write: |r| Ok(rfc3339::format(r.start_time).into()),
+        read: |r, c| {
+            r.start_time = time(c)?;
+            Ok(())
+        },
+    },
+    Column {
+        name: "end_time",
+        write: |r| Ok(rfc3339::format(r.end_time).into()),
+        read: |r, c| {
+            r.end_time = time(c)?;
+            Ok(())
+        },
+    },
+    Column {
+        name: "duration_seconds",
+        write: |r| Ok(float(r.duration_seconds).into()),
+        read: |r, c| {
+            r.duration_seconds = required(c)?;
+            Ok(())
+        },
+    },
+    Column {
+        name: "success",
+        write: |r| Ok(r.success.to_string().into()),
+        read: |r, c| {
+            r.success = required(c)?;
+            Ok(())
+        },
+    },
+    Column {
+        name: "error_message",
+        write: |r| {
+            Ok(r.error_message
+                .as_deref()
+                .map(text_cell)
+                .unwrap_or_default())
+        },
+        read: |r, c| {
+            r.error_message = Some(untext(c)).filter(|e| !e.is_empty());
+            Ok(())
+        },
+    },
+    Column {
+        name: "frames_processed",
+        write: |r| Ok(opt(r.frames_processed).into()),
+        read: |r, c| {
+            r.frames_processed = parse(c)?;
+            Ok(())
+        },
+    },
+    Column {
+        name: "segments",
+        write: |r| Ok(opt(r.segments).into()),
+        read: |r, c| {
+            r.segments = parse(c)?;
+            Ok(())
+        },
+    },
+    Column {
+        name: "input_resolution",
+        write: |r| Ok(opt(r.input_resolution).into()),
+        read: |r, c| {
+            r.input_resolution = parse(c)?;
+            Ok(())
+        },
+    },
+    Column {
+        name: "output_resolution",
+        write: |r| Ok(opt(r.output_resolution).into()),
+        read: |r, c| {
+            r.output_resolution = parse(c)?;
+            Ok(())
+        },
+    },
+    Column {
+        name: "scale_factor",
+        write: |r| Ok(opt_float(r.scale_factor).into()),
+        read: |r, c| {
+            r.scale_factor = parse(c)?;
+            Ok(())
+        },
+    },
+    Column {
+        name: "quality_score",
+        write: |r| Ok(opt_float(r.quality_score).into()),
+        read: |r, c| {
+            r.quality_score = parse(c)?;
+            Ok(())
+        },
+    },
+    Column {
+        name: "enhancement_factor",
+        write: |r| Ok(opt_float(r.enhancement_factor).into()),
+        read: |r, c| {
+            r.enhancement_factor = parse(c)?;
+            Ok(())
+        },
+    },
+    Column {
+        name: "peak_memory_mb",
+        write: |r| Ok(mib_cell(r.peak_memory_bytes)),
+        read: |r, c| {
+            r.peak_memory_bytes = read_mib(c)?;
+            Ok(())
+        },
+    },
+    Column {
+        name: "peak_gpu_memory_mb",
+        write: |r| Ok(mib_cell(r.peak_gpu_memory_bytes)),
+        read: |r, c| {
+            r.peak_gpu_memory_bytes = read_mib(c)?;
+            Ok(())
+        },
+    },
+    Column {
+        name: "cpu_utilization_percent",
+        write: |r| Ok(percent_cell(r.cpu_utilization)),
+        read: |r, c| {
+            r.cpu_utilization = read_percent(c)?;
+            Ok(())
+        },
+    },
+    Column {
+        name: "gpu_utilization_percent",
+        write: |r| Ok(percent_cell(r.gpu_utilization)),
+        read: |r, c| {
+            r.gpu_utilization = read_percent(c)?;
+            Ok(())
+        },
+    },
+    Column {
+        name: "samples",
+        write: |r| Ok(opt(r.samples).into()),
+        read: |r, c| {
+            r.samples = parse(c)?;
+            Ok(())
+        },
+    },
+    Column {
+        name: "trace_id",
+        write: |r| Ok(text_cell(&r.trace_id)),
+        read: |r, c| {
+            r.trace_id = untext(c);
+            Ok(())
+        },
+    },
+    Column {
+        name: "span_id",
+        write: |r| Ok(text_cell(&r.span_id)),
+        read: |r, c| {
+            r.span_id = untext(c);
+            Ok(())
+        },
+    },
+    Column {
+        name: "metadata",
+        write: |r| {
+            let text = json_cell(&r.metadata, r.metadata.is_empty())?;
+            Ok(Cow::Owned(text_cell(&text).into_owned()))
+        },
+        read: |r, c| {
+            r.metadata = read_json_cell::<BTreeMap<_, _>>(&untext(c))?;
+            Ok(())
+        },
+    },
+    Column {
+        name: "gpu_devices",
+        write: |r| json_cell(&r.gpu_devices, r.gpu_devices.is_empty()),
+        read: |r, c| {
+            r.gpu_devices = read_json_cell(c)?;
+            Ok(())
+        },
+    },
+];
+
+/// The CSV columns, in order. Stable: new columns are only ever appended.
+pub const CSV_COLUMNS: [&str; COLUMNS.len()] = {
+    let mut names = [""; COLUMNS.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = COLUMNS[i].name;
+        i += 1;
+    }
+    names
+};
+
 /// Writes a header and one row per record.
 pub fn write_csv<W: Write>(out: W, records: &[OperationRecord]) -> Result<(), WriteError> {
     let mut writer = csv::Writer::from_writer(out);
     writer.write_record(CSV_COLUMNS).map_err(csv_error)?;
+    let mut row: Vec<Cow<'_, str>> = Vec::with_capacity(COLUMNS.len());
     for r in records {
-        let metadata = if r.metadata.is_empty() {
-            String::new()
-        } else {
-            serde_json::to_string(&r.metadata).map_err(|e| WriteError::Encode(e.to_string()))?
-        };
-        let devices = if r.gpu_devices.is_empty() {
-            String::new()
-        } else {
-            serde_json::to_string(&r.gpu_devices).map_err(|e| WriteError::Encode(e.to_string()))?
-        };
-        let row: [std::borrow::Cow<'_, str>; 24] = [
-            text_cell(&r.operation_id),
-            text_cell(&r.operation_type),
-            text_cell(&r.strategy),
-            rfc3339::format(r.start_time).into(),
-            rfc3339::format(r.end_time).into(),
-            float(r.duration_seconds).into(),
-            r.success.to_string().into(),
-            r.error_message
-                .as_deref()
-                .map(text_cell)
-                .unwrap_or_default(),
-            opt(r.frames_processed).into(),
-            opt(r.segments).into(),
-            opt(r.input_resolution).into(),
-            opt(r.output_resolution).into(),
-            opt_float(r.scale_factor).into(),
-            opt_float(r.quality_score).into(),
-            opt_float(r.enhancement_factor).into(),
-            opt_float(r.peak_memory_mb).into(),
-            opt_float(r.peak_gpu_memory_mb).into(),
-            opt_float(r.cpu_utilization_percent).into(),
-            opt_float(r.gpu_utilization_percent).into(),
-            opt(r.samples).into(),
-            text_cell(&r.trace_id),
-            text_cell(&r.span_id),
-            text_cell(&metadata).into_owned().into(),
-            devices.into(),
-        ];
+        row.clear();
+        for column in COLUMNS {
+            row.push((column.write)(r)?);
+        }
         writer
             .write_record(row.iter().map(|c| c.as_bytes()))
             .map_err(csv_error)?;
@@ -143,7 +363,17 @@ pub fn read_csv<R: Read>(input: R) -> Result<Vec<OperationRecord>, ReadError> {
     let mut out = Vec::new();
     for (i, row) in reader.records().enumerate() {
         let row = row.map_err(read_error)?;
-        out.push(parse_row(&row, i as u64 + 1)?);
+        let mut record = OperationRecord::blank();
+        for (k, column) in COLUMNS.iter().enumerate() {
+            (column.read)(&mut record, row.get(k).unwrap_or_default()).map_err(|message| {
+                ReadError::Field {
+                    row: i as u64 + 1,
+                    column: column.name,
+                    message,
+                }
+            })?;
+        }
+        out.push(record);
     }
     Ok(out)
 }
@@ -153,94 +383,4 @@ fn read_error(e: csv::Error) -> ReadError {
         csv::ErrorKind::Io(io) => ReadError::Io(io),
         other => ReadError::Syntax(format!("{other:?}")),
     }
-}
-
-struct Row<'a> {
-    row: &'a csv::StringRecord,
-    line: u64,
-}
-
-impl Row<'_> {
-    fn cell(&self, i: usize) -> &str {
-        self.row.get(i).unwrap_or_default()
-    }
-
-    fn bad(&self, i: usize, message: String) -> ReadError {
-        ReadError::Field {
-            row: self.line,
-            column: CSV_COLUMNS[i],
-            message,
-        }
-    }
-
-    fn opt<T: std::str::FromStr>(&self, i: usize) -> Result<Option<T>, ReadError>
-    where
-        T::Err: std::fmt::Display,
-    {
-        let text = self.cell(i);
-        if text.is_empty() {
-            return Ok(None);
-        }
-        text.parse()
-            .map(Some)
-            .map_err(|e| self.bad(i, format!("{text:?}: {e}")))
-    }
-
-    fn req<T: std::str::FromStr>(&self, i: usize) -> Result<T, ReadError>
-    where
-        T::Err: std::fmt::Display,
-    {
-        self.opt(i)?.ok_or_else(|| self.bad(i, "empty".to_owned()))
-    }
-
-    fn time(&self, i: usize) -> Result<std::time::SystemTime, ReadError> {
-        let text = self.cell(i);
-        rfc3339::parse(text).map_err(|e| self.bad(i, format!("{text:?}: {e}")))
-    }
-
-    fn text(&self, i: usize) -> String {
-        untext(self.cell(i))
-    }
-}
-
-fn parse_row(row: &csv::StringRecord, line: u64) -> Result<OperationRecord, ReadError> {
-    let r = Row { row, line };
-    let metadata_text = r.text(22);
-    let metadata = if metadata_text.is_empty() {
-        BTreeMap::new()
-    } else {
-        serde_json::from_str(&metadata_text).map_err(|e| r.bad(22, e.to_string()))?
-    };
-    let devices_text = r.cell(23);
-    let gpu_devices = if devices_text.is_empty() {
-        Vec::new()
-    } else {
-        serde_json::from_str(devices_text).map_err(|e| r.bad(23, e.to_string()))?
-    };
-    Ok(OperationRecord {
-        operation_id: r.text(0),
-        operation_type: r.text(1),
-        strategy: r.text(2),
-        start_time: r.time(3)?,
-        end_time: r.time(4)?,
-        duration_seconds: r.req(5)?,
-        success: r.req(6)?,
-        error_message: Some(r.text(7)).filter(|e| !e.is_empty()),
-        frames_processed: r.opt(8)?,
-        segments: r.opt(9)?,
-        input_resolution: r.opt(10)?,
-        output_resolution: r.opt(11)?,
-        scale_factor: r.opt(12)?,
-        quality_score: r.opt(13)?,
-        enhancement_factor: r.opt(14)?,
-        peak_memory_mb: r.opt(15)?,
-        peak_gpu_memory_mb: r.opt(16)?,
-        cpu_utilization_percent: r.opt(17)?,
-        gpu_utilization_percent: r.opt(18)?,
-        samples: r.opt(19)?,
-        trace_id: r.text(20),
-        span_id: r.text(21),
-        metadata,
-        gpu_devices,
-    })
 }

@@ -20,6 +20,7 @@ use crate::ids::{SpanId, TraceId};
 use crate::resources::ResourceWindows;
 use crate::sink::{Sink, SpanInterest};
 use crate::span::{ActiveOperation, ResourcePeaks};
+use crate::stats::{Health, HealthSource};
 use crate::value::FieldValue;
 
 pub use state::MAX_EVENTS_PER_SPAN;
@@ -108,6 +109,14 @@ impl LayerHealth {
     /// How many times a sink panicked (each time, that sink lost one span).
     pub fn sink_panics(&self) -> u64 {
         self.sink_panics.load(Ordering::Relaxed)
+    }
+}
+
+/// The layer reports its sink panics into the statistics' health
+/// (`health.sink_panics`).
+impl HealthSource for PerfLayer {
+    fn report(&self, health: &mut Health) {
+        health.sink_panics = self.inner.health.sink_panics();
     }
 }
 

@@ -1,55 +1,124 @@
-//! One running aggregate: counts, exact min/mean/max, a duration histogram for
-//! quantiles, work and quality sums, resource peaks. Merges with `+=`.
+//! One running aggregate, in base units: counts, exact min/mean/max, a duration
+//! histogram for quantiles and exact counts at the Prometheus bucket bounds, work and
+//! quality sums, resource peaks. Merges exactly with [`Aggregate::merge`]; clearing
+//! keeps its allocation, so a time slot reused for a new interval does not allocate.
 
-use std::ops::AddAssign;
-
-use hdrhistogram::Histogram;
-
+use super::histogram::DurationHistogram;
 use super::snapshot::{
     AggregateStats, Bucket, DURATION_BUCKETS, DurationStats, PeakStats, ResourceStats,
 };
-use crate::span::FinishedSpan;
 
-const MIB: f64 = 1024.0 * 1024.0;
-/// Durations are kept in microseconds, from 1 µs to 24 h, to 2 significant digits
-/// (quantiles within 1%). Longer operations count as 24 h in the quantiles only; the
-/// exact max and mean are kept separately.
-const HIST_MAX_MICROS: u64 = 24 * 3600 * 1_000_000;
-const HIST_SIGFIGS: u8 = 2;
+/// [`DURATION_BUCKETS`] in nanoseconds.
+const BOUNDS_NANOS: [u64; DURATION_BUCKETS.len()] = {
+    let mut out = [0u64; DURATION_BUCKETS.len()];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = (DURATION_BUCKETS[i] * 1e9) as u64;
+        i += 1;
+    }
+    out
+};
+
+/// What one finished operation contributes to the statistics, in base units.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Measured {
+    pub(crate) nanos: u64,
+    pub(crate) success: bool,
+    pub(crate) frames: Option<u64>,
+    pub(crate) segments: Option<u64>,
+    pub(crate) quality: Option<f64>,
+    pub(crate) memory_bytes: Option<u64>,
+    pub(crate) gpu_memory_bytes: Option<u64>,
+    pub(crate) cpu: Option<f64>,
+    pub(crate) gpu: Option<f64>,
+}
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Aggregate {
     count: u64,
-    successes: u64,
-    duration_sum: f64,
-    duration_min: f64,
-    duration_max: f64,
-    durations: Option<Histogram<u64>>,
-    frames_total: u64,
-    frames_seconds: f64,
-    segments_total: u64,
+    failures: u64,
+    nanos_sum: u128,
+    min: u64,
+    max: u64,
+    histogram: DurationHistogram,
+    /// Operations per bucket of [`DURATION_BUCKETS`] (not cumulative); longer ones are
+    /// only in `count`.
+    le: [u64; DURATION_BUCKETS.len()],
+    frames: u64,
+    frames_nanos: u128,
+    segments: u64,
     quality_sum: f64,
     quality_count: u64,
-    memory: Peak,
-    gpu_memory: Peak,
-    cpu: Peak,
-    gpu: Peak,
+    memory: BytesPeak,
+    gpu_memory: BytesPeak,
+    cpu: RatioPeak,
+    gpu: RatioPeak,
 }
 
-/// Max and mean of per-operation peaks.
+/// Max, sum and count of per-operation byte peaks (the sum is exact).
 #[derive(Clone, Copy, Debug, Default)]
-struct Peak {
+struct BytesPeak {
+    max: u64,
+    sum: u128,
+    count: u64,
+}
+
+impl BytesPeak {
+    fn add(&mut self, value: Option<u64>) {
+        if let Some(v) = value {
+            self.max = if self.count == 0 { v } else { self.max.max(v) };
+            self.sum += u128::from(v);
+            self.count += 1;
+        }
+    }
+
+    fn merge(&mut self, other: &Self) {
+        if other.count > 0 {
+            self.max = if self.count == 0 {
+                other.max
+            } else {
+                self.max.max(other.max)
+            };
+            self.sum += other.sum;
+            self.count += other.count;
+        }
+    }
+
+    fn stats(&self) -> Option<PeakStats> {
+        (self.count > 0).then(|| PeakStats {
+            max: self.max as f64,
+            mean: self.sum as f64 / self.count as f64,
+            operations: self.count,
+        })
+    }
+}
+
+/// Max, sum and count of per-operation ratio peaks (CPU in cores, GPU 0–1).
+#[derive(Clone, Copy, Debug, Default)]
+struct RatioPeak {
     max: f64,
     sum: f64,
     count: u64,
 }
 
-impl Peak {
+impl RatioPeak {
     fn add(&mut self, value: Option<f64>) {
         if let Some(v) = value.filter(|v| v.is_finite()) {
             self.max = if self.count == 0 { v } else { self.max.max(v) };
             self.sum += v;
             self.count += 1;
+        }
+    }
+
+    fn merge(&mut self, other: &Self) {
+        if other.count > 0 {
+            self.max = if self.count == 0 {
+                other.max
+            } else {
+                self.max.max(other.max)
+            };
+            self.sum += other.sum;
+            self.count += other.count;
         }
     }
 
@@ -62,63 +131,83 @@ impl Peak {
     }
 }
 
-impl AddAssign<&Peak> for Peak {
-    fn add_assign(&mut self, other: &Peak) {
-        if other.count > 0 {
-            self.max = if self.count == 0 {
-                other.max
-            } else {
-                self.max.max(other.max)
-            };
-            self.sum += other.sum;
-            self.count += other.count;
-        }
-    }
-}
-
-pub(crate) fn new_histogram() -> Option<Histogram<u64>> {
-    Histogram::new_with_bounds(1, HIST_MAX_MICROS, HIST_SIGFIGS).ok()
+fn seconds(nanos: u128) -> f64 {
+    nanos as f64 / 1e9
 }
 
 impl Aggregate {
-    pub(crate) fn record(&mut self, span: &FinishedSpan) {
-        let secs = span.duration.as_secs_f64();
+    pub(crate) fn record(&mut self, m: &Measured) {
+        let nanos = m.nanos;
         if self.count == 0 {
-            self.duration_min = secs;
-            self.duration_max = secs;
+            self.min = nanos;
+            self.max = nanos;
         } else {
-            self.duration_min = self.duration_min.min(secs);
-            self.duration_max = self.duration_max.max(secs);
+            self.min = self.min.min(nanos);
+            self.max = self.max.max(nanos);
         }
         self.count += 1;
-        self.successes += u64::from(span.is_success());
-        self.duration_sum += secs;
-        if self.durations.is_none() {
-            self.durations = new_histogram();
+        self.failures += u64::from(!m.success);
+        self.nanos_sum += u128::from(nanos);
+        self.histogram.record(nanos);
+        let bucket = BOUNDS_NANOS.partition_point(|bound| *bound < nanos);
+        if let Some(n) = self.le.get_mut(bucket) {
+            *n += 1;
         }
-        if let Some(h) = &mut self.durations {
-            let micros = u64::try_from(span.duration.as_micros()).unwrap_or(u64::MAX);
-            h.saturating_record(micros.clamp(1, HIST_MAX_MICROS));
+        if let Some(frames) = m.frames {
+            self.frames = self.frames.saturating_add(frames);
+            self.frames_nanos += u128::from(nanos);
         }
-        if let Some(frames) = span.fields.frames_processed {
-            self.frames_total = self.frames_total.saturating_add(frames);
-            self.frames_seconds += secs;
+        if let Some(segments) = m.segments {
+            self.segments = self.segments.saturating_add(segments);
         }
-        if let Some(segments) = span.fields.segments {
-            self.segments_total = self.segments_total.saturating_add(segments);
-        }
-        if let Some(q) = span.fields.quality_score.filter(|q| q.is_finite()) {
+        if let Some(q) = m.quality.filter(|q| q.is_finite()) {
             self.quality_sum += q;
             self.quality_count += 1;
         }
-        let r = &span.resources;
-        self.memory
-            .add(r.process_memory_bytes.map(|b| b as f64 / MIB));
-        self.gpu_memory
-            .add(r.gpu_memory_bytes.map(|b| b as f64 / MIB));
-        self.cpu
-            .add(r.process_cpu_utilization.map(crate::record::percent));
-        self.gpu.add(r.gpu_utilization.map(crate::record::percent));
+        self.memory.add(m.memory_bytes);
+        self.gpu_memory.add(m.gpu_memory_bytes);
+        self.cpu.add(m.cpu);
+        self.gpu.add(m.gpu);
+    }
+
+    /// Adds `other` in: every figure is exactly what recording both sets would give.
+    pub(crate) fn merge(&mut self, other: &Self) {
+        if other.count == 0 {
+            return;
+        }
+        if self.count == 0 {
+            self.min = other.min;
+            self.max = other.max;
+        } else {
+            self.min = self.min.min(other.min);
+            self.max = self.max.max(other.max);
+        }
+        self.count += other.count;
+        self.failures += other.failures;
+        self.nanos_sum += other.nanos_sum;
+        self.histogram.merge(&other.histogram);
+        for (mine, theirs) in self.le.iter_mut().zip(other.le) {
+            *mine += theirs;
+        }
+        self.frames = self.frames.saturating_add(other.frames);
+        self.frames_nanos += other.frames_nanos;
+        self.segments = self.segments.saturating_add(other.segments);
+        self.quality_sum += other.quality_sum;
+        self.quality_count += other.quality_count;
+        self.memory.merge(&other.memory);
+        self.gpu_memory.merge(&other.gpu_memory);
+        self.cpu.merge(&other.cpu);
+        self.gpu.merge(&other.gpu);
+    }
+
+    /// Empties the aggregate, keeping the histogram's allocation.
+    pub(crate) fn clear(&mut self) {
+        let mut histogram = std::mem::take(&mut self.histogram);
+        histogram.clear();
+        *self = Self {
+            histogram,
+            ..Self::default()
+        };
     }
 
     pub(crate) fn count(&self) -> u64 {
@@ -126,67 +215,61 @@ impl Aggregate {
     }
 
     pub(crate) fn successes(&self) -> u64 {
-        self.successes
+        self.count - self.failures
+    }
+
+    /// Bytes held on the heap.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.histogram.heap_bytes()
     }
 
     pub(crate) fn stats(&self) -> AggregateStats {
+        let (min, max) = (self.min as f64 / 1e9, self.max as f64 / 1e9);
+        // A quantile is its bucket's midpoint, clamped to the exact extremes.
         let quantile = |q: f64| {
-            self.durations
-                .as_ref()
-                .filter(|h| !h.is_empty())
-                .map(|h| h.value_at_quantile(q) as f64 / 1e6)
+            self.histogram
+                .quantile(q)
+                .map_or(max, |v| (v as f64 / 1e9).clamp(min, max))
         };
         let duration = (self.count > 0).then(|| DurationStats {
-            min_seconds: self.duration_min,
-            mean_seconds: self.duration_sum / self.count as f64,
-            max_seconds: self.duration_max,
-            p50_seconds: quantile(0.50).unwrap_or(self.duration_min),
-            p95_seconds: quantile(0.95).unwrap_or(self.duration_max),
-            p99_seconds: quantile(0.99).unwrap_or(self.duration_max),
-            total_seconds: self.duration_sum,
+            min_seconds: min,
+            mean_seconds: seconds(self.nanos_sum) / self.count as f64,
+            max_seconds: max,
+            p50_seconds: quantile(0.50),
+            p95_seconds: quantile(0.95),
+            p99_seconds: quantile(0.99),
+            total_seconds: seconds(self.nanos_sum),
             buckets: self.buckets(),
         });
         AggregateStats {
             count: self.count,
-            successes: self.successes,
-            failures: self.count - self.successes,
-            success_rate: rate(self.successes, self.count),
+            successes: self.successes(),
+            failures: self.failures,
+            success_rate: rate(self.successes(), self.count),
             duration,
-            frames_processed_total: self.frames_total,
-            segments_total: self.segments_total,
-            frames_per_second: (self.frames_seconds > 0.0)
-                .then(|| self.frames_total as f64 / self.frames_seconds),
+            frames_processed_total: self.frames,
+            segments_total: self.segments,
+            frames_per_second: (self.frames_nanos > 0)
+                .then(|| self.frames as f64 / seconds(self.frames_nanos)),
             mean_quality_score: (self.quality_count > 0)
                 .then(|| self.quality_sum / self.quality_count as f64),
             quality_samples: self.quality_count,
             resources: ResourceStats {
-                peak_memory_mb: self.memory.stats(),
-                peak_gpu_memory_mb: self.gpu_memory.stats(),
-                cpu_utilization_percent: self.cpu.stats(),
-                gpu_utilization_percent: self.gpu.stats(),
+                peak_memory_bytes: self.memory.stats(),
+                peak_gpu_memory_bytes: self.gpu_memory.stats(),
+                cpu_utilization: self.cpu.stats(),
+                gpu_utilization: self.gpu.stats(),
             },
         }
     }
-}
 
-impl Aggregate {
-    /// Cumulative counts at [`DURATION_BUCKETS`], in one pass over the histogram's
-    /// recorded values (cost independent of how many operations were recorded).
+    /// Cumulative counts at [`DURATION_BUCKETS`] (exact: each operation was classified
+    /// by its duration in nanoseconds when recorded).
     fn buckets(&self) -> Vec<Bucket> {
-        let mut counts = [0u64; DURATION_BUCKETS.len()];
-        if let Some(h) = &self.durations {
-            for v in h.iter_recorded() {
-                // Classified by the HDR bucket's highest equivalent value (within 1%).
-                let secs = v.value_iterated_to() as f64 / 1e6;
-                if let Some(i) = DURATION_BUCKETS.iter().position(|le| secs <= *le) {
-                    counts[i] += v.count_at_value();
-                }
-            }
-        }
         let mut total = 0;
         DURATION_BUCKETS
             .iter()
-            .zip(counts)
+            .zip(self.le)
             .map(|(le, n)| {
                 total += n;
                 Bucket {
@@ -202,37 +285,47 @@ pub(crate) fn rate(part: u64, whole: u64) -> Option<f64> {
     (whole > 0).then(|| part as f64 / whole as f64)
 }
 
-impl AddAssign<&Aggregate> for Aggregate {
-    fn add_assign(&mut self, other: &Aggregate) {
-        if other.count == 0 {
-            return;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(nanos: u64) -> Measured {
+        Measured {
+            nanos,
+            success: true,
+            ..Measured::default()
         }
-        if self.count == 0 {
-            self.duration_min = other.duration_min;
-            self.duration_max = other.duration_max;
-        } else {
-            self.duration_min = self.duration_min.min(other.duration_min);
-            self.duration_max = self.duration_max.max(other.duration_max);
+    }
+
+    #[test]
+    fn bucket_bounds_are_inclusive_and_exact() {
+        let mut a = Aggregate::default();
+        for nanos in [1_000_000, 1_000_001, 600_000_000_000, 600_000_000_001] {
+            a.record(&op(nanos));
         }
-        self.count += other.count;
-        self.successes += other.successes;
-        self.duration_sum += other.duration_sum;
-        match (&mut self.durations, &other.durations) {
-            (Some(mine), Some(theirs)) => {
-                // Same bounds on both sides, so `add` cannot fail.
-                let _ = mine.add(theirs);
-            }
-            (mine @ None, Some(theirs)) => *mine = Some(theirs.clone()),
-            _ => {}
-        }
-        self.frames_total = self.frames_total.saturating_add(other.frames_total);
-        self.frames_seconds += other.frames_seconds;
-        self.segments_total = self.segments_total.saturating_add(other.segments_total);
-        self.quality_sum += other.quality_sum;
-        self.quality_count += other.quality_count;
-        self.memory += &other.memory;
-        self.gpu_memory += &other.gpu_memory;
-        self.cpu += &other.cpu;
-        self.gpu += &other.gpu;
+        let buckets = a.buckets();
+        assert_eq!(buckets[0].count, 1, "1 ms is within le=0.001");
+        assert_eq!(buckets[1].count, 2);
+        assert_eq!(buckets[DURATION_BUCKETS.len() - 1].count, 3);
+        assert_eq!(a.count(), 4, "the longest is only in +Inf");
+    }
+
+    #[test]
+    fn one_operation_reports_its_own_duration_as_every_quantile() {
+        let mut a = Aggregate::default();
+        a.record(&op(600_079_000));
+        let d = a.stats().duration.expect("one operation");
+        assert_eq!(d.p50_seconds, 0.600079);
+        assert_eq!(d.p99_seconds, 0.600079);
+    }
+
+    #[test]
+    fn clear_keeps_the_histogram_allocation() {
+        let mut a = Aggregate::default();
+        a.record(&op(1_000));
+        let held = a.heap_bytes();
+        a.clear();
+        assert_eq!(a.count(), 0);
+        assert_eq!(a.heap_bytes(), held);
     }
 }

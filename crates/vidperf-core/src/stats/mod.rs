@@ -1,22 +1,37 @@
-//! [`Stats`]: the in-process aggregator — per operation type and per strategy counts,
-//! durations with quantiles, throughput, quality, resource peaks, recent activity,
-//! trends and the operations running now.
+//! [`Stats`]: the in-process aggregator and the single source of every figure vidperf
+//! reports — per operation type and per strategy counts, durations with quantiles,
+//! throughput, quality and resource peaks, cumulative and over time windows; recent
+//! operations, trends, the operations running now, and the health of every part.
+//!
+//! Inside, figures are kept per (operation type, strategy) pair in base units
+//! (nanoseconds, bytes, cores and ratios); the per-operation and per-strategy views are
+//! merged from the pairs when a snapshot is taken, and MiB and percent appear only in
+//! the JSON and CSV formats.
 
 mod aggregate;
+mod histogram;
+mod history;
 mod snapshot;
+pub(crate) mod units;
+mod window;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub use histogram::HistogramBuckets;
 pub use snapshot::*;
 
+use crate::export::{self, ExportPaths, WriteError};
 use crate::hash::FxHashMap;
 use crate::ids::SpanId;
-use crate::record::OperationRecord;
+use crate::record::{OperationRecord, Parts};
 use crate::sink::Sink;
 use crate::span::{ActiveOperation, FinishedSpan, OperationKey};
-use aggregate::{Aggregate, rate};
+use aggregate::{Aggregate, Measured, rate};
+use history::{History, Name, Names, Row};
+use window::{Ring, Slots};
 
 /// Limits and windows of a [`Stats`] aggregator.
 ///
@@ -31,14 +46,23 @@ pub struct StatsConfig {
     /// Distinct strategies, and distinct operation types, aggregated separately;
     /// beyond this, operations are counted under [`OVERFLOW_KEY`]. Default 64.
     pub max_keys: usize,
+    /// Distinct (operation type, strategy) pairs aggregated separately; beyond this,
+    /// operations are counted under [`OVERFLOW_KEY`] in both views. Default 256.
+    pub max_pairs: usize,
     /// Operations listed as active at most (the count stays exact). Default 10,000.
     pub max_active: usize,
-    /// Durations kept for the duration trend. Default 100.
+    /// Durations listed in the duration trend (the newest operations held in the
+    /// history). Default 100.
     pub trend_points: usize,
     /// Length of one success-rate window. Default 60 s.
     pub trend_window: Duration,
     /// Success-rate windows kept. Default 60.
     pub trend_windows: usize,
+    /// Length of one time slot of the windowed statistics. Default 10 s.
+    pub window_slot: Duration,
+    /// Time slots kept: the longest window is `window_slot × window_slots`. Default 60
+    /// (10 minutes).
+    pub window_slots: usize,
 }
 
 impl Default for StatsConfig {
@@ -46,10 +70,13 @@ impl Default for StatsConfig {
         Self {
             history_limit: 10_000,
             max_keys: 64,
+            max_pairs: 256,
             max_active: 10_000,
             trend_points: 100,
             trend_window: Duration::from_secs(60),
             trend_windows: 60,
+            window_slot: Duration::from_secs(10),
+            window_slots: 60,
         }
     }
 }
@@ -66,6 +93,13 @@ impl StatsConfig {
     #[must_use]
     pub fn with_max_keys(mut self, max: usize) -> Self {
         self.max_keys = max;
+        self
+    }
+
+    /// Sets [`StatsConfig::max_pairs`].
+    #[must_use]
+    pub fn with_max_pairs(mut self, max: usize) -> Self {
+        self.max_pairs = max;
         self
     }
 
@@ -90,9 +124,18 @@ impl StatsConfig {
         self.trend_windows = windows;
         self
     }
+
+    /// Sets the time slots of the windowed statistics: their length (at least 1 ms)
+    /// and how many are kept.
+    #[must_use]
+    pub fn with_window_slots(mut self, slot: Duration, slots: usize) -> Self {
+        self.window_slot = slot.max(Duration::from_millis(1));
+        self.window_slots = slots;
+        self
+    }
 }
 
-/// What a snapshot includes beyond the aggregates.
+/// What a snapshot includes beyond the aggregates, and over what time.
 #[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
 pub struct SnapshotOptions {
@@ -100,6 +143,14 @@ pub struct SnapshotOptions {
     pub recent: usize,
     /// Active operations listed, oldest first. Default 100.
     pub active: usize,
+    /// Restricts the summary and the per-key figures to operations that ended in this
+    /// last stretch of time (whole slots, see [`WindowInfo`]); at most
+    /// [`Stats::max_window`], a longer window is cut to it. Default: none, everything
+    /// since start.
+    pub window: Option<Duration>,
+    /// The instant the snapshot is taken. Default: the system clock. Set it to replay
+    /// or to test time windows without waiting.
+    pub now: Option<SystemTime>,
 }
 
 impl Default for SnapshotOptions {
@@ -107,6 +158,8 @@ impl Default for SnapshotOptions {
         Self {
             recent: 10,
             active: 100,
+            window: None,
+            now: None,
         }
     }
 }
@@ -125,131 +178,287 @@ impl SnapshotOptions {
         self.active = active;
         self
     }
+
+    /// Restricts the figures to a time window.
+    #[must_use]
+    pub fn with_window(mut self, window: Duration) -> Self {
+        self.window = Some(window);
+        self
+    }
+
+    /// Takes the snapshot as of `now` instead of the system clock.
+    #[must_use]
+    pub fn at(mut self, now: SystemTime) -> Self {
+        self.now = Some(now);
+        self
+    }
+}
+
+/// Why a time window cannot be answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WindowError {
+    /// The window is empty.
+    #[error("a time window must be longer than zero")]
+    Zero,
+    /// The window is longer than the time slots kept.
+    #[error("a time window is at most {max:?} (window_slot × window_slots)")]
+    TooLong {
+        /// The longest window.
+        max: Duration,
+    },
 }
 
 /// The statistics sink. Thread-safe and memory-bounded; share it in an `Arc` between
 /// the layer (as a [`Sink`]) and whoever reads [`Stats::snapshot`].
 ///
-/// Recording takes one short lock with no calls out. Statistics count every operation
-/// ever finished; only the per-operation history (for export and `recent`) is bounded
-/// by [`StatsConfig::history_limit`].
-#[derive(Debug)]
+/// Recording takes one short lock with no calls out: the operation is added to its
+/// (operation type, strategy) pair's running aggregate and current time slot, and its
+/// row is written over the oldest in the history ring. Statistics count every
+/// operation ever finished; only the history (for export and `recent`) is bounded by
+/// [`StatsConfig::history_limit`].
 pub struct Stats {
     config: StatsConfig,
+    slots: Slots,
     started: Instant,
     started_at: SystemTime,
     inner: Mutex<Inner>,
+    sources: RwLock<Vec<Arc<dyn HealthSource>>>,
+}
+
+impl std::fmt::Debug for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stats")
+            .field("config", &self.config)
+            .field("started_at", &self.started_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A pair key part: a name id, or the overflow key.
+const OVERFLOW: u32 = u32::MAX;
+/// A name id meaning "not in the name table": take the name from the span.
+const SPILLED: u32 = u32::MAX;
+
+/// Where an operation's figures go, and its names.
+#[derive(Clone, Copy, Debug)]
+struct Resolved {
+    pair: u32,
+    operation: u32,
+    strategy: u32,
+    /// The pair cap was reached: the operation counts under the overflow pair.
+    capped: bool,
+}
+
+#[derive(Debug)]
+struct Pair {
+    operation: u32,
+    strategy: u32,
+    total: Aggregate,
+    ring: Ring,
+}
+
+/// Per-name admission into the per-key views.
+#[derive(Debug, Default)]
+struct Admitted {
+    /// By name id: bit 0 admitted as an operation type, bit 1 as a strategy.
+    flags: Vec<u8>,
+    operations: usize,
+    strategies: usize,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    totals: Aggregate,
-    by_operation: Keyed,
-    by_strategy: Keyed,
+    names: Names,
+    /// Resolutions by the addresses of the names' shared strings (interned names hit
+    /// here without hashing their text).
+    by_address: FxHashMap<(usize, usize), Resolved>,
+    admitted: Admitted,
+    pairs: Vec<Pair>,
+    pair_of: FxHashMap<(u32, u32), u32>,
+    strategy_overflow: u64,
+    operation_overflow: u64,
+    pair_overflow: u64,
+    window_late: u64,
     history: History,
     purged: u64,
-    trend: VecDeque<(SystemTime, OperationKey, f64, bool)>,
-    windows: VecDeque<Window>,
+    trend: VecDeque<TrendWindow>,
     active: ActiveTable,
 }
 
-/// The per-operation records kept for export: a ring that, once full, overwrites its
-/// oldest entry in place (reusing its allocations) rather than moving entries around.
-#[derive(Debug, Default)]
-struct History {
-    ring: Vec<FinishedSpan>,
-    /// Index of the oldest entry once the ring is full.
-    head: usize,
-}
-
-impl History {
-    /// Keeps `span`; true when the oldest record was purged to make room (or, with a
-    /// limit of 0, when `span` itself was not kept).
-    fn push(&mut self, span: &FinishedSpan, limit: usize) -> bool {
-        if limit == 0 {
-            return true;
-        }
-        if self.ring.len() < limit {
-            self.ring.push(span.clone());
-            return false;
-        }
-        if let Some(slot) = self.ring.get_mut(self.head) {
-            slot.assign_from(span);
-        }
-        self.head = (self.head + 1) % self.ring.len().max(1);
-        true
-    }
-
-    fn len(&self) -> usize {
-        self.ring.len()
-    }
-
-    /// Oldest first.
-    fn iter(&self) -> impl DoubleEndedIterator<Item = &FinishedSpan> {
-        let (newer, older) = self.ring.split_at(self.head.min(self.ring.len()));
-        older.iter().chain(newer.iter())
-    }
-}
-
-#[derive(Debug, Default)]
-struct Keyed {
-    slots: Vec<(Arc<str>, Aggregate)>,
-    index: FxHashMap<Arc<str>, usize>,
-    overflow: Aggregate,
-}
-
-impl Keyed {
-    fn record(&mut self, key: &Arc<str>, span: &FinishedSpan, max_keys: usize) {
-        // Names are interned, so a pointer comparison usually finds the slot without
-        // hashing; the map catches names that were not interned.
-        let slot = match self.slots.iter().position(|(k, _)| Arc::ptr_eq(k, key)) {
-            Some(i) => Some(i),
-            None => self.index.get(key).copied(),
-        };
-        match slot {
-            Some(i) => self.slots[i].1.record(span),
-            None if self.slots.len() < max_keys => {
-                let mut aggregate = Aggregate::default();
-                aggregate.record(span);
-                self.index.insert(key.clone(), self.slots.len());
-                self.slots.push((key.clone(), aggregate));
-            }
-            None => self.overflow.record(span),
-        }
-    }
-
-    fn stats(&self, only: Option<&str>) -> BTreeMap<String, AggregateStats> {
-        let mut out: BTreeMap<String, AggregateStats> = self
-            .slots
-            .iter()
-            .filter(|(k, _)| only.is_none_or(|o| &**k == o))
-            .filter(|(k, _)| &**k != OVERFLOW_KEY)
-            .map(|(k, a)| (k.to_string(), a.stats()))
-            .collect();
-        // A strategy literally named like the overflow key merges with the overflow.
-        let mut overflow = self.overflow.clone();
-        if let Some((_, named)) = self.slots.iter().find(|(k, _)| &**k == OVERFLOW_KEY) {
-            overflow += named;
-        }
-        if overflow.count() > 0 && only.is_none_or(|o| o == OVERFLOW_KEY) {
-            out.insert(OVERFLOW_KEY.to_owned(), overflow.stats());
-        }
-        out
-    }
-}
+/// Resolutions cached by address at most.
+const MAX_ADDRESSES: usize = 4096;
 
 #[derive(Debug, Clone, Copy)]
-struct Window {
+struct TrendWindow {
     index: u64,
     count: u64,
     successes: u64,
     duration_sum: f64,
 }
 
+#[derive(Debug)]
+struct ActiveRow {
+    trace_id: crate::ids::TraceId,
+    operation: Name,
+    strategy: Name,
+    start_time: SystemTime,
+    started: Instant,
+}
+
 #[derive(Debug, Default)]
 struct ActiveTable {
-    map: FxHashMap<SpanId, ActiveOperation>,
+    map: FxHashMap<SpanId, ActiveRow>,
     untracked: u64,
+}
+
+fn address(name: &Arc<str>) -> usize {
+    Arc::as_ptr(name).cast::<u8>() as usize
+}
+
+impl Inner {
+    /// The pair and names of an operation, admitting new names and pairs while the
+    /// caps allow.
+    fn resolve(&mut self, key: &OperationKey, config: &StatsConfig) -> Resolved {
+        let addresses = (address(&key.operation_type), address(&key.strategy));
+        if let Some(found) = self.by_address.get(&addresses) {
+            return *found;
+        }
+        let operation = match self.names.resolve(&key.operation_type) {
+            Name::Id(id) => id,
+            Name::Spilled(_) => SPILLED,
+        };
+        let strategy = match self.names.resolve(&key.strategy) {
+            Name::Id(id) => id,
+            Name::Spilled(_) => SPILLED,
+        };
+        let op_key = self.admit(operation, &key.operation_type, 0, config.max_keys);
+        let strategy_key = self.admit(strategy, &key.strategy, 1, config.max_keys);
+        let (pair, capped) = match self.pair_of.get(&(op_key, strategy_key)) {
+            Some(pair) => (*pair, false),
+            None if self.pairs.len() < config.max_pairs => {
+                (self.add_pair(op_key, strategy_key), false)
+            }
+            None => (self.overflow_pair(), true),
+        };
+        let resolved = Resolved {
+            pair,
+            operation,
+            strategy,
+            capped,
+        };
+        // Cache only the table's own strings: their addresses cannot be reused while
+        // the table holds them.
+        let canonical = |id: u32, arc: &Arc<str>| {
+            self.names
+                .get(id)
+                .is_some_and(|stored| Arc::ptr_eq(stored, arc))
+        };
+        if canonical(operation, &key.operation_type)
+            && canonical(strategy, &key.strategy)
+            && self.by_address.len() < MAX_ADDRESSES
+        {
+            self.by_address.insert(addresses, resolved);
+        }
+        resolved
+    }
+
+    /// The key part a name aggregates under in one view (`bit` 0: operation types, 1:
+    /// strategies): the name, or the overflow key once `max` names are admitted.
+    fn admit(&mut self, id: u32, text: &str, bit: u8, max: usize) -> u32 {
+        if text == OVERFLOW_KEY {
+            return OVERFLOW;
+        }
+        let a = &mut self.admitted;
+        if id != SPILLED {
+            let i = id as usize;
+            if a.flags.len() <= i {
+                a.flags.resize(i + 1, 0);
+            }
+            if a.flags[i] & (1 << bit) != 0 {
+                return id;
+            }
+            let admitted = if bit == 0 {
+                &mut a.operations
+            } else {
+                &mut a.strategies
+            };
+            if *admitted < max {
+                *admitted += 1;
+                a.flags[i] |= 1 << bit;
+                return id;
+            }
+        }
+        OVERFLOW
+    }
+
+    fn add_pair(&mut self, operation: u32, strategy: u32) -> u32 {
+        let index = self.pairs.len() as u32;
+        self.pairs.push(Pair {
+            operation,
+            strategy,
+            total: Aggregate::default(),
+            ring: Ring::default(),
+        });
+        self.pair_of.insert((operation, strategy), index);
+        index
+    }
+
+    fn overflow_pair(&mut self) -> u32 {
+        match self.pair_of.get(&(OVERFLOW, OVERFLOW)) {
+            Some(pair) => *pair,
+            None => self.add_pair(OVERFLOW, OVERFLOW),
+        }
+    }
+
+    fn name(&self, id: u32, spilled: &Arc<str>) -> Name {
+        if id == SPILLED {
+            Name::Spilled(spilled.clone())
+        } else {
+            Name::Id(id)
+        }
+    }
+
+    fn key_text(&self, key: u32) -> &str {
+        if key == OVERFLOW {
+            OVERFLOW_KEY
+        } else {
+            self.names.get(key).map_or(OVERFLOW_KEY, |s| s)
+        }
+    }
+
+    fn record_trend(&mut self, index: u64, secs: f64, ok: bool, keep: usize) {
+        let windows = &mut self.trend;
+        if keep == 0 {
+            return;
+        }
+        // Spans close out of order across threads: look from the newest window back.
+        if let Some(w) = windows.iter_mut().rev().find(|w| w.index == index) {
+            w.count += 1;
+            w.successes += u64::from(ok);
+            w.duration_sum += secs;
+            return;
+        }
+        let window = TrendWindow {
+            index,
+            count: 1,
+            successes: u64::from(ok),
+            duration_sum: secs,
+        };
+        if windows.back().is_some_and(|w| w.index > index) {
+            // Older than the newest window and not present: it was purged or skipped.
+            let pos = windows.iter().position(|w| w.index > index).unwrap_or(0);
+            if pos == 0 && windows.len() >= keep {
+                return;
+            }
+            windows.insert(pos, window);
+        } else {
+            windows.push_back(window);
+        }
+        while windows.len() > keep {
+            windows.pop_front();
+        }
+    }
 }
 
 impl Default for Stats {
@@ -258,14 +467,33 @@ impl Default for Stats {
     }
 }
 
+/// The figures a snapshot is made of, read under the lock and turned into a
+/// [`StatsSnapshot`] outside it.
+struct Gathered {
+    by_operation: BTreeMap<String, Aggregate>,
+    by_strategy: BTreeMap<String, Aggregate>,
+    totals: Aggregate,
+    window: Option<WindowInfo>,
+    recent: Vec<Row>,
+    trend_rows: Vec<Row>,
+    records: Vec<Row>,
+    names: Vec<Arc<str>>,
+    trend: Vec<TrendWindow>,
+    active: Vec<ActiveOperationInfo>,
+    active_count: u64,
+    health: Health,
+}
+
 impl Stats {
     /// An empty aggregator.
     pub fn new(config: StatsConfig) -> Self {
         Self {
+            slots: Slots::new(config.window_slot, config.window_slots),
             config,
             started: Instant::now(),
             started_at: SystemTime::now(),
             inner: Mutex::default(),
+            sources: RwLock::default(),
         }
     }
 
@@ -274,68 +502,130 @@ impl Stats {
         &self.config
     }
 
+    /// The longest time window a snapshot can cover: `window_slot × window_slots`.
+    pub fn max_window(&self) -> Duration {
+        self.slots.span()
+    }
+
+    /// Registers a source of health figures (a resource monitor, an exporter), asked
+    /// at every snapshot.
+    pub fn add_health_source(&self, source: impl HealthSource) {
+        self.sources
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::new(source));
+    }
+
     fn inner(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds one finished operation. Ordinary spans (no operation key) are ignored.
+    /// Adds one finished operation (without touching the active table). Ordinary spans
+    /// (no operation key) are ignored.
     pub fn record(&self, span: &FinishedSpan) {
         if span.operation.is_some() {
-            self.record_locked(span, &mut self.inner());
+            let slot = self.slots.number(span.end_time);
+            self.record_locked(span, slot, &mut self.inner());
         }
     }
 
-    fn record_locked(&self, span: &FinishedSpan, inner: &mut Inner) {
+    fn record_locked(&self, span: &FinishedSpan, slot: u64, inner: &mut Inner) {
         let Some(key) = &span.operation else { return };
-        let secs = span.duration.as_secs_f64();
-        let window = window_index(span.end_time, self.config.trend_window);
-        inner.totals.record(span);
-        inner
-            .by_operation
-            .record(&key.operation_type, span, self.config.max_keys);
-        inner
-            .by_strategy
-            .record(&key.strategy, span, self.config.max_keys);
-        if inner.history.push(span, self.config.history_limit) {
+        let r = &span.resources;
+        let m = Measured {
+            nanos: u64::try_from(span.duration.as_nanos()).unwrap_or(u64::MAX),
+            success: span.is_success(),
+            frames: span.fields.frames_processed,
+            segments: span.fields.segments,
+            quality: span.fields.quality_score,
+            memory_bytes: r.process_memory_bytes,
+            gpu_memory_bytes: r.gpu_memory_bytes,
+            cpu: r.process_cpu_utilization,
+            gpu: r.gpu_utilization,
+        };
+        let resolved = inner.resolve(key, &self.config);
+        if let Some(pair) = inner.pairs.get_mut(resolved.pair as usize) {
+            pair.total.record(&m);
+            if !pair.ring.record(&self.slots, slot, &m) {
+                inner.window_late += 1;
+            }
+            // Counted under the overflow key though named otherwise.
+            let moved = |k: u32, text: &str| u64::from(k == OVERFLOW && text != OVERFLOW_KEY);
+            let (op, strategy) = (pair.operation, pair.strategy);
+            inner.operation_overflow += moved(op, &key.operation_type);
+            inner.strategy_overflow += moved(strategy, &key.strategy);
+            inner.pair_overflow += u64::from(resolved.capped);
+        }
+        let operation = inner.name(resolved.operation, &key.operation_type);
+        let strategy = inner.name(resolved.strategy, &key.strategy);
+        if inner
+            .history
+            .push(span, operation, strategy, self.config.history_limit)
+        {
             inner.purged += 1;
         }
-        if self.config.trend_points > 0 {
-            if inner.trend.len() >= self.config.trend_points {
-                inner.trend.pop_front();
-            }
-            inner
-                .trend
-                .push_back((span.end_time, key.clone(), secs, span.is_success()));
-        }
-        record_window(
-            &mut inner.windows,
-            window,
-            secs,
+        let trend_index = trend_index(span.end_time, self.config.trend_window);
+        inner.record_trend(
+            trend_index,
+            span.duration.as_secs_f64(),
             span.is_success(),
             self.config.trend_windows,
         );
     }
 
-    /// A point-in-time snapshot with the default options.
+    /// A point-in-time snapshot of everything since start, with the default options.
     pub fn snapshot(&self) -> StatsSnapshot {
         self.snapshot_with(SnapshotOptions::default())
     }
 
-    /// A point-in-time snapshot. Its cost depends on the number of keys and on the
-    /// options, not on how many operations were recorded.
+    /// A point-in-time snapshot. Its cost depends on the number of keys, the window and
+    /// the options, not on how many operations were recorded.
     pub fn snapshot_with(&self, options: SnapshotOptions) -> StatsSnapshot {
         self.filtered_snapshot(options, None, None)
     }
 
+    /// A snapshot of the operations that ended in the last `window` (whole time slots:
+    /// see [`WindowInfo`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use vidperf_core::Stats;
+    ///
+    /// let stats = Stats::default();
+    /// let last_5_min = stats.snapshot_window(Duration::from_secs(300))?;
+    /// assert_eq!(last_5_min.summary.total_operations, 0);
+    /// assert!(stats.snapshot_window(Duration::from_secs(3600)).is_err()); // over 10 min
+    /// # Ok::<(), vidperf_core::stats::WindowError>(())
+    /// ```
+    pub fn snapshot_window(&self, window: Duration) -> Result<StatsSnapshot, WindowError> {
+        self.check_window(window)?;
+        Ok(self.snapshot_with(SnapshotOptions::default().with_window(window)))
+    }
+
+    /// Whether `window` can be answered: longer than zero, at most [`Stats::max_window`].
+    pub fn check_window(&self, window: Duration) -> Result<(), WindowError> {
+        if window.is_zero() {
+            Err(WindowError::Zero)
+        } else if window > self.max_window() {
+            Err(WindowError::TooLong {
+                max: self.max_window(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+
     /// A snapshot restricted to one strategy and/or one operation type. The summary and
-    /// health stay global; the per-key maps, `recent`, trends and `active` are filtered.
+    /// health stay global; the per-key views (from the pairs that match both filters),
+    /// `recent`, trends and `active` are filtered.
     pub fn filtered_snapshot(
         &self,
         options: SnapshotOptions,
         strategy: Option<&str>,
         operation: Option<&str>,
     ) -> StatsSnapshot {
-        self.snapshot_inner(options, strategy, operation, false).0
+        let gathered = self.gather(&options, strategy, operation, false);
+        self.assemble(gathered, &options)
     }
 
     /// A snapshot and every record held, taken at the same instant, so that an export's
@@ -344,75 +634,226 @@ impl Stats {
         &self,
         options: SnapshotOptions,
     ) -> (StatsSnapshot, Vec<OperationRecord>) {
-        let (snapshot, spans) = self.snapshot_inner(options, None, None, true);
-        (
-            snapshot,
-            spans
-                .iter()
-                .filter_map(OperationRecord::from_span)
-                .collect(),
-        )
+        let mut gathered = self.gather(&options, None, None, true);
+        let rows = std::mem::take(&mut gathered.records);
+        let records = rows_to_records(&rows, &gathered.names);
+        (self.assemble(gathered, &options), records)
     }
 
-    fn snapshot_inner(
+    /// Every record held (at most [`StatsConfig::history_limit`]), oldest first.
+    pub fn records(&self) -> Vec<OperationRecord> {
+        let (rows, names) = {
+            let inner = self.inner();
+            let rows: Vec<Row> = inner.history.iter().cloned().collect();
+            (rows, inner.names_list())
+        };
+        rows_to_records(&rows, &names)
+    }
+
+    /// Writes the JSON export (statistics and every record held).
+    pub fn write_json<W: std::io::Write>(&self, out: W) -> Result<(), WriteError> {
+        let (snapshot, records) = self.snapshot_and_records(SnapshotOptions::default());
+        export::write_json(out, &snapshot, &records)
+    }
+
+    /// Writes the CSV export (one row per record held).
+    pub fn write_csv<W: std::io::Write>(&self, out: W) -> Result<(), WriteError> {
+        export::write_csv(out, &self.records())
+    }
+
+    /// Writes `vidperf-export.json` and `vidperf-export.csv` into `dir`, each
+    /// atomically (temporary file, then rename), from one snapshot.
+    pub fn write_files(&self, dir: &Path) -> Result<ExportPaths, WriteError> {
+        let (snapshot, records) = self.snapshot_and_records(SnapshotOptions::default());
+        export::write_files(dir, &snapshot, &records)
+    }
+
+    /// Forgets everything recorded so far (active operations stay listed).
+    pub fn reset(&self) {
+        let mut inner = self.inner();
+        let active = std::mem::take(&mut inner.active);
+        let names = std::mem::take(&mut inner.names);
+        // Active rows refer to names by id: keep the table they index.
+        *inner = Inner {
+            active,
+            names,
+            ..Inner::default()
+        };
+    }
+
+    /// Bytes the statistics hold on the heap (an estimate from capacities: the
+    /// aggregates, time slots, name table and history buffers, not the text of
+    /// metadata held in the history).
+    pub fn heap_bytes(&self) -> usize {
+        let inner = self.inner();
+        let pairs: usize = inner
+            .pairs
+            .iter()
+            .map(|p| std::mem::size_of::<Pair>() + p.total.heap_bytes() + p.ring.heap_bytes())
+            .sum();
+        pairs
+            + inner.names.heap_bytes()
+            + inner.history.len() * std::mem::size_of::<Row>()
+            + inner.active.map.capacity() * (std::mem::size_of::<ActiveRow>() + 16)
+    }
+
+    fn gather(
         &self,
-        options: SnapshotOptions,
+        options: &SnapshotOptions,
         strategy: Option<&str>,
         operation: Option<&str>,
         with_records: bool,
-    ) -> (StatsSnapshot, Vec<FinishedSpan>) {
-        let now = SystemTime::now();
-        let matches = |key: &OperationKey| {
-            strategy.is_none_or(|s| &*key.strategy == s)
-                && operation.is_none_or(|o| &*key.operation_type == o)
-        };
+    ) -> Gathered {
+        let now = options.now.unwrap_or_else(SystemTime::now);
+        let window = options.window.map(|length| {
+            let length = length.min(self.max_window());
+            let (first, last) = self.slots.window(length, now);
+            (first, last, length)
+        });
         let inner = self.inner();
-        let (active, active_count, untracked) = {
-            let table = &inner.active;
-            let mut list: Vec<&ActiveOperation> =
-                table.map.values().filter(|a| matches(&a.key)).collect();
-            list.sort_by_key(|a| a.started);
-            let list: Vec<ActiveOperationInfo> = list
-                .into_iter()
-                .take(options.active)
-                .map(|a| ActiveOperationInfo {
-                    operation_id: a.span_id.to_string(),
-                    trace_id: a.trace_id.to_string(),
-                    operation_type: a.key.operation_type.to_string(),
-                    strategy: a.key.strategy.to_string(),
-                    start_time: a.start_time,
-                    elapsed_seconds: a.started.elapsed().as_secs_f64(),
-                })
-                .collect();
-            (
-                list,
-                table.map.len() as u64 + table.untracked,
-                table.untracked,
-            )
+        let name_matches =
+            |filter: Option<&str>, name: &Name| filter.is_none_or(|f| inner.names.text(name) == f);
+        let row_matches = |row: &Row| {
+            name_matches(strategy, &row.strategy) && name_matches(operation, &row.operation)
         };
-        let recent_spans: Vec<FinishedSpan> = inner
+        let mut by_operation: BTreeMap<String, Aggregate> = BTreeMap::new();
+        let mut by_strategy: BTreeMap<String, Aggregate> = BTreeMap::new();
+        let mut totals = Aggregate::default();
+        let mut scratch = Aggregate::default();
+        for pair in &inner.pairs {
+            let aggregate = match window {
+                None => &pair.total,
+                Some((first, last, _)) => {
+                    scratch.clear();
+                    pair.ring.merge_into(&mut scratch, first, last);
+                    &scratch
+                }
+            };
+            if aggregate.count() == 0 {
+                continue;
+            }
+            totals.merge(aggregate);
+            let (op, st) = (
+                inner.key_text(pair.operation),
+                inner.key_text(pair.strategy),
+            );
+            if operation.is_some_and(|o| o != op) || strategy.is_some_and(|s| s != st) {
+                continue;
+            }
+            by_operation
+                .entry(op.to_owned())
+                .or_default()
+                .merge(aggregate);
+            by_strategy
+                .entry(st.to_owned())
+                .or_default()
+                .merge(aggregate);
+        }
+        let recent: Vec<Row> = inner
             .history
             .iter()
             .rev()
-            .filter(|s| s.operation.as_ref().is_some_and(matches))
+            .filter(|r| row_matches(r))
             .take(options.recent)
             .cloned()
             .collect();
-        let recent_durations: Vec<TrendPoint> = inner
-            .trend
+        let trend_rows: Vec<Row> = inner
+            .history
             .iter()
-            .filter(|(_, key, _, _)| matches(key))
-            .map(|(end, key, secs, ok)| TrendPoint {
-                end_time: *end,
-                operation_type: key.operation_type.to_string(),
-                strategy: key.strategy.to_string(),
-                duration_seconds: *secs,
-                success: *ok,
+            .rev()
+            .take(self.config.trend_points)
+            .filter(|r| row_matches(r))
+            .cloned()
+            .collect();
+        let records: Vec<Row> = if with_records {
+            inner.history.iter().cloned().collect()
+        } else {
+            Vec::new()
+        };
+        let mut active: Vec<(&SpanId, &ActiveRow)> = inner
+            .active
+            .map
+            .iter()
+            .filter(|(_, a)| {
+                name_matches(strategy, &a.strategy) && name_matches(operation, &a.operation)
             })
             .collect();
+        active.sort_by_key(|(_, a)| a.started);
+        let active: Vec<ActiveOperationInfo> = active
+            .into_iter()
+            .take(options.active)
+            .map(|(id, a)| ActiveOperationInfo {
+                operation_id: id.to_string(),
+                trace_id: a.trace_id.to_string(),
+                operation_type: inner.names.text(&a.operation).to_owned(),
+                strategy: inner.names.text(&a.strategy).to_owned(),
+                start_time: a.start_time,
+                elapsed_seconds: a.started.elapsed().as_secs_f64(),
+            })
+            .collect();
+        let health = Health {
+            history_len: inner.history.len() as u64,
+            history_limit: self.config.history_limit as u64,
+            history_purged: inner.purged,
+            strategy_overflow: inner.strategy_overflow,
+            operation_overflow: inner.operation_overflow,
+            active_untracked: inner.active.untracked,
+            pair_overflow: inner.pair_overflow,
+            window_late: inner.window_late,
+            sink_panics: 0,
+            monitor: None,
+            export: None,
+        };
+        Gathered {
+            by_operation,
+            by_strategy,
+            totals,
+            window: window.map(|(first, last, length)| WindowInfo {
+                seconds: length.as_secs_f64(),
+                start_time: self.slots.start(first),
+                end_time: self.slots.start(last.saturating_add(1)),
+                slot_seconds: self.config.window_slot.as_secs_f64(),
+            }),
+            recent,
+            trend_rows,
+            records,
+            names: inner.names_list(),
+            trend: inner.trend.iter().copied().collect(),
+            active_count: inner.active.map.len() as u64 + inner.active.untracked,
+            active,
+            health,
+        }
+    }
+
+    /// The one place a [`StatsSnapshot`] is built.
+    fn assemble(&self, g: Gathered, options: &SnapshotOptions) -> StatsSnapshot {
+        let now = options.now.unwrap_or_else(SystemTime::now);
+        let mut health = g.health;
+        for source in self
+            .sources
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            source.report(&mut health);
+        }
+        let mut recent = rows_to_records(&g.recent, &g.names);
+        recent.reverse();
+        let mut recent_durations: Vec<TrendPoint> = g
+            .trend_rows
+            .iter()
+            .map(|row| TrendPoint {
+                end_time: row.end_time(),
+                operation_type: name_text(&g.names, &row.operation).to_owned(),
+                strategy: name_text(&g.names, &row.strategy).to_owned(),
+                duration_seconds: row.duration.as_secs_f64(),
+                success: row.is_success(),
+            })
+            .collect();
+        recent_durations.reverse();
         let window = self.config.trend_window;
-        let windows = inner
-            .windows
+        let windows = g
+            .trend
             .iter()
             .map(|w| WindowStats {
                 start_time: UNIX_EPOCH + window * u32::try_from(w.index).unwrap_or(u32::MAX),
@@ -423,118 +864,76 @@ impl Stats {
                 mean_duration_seconds: w.duration_sum / w.count.max(1) as f64,
             })
             .collect();
-        let by_operation = inner.by_operation.stats(operation);
-        let by_strategy = inner.by_strategy.stats(strategy);
-        let summary = Summary {
-            total_operations: inner.totals.count(),
-            successes: inner.totals.successes(),
-            failures: inner.totals.count() - inner.totals.successes(),
-            success_rate: rate(inner.totals.successes(), inner.totals.count()),
-            active_operations: active_count,
-            uptime_seconds: self.started.elapsed().as_secs_f64(),
-            started_at: self.started_at,
-            generated_at: now,
-        };
-        let health = Health {
-            history_len: inner.history.len() as u64,
-            history_limit: self.config.history_limit as u64,
-            history_purged: inner.purged,
-            strategy_overflow: inner.by_strategy.overflow.count(),
-            operation_overflow: inner.by_operation.overflow.count(),
-            active_untracked: untracked,
-            sink_panics: 0,
-            monitor: None,
-            export: None,
-        };
-        let all: Vec<FinishedSpan> = if with_records {
-            inner.history.iter().cloned().collect()
-        } else {
-            Vec::new()
-        };
-        drop(inner);
-        let mut recent: Vec<OperationRecord> = recent_spans
-            .iter()
-            .filter_map(OperationRecord::from_span)
-            .collect();
-        recent.reverse();
-        let snapshot = StatsSnapshot {
-            summary,
-            by_operation,
-            by_strategy,
+        let t = &g.totals;
+        StatsSnapshot {
+            summary: Summary {
+                total_operations: t.count(),
+                successes: t.successes(),
+                failures: t.count() - t.successes(),
+                success_rate: rate(t.successes(), t.count()),
+                active_operations: g.active_count,
+                uptime_seconds: self.started.elapsed().as_secs_f64(),
+                started_at: self.started_at,
+                generated_at: now,
+            },
+            window: g.window,
+            by_operation: g
+                .by_operation
+                .iter()
+                .map(|(k, a)| (k.clone(), a.stats()))
+                .collect(),
+            by_strategy: g
+                .by_strategy
+                .iter()
+                .map(|(k, a)| (k.clone(), a.stats()))
+                .collect(),
             recent,
             trends: Trends {
                 window_seconds: window.as_secs(),
                 recent_durations,
                 windows,
             },
-            active,
+            active: g.active,
             health,
-        };
-        (snapshot, all)
-    }
-
-    /// Every record held (at most [`StatsConfig::history_limit`]), oldest first.
-    pub fn records(&self) -> Vec<OperationRecord> {
-        let spans: Vec<FinishedSpan> = self.inner().history.iter().cloned().collect();
-        spans
-            .iter()
-            .filter_map(OperationRecord::from_span)
-            .collect()
-    }
-
-    /// Forgets everything recorded so far (active operations stay listed).
-    pub fn reset(&self) {
-        let mut inner = self.inner();
-        let active = std::mem::take(&mut inner.active);
-        *inner = Inner {
-            active,
-            ..Inner::default()
-        };
+        }
     }
 }
 
-fn window_index(time: SystemTime, window: Duration) -> u64 {
+impl Inner {
+    fn names_list(&self) -> Vec<Arc<str>> {
+        (0..).map_while(|id| self.names.get(id).cloned()).collect()
+    }
+}
+
+fn name_text<'a>(names: &'a [Arc<str>], name: &'a Name) -> &'a str {
+    match name {
+        Name::Id(id) => names.get(*id as usize).map_or("", |s| s),
+        Name::Spilled(s) => s,
+    }
+}
+
+fn rows_to_records(rows: &[Row], names: &[Arc<str>]) -> Vec<OperationRecord> {
+    rows.iter()
+        .map(|row| {
+            OperationRecord::from_parts(&Parts {
+                trace_id: row.trace_id,
+                span_id: row.span_id,
+                operation_type: name_text(names, &row.operation),
+                strategy: name_text(names, &row.strategy),
+                start_time: row.start_time,
+                duration: row.duration,
+                fields: &row.fields,
+                error: row.error.as_deref(),
+                metadata: &row.metadata,
+                resources: &row.resources,
+            })
+        })
+        .collect()
+}
+
+fn trend_index(time: SystemTime, window: Duration) -> u64 {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     since.as_secs() / window.as_secs().max(1)
-}
-
-fn record_window(windows: &mut VecDeque<Window>, index: u64, secs: f64, ok: bool, keep: usize) {
-    if keep == 0 {
-        return;
-    }
-    // Spans close out of order across threads: look from the newest window back.
-    if let Some(w) = windows.iter_mut().rev().find(|w| w.index == index) {
-        w.count += 1;
-        w.successes += u64::from(ok);
-        w.duration_sum += secs;
-        return;
-    }
-    if windows.back().is_some_and(|w| w.index > index) {
-        // Older than the newest window and not present: it was purged or skipped.
-        let pos = windows.iter().position(|w| w.index > index).unwrap_or(0);
-        if pos == 0 && windows.len() >= keep {
-            return;
-        }
-        windows.insert(
-            pos,
-            Window {
-                index,
-                count: 1,
-                successes: u64::from(ok),
-                duration_sum: secs,
-            },
-        );
-    } else {
-        windows.push_back(Window {
-            index,
-            count: 1,
-            successes: u64::from(ok),
-            duration_sum: secs,
-        });
-    }
-    while windows.len() > keep {
-        windows.pop_front();
-    }
 }
 
 impl Sink for Stats {
@@ -542,21 +941,28 @@ impl Sink for Stats {
         if span.operation.is_none() {
             return;
         }
+        let slot = self.slots.number(span.end_time);
         let mut inner = self.inner();
         let table = &mut inner.active;
         if table.map.remove(&span.span_id).is_none() {
             table.untracked = table.untracked.saturating_sub(1);
         }
-        self.record_locked(span, &mut inner);
+        self.record_locked(span, slot, &mut inner);
     }
 
     fn on_start(&self, operation: &ActiveOperation) {
         let mut inner = self.inner();
-        let table = &mut inner.active;
-        if table.map.len() < self.config.max_active {
-            table.map.insert(operation.span_id, operation.clone());
-        } else {
-            table.untracked += 1;
+        if inner.active.map.len() >= self.config.max_active {
+            inner.active.untracked += 1;
+            return;
         }
+        let row = ActiveRow {
+            trace_id: operation.trace_id,
+            operation: inner.names.resolve(&operation.key.operation_type),
+            strategy: inner.names.resolve(&operation.key.strategy),
+            start_time: operation.start_time,
+            started: operation.started,
+        };
+        inner.active.map.insert(operation.span_id, row);
     }
 }

@@ -5,6 +5,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use super::units;
 use crate::record::{OperationRecord, rfc3339};
 
 /// The key under which operations are counted once a cap on distinct strategies or
@@ -16,8 +17,12 @@ pub const OVERFLOW_KEY: &str = "__overflow__";
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct StatsSnapshot {
-    /// Totals over all operations.
+    /// Totals over all operations (over the window, for a windowed snapshot).
     pub summary: Summary,
+    /// The time window the summary and the per-key figures cover; absent for the
+    /// cumulative statistics (everything since start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<WindowInfo>,
     /// Per operation type (`enhancement`, `analysis`, …).
     pub by_operation: BTreeMap<String, AggregateStats>,
     /// Per strategy (`vsrm`, `seedvr2`, …).
@@ -30,6 +35,28 @@ pub struct StatsSnapshot {
     pub active: Vec<ActiveOperationInfo>,
     /// Bookkeeping: what was purged, overflowed or lost.
     pub health: Health,
+}
+
+/// The time window of a windowed snapshot
+/// ([`Stats::snapshot_window`](super::Stats::snapshot_window)).
+///
+/// Statistics are kept in fixed time slots ([`StatsConfig::window_slot`](super::StatsConfig),
+/// aligned to the Unix epoch); a window is the whole slots that end after
+/// `generated_at - seconds`, the current (partial) slot included, so it covers between
+/// `seconds` and `seconds` plus one slot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct WindowInfo {
+    /// The window asked for, seconds.
+    pub seconds: f64,
+    /// Start of the oldest slot included.
+    #[serde(with = "rfc3339")]
+    pub start_time: SystemTime,
+    /// End of the newest slot included (in the future while that slot is current).
+    #[serde(with = "rfc3339")]
+    pub end_time: SystemTime,
+    /// Length of one slot, seconds.
+    pub slot_seconds: f64,
 }
 
 /// Totals over all operations.
@@ -125,21 +152,30 @@ pub struct Bucket {
     pub count: u64,
 }
 
-/// Per-strategy view of the resource peaks; each `None` until measured.
+/// Per-key view of the resource peaks, in base units; each `None` until measured.
+///
+/// Serialised (the statistics JSON, the JSON export) with the original design's names
+/// and units: `peak_memory_mb` and `peak_gpu_memory_mb` in MiB,
+/// `cpu_utilization_percent` and `gpu_utilization_percent` in percent (100 = one core
+/// busy, or one GPU fully busy), rounded to 1e-4.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ResourceStats {
-    /// Process resident memory, MiB.
-    pub peak_memory_mb: Option<PeakStats>,
-    /// GPU memory used, MiB.
-    pub peak_gpu_memory_mb: Option<PeakStats>,
-    /// Process CPU, percent of one core.
-    pub cpu_utilization_percent: Option<PeakStats>,
-    /// GPU utilization, percent.
-    pub gpu_utilization_percent: Option<PeakStats>,
+    /// Process resident memory, bytes.
+    #[serde(rename = "peak_memory_mb", with = "units::mib_peak")]
+    pub peak_memory_bytes: Option<PeakStats>,
+    /// GPU memory used, bytes (the maximum over the devices sampled).
+    #[serde(rename = "peak_gpu_memory_mb", with = "units::mib_peak")]
+    pub peak_gpu_memory_bytes: Option<PeakStats>,
+    /// Process CPU, cores (1.0 = one core busy).
+    #[serde(rename = "cpu_utilization_percent", with = "units::percent_peak")]
+    pub cpu_utilization: Option<PeakStats>,
+    /// GPU utilization, 0.0–1.0.
+    #[serde(rename = "gpu_utilization_percent", with = "units::percent_peak")]
+    pub gpu_utilization: Option<PeakStats>,
 }
 
-/// The maximum and the mean of per-operation peaks.
+/// The maximum and the mean of per-operation peaks, in the figure's base unit.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct PeakStats {
@@ -218,6 +254,24 @@ pub struct ActiveOperationInfo {
     pub elapsed_seconds: f64,
 }
 
+/// A source of health figures that [`Stats`](super::Stats) asks at every snapshot: the
+/// layer (sink panics), the resource monitor, the OTLP export. Register one with
+/// [`Stats::add_health_source`](super::Stats::add_health_source); the `vidperf`
+/// builder registers its own.
+///
+/// `report` runs on the thread taking the snapshot, outside the statistics' lock; it
+/// must be quick and must not take a snapshot itself.
+pub trait HealthSource: Send + Sync + 'static {
+    /// Fills in this source's part of `health`.
+    fn report(&self, health: &mut Health);
+}
+
+impl<T: HealthSource + ?Sized> HealthSource for std::sync::Arc<T> {
+    fn report(&self, health: &mut Health) {
+        (**self).report(health);
+    }
+}
+
 /// Bookkeeping figures: nothing here is ever silently lost.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -234,6 +288,14 @@ pub struct Health {
     pub operation_overflow: u64,
     /// Operations running but not listed in `active` (over the active-table cap).
     pub active_untracked: u64,
+    /// Operations counted under [`OVERFLOW_KEY`] in both maps because the cap on
+    /// (operation type, strategy) pairs was reached.
+    #[serde(default)]
+    pub pair_overflow: u64,
+    /// Operations left out of the time windows because they ended before the oldest
+    /// slot held (the wall clock stepped back); still in the cumulative statistics.
+    #[serde(default)]
+    pub window_late: u64,
     /// Panics caught in sinks (each lost one span for that sink).
     pub sink_panics: u64,
     /// The resource monitor, when one is attached.
