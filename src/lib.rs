@@ -157,7 +157,7 @@ pub use vidperf_core::{
     SpanId, SpanInterest, Stats, StatsConfig, StatsSnapshot, TraceId, WindowStart, record_error,
     record_field, record_outcome, span_ids,
 };
-pub use vidperf_core::{SpanExt, TraceParent};
+pub use vidperf_core::{SpanExt, TraceParent, operation_span};
 pub use vidperf_core::{export, fields, propagation, stats};
 
 #[cfg(feature = "macros")]

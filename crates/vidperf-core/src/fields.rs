@@ -52,6 +52,89 @@ pub const ERROR: &str = "error";
 /// The strategy reported for an operation whose `strategy` field was never recorded.
 pub const UNKNOWN_STRATEGY: &str = "unknown";
 
+/// The type a contract field's value must have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FieldKind {
+    /// Text.
+    Text,
+    /// A non-negative integer (exported as an integer, never as text).
+    Int,
+    /// A finite floating-point number.
+    Float,
+}
+
+/// One field of the contract: its name, type and meaning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ContractField {
+    /// The span field name.
+    pub name: &'static str,
+    /// The type of its value.
+    pub kind: FieldKind,
+    /// What it means.
+    pub meaning: &'static str,
+}
+
+const fn field(name: &'static str, kind: FieldKind, meaning: &'static str) -> ContractField {
+    ContractField {
+        name,
+        kind,
+        meaning,
+    }
+}
+
+/// Every contract field, in order: the one list the docs' table, the
+/// [`operation_span!`](crate::operation_span) declarations (checked by a test) and the
+/// exporters follow.
+pub const CONTRACT: [ContractField; 12] = [
+    field(
+        STRATEGY,
+        FieldKind::Text,
+        "vsrm, seedvr2, ditvr, degradation_router, …",
+    ),
+    field(
+        OPERATION,
+        FieldKind::Text,
+        "enhancement, analysis, api_request, background_job, …",
+    ),
+    field(
+        FRAMES_PROCESSED,
+        FieldKind::Int,
+        "frames the operation handled",
+    ),
+    field(SEGMENTS, FieldKind::Int, "segments the operation handled"),
+    field(INPUT_WIDTH, FieldKind::Int, "input width, pixels"),
+    field(INPUT_HEIGHT, FieldKind::Int, "input height, pixels"),
+    field(OUTPUT_WIDTH, FieldKind::Int, "output width, pixels"),
+    field(OUTPUT_HEIGHT, FieldKind::Int, "output height, pixels"),
+    field(
+        SCALE_FACTOR,
+        FieldKind::Float,
+        "output size over input size (derived from the widths when not recorded)",
+    ),
+    field(QUALITY_SCORE, FieldKind::Float, "0.0–1.0"),
+    field(
+        ENHANCEMENT_FACTOR,
+        FieldKind::Float,
+        "improvement over the input",
+    ),
+    field(
+        ERROR,
+        FieldKind::Text,
+        "marks the operation failed, with this message",
+    ),
+];
+
+/// A recorded number, with its contract type.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Number {
+    /// An integer field.
+    Int(u64),
+    /// A float field.
+    Float(f64),
+}
+
 /// The typed contract fields of one operation. `None` means "not recorded".
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 #[non_exhaustive]
@@ -85,6 +168,26 @@ impl OperationFields {
     /// The output resolution, when both its width and height were recorded.
     pub fn output_resolution(&self) -> Option<Resolution> {
         Some(Resolution::new(self.output_width?, self.output_height?))
+    }
+
+    /// The numeric contract fields that were recorded, by name, in [`CONTRACT`] order
+    /// (the scale factor as [`effective_scale_factor`](Self::effective_scale_factor)).
+    pub fn numbers(&self) -> impl Iterator<Item = (&'static str, Number)> {
+        let int = |v: Option<u64>| v.map(Number::Int);
+        let float = |v: Option<f64>| v.map(Number::Float);
+        [
+            (FRAMES_PROCESSED, int(self.frames_processed)),
+            (SEGMENTS, int(self.segments)),
+            (INPUT_WIDTH, int(self.input_width.map(u64::from))),
+            (INPUT_HEIGHT, int(self.input_height.map(u64::from))),
+            (OUTPUT_WIDTH, int(self.output_width.map(u64::from))),
+            (OUTPUT_HEIGHT, int(self.output_height.map(u64::from))),
+            (SCALE_FACTOR, float(self.effective_scale_factor())),
+            (QUALITY_SCORE, float(self.quality_score)),
+            (ENHANCEMENT_FACTOR, float(self.enhancement_factor)),
+        ]
+        .into_iter()
+        .filter_map(|(name, v)| Some((name, v?)))
     }
 
     /// The recorded scale factor, or else output width over input width.
@@ -147,5 +250,61 @@ impl<'de> Deserialize<'de> for Resolution {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
         text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A span with every contract field declared (`field::Empty`, to be recorded later):
+/// `tracing::info_span!` plus the contract. Give it the span name and at least the
+/// `strategy`; `target:` first is optional, as in `info_span!`. This is the span
+/// [`Operation::start`](crate::operation::Operation::start) and `#[vidperf::track]` open.
+///
+/// ```
+/// let span = vidperf_core::operation_span!("upscale", strategy = "vsrm", operation = "enhancement");
+/// span.record("frames_processed", 48); // declared, so recorded like any field
+/// ```
+#[macro_export]
+macro_rules! operation_span {
+    (target: $target:expr, $name:expr, $($fields:tt)+) => {
+        $crate::__private::tracing::info_span!(
+            target: $target,
+            $name,
+            $($fields)+,
+            frames_processed = $crate::__private::tracing::field::Empty,
+            segments = $crate::__private::tracing::field::Empty,
+            input_width = $crate::__private::tracing::field::Empty,
+            input_height = $crate::__private::tracing::field::Empty,
+            output_width = $crate::__private::tracing::field::Empty,
+            output_height = $crate::__private::tracing::field::Empty,
+            scale_factor = $crate::__private::tracing::field::Empty,
+            quality_score = $crate::__private::tracing::field::Empty,
+            enhancement_factor = $crate::__private::tracing::field::Empty,
+            error = $crate::__private::tracing::field::Empty,
+        )
+    };
+    ($name:expr, $($fields:tt)+) => {
+        $crate::operation_span!(target: ::core::module_path!(), $name, $($fields)+)
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CONTRACT;
+
+    #[test]
+    fn operation_span_declares_exactly_the_contract() {
+        let _guard = tracing::subscriber::set_default(tracing_subscriber::registry());
+        let span = crate::operation_span!("op", strategy = "vsrm", operation = "enhancement");
+        let declared: Vec<&str> = span
+            .metadata()
+            .expect("enabled")
+            .fields()
+            .iter()
+            .map(|f| f.name())
+            .collect();
+        let mut contract: Vec<&str> = CONTRACT.iter().map(|f| f.name).collect();
+        let mut sorted = declared.clone();
+        sorted.sort_unstable();
+        contract.sort_unstable();
+        assert_eq!(sorted, contract);
     }
 }

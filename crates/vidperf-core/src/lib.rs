@@ -27,6 +27,12 @@ pub mod stats;
 mod value;
 
 pub use fields::{OperationFields, Resolution};
+
+/// Support for the exported macros. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use tracing;
+}
 pub use ids::{SpanId, TraceId};
 pub use layer::{
     LayerHealth, MAX_EVENTS_PER_SPAN, PerfLayer, PerfLayerBuilder, record_error, record_field,

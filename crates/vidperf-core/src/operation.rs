@@ -54,22 +54,12 @@ impl Operation {
     /// Starts an operation of `operation_type` (`enhancement`, `analysis`, …) run by
     /// `strategy`, as a child of the current span.
     pub fn start(operation_type: &str, strategy: &str) -> Self {
-        let span = tracing::info_span!(
+        let span = crate::operation_span!(
             target: "vidperf::operation",
             "operation",
             otel.name = operation_type,
             operation = operation_type,
-            strategy = strategy,
-            frames_processed = tracing::field::Empty,
-            segments = tracing::field::Empty,
-            input_width = tracing::field::Empty,
-            input_height = tracing::field::Empty,
-            output_width = tracing::field::Empty,
-            output_height = tracing::field::Empty,
-            scale_factor = tracing::field::Empty,
-            quality_score = tracing::field::Empty,
-            enhancement_factor = tracing::field::Empty,
-            error = tracing::field::Empty,
+            strategy = strategy
         );
         Self { span }
     }

@@ -93,21 +93,7 @@ fn expand(args: Args, item: ItemFn) -> syn::Result<TokenStream2> {
     let operation = args.operation.map(|op| quote!(operation = #op,));
     let private = quote!(#krate::__private);
     let make_span = quote! {
-        #private::tracing::info_span!(
-            #name,
-            strategy = #strategy,
-            #operation
-            frames_processed = #private::tracing::field::Empty,
-            segments = #private::tracing::field::Empty,
-            input_width = #private::tracing::field::Empty,
-            input_height = #private::tracing::field::Empty,
-            output_width = #private::tracing::field::Empty,
-            output_height = #private::tracing::field::Empty,
-            scale_factor = #private::tracing::field::Empty,
-            quality_score = #private::tracing::field::Empty,
-            enhancement_factor = #private::tracing::field::Empty,
-            error = #private::tracing::field::Empty,
-        )
+        #krate::operation_span!(#name, #operation strategy = #strategy)
     };
     // Annotating the result's type lets `?` inside the body infer its error type.
     let ret_ty: Option<Type> = match &sig.output {

@@ -7,9 +7,11 @@ use opentelemetry::trace::{
 };
 use opentelemetry::{InstrumentationScope, KeyValue, Value};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
+use vidperf_core::fields::{self, Number};
 use vidperf_core::{FieldValue, FinishedSpan};
 
-/// The attribute names vidperf adds (DESIGN: the names users see).
+/// The attribute names vidperf adds to spans and metrics (the contract fields keep
+/// their own names, [`vidperf_core::fields::CONTRACT`]).
 pub mod attr {
     /// Operation type.
     pub const OPERATION: &str = "vidperf.operation";
@@ -29,6 +31,8 @@ pub mod attr {
     pub const SAMPLES: &str = "vidperf.samples";
     /// Frames per second.
     pub const FPS: &str = "vidperf.fps";
+    /// Whether the operation succeeded (`success`, `failure`), on metrics.
+    pub const OUTCOME: &str = "vidperf.outcome";
 }
 
 fn value(v: &FieldValue) -> Value {
@@ -88,30 +92,18 @@ pub(crate) fn attributes(span: &FinishedSpan) -> Vec<KeyValue> {
             Value::String(key.strategy.clone().into()),
         ));
     }
-    let f = &span.fields;
-    let ints = [
-        ("frames_processed", f.frames_processed),
-        ("segments", f.segments),
-        ("input_width", f.input_width.map(u64::from)),
-        ("input_height", f.input_height.map(u64::from)),
-        ("output_width", f.output_width.map(u64::from)),
-        ("output_height", f.output_height.map(u64::from)),
-    ];
-    for (k, v) in ints {
-        if let Some(v) = v {
-            out.push(KeyValue::new(k, int(v)));
-        }
+    // The contract's numbers under their field names, typed as the contract says.
+    for (name, number) in span.fields.numbers() {
+        out.push(KeyValue::new(
+            name,
+            match number {
+                Number::Int(v) => int(v),
+                Number::Float(v) => Value::F64(v),
+            },
+        ));
     }
-    let floats = [
-        ("scale_factor", f.effective_scale_factor()),
-        ("quality_score", f.quality_score),
-        ("enhancement_factor", f.enhancement_factor),
-        (attr::FPS, span.fps()),
-    ];
-    for (k, v) in floats {
-        if let Some(v) = v {
-            out.push(KeyValue::new(k, v));
-        }
+    if let Some(fps) = span.fps() {
+        out.push(KeyValue::new(attr::FPS, fps));
     }
     let r = &span.resources;
     for (k, v) in [
@@ -133,7 +125,7 @@ pub(crate) fn attributes(span: &FinishedSpan) -> Vec<KeyValue> {
         }
     }
     if let Some(e) = &span.error {
-        out.push(KeyValue::new("error", e.clone()));
+        out.push(KeyValue::new(fields::ERROR, e.clone()));
     }
     for (k, v) in &span.metadata {
         out.push(KeyValue::new(key(k), value(v)));

@@ -14,6 +14,8 @@ use opentelemetry_sdk::metrics::SdkMeterProvider;
 use vidperf_core::stats::OVERFLOW_KEY;
 use vidperf_core::{FinishedSpan, Sink};
 
+use crate::convert::attr;
+
 /// Distinct (operation, strategy) pairs given their own attributes; the rest are
 /// reported under `__overflow__`, so every instrument's cardinality stays bounded.
 pub const MAX_ATTRIBUTE_SETS: usize = 256;
@@ -64,9 +66,9 @@ impl Instruments {
     fn bind(&self, operation: Arc<str>, strategy: Arc<str>, success: bool) -> Bound {
         let outcome = if success { "success" } else { "failure" };
         let attrs = [
-            KeyValue::new("vidperf.operation", Value::String(operation.into())),
-            KeyValue::new("vidperf.strategy", Value::String(strategy.into())),
-            KeyValue::new("vidperf.outcome", outcome),
+            KeyValue::new(attr::OPERATION, Value::String(operation.into())),
+            KeyValue::new(attr::STRATEGY, Value::String(strategy.into())),
+            KeyValue::new(attr::OUTCOME, outcome),
         ];
         Bound {
             duration: self.duration.bind(&attrs),
@@ -125,22 +127,22 @@ impl MetricsSink {
                 ])
                 .build(),
             memory: meter
-                .u64_histogram("vidperf.process.memory.peak")
+                .u64_histogram(attr::PROCESS_MEMORY_PEAK)
                 .with_unit("By")
                 .with_description("Peak process resident memory during an operation.")
                 .build(),
             gpu_memory: meter
-                .u64_histogram("vidperf.gpu.memory.peak")
+                .u64_histogram(attr::GPU_MEMORY_PEAK)
                 .with_unit("By")
                 .with_description("Peak GPU memory used during an operation.")
                 .build(),
             cpu: meter
-                .f64_histogram("vidperf.process.cpu.utilization.peak")
+                .f64_histogram(attr::PROCESS_CPU_PEAK)
                 .with_unit("1")
                 .with_description("Peak process CPU (1 = one core) during an operation.")
                 .build(),
             gpu: meter
-                .f64_histogram("vidperf.gpu.utilization.peak")
+                .f64_histogram(attr::GPU_UTILIZATION_PEAK)
                 .with_unit("1")
                 .with_description("Peak GPU utilization (0-1) during an operation.")
                 .build(),
