@@ -12,6 +12,8 @@ mod aggregate;
 mod histogram;
 mod history;
 mod snapshot;
+#[cfg(test)]
+mod tests;
 pub(crate) mod units;
 mod window;
 
