@@ -45,7 +45,7 @@ pub trait Sink: Send + Sync + 'static {
     fn on_finish(&self, span: &FinishedSpan);
 
     /// Called when an operation starts. The default does nothing.
-    fn on_start(&self, operation: &ActiveOperation) {
+    fn on_start(&self, operation: &ActiveOperation<'_>) {
         let _ = operation;
     }
 
@@ -60,7 +60,7 @@ impl<T: Sink + ?Sized> Sink for std::sync::Arc<T> {
         (**self).on_finish(span);
     }
 
-    fn on_start(&self, operation: &ActiveOperation) {
+    fn on_start(&self, operation: &ActiveOperation<'_>) {
         (**self).on_start(operation);
     }
 

@@ -154,16 +154,20 @@ impl DevicePeaks {
     }
 }
 
-/// An operation that has started and not finished yet.
-#[derive(Clone, Debug)]
+/// An operation that has started and not finished yet, as handed to
+/// [`Sink::on_start`](crate::Sink::on_start) (borrowed: the layer copies nothing for it).
+#[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
-pub struct ActiveOperation {
+pub struct ActiveOperation<'a> {
     /// The operation's span id.
     pub span_id: SpanId,
     /// The operation's trace id.
     pub trace_id: TraceId,
-    /// Operation type and strategy as known when it started.
-    pub key: OperationKey,
+    /// The operation type as known when it started (the `operation` field, or the span
+    /// name).
+    pub operation_type: &'a Arc<str>,
+    /// The strategy as known when it started.
+    pub strategy: &'a Arc<str>,
     /// Wall-clock start.
     pub start_time: SystemTime,
     /// Monotonic start, for elapsed time.

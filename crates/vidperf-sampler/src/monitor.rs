@@ -131,11 +131,62 @@ const METRICS: usize = DEVICE_BASE + 2 * MAX_DEVICES;
 const RATIO: f64 = 1e6;
 const NO_SAMPLE: u64 = u64::MAX;
 
+/// The newest sample's figures for the metrics a one-GPU window reports, published
+/// under a sequence lock: a window that saw no other sample (any operation shorter
+/// than the sampling interval) takes its peaks from here, without the stacks' lock.
+#[derive(Debug)]
+struct Newest {
+    /// Odd while the sampler writes.
+    version: AtomicU64,
+    /// The sample's sequence number.
+    seq: AtomicU64,
+    /// By metric slot (`RSS` … `GPU_UTILIZATION`); `ABSENT` when not measured.
+    values: [AtomicU64; DEVICE_BASE],
+}
+
+/// A figure not measured, in [`Newest`].
+const ABSENT: u64 = u64::MAX;
+
+impl Newest {
+    fn new() -> Self {
+        Self {
+            version: AtomicU64::new(0),
+            seq: AtomicU64::new(NO_SAMPLE),
+            values: std::array::from_fn(|_| AtomicU64::new(ABSENT)),
+        }
+    }
+
+    /// Publishes sample `seq` (sampler thread only).
+    fn publish(&self, seq: u64, values: [Option<u64>; DEVICE_BASE]) {
+        self.version.fetch_add(1, Ordering::AcqRel);
+        std::sync::atomic::fence(Ordering::Release);
+        self.seq.store(seq, Ordering::Relaxed);
+        for (slot, v) in self.values.iter().zip(values) {
+            slot.store(v.unwrap_or(ABSENT), Ordering::Relaxed);
+        }
+        self.version.fetch_add(1, Ordering::Release);
+    }
+
+    /// Sample `seq`'s figures, if it is the one published and no write overlapped.
+    fn read(&self, seq: u64) -> Option<[Option<u64>; DEVICE_BASE]> {
+        let before = self.version.load(Ordering::Acquire);
+        if before % 2 == 1 || self.seq.load(Ordering::Relaxed) != seq {
+            return None;
+        }
+        let values = std::array::from_fn(|i| {
+            Some(self.values[i].load(Ordering::Relaxed)).filter(|v| *v != ABSENT)
+        });
+        std::sync::atomic::fence(Ordering::Acquire);
+        (self.version.load(Ordering::Relaxed) == before).then_some(values)
+    }
+}
+
 #[derive(Debug)]
 struct Shared {
     config: MonitorConfig,
     epoch: Instant,
     stacks: RwLock<Vec<MaxStack>>,
+    newest: Newest,
     /// Sequence number of the newest sample, or `NO_SAMPLE`.
     latest_seq: AtomicU64,
     /// When the newest sample was taken, nanoseconds since `epoch`.
@@ -216,6 +267,7 @@ impl ResourceMonitor {
             config,
             epoch: Instant::now(),
             stacks: RwLock::new((0..METRICS).map(|_| MaxStack::new(max_entries)).collect()),
+            newest: Newest::new(),
             latest_seq: AtomicU64::new(NO_SAMPLE),
             latest_at: AtomicU64::new(0),
             gate: Gate::new(),
@@ -368,6 +420,7 @@ impl Sampler {
             .map_or(ProcessReading::default(), |p| p.read(started));
         let g = self.gpu.as_mut().map(|g| g.read(started, &shared.errors));
         let seq = self.seq;
+        let mut newest = [None; DEVICE_BASE];
         {
             let mut stacks = shared
                 .stacks
@@ -376,6 +429,9 @@ impl Sampler {
             let mut push = |metric: usize, value: Option<u64>| {
                 if let Some(v) = value {
                     stacks[metric].push(seq, v);
+                    if let Some(slot) = newest.get_mut(metric) {
+                        *slot = Some(v);
+                    }
                 }
             };
             push(RSS, p.rss_bytes);
@@ -402,6 +458,7 @@ impl Sampler {
             }
         }
         self.seq += 1;
+        shared.newest.publish(seq, newest);
         let now = Instant::now();
         shared.latest_at.store(
             now.duration_since(shared.epoch).as_nanos() as u64,
@@ -484,6 +541,19 @@ impl ResourceWindows for ResourceMonitor {
             return peaks;
         }
         peaks.samples = Some(latest - start.first_sample + 1);
+        let ratio_of = |v: Option<u64>| v.map(|v| v as f64 / RATIO);
+        if latest == start.first_sample
+            && s.gpu_devices <= 1
+            && let Some(v) = s.newest.read(latest)
+        {
+            // One sample in the window, the newest: its figures are the peaks.
+            peaks.process_memory_bytes = v[RSS];
+            peaks.process_cpu_utilization = ratio_of(v[CPU]);
+            peaks.gpu_memory_bytes = v[GPU_MEMORY];
+            peaks.gpu_process_memory_bytes = v[GPU_PROCESS_MEMORY];
+            peaks.gpu_utilization = ratio_of(v[GPU_UTILIZATION]);
+            return peaks;
+        }
         let stacks = s.stacks.read().unwrap_or_else(PoisonError::into_inner);
         let max = |metric: usize| stacks[metric].max_since(start.first_sample);
         let ratio = |metric: usize| max(metric).map(|v| v as f64 / RATIO);

@@ -193,13 +193,16 @@ where
             return;
         }
         let Some(span) = ctx.span(id) else { return };
-        // The nearest tracked ancestor gives the trace and the parent.
+        // The nearest tracked ancestor gives the trace and the parent (walking up from
+        // the parent: `scope()` would look the span itself up again first).
         let mut trace = None;
-        for ancestor in span.scope().skip(1) {
-            if let Some(parent) = ancestor.extensions().get::<SpanState>() {
+        let mut ancestor = span.parent();
+        while let Some(current) = ancestor {
+            if let Some(parent) = current.extensions().get::<SpanState>() {
                 trace = Some((parent.trace_id, parent.span_id));
                 break;
             }
+            ancestor = current.parent();
         }
         let (trace_id, parent) = match trace {
             Some((trace_id, parent)) => (trace_id, Some(parent)),
@@ -210,11 +213,15 @@ where
             state.window = Some(resources.open(state.started));
         }
         attrs.record(&mut Recorder(&mut state));
-        if let Some(key) = state.key(attrs.metadata()) {
+        state.name_defaults(attrs.metadata());
+        if let (true, Some(operation_type), Some(strategy)) =
+            (is_operation, &state.operation_type, &state.strategy)
+        {
             let active = ActiveOperation {
                 span_id: state.span_id,
                 trace_id,
-                key,
+                operation_type,
+                strategy,
                 start_time: state.start_time,
                 started: state.started,
             };
@@ -339,18 +346,27 @@ where
             return; // an ordinary span, untracked: no lock taken, no clock read
         }
         let ended = Instant::now();
-        let Some(mut state) = span.extensions_mut().remove::<SpanState>() else {
-            return;
+        // The state is emptied in place rather than moved out: the registry drops it
+        // with the span's other extensions.
+        let (window, finished) = {
+            let mut extensions = span.extensions_mut();
+            let Some(state) = extensions.get_mut::<SpanState>() else {
+                return;
+            };
+            if std::thread::panicking() {
+                state.fail(PANIC_MESSAGE);
+            }
+            let window = state.window.take();
+            (
+                window,
+                state.finish(span.metadata(), ended, ResourcePeaks::none()),
+            )
         };
-        if std::thread::panicking() {
-            state.fail(PANIC_MESSAGE);
-        }
-        let resources = match (state.window, &self.inner.resources) {
-            (Some(window), Some(source)) => source.close(window),
-            _ => ResourcePeaks::none(),
-        };
-        let finished = state.finish(span.metadata(), ended, resources);
         drop(span);
+        let mut finished = finished;
+        if let (Some(window), Some(source)) = (window, &self.inner.resources) {
+            finished.resources = source.close(window);
+        }
         let operation = finished.operation.is_some();
         self.dispatch(|sink| sink.on_finish(&finished), operation);
     }

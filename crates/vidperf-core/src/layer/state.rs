@@ -74,17 +74,18 @@ impl SpanState {
         }
     }
 
-    pub(crate) fn key(&self, metadata: &'static Metadata<'static>) -> Option<OperationKey> {
-        self.is_operation.then(|| OperationKey {
-            operation_type: self
-                .operation_type
-                .clone()
-                .unwrap_or_else(|| intern(metadata.name())),
-            strategy: self
-                .strategy
-                .clone()
-                .unwrap_or_else(|| intern(fields::UNKNOWN_STRATEGY)),
-        })
+    /// Names an operation whose `operation` or `strategy` field was not given at
+    /// creation: the span name, and [`fields::UNKNOWN_STRATEGY`] (recording the field
+    /// later replaces them).
+    pub(crate) fn name_defaults(&mut self, metadata: &'static Metadata<'static>) {
+        if self.is_operation {
+            if self.operation_type.is_none() {
+                self.operation_type = Some(intern(metadata.name()));
+            }
+            if self.strategy.is_none() {
+                self.strategy = Some(intern(fields::UNKNOWN_STRATEGY));
+            }
+        }
     }
 
     /// Marks the span failed with `message`, unless an earlier failure is recorded: the
@@ -162,15 +163,23 @@ impl SpanState {
         }
     }
 
+    /// The finished span, taking what the state holds (the state is left empty, to
+    /// be dropped with the span's extensions).
     pub(crate) fn finish(
-        self,
+        &mut self,
         metadata: &'static Metadata<'static>,
         ended: Instant,
         resources: ResourcePeaks,
     ) -> FinishedSpan {
         let duration = ended.saturating_duration_since(self.started);
-        let operation = self.key(metadata);
-        let mut meta = self.metadata;
+        let operation = match (self.operation_type.take(), self.strategy.take()) {
+            (Some(operation_type), Some(strategy)) if self.is_operation => Some(OperationKey {
+                operation_type,
+                strategy,
+            }),
+            _ => None,
+        };
+        let mut meta = std::mem::take(&mut self.metadata);
         if self.metadata_dropped > 0 {
             meta.push((
                 Cow::Borrowed("vidperf.metadata_dropped"),
@@ -189,14 +198,14 @@ impl SpanState {
             end_time: self.start_time + duration,
             duration,
             fields: self.fields,
-            error: self.error,
+            error: self.error.take(),
             metadata: meta,
             resources,
-            otel: self.otel,
-            events: self.events,
+            otel: std::mem::take(&mut self.otel),
+            events: std::mem::take(&mut self.events),
             dropped_events: self.dropped_events,
             parent_is_remote: self.parent_is_remote,
-            links: self.links,
+            links: std::mem::take(&mut self.links),
         }
     }
 }

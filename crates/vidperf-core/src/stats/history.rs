@@ -1,67 +1,211 @@
 //! The per-operation history kept for export and `recent`, as compact rows: the figures
-//! the record formats need, with strategy and operation names as indices into a name
-//! table rather than reference-counted strings, written in place over the oldest row
-//! once the ring is full (reusing its buffers).
+//! the record formats need, packed (about 180 bytes, against some 500 for a whole
+//! finished span), with strategy and operation names as indices into a name table
+//! rather than reference-counted strings, and whatever is usually absent (an error,
+//! metadata, per-device peaks) behind one pointer. A full ring overwrites its oldest
+//! row in place, reusing its buffers, so recording allocates nothing in steady state.
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::fields::OperationFields;
 use crate::hash::FxHashMap;
 use crate::ids::{SpanId, TraceId};
-use crate::span::{FinishedSpan, ResourcePeaks};
+use crate::span::{DevicePeaks, FinishedSpan, ResourcePeaks};
 use crate::value::FieldValue;
 
 /// Distinct names remembered at most; past this, a name is kept with its row.
 const MAX_NAMES: usize = 4096;
 
-/// A strategy or operation-type name: an index into [`Names`], or the name itself when
-/// the table is full.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Name {
-    Id(u32),
-    Spilled(Arc<str>),
-}
+/// A name id meaning "not in the table: kept with the row".
+pub(crate) const SPILLED: u32 = u32::MAX;
 
 /// The names seen, each stored once.
 #[derive(Debug, Default)]
 pub(crate) struct Names {
     list: Vec<Arc<str>>,
     by_text: FxHashMap<Arc<str>, u32>,
+    /// Ids by the address of the stored string: an interned name is found without
+    /// hashing its text (the table holds the string, so its address is not reused).
+    by_address: FxHashMap<usize, u32>,
+}
+
+fn address(name: &Arc<str>) -> usize {
+    Arc::as_ptr(name).cast::<u8>() as usize
 }
 
 impl Names {
-    /// The name's id, adding it when there is room.
-    pub(crate) fn resolve(&mut self, name: &Arc<str>) -> Name {
+    /// The name's id, adding it when there is room; [`SPILLED`] when the table is full.
+    pub(crate) fn resolve(&mut self, name: &Arc<str>) -> u32 {
+        if let Some(id) = self.by_address.get(&address(name)) {
+            return *id;
+        }
         if let Some(id) = self.by_text.get(name) {
-            return Name::Id(*id);
+            return *id;
         }
         if self.list.len() >= MAX_NAMES {
-            return Name::Spilled(name.clone());
+            return SPILLED;
         }
         let id = self.list.len() as u32;
         self.list.push(name.clone());
         self.by_text.insert(name.clone(), id);
-        Name::Id(id)
+        self.by_address.insert(address(name), id);
+        id
     }
 
-    /// The stored `Arc` for `id` (its address identifies it while the table lives).
+    /// The stored string for `id`.
     pub(crate) fn get(&self, id: u32) -> Option<&Arc<str>> {
         self.list.get(id as usize)
     }
 
-    pub(crate) fn text<'a>(&'a self, name: &'a Name) -> &'a str {
-        match name {
-            Name::Id(id) => self.list.get(*id as usize).map_or("", |s| s),
-            Name::Spilled(s) => s,
-        }
+    /// Every stored name, by id.
+    pub(crate) fn list(&self) -> &[Arc<str>] {
+        &self.list
     }
 
     pub(crate) fn heap_bytes(&self) -> usize {
         self.list.iter().map(|s| s.len() + 16).sum::<usize>()
-            + self.list.capacity() * 8
-            + self.by_text.capacity() * 24
+            + self.list.capacity() * 16
+            + (self.by_text.capacity() + self.by_address.capacity()) * 32
+    }
+}
+
+/// The contract fields, packed: a presence bit per field.
+#[derive(Clone, Copy, Debug, Default)]
+struct PackedFields {
+    present: u16,
+    frames: u64,
+    segments: u64,
+    sizes: [u32; 4],
+    floats: [f64; 3],
+}
+
+impl PackedFields {
+    fn pack(f: &OperationFields) -> Self {
+        let mut p = Self::default();
+        let mut put_int = |bit: u16, v: Option<u64>, slot: &mut u64| {
+            if let Some(v) = v {
+                p.present |= 1 << bit;
+                *slot = v;
+            }
+        };
+        let (mut frames, mut segments) = (0, 0);
+        put_int(0, f.frames_processed, &mut frames);
+        put_int(1, f.segments, &mut segments);
+        p.frames = frames;
+        p.segments = segments;
+        let sizes = [
+            f.input_width,
+            f.input_height,
+            f.output_width,
+            f.output_height,
+        ];
+        for (k, v) in sizes.into_iter().enumerate() {
+            if let Some(v) = v {
+                p.present |= 1 << (2 + k);
+                p.sizes[k] = v;
+            }
+        }
+        let floats = [f.scale_factor, f.quality_score, f.enhancement_factor];
+        for (k, v) in floats.into_iter().enumerate() {
+            if let Some(v) = v {
+                p.present |= 1 << (6 + k);
+                p.floats[k] = v;
+            }
+        }
+        p
+    }
+
+    fn unpack(&self) -> OperationFields {
+        let has = |bit: u16| self.present & (1 << bit) != 0;
+        let size = |k: usize| has(2 + k as u16).then_some(self.sizes[k]);
+        let float = |k: usize| has(6 + k as u16).then_some(self.floats[k]);
+        OperationFields {
+            frames_processed: has(0).then_some(self.frames),
+            segments: has(1).then_some(self.segments),
+            input_width: size(0),
+            input_height: size(1),
+            output_width: size(2),
+            output_height: size(3),
+            scale_factor: float(0),
+            quality_score: float(1),
+            enhancement_factor: float(2),
+        }
+    }
+}
+
+/// The resource peaks, packed (per-device peaks live in [`Extra`]).
+#[derive(Clone, Copy, Debug, Default)]
+struct PackedPeaks {
+    present: u8,
+    memory: u64,
+    gpu_memory: u64,
+    gpu_process_memory: u64,
+    samples: u64,
+    cpu: f64,
+    gpu: f64,
+}
+
+impl PackedPeaks {
+    fn pack(r: &ResourcePeaks) -> Self {
+        let mut p = Self::default();
+        let ints = [
+            r.process_memory_bytes,
+            r.gpu_memory_bytes,
+            r.gpu_process_memory_bytes,
+            r.samples,
+        ];
+        let mut slots = [0u64; 4];
+        for (k, v) in ints.into_iter().enumerate() {
+            if let Some(v) = v {
+                p.present |= 1 << k;
+                slots[k] = v;
+            }
+        }
+        [p.memory, p.gpu_memory, p.gpu_process_memory, p.samples] = slots;
+        if let Some(v) = r.process_cpu_utilization {
+            p.present |= 1 << 4;
+            p.cpu = v;
+        }
+        if let Some(v) = r.gpu_utilization {
+            p.present |= 1 << 5;
+            p.gpu = v;
+        }
+        p
+    }
+
+    fn unpack(&self, devices: &[DevicePeaks]) -> ResourcePeaks {
+        let has = |bit: u8| self.present & (1 << bit) != 0;
+        ResourcePeaks {
+            process_memory_bytes: has(0).then_some(self.memory),
+            gpu_memory_bytes: has(1).then_some(self.gpu_memory),
+            gpu_process_memory_bytes: has(2).then_some(self.gpu_process_memory),
+            samples: has(3).then_some(self.samples),
+            process_cpu_utilization: has(4).then_some(self.cpu),
+            gpu_utilization: has(5).then_some(self.gpu),
+            devices: devices.to_vec(),
+        }
+    }
+}
+
+/// What a row usually lacks, behind one pointer (allocated the first time a row slot
+/// needs it, then reused).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Extra {
+    pub(crate) error: Option<String>,
+    pub(crate) metadata: Vec<(Cow<'static, str>, FieldValue)>,
+    devices: Vec<DevicePeaks>,
+    /// Operation type and strategy, when the name table was full.
+    spilled: Option<(Arc<str>, Arc<str>)>,
+}
+
+impl Extra {
+    fn is_empty(&self) -> bool {
+        self.error.is_none()
+            && self.metadata.is_empty()
+            && self.devices.is_empty()
+            && self.spilled.is_none()
     }
 }
 
@@ -70,52 +214,112 @@ impl Names {
 pub(crate) struct Row {
     pub(crate) trace_id: TraceId,
     pub(crate) span_id: SpanId,
-    pub(crate) operation: Name,
-    pub(crate) strategy: Name,
-    pub(crate) start_time: SystemTime,
-    pub(crate) duration: Duration,
-    pub(crate) fields: OperationFields,
-    pub(crate) error: Option<String>,
-    pub(crate) metadata: Vec<(Cow<'static, str>, FieldValue)>,
-    pub(crate) resources: ResourcePeaks,
+    operation: u32,
+    strategy: u32,
+    start_nanos: u64,
+    duration_nanos: u64,
+    fields: PackedFields,
+    peaks: PackedPeaks,
+    extra: Option<Box<Extra>>,
 }
 
 impl Row {
-    pub(crate) fn new(span: &FinishedSpan, operation: Name, strategy: Name) -> Self {
-        Self {
+    fn new(span: &FinishedSpan, end_nanos: u64, operation: u32, strategy: u32) -> Self {
+        let mut row = Self {
             trace_id: span.trace_id,
             span_id: span.span_id,
             operation,
             strategy,
-            start_time: span.start_time,
-            duration: span.duration,
-            fields: span.fields,
-            error: span.error.clone(),
-            metadata: span.metadata.clone(),
-            resources: span.resources.clone(),
-        }
+            start_nanos: 0,
+            duration_nanos: 0,
+            fields: PackedFields::default(),
+            peaks: PackedPeaks::default(),
+            extra: None,
+        };
+        row.assign(span, end_nanos, operation, strategy);
+        row
     }
 
     /// Overwrites the row with `span`, reusing its buffers.
-    fn assign(&mut self, span: &FinishedSpan, operation: Name, strategy: Name) {
+    /// `end_nanos`: the span's end, nanoseconds since the Unix epoch.
+    fn assign(&mut self, span: &FinishedSpan, end_nanos: u64, operation: u32, strategy: u32) {
         self.trace_id = span.trace_id;
         self.span_id = span.span_id;
         self.operation = operation;
         self.strategy = strategy;
-        self.start_time = span.start_time;
-        self.duration = span.duration;
-        self.fields = span.fields;
-        self.error.clone_from(&span.error);
-        self.metadata.clone_from(&span.metadata);
-        self.resources.clone_from(&span.resources);
+        self.duration_nanos = u64::try_from(span.duration.as_nanos()).unwrap_or(u64::MAX);
+        self.start_nanos = end_nanos.saturating_sub(self.duration_nanos);
+        self.fields = PackedFields::pack(&span.fields);
+        self.peaks = PackedPeaks::pack(&span.resources);
+        let spilled = match &span.operation {
+            Some(key) if operation == SPILLED || strategy == SPILLED => {
+                Some((key.operation_type.clone(), key.strategy.clone()))
+            }
+            _ => None,
+        };
+        let needed = span.error.is_some()
+            || !span.metadata.is_empty()
+            || !span.resources.devices.is_empty()
+            || spilled.is_some();
+        match (&mut self.extra, needed) {
+            (None, false) => {}
+            (Some(extra), false) if extra.is_empty() => {}
+            (slot, _) => {
+                let extra = slot.get_or_insert_with(Box::default);
+                extra.error.clone_from(&span.error);
+                extra.metadata.clone_from(&span.metadata);
+                extra.devices.clone_from(&span.resources.devices);
+                extra.spilled = spilled;
+            }
+        }
+    }
+
+    pub(crate) fn start_time(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_nanos(self.start_nanos)
+    }
+
+    pub(crate) fn duration(&self) -> Duration {
+        Duration::from_nanos(self.duration_nanos)
     }
 
     pub(crate) fn end_time(&self) -> SystemTime {
-        self.start_time + self.duration
+        self.start_time() + self.duration()
+    }
+
+    pub(crate) fn fields(&self) -> OperationFields {
+        self.fields.unpack()
+    }
+
+    pub(crate) fn resources(&self) -> ResourcePeaks {
+        self.peaks
+            .unpack(self.extra.as_ref().map_or(&[][..], |e| &e.devices))
+    }
+
+    pub(crate) fn error(&self) -> Option<&str> {
+        self.extra.as_ref().and_then(|e| e.error.as_deref())
+    }
+
+    pub(crate) fn metadata(&self) -> &[(Cow<'static, str>, FieldValue)] {
+        self.extra.as_ref().map_or(&[][..], |e| &e.metadata)
     }
 
     pub(crate) fn is_success(&self) -> bool {
-        self.error.is_none()
+        self.error().is_none()
+    }
+
+    /// The row's operation type and strategy, from `names` (a copy of the table).
+    pub(crate) fn names<'a>(&'a self, names: &'a [Arc<str>]) -> (&'a str, &'a str) {
+        let spilled = self.extra.as_ref().and_then(|e| e.spilled.as_ref());
+        let pick = |id: u32, spill: Option<&'a Arc<str>>| -> &'a str {
+            match names.get(id as usize) {
+                Some(name) => name,
+                None => spill.map_or("", |s| s),
+            }
+        };
+        (
+            pick(self.operation, spilled.map(|s| &s.0)),
+            pick(self.strategy, spilled.map(|s| &s.1)),
+        )
     }
 }
 
@@ -133,19 +337,20 @@ impl History {
     pub(crate) fn push(
         &mut self,
         span: &FinishedSpan,
-        operation: Name,
-        strategy: Name,
+        end_nanos: u64,
+        (operation, strategy): (u32, u32),
         limit: usize,
     ) -> bool {
         if limit == 0 {
             return true;
         }
         if self.ring.len() < limit {
-            self.ring.push(Row::new(span, operation, strategy));
+            self.ring
+                .push(Row::new(span, end_nanos, operation, strategy));
             return false;
         }
         if let Some(row) = self.ring.get_mut(self.head) {
-            row.assign(span, operation, strategy);
+            row.assign(span, end_nanos, operation, strategy);
         }
         self.head = (self.head + 1) % self.ring.len().max(1);
         true
@@ -155,9 +360,52 @@ impl History {
         self.ring.len()
     }
 
+    /// Bytes held on the heap.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.ring.capacity() * std::mem::size_of::<Row>()
+            + self
+                .ring
+                .iter()
+                .filter_map(|r| r.extra.as_ref())
+                .map(|e| std::mem::size_of::<Extra>() + e.metadata.capacity() * 48)
+                .sum::<usize>()
+    }
+
     /// Oldest first.
     pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = &Row> {
         let (newer, older) = self.ring.split_at(self.head.min(self.ring.len()));
         older.iter().chain(newer.iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_is_compact() {
+        assert!(
+            std::mem::size_of::<Row>() <= 192,
+            "{} bytes",
+            std::mem::size_of::<Row>()
+        );
+    }
+
+    #[test]
+    fn packed_fields_and_peaks_round_trip() {
+        let fields = OperationFields {
+            frames_processed: Some(0),
+            input_height: Some(7),
+            quality_score: Some(0.5),
+            ..OperationFields::default()
+        };
+        assert_eq!(PackedFields::pack(&fields).unpack(), fields);
+        let peaks = ResourcePeaks {
+            process_memory_bytes: Some(1),
+            gpu_utilization: Some(0.0),
+            samples: Some(3),
+            ..ResourcePeaks::default()
+        };
+        assert_eq!(PackedPeaks::pack(&peaks).unpack(&[]), peaks);
     }
 }

@@ -32,7 +32,7 @@ use crate::record::{OperationRecord, Parts};
 use crate::sink::Sink;
 use crate::span::{ActiveOperation, FinishedSpan, OperationKey};
 use aggregate::{Aggregate, Measured, rate};
-use history::{History, Name, Names, Row};
+use history::{History, Names, Row, SPILLED};
 use window::{Ring, Slots};
 
 /// Limits and windows of a [`Stats`] aggregator.
@@ -222,6 +222,7 @@ pub enum WindowError {
 pub struct Stats {
     config: StatsConfig,
     slots: Slots,
+    trend_window_nanos: u64,
     started: Instant,
     started_at: SystemTime,
     inner: Mutex<Inner>,
@@ -239,8 +240,6 @@ impl std::fmt::Debug for Stats {
 
 /// A pair key part: a name id, or the overflow key.
 const OVERFLOW: u32 = u32::MAX;
-/// A name id meaning "not in the name table": take the name from the span.
-const SPILLED: u32 = u32::MAX;
 
 /// Where an operation's figures go, and its names.
 #[derive(Clone, Copy, Debug)]
@@ -302,10 +301,27 @@ struct TrendWindow {
 #[derive(Debug)]
 struct ActiveRow {
     trace_id: crate::ids::TraceId,
-    operation: Name,
-    strategy: Name,
+    /// Name ids; the names themselves when the table was full.
+    names: (u32, u32),
+    spilled: Option<Box<(Arc<str>, Arc<str>)>>,
     start_time: SystemTime,
     started: Instant,
+}
+
+impl ActiveRow {
+    fn names<'a>(&'a self, names: &'a Names) -> (&'a str, &'a str) {
+        let pick = |id: u32, spill: Option<&'a Arc<str>>| -> &'a str {
+            match names.get(id) {
+                Some(name) => name,
+                None => spill.map_or("", |s| s),
+            }
+        };
+        let spilled = self.spilled.as_deref();
+        (
+            pick(self.names.0, spilled.map(|s| &s.0)),
+            pick(self.names.1, spilled.map(|s| &s.1)),
+        )
+    }
 }
 
 #[derive(Debug, Default)]
@@ -326,14 +342,8 @@ impl Inner {
         if let Some(found) = self.by_address.get(&addresses) {
             return *found;
         }
-        let operation = match self.names.resolve(&key.operation_type) {
-            Name::Id(id) => id,
-            Name::Spilled(_) => SPILLED,
-        };
-        let strategy = match self.names.resolve(&key.strategy) {
-            Name::Id(id) => id,
-            Name::Spilled(_) => SPILLED,
-        };
+        let operation = self.names.resolve(&key.operation_type);
+        let strategy = self.names.resolve(&key.strategy);
         let op_key = self.admit(operation, &key.operation_type, 0, config.max_keys);
         let strategy_key = self.admit(strategy, &key.strategy, 1, config.max_keys);
         let (pair, capped) = match self.pair_of.get(&(op_key, strategy_key)) {
@@ -413,14 +423,6 @@ impl Inner {
         }
     }
 
-    fn name(&self, id: u32, spilled: &Arc<str>) -> Name {
-        if id == SPILLED {
-            Name::Spilled(spilled.clone())
-        } else {
-            Name::Id(id)
-        }
-    }
-
     fn key_text(&self, key: u32) -> &str {
         if key == OVERFLOW {
             OVERFLOW_KEY
@@ -491,6 +493,7 @@ impl Stats {
     pub fn new(config: StatsConfig) -> Self {
         Self {
             slots: Slots::new(config.window_slot, config.window_slots),
+            trend_window_nanos: config.trend_window.as_secs().max(1) * 1_000_000_000,
             config,
             started: Instant::now(),
             started_at: SystemTime::now(),
@@ -526,12 +529,15 @@ impl Stats {
     /// (no operation key) are ignored.
     pub fn record(&self, span: &FinishedSpan) {
         if span.operation.is_some() {
-            let slot = self.slots.number(span.end_time);
-            self.record_locked(span, slot, &mut self.inner());
+            let end = window::epoch_nanos(span.end_time);
+            self.record_locked(span, end, &mut self.inner());
         }
     }
 
-    fn record_locked(&self, span: &FinishedSpan, slot: u64, inner: &mut Inner) {
+    /// `end`: the span's end, nanoseconds since the Unix epoch (read once, outside the
+    /// lock).
+    fn record_locked(&self, span: &FinishedSpan, end: u64, inner: &mut Inner) {
+        let slot = self.slots.number_at(end);
         let Some(key) = &span.operation else { return };
         let r = &span.resources;
         let m = Measured {
@@ -558,15 +564,15 @@ impl Stats {
             inner.strategy_overflow += moved(strategy, &key.strategy);
             inner.pair_overflow += u64::from(resolved.capped);
         }
-        let operation = inner.name(resolved.operation, &key.operation_type);
-        let strategy = inner.name(resolved.strategy, &key.strategy);
-        if inner
-            .history
-            .push(span, operation, strategy, self.config.history_limit)
-        {
+        if inner.history.push(
+            span,
+            end,
+            (resolved.operation, resolved.strategy),
+            self.config.history_limit,
+        ) {
             inner.purged += 1;
         }
-        let trend_index = trend_index(span.end_time, self.config.trend_window);
+        let trend_index = end / self.trend_window_nanos;
         inner.record_trend(
             trend_index,
             span.duration.as_secs_f64(),
@@ -647,7 +653,7 @@ impl Stats {
         let (rows, names) = {
             let inner = self.inner();
             let rows: Vec<Row> = inner.history.iter().cloned().collect();
-            (rows, inner.names_list())
+            (rows, inner.names.list().to_vec())
         };
         rows_to_records(&rows, &names)
     }
@@ -695,7 +701,7 @@ impl Stats {
             .sum();
         pairs
             + inner.names.heap_bytes()
-            + inner.history.len() * std::mem::size_of::<Row>()
+            + inner.history.heap_bytes()
             + inner.active.map.capacity() * (std::mem::size_of::<ActiveRow>() + 16)
     }
 
@@ -713,11 +719,10 @@ impl Stats {
             (first, last, length)
         });
         let inner = self.inner();
-        let name_matches =
-            |filter: Option<&str>, name: &Name| filter.is_none_or(|f| inner.names.text(name) == f);
-        let row_matches = |row: &Row| {
-            name_matches(strategy, &row.strategy) && name_matches(operation, &row.operation)
+        let matches = |(op, st): (&str, &str)| {
+            strategy.is_none_or(|s| s == st) && operation.is_none_or(|o| o == op)
         };
+        let row_matches = |row: &Row| matches(row.names(inner.names.list()));
         let mut by_operation: BTreeMap<String, Aggregate> = BTreeMap::new();
         let mut by_strategy: BTreeMap<String, Aggregate> = BTreeMap::new();
         let mut totals = Aggregate::default();
@@ -776,21 +781,22 @@ impl Stats {
             .active
             .map
             .iter()
-            .filter(|(_, a)| {
-                name_matches(strategy, &a.strategy) && name_matches(operation, &a.operation)
-            })
+            .filter(|(_, a)| matches(a.names(&inner.names)))
             .collect();
         active.sort_by_key(|(_, a)| a.started);
         let active: Vec<ActiveOperationInfo> = active
             .into_iter()
             .take(options.active)
-            .map(|(id, a)| ActiveOperationInfo {
-                operation_id: id.to_string(),
-                trace_id: a.trace_id.to_string(),
-                operation_type: inner.names.text(&a.operation).to_owned(),
-                strategy: inner.names.text(&a.strategy).to_owned(),
-                start_time: a.start_time,
-                elapsed_seconds: a.started.elapsed().as_secs_f64(),
+            .map(|(id, a)| {
+                let (operation_type, strategy) = a.names(&inner.names);
+                ActiveOperationInfo {
+                    operation_id: id.to_string(),
+                    trace_id: a.trace_id.to_string(),
+                    operation_type: operation_type.to_owned(),
+                    strategy: strategy.to_owned(),
+                    start_time: a.start_time,
+                    elapsed_seconds: a.started.elapsed().as_secs_f64(),
+                }
             })
             .collect();
         let health = Health {
@@ -819,7 +825,7 @@ impl Stats {
             recent,
             trend_rows,
             records,
-            names: inner.names_list(),
+            names: inner.names.list().to_vec(),
             trend: inner.trend.iter().copied().collect(),
             active_count: inner.active.map.len() as u64 + inner.active.untracked,
             active,
@@ -844,12 +850,15 @@ impl Stats {
         let mut recent_durations: Vec<TrendPoint> = g
             .trend_rows
             .iter()
-            .map(|row| TrendPoint {
-                end_time: row.end_time(),
-                operation_type: name_text(&g.names, &row.operation).to_owned(),
-                strategy: name_text(&g.names, &row.strategy).to_owned(),
-                duration_seconds: row.duration.as_secs_f64(),
-                success: row.is_success(),
+            .map(|row| {
+                let (operation_type, strategy) = row.names(&g.names);
+                TrendPoint {
+                    end_time: row.end_time(),
+                    operation_type: operation_type.to_owned(),
+                    strategy: strategy.to_owned(),
+                    duration_seconds: row.duration().as_secs_f64(),
+                    success: row.is_success(),
+                }
             })
             .collect();
         recent_durations.reverse();
@@ -901,41 +910,24 @@ impl Stats {
     }
 }
 
-impl Inner {
-    fn names_list(&self) -> Vec<Arc<str>> {
-        (0..).map_while(|id| self.names.get(id).cloned()).collect()
-    }
-}
-
-fn name_text<'a>(names: &'a [Arc<str>], name: &'a Name) -> &'a str {
-    match name {
-        Name::Id(id) => names.get(*id as usize).map_or("", |s| s),
-        Name::Spilled(s) => s,
-    }
-}
-
 fn rows_to_records(rows: &[Row], names: &[Arc<str>]) -> Vec<OperationRecord> {
     rows.iter()
         .map(|row| {
+            let (operation_type, strategy) = row.names(names);
             OperationRecord::from_parts(&Parts {
                 trace_id: row.trace_id,
                 span_id: row.span_id,
-                operation_type: name_text(names, &row.operation),
-                strategy: name_text(names, &row.strategy),
-                start_time: row.start_time,
-                duration: row.duration,
-                fields: &row.fields,
-                error: row.error.as_deref(),
-                metadata: &row.metadata,
-                resources: &row.resources,
+                operation_type,
+                strategy,
+                start_time: row.start_time(),
+                duration: row.duration(),
+                fields: &row.fields(),
+                error: row.error(),
+                metadata: row.metadata(),
+                resources: &row.resources(),
             })
         })
         .collect()
-}
-
-fn trend_index(time: SystemTime, window: Duration) -> u64 {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    since.as_secs() / window.as_secs().max(1)
 }
 
 impl Sink for Stats {
@@ -943,25 +935,31 @@ impl Sink for Stats {
         if span.operation.is_none() {
             return;
         }
-        let slot = self.slots.number(span.end_time);
+        let end = window::epoch_nanos(span.end_time);
         let mut inner = self.inner();
         let table = &mut inner.active;
         if table.map.remove(&span.span_id).is_none() {
             table.untracked = table.untracked.saturating_sub(1);
         }
-        self.record_locked(span, slot, &mut inner);
+        self.record_locked(span, end, &mut inner);
     }
 
-    fn on_start(&self, operation: &ActiveOperation) {
+    fn on_start(&self, operation: &ActiveOperation<'_>) {
         let mut inner = self.inner();
         if inner.active.map.len() >= self.config.max_active {
             inner.active.untracked += 1;
             return;
         }
+        let names = (
+            inner.names.resolve(operation.operation_type),
+            inner.names.resolve(operation.strategy),
+        );
+        let spilled = (names.0 == SPILLED || names.1 == SPILLED)
+            .then(|| Box::new((operation.operation_type.clone(), operation.strategy.clone())));
         let row = ActiveRow {
             trace_id: operation.trace_id,
-            operation: inner.names.resolve(&operation.key.operation_type),
-            strategy: inner.names.resolve(&operation.key.strategy),
+            names,
+            spilled,
             start_time: operation.start_time,
             started: operation.started,
         };

@@ -12,6 +12,16 @@ use super::aggregate::{Aggregate, Measured};
 /// A slot never written.
 const NEVER: u64 = u64::MAX;
 
+/// Nanoseconds since the Unix epoch (0 before it), in u64 arithmetic (a u128 division
+/// costs a library call on the span path): they fit until the year 2554.
+pub(crate) fn epoch_nanos(time: SystemTime) -> u64 {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    since
+        .as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(since.subsec_nanos()))
+}
+
 /// The slot numbering: slot length and count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Slots {
@@ -29,8 +39,12 @@ impl Slots {
 
     /// The slot `time` falls in (0 before the epoch).
     pub(crate) fn number(&self, time: SystemTime) -> u64 {
-        let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-        u64::try_from(since.as_nanos() / u128::from(self.nanos)).unwrap_or(NEVER - 1)
+        self.number_at(epoch_nanos(time))
+    }
+
+    /// The slot of a time given as nanoseconds since the Unix epoch.
+    pub(crate) fn number_at(&self, nanos: u64) -> u64 {
+        (nanos / self.nanos).min(NEVER - 1)
     }
 
     /// When slot `n` starts.
