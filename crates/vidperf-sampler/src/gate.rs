@@ -2,32 +2,34 @@
 //! when no window has been open for a while and must wake as soon as one opens.
 //!
 //! Opening a window is on the span hot path: it takes the lock only when it may have to
-//! wake a parked thread. Deciding that without the lock is a store-buffering race (the
-//! opener counts itself then looks at `parked`; the parker sets `parked` then looks at
-//! the count): with plain acquire loads on both sides both may read the old value, the
-//! opener skips the wake-up and the monitor sleeps through the window. Both sides
-//! therefore read the other's variable with a read-modify-write, which always sees the
-//! latest value and orders the two. `tests` below checks this with loom
+//! wake a parked thread. The count of open windows and the monitor's "parked" flag live
+//! in one atomic word, so each side learns the other's state from the value its own
+//! read-modify-write returns: every operation on one location is totally ordered, and
+//! there is no store-buffering race between an opener counting itself and the parker
+//! raising its flag (with two variables both could read the other's old value, and the
+//! monitor would sleep through the window). Opening and closing a window are one
+//! read-modify-write each. `tests` below checks this with loom
 //! (`RUSTFLAGS="--cfg loom" cargo test -p vidperf-sampler --release --lib gate`).
 
 #[cfg(loom)]
-use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use loom::sync::atomic::{AtomicUsize, Ordering};
 #[cfg(loom)]
 use loom::sync::{Condvar, Mutex, MutexGuard};
 #[cfg(not(loom))]
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 #[cfg(not(loom))]
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 use std::sync::PoisonError;
 use std::time::Duration;
 
+/// The "parked" flag, in the state word's top bit; the rest counts open windows.
+const PARKED: usize = 1 << (usize::BITS - 1);
+
 #[derive(Debug)]
 pub(crate) struct Gate {
-    /// Windows open now.
-    open: AtomicUsize,
-    /// The monitor thread is parked (or about to be).
-    parked: AtomicBool,
+    /// Open windows, plus [`PARKED`] while the monitor is parked (or about to be).
+    state: AtomicUsize,
     lock: Mutex<()>,
     wake: Condvar,
 }
@@ -35,8 +37,7 @@ pub(crate) struct Gate {
 impl Gate {
     pub(crate) fn new() -> Self {
         Self {
-            open: AtomicUsize::new(0),
-            parked: AtomicBool::new(false),
+            state: AtomicUsize::new(0),
             lock: Mutex::new(()),
             wake: Condvar::new(),
         }
@@ -44,41 +45,41 @@ impl Gate {
 
     /// A window opened: wakes the monitor if it is parked.
     pub(crate) fn enter(&self) {
-        if self.open.fetch_add(1, Ordering::AcqRel) == 0
-            && self.parked.fetch_or(false, Ordering::AcqRel)
-        {
+        if self.state.fetch_add(1, Ordering::AcqRel) & PARKED != 0 {
             let _guard = self.guard();
             self.wake.notify_all();
         }
     }
 
-    /// A window closed.
+    /// A window closed. Every `leave` pairs with an earlier `enter` (a window is closed
+    /// only by whoever opened it), so the count cannot go below zero.
     pub(crate) fn leave(&self) {
-        let _ = self
-            .open
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        self.state.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Windows open now.
     pub(crate) fn open_windows(&self) -> usize {
-        self.open.load(Ordering::Acquire)
+        self.state.load(Ordering::Acquire) & !PARKED
     }
 
     /// Whether the monitor is parked.
     pub(crate) fn is_parked(&self) -> bool {
-        self.parked.load(Ordering::Acquire)
+        self.state.load(Ordering::Acquire) & PARKED != 0
     }
 
     /// Parks the calling (monitor) thread until a window opens or `stop()` is true.
     /// `stop` must be set before [`Gate::notify`] is called.
     pub(crate) fn park(&self, stop: impl Fn() -> bool) {
         let mut guard = self.guard();
-        self.parked.swap(true, Ordering::AcqRel);
-        // A read-modify-write, not a load: see the module documentation.
-        while self.open.fetch_add(0, Ordering::AcqRel) == 0 && !stop() {
+        // Raising the flag returns the count: an opener that counted itself before
+        // this saw no flag and will not notify, so it must be seen here; one that
+        // counts itself after sees the flag and notifies under the lock.
+        let mut open = self.state.fetch_or(PARKED, Ordering::AcqRel) & !PARKED;
+        while open == 0 && !stop() {
             guard = self.wait(guard, Duration::from_secs(1));
+            open = self.open_windows();
         }
-        self.parked.store(false, Ordering::Release);
+        self.state.fetch_and(!PARKED, Ordering::AcqRel);
     }
 
     /// Sleeps the calling thread for at most `timeout`, unless `stop()` is already true;
