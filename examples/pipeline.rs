@@ -5,12 +5,20 @@
 //! the strategies really upscale the frames on the CPU, each its own way, and score the
 //! result against the clean source. Some clips fail for real reasons (a resolution a
 //! strategy refuses, a corrupt clip). At the end it prints per-strategy statistics and
-//! writes `vidperf-export.json` and `vidperf-export.csv`.
+//! writes `vidperf-export.json` and `vidperf-export.csv` (into a temporary directory
+//! unless `--export-dir` says where).
 //!
 //! ```text
 //! cargo run --release --example pipeline -- [--clips N] [--frames N] [--workers N]
-//!     [--serve ADDR] [--export-dir DIR] [--seed N]
+//!     [--serve ADDR] [--export-dir DIR] [--seed N] [--duration SECS] [--rate N]
+//!     [--slowdown STRATEGY=FACTOR] [--slowdown-for SECS]
 //! ```
+//!
+//! `--duration` keeps submitting clips for that long (a service under steady load, for
+//! dashboards and alerts to watch); `--slowdown seedvr2=1.5` makes that strategy do 1.5
+//! times its real work (a regression to detect), for `--slowdown-for` seconds or the
+//! whole run. SIGTERM or Ctrl-C stops taking clips, lets the ones in flight finish,
+//! then writes the exports and flushes OTLP as at the end of a normal run.
 //!
 //! The shape of a real service: a frontend opens one `api_request` span per submitted
 //! clip and hands the job, with the request's span as its parent, to a pool of worker
@@ -54,12 +62,47 @@ struct Args {
     /// running, and after the run until Ctrl-C / SIGTERM.
     #[arg(long, value_name = "ADDR")]
     serve: Option<SocketAddr>,
-    /// Where to write vidperf-export.json and vidperf-export.csv.
-    #[arg(long, default_value = ".", value_name = "DIR")]
-    export_dir: PathBuf,
+    /// Where to write vidperf-export.json and vidperf-export.csv [default: a
+    /// `vidperf-pipeline` directory in the system's temporary directory].
+    #[arg(long, value_name = "DIR")]
+    export_dir: Option<PathBuf>,
     /// Seed of the synthetic clips (same seed, same clips).
     #[arg(long, default_value_t = 7, value_name = "N")]
     seed: u64,
+    /// Keep submitting clips for this many seconds instead of submitting `--clips` once.
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Clips submitted per second at most (default: as fast as the workers take them).
+    #[arg(long, value_name = "N")]
+    rate: Option<f64>,
+    /// Make one strategy do FACTOR times its real work, e.g. `seedvr2=1.5` (repeatable).
+    #[arg(long, value_name = "STRATEGY=FACTOR", value_parser = parse_slowdown)]
+    slowdown: Vec<(Route, f64)>,
+    /// End the slowdowns after this many seconds (default: they last the whole run).
+    #[arg(long, value_name = "SECS")]
+    slowdown_for: Option<f64>,
+}
+
+fn parse_slowdown(text: &str) -> Result<(Route, f64), String> {
+    let (name, factor) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected STRATEGY=FACTOR, e.g. seedvr2=1.5, got {text:?}"))?;
+    let route = match name {
+        "vsrm" => Route::Vsrm,
+        "seedvr2" => Route::SeedVr2,
+        "ditvr" => Route::DiTvr,
+        _ => {
+            return Err(format!(
+                "unknown strategy {name:?}: expected vsrm, seedvr2 or ditvr"
+            ));
+        }
+    };
+    match factor.parse::<f64>() {
+        Ok(f) if f.is_finite() && (1.0..=100.0).contains(&f) => Ok((route, f)),
+        _ => Err(format!(
+            "FACTOR must be a number from 1 to 100, got {factor:?}"
+        )),
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -191,17 +234,24 @@ fn make_clip(id: usize, frames: usize, rng: &mut Rng) -> Clip {
 // ---------------------------------------------------------------------------------------
 // Degradation router: an `analysis` operation, instrumented with #[instrument]
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Route {
     Vsrm,
     SeedVr2,
     DiTvr,
 }
 
-#[instrument(skip_all, fields(strategy = "degradation_router", operation = "analysis", clip = clip.id,
+#[instrument(skip_all, err, fields(strategy = "degradation_router", operation = "analysis", clip = clip.id,
     frames_processed = Empty, quality_score = Empty, noise = Empty, sharpness = Empty, routed_to = Empty))]
-fn route(clip: &Clip) -> Route {
-    let sample = &clip.degraded[0];
+fn route(clip: &Clip) -> Result<Route, EnhanceError> {
+    // The first intact frame: a corrupt clip may have lost any of them.
+    let Some(sample) = clip
+        .degraded
+        .iter()
+        .find(|f| f.pixels.len() == f.width * f.height && f.width > 2 && f.height > 2)
+    else {
+        return Err(EnhanceError::Corrupt { frame: 0 });
+    };
     let mut noise = 0.0f64;
     let mut sharpness = 0.0f64;
     for y in 1..sample.height as isize - 1 {
@@ -234,7 +284,7 @@ fn route(clip: &Clip) -> Route {
         (1.0 - (noise - 0.1).abs() * 2.0).clamp(0.0, 1.0),
     ); // routing confidence
     span.record("routed_to", format!("{route:?}").to_lowercase().as_str());
-    route
+    Ok(route)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -400,6 +450,42 @@ fn quality(frames: &[Frame], reference: &[Frame]) -> f64 {
     (psnr / 50.0).clamp(0.0, 1.0)
 }
 
+/// The `--slowdown` in force: per strategy, how many times its real work it does, until
+/// when.
+struct Slowdown {
+    factors: std::collections::HashMap<Route, f64>,
+    until: Option<std::time::Instant>,
+}
+
+static SLOWDOWN: std::sync::OnceLock<Slowdown> = std::sync::OnceLock::new();
+
+/// Runs `kernel` over `frames` as `route` does: once per frame, or `factor` times as
+/// much work under a slowdown (frame `i` of `n` runs `floor(factor)` times, plus once
+/// more for the first `round(frac(factor) × n)` frames), keeping the last result.
+fn processed(route: Route, frames: &[Frame], kernel: impl Fn(&Frame) -> Frame) -> Vec<Frame> {
+    let factor = SLOWDOWN
+        .get()
+        .filter(|s| {
+            s.until
+                .is_none_or(|until| std::time::Instant::now() < until)
+        })
+        .and_then(|s| s.factors.get(&route).copied())
+        .unwrap_or(1.0);
+    let extra = ((factor.fract()) * frames.len() as f64).round() as usize;
+    frames
+        .iter()
+        .enumerate()
+        .map(|(i, frame)| {
+            let runs = factor.trunc() as usize + usize::from(i < extra);
+            let mut out = kernel(frame);
+            for _ in 1..runs {
+                out = std::hint::black_box(kernel(frame));
+            }
+            out
+        })
+        .collect()
+}
+
 fn input_resolution(clip: &Clip) -> Resolution {
     let f = &clip.degraded[0];
     Resolution::new(f.width as u32, f.height as u32)
@@ -421,7 +507,7 @@ fn enhance_vsrm(clip: &Clip) -> Result<Vec<Frame>, EnhanceError> {
         )));
     }
     check(clip)?;
-    let frames: Vec<Frame> = clip.degraded.iter().map(bilinear).collect();
+    let frames = processed(Route::Vsrm, &clip.degraded, bilinear);
     span.record("frames_processed", frames.len());
     span.record("output_width", frames[0].width);
     span.record("output_height", frames[0].height);
@@ -443,7 +529,9 @@ fn enhance_seedvr2(clip: &Clip) -> Result<Vec<Frame>, EnhanceError> {
         let segments = chunks.len();
         for (index, chunk) in chunks.enumerate() {
             let _segment = info_span!("segment", index, frames = chunk.len()).entered();
-            out.extend(chunk.iter().map(|f| sharpen(&bicubic(&denoise(f)), 0.3)));
+            out.extend(processed(Route::SeedVr2, chunk, |f| {
+                sharpen(&bicubic(&denoise(f)), 0.3)
+            }));
         }
         Ok::<_, EnhanceError>((out, segments))
     });
@@ -472,11 +560,9 @@ fn enhance_seedvr2(clip: &Clip) -> Result<Vec<Frame>, EnhanceError> {
 #[vidperf::track(strategy = "ditvr", operation = "enhancement")]
 fn enhance_ditvr(clip: &Clip) -> Result<Enhanced, EnhanceError> {
     check(clip)?;
-    let frames: Vec<Frame> = clip
-        .degraded
-        .iter()
-        .map(|f| sharpen(&sharpen(&bicubic(f), 0.8), 0.4))
-        .collect();
+    let frames = processed(Route::DiTvr, &clip.degraded, |f| {
+        sharpen(&sharpen(&bicubic(f), 0.8), 0.4)
+    });
     let quality = quality(&frames, &clip.reference);
     Ok(Enhanced {
         frames,
@@ -503,7 +589,7 @@ fn run_job(job: Job) -> Result<(), EnhanceError> {
     let span = info_span!(parent: &request, "background_job", operation = "background_job",
         strategy = "auto", frames_processed = Empty, routed_to = Empty, error = Empty, clip = clip.id);
     let result = span.in_scope(|| {
-        let route = route(&clip);
+        let route = route(&clip)?;
         let strategy = format!("{route:?}").to_lowercase();
         span.record("routed_to", strategy.as_str());
         request.record("routed_to", strategy.as_str());
@@ -599,33 +685,49 @@ fn print_table(
     }
 }
 
-/// Blocks until Ctrl-C or SIGTERM.
-fn wait_for_signal() {
+/// Sets `stop` on the first Ctrl-C or SIGTERM (a thread with a small tokio runtime for
+/// the signal streams); `stop` is shared with the submitter and the final wait.
+fn watch_signals(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
     else {
         return;
     };
-    runtime.block_on(async {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            if let Ok(mut term) = signal(SignalKind::terminate()) {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+    let spawned = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            runtime.block_on(async {
+                #[cfg(unix)]
+                {
+                    use tokio::signal::unix::{SignalKind, signal};
+                    if let Ok(mut term) = signal(SignalKind::terminate()) {
+                        tokio::select! {
+                            _ = tokio::signal::ctrl_c() => {}
+                            _ = term.recv() => {}
+                        }
+                        return;
+                    }
                 }
-                return;
-            }
-        }
-        let _ = tokio::signal::ctrl_c().await;
-    });
+                let _ = tokio::signal::ctrl_c().await;
+            });
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+    if let Err(e) = spawned {
+        eprintln!("warning: cannot watch for signals: {e}");
+    }
 }
 
 fn main() -> ExitCode {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
     let args = Args::parse();
-    if let Err(message) = check_export_dir(&args.export_dir) {
+    let export_dir = args
+        .export_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("vidperf-pipeline"));
+    if let Err(message) = check_export_dir(&export_dir) {
         eprintln!("error: {message}");
         return ExitCode::FAILURE;
     }
@@ -640,6 +742,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // This program has no log output of its own: show vidperf's startup warnings here.
+    for warning in vidperf.warnings() {
+        eprintln!("warning: {warning}");
+    }
     if vidperf.exports_otlp() {
         let endpoint = std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
             .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT"))
@@ -648,30 +754,50 @@ fn main() -> ExitCode {
     }
     if let Some(addr) = vidperf.http_addr() {
         println!(
-            "serving the vidperf API on http://{addr}/performance/stats and http://{addr}/metrics"
+            "serving the vidperf API on http://{addr}/ (dashboard), /performance/stats and /metrics"
         );
     }
+    if !args.slowdown.is_empty() {
+        let _ = SLOWDOWN.set(Slowdown {
+            factors: args.slowdown.iter().copied().collect(),
+            until: args
+                .slowdown_for
+                .map(|s| std::time::Instant::now() + Duration::from_secs_f64(s.max(0.0))),
+        });
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    watch_signals(stop.clone());
 
-    // Workers take jobs from a bounded queue; each reports back when done.
+    // Workers take jobs from a bounded queue; each reports back when done. A job that
+    // panics is recorded as failed (its spans close while unwinding) and the worker
+    // carries on.
     let (queue, jobs) = std::sync::mpsc::sync_channel::<Job>(usize::from(args.workers) * 2);
-    let jobs = std::sync::Arc::new(std::sync::Mutex::new(jobs));
+    let jobs = Arc::new(Mutex::new(jobs));
     let (done_tx, done) = std::sync::mpsc::channel::<bool>();
-    let workers: Vec<_> = (0..args.workers)
-        .map(|i| {
-            let jobs = jobs.clone();
-            let done_tx = done_tx.clone();
-            std::thread::Builder::new()
-                .name(format!("worker-{i}"))
-                .spawn(move || {
-                    loop {
-                        let job = jobs.lock().map(|rx| rx.recv());
-                        let Ok(Ok(job)) = job else { break };
-                        let _ = done_tx.send(run_job(job).is_ok());
-                    }
-                })
-                .expect("spawn a worker thread")
-        })
-        .collect();
+    let mut workers = Vec::new();
+    for i in 0..args.workers {
+        let jobs = jobs.clone();
+        let done_tx = done_tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("worker-{i}"))
+            .spawn(move || {
+                loop {
+                    let job = jobs.lock().map(|rx| rx.recv());
+                    let Ok(Ok(job)) = job else { break };
+                    let ok =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_job(job)))
+                            .is_ok_and(|result| result.is_ok());
+                    let _ = done_tx.send(ok);
+                }
+            });
+        match spawned {
+            Ok(worker) => workers.push(worker),
+            Err(e) => {
+                eprintln!("error: cannot start a worker thread: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     drop(done_tx);
 
     let progress = ProgressBar::new(args.clips as u64);
@@ -680,41 +806,97 @@ fn main() -> ExitCode {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
-    let mut rng = Rng(args.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    if args.duration.is_some() {
+        progress.set_length(0);
+    }
+    // The frontend: submits `--clips` clips, or keeps submitting for `--duration`, at
+    // most `--rate` a second, until a signal stops it; returns how many it submitted.
+    let submitted_so_far = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let submitting = Arc::new(AtomicBool::new(true));
     let submitter = {
-        let clips = args.clips;
+        let (clips, duration, rate) = (args.clips, args.duration, args.rate);
         let frames = usize::from(args.frames);
+        let mut rng = Rng(args.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let (stop, count, submitting) =
+            (stop.clone(), submitted_so_far.clone(), submitting.clone());
         std::thread::spawn(move || {
-            for id in 0..clips {
+            let started = std::time::Instant::now();
+            let deadline = duration.map(|d| started + Duration::from_secs_f64(d.max(0.0)));
+            let mut id = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let more = match deadline {
+                    Some(deadline) => std::time::Instant::now() < deadline,
+                    None => id < clips,
+                };
+                if !more {
+                    break;
+                }
+                if let Some(rate) = rate.filter(|r| *r > 0.0) {
+                    let due = started + Duration::from_secs_f64(id as f64 / rate);
+                    if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
+                        std::thread::sleep(wait.min(Duration::from_millis(100)));
+                        continue;
+                    }
+                }
                 submit(make_clip(id, frames, &mut rng), &queue);
+                id += 1;
+                count.store(id, Ordering::SeqCst);
             }
+            submitting.store(false, Ordering::SeqCst);
+            id
         })
     };
-    let mut failed = 0;
-    for ok in done.iter().take(args.clips) {
-        failed += usize::from(!ok);
-        progress.inc(1);
-        progress.set_message(format!("{failed} failed"));
+    let mut finished = 0usize;
+    let mut failed = 0usize;
+    loop {
+        // Read in this order: once submitting is over, the count is final.
+        let over = !submitting.load(Ordering::SeqCst);
+        if over && finished >= submitted_so_far.load(Ordering::SeqCst) {
+            break;
+        }
+        match done.recv_timeout(Duration::from_millis(100)) {
+            Ok(ok) => {
+                finished += 1;
+                failed += usize::from(!ok);
+                if args.duration.is_some() {
+                    progress.set_length(finished as u64);
+                }
+                progress.inc(1);
+                progress.set_message(format!("{failed} failed"));
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
     }
     progress.finish_and_clear();
-    let _ = submitter.join();
+    let submitted = match submitter.join() {
+        Ok(n) => n,
+        Err(_) => finished,
+    };
     drop(jobs);
     for w in workers {
         let _ = w.join();
     }
+    let stopped = stop.load(Ordering::SeqCst);
 
-    let (stats, _) = vidperf
-        .stats()
-        .snapshot_and_records(vidperf::SnapshotOptions::default());
+    let stats = vidperf.snapshot();
     println!(
-        "{} clips processed by {} workers, {} failed; {} operations recorded\n",
-        args.clips, args.workers, failed, stats.summary.total_operations
+        "{submitted} clips processed by {} workers, {failed} failed; {} operations recorded{}\n",
+        args.workers,
+        stats.summary.total_operations,
+        if stopped {
+            " (stopped by a signal: no more clips were taken, the ones in flight finished)"
+        } else {
+            ""
+        }
     );
     print_tables(&stats);
 
-    if let Some(addr) = vidperf.http_addr() {
+    if !stopped && let Some(addr) = vidperf.http_addr() {
         println!("\nstill serving on http://{addr} — press Ctrl-C (or send SIGTERM) to stop");
-        wait_for_signal();
+        while !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
     let exporting = vidperf.exports_otlp();
     if let Err(e) = vidperf.shutdown(Duration::from_secs(5)) {
@@ -726,10 +908,7 @@ fn main() -> ExitCode {
             export.emitted, export.exported, export.failed, export.dropped
         );
     }
-    let (stats, records) = vidperf
-        .stats()
-        .snapshot_and_records(vidperf::SnapshotOptions::default());
-    match vidperf::export::write_files(&args.export_dir, &stats, &records) {
+    match vidperf.write_exports(&export_dir) {
         Ok(paths) => {
             println!(
                 "\nexports: {} and {}",

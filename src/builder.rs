@@ -277,8 +277,9 @@ impl Builder {
         }
         let layer = layer.build();
         stats.add_health_source(layer.clone());
-        let server = http::start(&self.http, self.read_env, &stats)?;
-        Ok((layer, Vidperf::new(stats, monitor, server, otel)))
+        let mut warnings = Vec::new();
+        let server = http::start(&self.http, self.read_env, &stats, &mut warnings)?;
+        Ok((layer, Vidperf::new(stats, monitor, server, otel, warnings)))
     }
 
     /// Builds and installs vidperf as the global default subscriber (a

@@ -22,6 +22,7 @@ pub struct Vidperf {
     monitor: Option<resources::Monitor>,
     pub(crate) server: Option<http::Server>,
     otel: Option<otlp::Pipeline>,
+    warnings: Arc<[String]>,
 }
 
 /// Shuts vidperf down when dropped; see [`Vidperf::shutdown_guard`].
@@ -69,13 +70,23 @@ impl Vidperf {
         monitor: Option<resources::Monitor>,
         server: Option<http::Server>,
         otel: Option<otlp::Pipeline>,
+        warnings: Vec<String>,
     ) -> Self {
         Self {
             stats,
             monitor,
             server,
             otel,
+            warnings: warnings.into(),
         }
+    }
+
+    /// What the build warned about (e.g. an HTTP API on a non-loopback address). Each
+    /// warning was also emitted once as a `WARN` event (target `vidperf::http`) to the
+    /// subscriber current at build time; a program without a log output of its own can
+    /// print these.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// The statistics: every figure vidperf reports, and the exports.

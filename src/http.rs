@@ -15,7 +15,9 @@ use crate::handle::{ShutdownError, Vidperf};
 
 /// `VIDPERF_HTTP_ADDR`: serve the HTTP API on this address (e.g. `127.0.0.1:9464`).
 pub const ENV_HTTP_ADDR: &str = "VIDPERF_HTTP_ADDR";
-/// `VIDPERF_HTTP_TOKEN`: bearer token required on the export route.
+/// `VIDPERF_HTTP_TOKEN`: bearer token required on the routes that return operation
+/// records (stats, export, stream); `/metrics`, `/healthz` and the dashboard page stay
+/// open.
 pub const ENV_HTTP_TOKEN: &str = "VIDPERF_HTTP_TOKEN";
 
 #[derive(Debug, Clone, Default)]
@@ -47,6 +49,7 @@ pub(crate) fn start(
     setting: &Setting,
     read_env: bool,
     stats: &Arc<Stats>,
+    warnings: &mut Vec<String>,
 ) -> Result<Option<Server>, BuildError> {
     let addr = match setting.addr {
         Some(addr) => Some(addr),
@@ -69,12 +72,23 @@ pub(crate) fn start(
             } else {
                 None
             };
-            match token.filter(|t| !t.is_empty()) {
-                Some(token) => ApiConfig::default().with_token(token, TokenScope::ExportOnly),
+            match token {
+                // An empty token would silently mean "no protection".
+                Some(token) if token.trim().is_empty() => {
+                    return Err(BuildError::InvalidEnv {
+                        var: ENV_HTTP_TOKEN,
+                        value: token,
+                        expected: "a non-empty token (unset the variable for no token)",
+                    });
+                }
+                Some(token) => ApiConfig::default().with_token(token, TokenScope::RecordRoutes),
                 None => ApiConfig::default(),
             }
         }
     };
+    if let Some(warning) = vidperf_server::exposure_warning(addr, &config) {
+        warnings.push(warning);
+    }
     let server = spawn(addr, ApiState::new(stats.clone(), config))?;
     Ok(Some(Arc::new(Mutex::new(Some(server)))))
 }

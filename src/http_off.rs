@@ -22,6 +22,7 @@ pub(crate) fn start(
     _: &Setting,
     read_env: bool,
     _: &Arc<Stats>,
+    _: &mut Vec<String>,
 ) -> Result<Option<Server>, BuildError> {
     if read_env {
         for var in ["VIDPERF_HTTP_ADDR", "VIDPERF_HTTP_TOKEN"] {

@@ -79,9 +79,13 @@ pub(crate) fn start(setting: &Setting, read_env: bool) -> Result<Option<Pipeline
         Setting::Off => return Ok(None),
         Setting::On(config) => config.clone(),
         Setting::FromEnv => {
+            // An empty value counts as unset (OpenTelemetry's rule for every variable).
+            let set = |var| -> Result<bool, BuildError> {
+                Ok(env_text(var)?.is_some_and(|v| !v.trim().is_empty()))
+            };
             let wanted = read_env
-                && (env_text("OTEL_EXPORTER_OTLP_ENDPOINT")?.is_some()
-                    || env_text("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")?.is_some());
+                && (set("OTEL_EXPORTER_OTLP_ENDPOINT")?
+                    || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")?);
             if !wanted {
                 return Ok(None);
             }

@@ -198,7 +198,7 @@ fn bad_requests_get_clear_json_errors() {
 
 #[test]
 fn a_token_protects_the_export_route_or_everything() {
-    let api = start(ApiConfig::default().with_token("s3cret", TokenScope::ExportOnly));
+    let api = start(ApiConfig::default().with_token("s3cret", TokenScope::RecordRoutes));
     assert_eq!(api.post("/performance/export?format=csv", None).0, 401);
     let (status, _, headers) = api.post("/performance/export?format=csv", Some("wrong"));
     assert_eq!(status, 401);

@@ -165,15 +165,26 @@ fn bad_flags_and_settings_are_rejected_clearly() {
         stderr.contains("VIDPERF_HISTORY_LIMIT=\"lots\" is invalid"),
         "{stderr}"
     );
-    // Malformed OpenTelemetry settings are build errors naming the variable too.
+    // Malformed OpenTelemetry settings are build errors naming the variable too — also
+    // the ones that used to be accepted at start and could only fail on every export.
     for (var, value) in [
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s"),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
         ("OTEL_TRACES_SAMPLER_ARG", "2"),
         ("OTEL_BSP_MAX_QUEUE_SIZE", "0"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://127.0.0.1:1"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:99999"),
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "127.0.0.1:4318"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "garbage"),
+        ("OTEL_RESOURCE_ATTRIBUTES", "%%%,,="),
+        ("OTEL_SDK_DISABLED", "maybe"),
     ] {
-        let out = command(&["--clips", "1"])
-            .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+        let mut cmd = command(&["--clips", "1"]);
+        if var != "OTEL_EXPORTER_OTLP_ENDPOINT" {
+            cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9");
+        }
+        let out = cmd
             .env("OTEL_TRACES_SAMPLER", "traceidratio")
             .env(var, value)
             .output()
@@ -186,6 +197,204 @@ fn bad_flags_and_settings_are_rejected_clearly() {
         );
         assert!(out.stdout.is_empty(), "{var}: fails before doing any work");
     }
+    // The sampler argument is checked whatever the sampler; an empty endpoint is unset
+    // (no export, and no "exporting … to " with nothing after it).
+    let out = command(&[
+        "--clips",
+        "1",
+        "--export-dir",
+        &temp_dir("empty").to_string_lossy(),
+    ])
+    .env("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+    .output()
+    .expect("run");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("exporting"));
+    let out = command(&["--clips", "1"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+        .env("OTEL_TRACES_SAMPLER_ARG", "abc")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    // VIDPERF switches and the token: a value outside the documented set, or an empty
+    // token, is an error naming the variable, never a silent default.
+    for (var, value) in [
+        ("VIDPERF_RESOURCE_MONITOR", "no"),
+        ("VIDPERF_RESOURCE_MONITOR", "maybe"),
+        ("VIDPERF_HTTP_TOKEN", ""),
+    ] {
+        let out = command(&["--clips", "1", "--serve", "127.0.0.1:0"])
+            .env(var, value)
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(1), "{var}={value:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("{var}={value:?} is invalid")),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn clips_with_corrupt_frames_fail_cleanly_and_every_clip_is_counted() {
+    // With one frame per clip, a corrupt clip's only frame is truncated: the router used
+    // to index it unchecked, the worker panicked and the run hung.
+    let dir = temp_dir("one-frame");
+    let mut child = command(&[
+        "--clips",
+        "10",
+        "--frames",
+        "1",
+        "--export-dir",
+        &dir.to_string_lossy(),
+    ])
+    .stdout(Stdio::piped())
+    .spawn()
+    .expect("run");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("the run hung");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stdout = String::new();
+    use std::io::Read as _;
+    let _ = child
+        .stdout
+        .take()
+        .map(|mut s| s.read_to_string(&mut stdout));
+    assert!(status.success(), "{stdout}");
+    let summary = stdout.lines().next().unwrap_or_default().to_owned();
+    assert!(summary.starts_with("10 clips processed"), "{summary}");
+    let failed: usize = summary
+        .split(", ")
+        .nth(1)
+        .and_then(|part| part.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("failed count");
+    let records = export::read_csv(
+        std::fs::File::open(dir.join(export::CSV_FILE_NAME)).expect("CSV written"),
+    )
+    .expect("CSV parses");
+    let requests: Vec<_> = records
+        .iter()
+        .filter(|r| r.operation_type == "api_request")
+        .collect();
+    assert_eq!(requests.len(), 10, "every clip's request recorded");
+    assert_eq!(
+        requests.iter().filter(|r| !r.success).count(),
+        failed,
+        "the summary counts the failures the exports hold"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn sigterm_mid_run_stops_taking_clips_drains_and_writes_the_exports() {
+    let dir = temp_dir("sigterm");
+    let mut child = command(&[
+        "--duration",
+        "60",
+        "--rate",
+        "20",
+        "--export-dir",
+        &dir.to_string_lossy(),
+    ])
+    .stdout(Stdio::piped())
+    .spawn()
+    .expect("run");
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = child.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "did not stop within 20 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stdout = String::new();
+    use std::io::Read as _;
+    let _ = child
+        .stdout
+        .take()
+        .map(|mut s| s.read_to_string(&mut stdout));
+    assert!(status.success(), "{status:?}\n{stdout}");
+    assert!(stdout.contains("stopped by a signal"), "{stdout}");
+    let json = export::read_json(
+        std::fs::File::open(dir.join(export::JSON_FILE_NAME)).expect("JSON written"),
+    )
+    .expect("JSON parses");
+    let submitted: u64 = stdout
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("clips processed");
+    assert!(submitted > 0);
+    let requests = json
+        .operations
+        .iter()
+        .filter(|r| r.operation_type == "api_request")
+        .count() as u64;
+    assert_eq!(
+        requests, submitted,
+        "every submitted clip finished and was exported"
+    );
+    assert_eq!(
+        json.statistics.summary.active_operations, 0,
+        "nothing left in flight"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_non_loopback_address_is_warned_about_on_stderr() {
+    let dir = temp_dir("exposed");
+    let mut child = command(&[
+        "--clips",
+        "1",
+        "--serve",
+        "0.0.0.0:0",
+        "--export-dir",
+        &dir.to_string_lossy(),
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("run");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let serving = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("still serving"));
+    assert!(serving);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let output = child.wait_with_output().expect("exit");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "warned once: {stderr}");
+    assert!(warnings[0].contains("non-loopback") && warnings[0].contains("VIDPERF_HTTP_TOKEN"));
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]

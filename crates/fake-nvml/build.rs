@@ -1,24 +1,35 @@
 //! Compiles `c/fake_nvml.c` into two shared libraries in `OUT_DIR`: the full fake, and
-//! one without `nvmlDeviceGetMemoryInfo_v2` (the "symbol missing" case). Uses the C
-//! compiler the `cc` crate finds (set `CC` to choose another).
+//! one without `nvmlDeviceGetMemoryInfo_v2` (the "symbol missing" case); and
+//! `c/fake_nvtx.c` into `libfake-nvtx.so`, a fake NVTX injection tool. Uses the C compiler
+//! the `cc` crate finds (set `CC` to choose another).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let source = Path::new("c/fake_nvml.c");
-    println!("cargo::rerun-if-changed={}", source.display());
+    let nvml = Path::new("c/fake_nvml.c");
+    let nvtx = Path::new("c/fake_nvtx.c");
+    println!("cargo::rerun-if-changed={}", nvml.display());
+    println!("cargo::rerun-if-changed={}", nvtx.display());
     let compiler = cc::Build::new().opt_level(1).get_compiler();
-    for (name, extra) in [
-        ("libnvidia-ml.so", None),
-        ("libnvidia-ml-nomem.so", Some("-DFAKE_NVML_NO_MEMORY_INFO")),
+    for (source, name, extra) in [
+        (nvml, "libnvidia-ml.so", None),
+        (
+            nvml,
+            "libnvidia-ml-nomem.so",
+            Some("-DFAKE_NVML_NO_MEMORY_INFO"),
+        ),
+        (nvtx, "libfake-nvtx.so", None),
     ] {
         let target = out.join(name);
         let mut cmd: Command = compiler.to_command();
-        cmd.args(["-shared", "-fPIC", "-O1", "-Wall", "-Werror", "-o"])
-            .arg(&target)
-            .arg(source);
+        // -pthread: both libraries take a mutex (glibc before 2.34 keeps it in libpthread).
+        cmd.args([
+            "-shared", "-fPIC", "-O1", "-Wall", "-Werror", "-pthread", "-o",
+        ])
+        .arg(&target)
+        .arg(source);
         if let Some(flag) = extra {
             cmd.arg(flag);
         }
@@ -32,4 +43,5 @@ fn main() {
         );
     }
     println!("cargo::rustc-env=FAKE_NVML_DIR={}", out.display());
+    println!("cargo::rustc-env=FAKE_NVTX_DIR={}", out.display());
 }

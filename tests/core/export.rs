@@ -170,6 +170,68 @@ fn files_are_written_whole_into_the_export_dir() {
 }
 
 #[test]
+fn a_failed_export_leaves_the_previous_pair_and_no_temporary_file() {
+    let first = run(|| {
+        let _span = info_span!("op", strategy = "vsrm", frames_processed = 1);
+    });
+    let dir = std::env::temp_dir().join(format!("vidperf-pair-{}", std::process::id()));
+    let paths = first.write_exports(&dir).expect("first pair");
+    let (json_before, csv_before) = (
+        std::fs::read(&paths.json).expect("json"),
+        std::fs::read(&paths.csv).expect("csv"),
+    );
+    // The CSV cannot be written (its temporary name is taken by a directory): the JSON,
+    // written first, must not replace the old one alone.
+    let blocker = dir.join(format!(
+        "{}.tmp-{}",
+        export::CSV_FILE_NAME,
+        std::process::id()
+    ));
+    std::fs::create_dir(&blocker).expect("blocker");
+    let second = run(|| {
+        for _ in 0..3 {
+            let _span = info_span!("op", strategy = "seedvr2", frames_processed = 2);
+        }
+    });
+    let err = second
+        .write_exports(&dir)
+        .expect_err("the CSV cannot be written");
+    assert!(err.to_string().contains(export::CSV_FILE_NAME), "{err}");
+    assert_eq!(std::fs::read(&paths.json).expect("json"), json_before);
+    assert_eq!(std::fs::read(&paths.csv).expect("csv"), csv_before);
+    std::fs::remove_dir(&blocker).expect("blocker");
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .expect("dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn temporary_files_of_dead_processes_are_removed_on_the_next_export() {
+    let vidperf = run(|| {
+        let _span = info_span!("op", strategy = "vsrm");
+    });
+    let dir = std::env::temp_dir().join(format!("vidperf-stale-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    // A pid that cannot be running (above the kernel's maximum), and pid 1, which is.
+    let dead = dir.join(format!("{}.tmp-4294967295", export::JSON_FILE_NAME));
+    let alive = dir.join(format!("{}.tmp-1", export::CSV_FILE_NAME));
+    let unrelated = dir.join("notes.tmp-4294967295");
+    for path in [&dead, &alive, &unrelated] {
+        std::fs::write(path, b"half an export").expect("setup");
+    }
+    vidperf.write_exports(&dir).expect("write");
+    assert!(!dead.exists(), "left by a dead process: removed");
+    assert!(alive.exists(), "its process runs: kept");
+    assert!(unrelated.exists(), "not ours: kept");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn an_unwritable_export_dir_is_a_clear_error() {
     let vidperf = run(|| {});
     let file = std::env::temp_dir().join(format!("vidperf-not-a-dir-{}", std::process::id()));

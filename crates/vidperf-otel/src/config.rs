@@ -162,6 +162,82 @@ fn ratio(arg: Option<String>) -> Result<f64, OtelError> {
     }
 }
 
+/// An OTLP endpoint: `http://` or `https://`, a host, an optional port (1–65535) and
+/// path. Checked when the pipeline is configured, so a typo fails at start instead of
+/// on every export.
+pub(crate) fn check_endpoint(var: &'static str, value: &str) -> Result<(), OtelError> {
+    let invalid = |reason| OtelError::InvalidEnv {
+        var,
+        value: value.to_owned(),
+        reason,
+    };
+    let rest = value
+        .strip_prefix("http://")
+        .or_else(|| value.strip_prefix("https://"))
+        .ok_or_else(|| {
+            invalid("expected an http:// or https:// URL, e.g. http://127.0.0.1:4318")
+        })?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6
+            .split_once(']')
+            .ok_or_else(|| invalid("an IPv6 host must be in brackets, e.g. http://[::1]:4318"))?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(invalid("the URL has no host, e.g. http://127.0.0.1:4318"));
+    }
+    if let Some(port) = port
+        && !matches!(port.parse::<u16>(), Ok(p) if p > 0)
+    {
+        return Err(invalid("the port must be a number from 1 to 65535"));
+    }
+    Ok(())
+}
+
+/// A `key=value,key=value` list (`OTEL_EXPORTER_OTLP_HEADERS`,
+/// `OTEL_RESOURCE_ATTRIBUTES`): every non-empty item has a key, an `=` and a value whose
+/// `%` escapes are two hex digits.
+fn check_pairs(var: &'static str, value: &str) -> Result<(), OtelError> {
+    let invalid = |reason| OtelError::InvalidEnv {
+        var,
+        value: value.to_owned(),
+        reason,
+    };
+    for item in value.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (key, val) = item
+            .split_once('=')
+            .ok_or_else(|| invalid("expected key=value pairs separated by commas"))?;
+        if key.trim().is_empty() {
+            return Err(invalid("a key=value pair has no key"));
+        }
+        let bytes = val.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' {
+                let ok = bytes.len() > i + 2
+                    && bytes[i + 1].is_ascii_hexdigit()
+                    && bytes[i + 2].is_ascii_hexdigit();
+                if !ok {
+                    return Err(invalid("a % escape must be followed by two hex digits"));
+                }
+                i += 3;
+            } else {
+                i += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
 impl OtelConfig {
     /// Reads `OTEL_SDK_DISABLED`, `OTEL_EXPORTER_OTLP_PROTOCOL` and
     /// `OTEL_EXPORTER_OTLP_TIMEOUT` (and their traces variants),
@@ -169,10 +245,46 @@ impl OtelConfig {
     /// `OTEL_BSP_MAX_QUEUE_SIZE`. The endpoint, headers, resource and the other batch
     /// settings are read by the SDK and the exporter themselves when the pipeline
     /// starts.
+    ///
+    /// It also checks, so that a setting that could only fail later fails now, naming the
+    /// variable: the endpoints (`OTEL_EXPORTER_OTLP_ENDPOINT` and its `TRACES_` /
+    /// `METRICS_` variants: an `http(s)://` URL with a host and a valid port), the
+    /// headers (`OTEL_EXPORTER_OTLP_HEADERS` and variants) and `OTEL_RESOURCE_ATTRIBUTES`
+    /// (`key=value` lists), and `OTEL_TRACES_SAMPLER_ARG` (a ratio from 0 to 1) whatever
+    /// the sampler. An empty value counts as unset, as the specification says.
     pub fn from_env() -> Result<Self, OtelError> {
         let mut config = Self::default();
         if let Some(v) = var("OTEL_SDK_DISABLED") {
-            config.enabled = !v.eq_ignore_ascii_case("true");
+            config.enabled = match v.to_ascii_lowercase().as_str() {
+                "true" => false,
+                "false" => true,
+                _ => {
+                    return Err(OtelError::InvalidEnv {
+                        var: "OTEL_SDK_DISABLED",
+                        value: v,
+                        reason: "expected true or false",
+                    });
+                }
+            };
+        }
+        for name in [
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+        ] {
+            if let Some(value) = var(name) {
+                check_endpoint(name, &value)?;
+            }
+        }
+        for name in [
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+            "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+            "OTEL_RESOURCE_ATTRIBUTES",
+        ] {
+            if let Some(value) = var(name) {
+                check_pairs(name, &value)?;
+            }
         }
         if let Some((name, p)) = first_var([
             "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
@@ -181,13 +293,12 @@ impl OtelConfig {
             config.protocol = Protocol::parse(name, p)?;
         }
         let arg = var("OTEL_TRACES_SAMPLER_ARG");
+        let ratio = ratio(arg)?;
         if let Some(s) = var("OTEL_TRACES_SAMPLER") {
             config.sampler = match s.as_str() {
                 "always_on" | "parentbased_always_on" => Sampler::AlwaysOn,
                 "always_off" | "parentbased_always_off" => Sampler::AlwaysOff,
-                "traceidratio" | "parentbased_traceidratio" => {
-                    Sampler::TraceIdRatioBased(ratio(arg)?)
-                }
+                "traceidratio" | "parentbased_traceidratio" => Sampler::TraceIdRatioBased(ratio),
                 _ => {
                     return Err(OtelError::InvalidEnv {
                         var: "OTEL_TRACES_SAMPLER",
@@ -365,6 +476,9 @@ impl Otel {
     pub fn start(config: &OtelConfig) -> Result<Option<Self>, OtelError> {
         if !config.enabled {
             return Ok(None);
+        }
+        if let Some(endpoint) = &config.endpoint {
+            check_endpoint("OtelConfig::endpoint", endpoint)?;
         }
         let resource = Resource::builder().build();
         let spans = span_exporter(config)?;

@@ -13,6 +13,7 @@ pub struct ApiError {
     message: String,
     accepted: Vec<&'static str>,
     allow: Option<&'static str>,
+    retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -37,6 +38,7 @@ impl ApiError {
             message: message.into(),
             accepted: Vec::new(),
             allow: None,
+            retry_after: None,
         }
     }
 
@@ -104,8 +106,9 @@ impl std::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The JSON body.
+    pub(crate) fn json(&self) -> Vec<u8> {
         let body = Body {
             error: Inner {
                 status: self.status.as_u16(),
@@ -114,7 +117,23 @@ impl IntoResponse for ApiError {
                 accepted: &self.accepted,
             },
         };
-        let text = serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"error\":{}}".to_vec());
+        serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"error\":{}}".to_vec())
+    }
+
+    pub(crate) fn unavailable(
+        code: &'static str,
+        message: impl Into<String>,
+        retry_after: u64,
+    ) -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message);
+        e.retry_after = Some(retry_after);
+        e
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let text = self.json();
         let mut response = (self.status, text).into_response();
         let headers = response.headers_mut();
         headers.insert(
@@ -123,6 +142,9 @@ impl IntoResponse for ApiError {
         );
         if let Some(allow) = self.allow {
             headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -32,10 +32,12 @@
 #![cfg_attr(test, deny(warnings))]
 
 mod error;
+mod head;
 mod prom;
 mod query;
 mod routes;
 mod serve;
+mod stream;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,18 +53,25 @@ pub use prom::{
     CONTENT_TYPE as METRICS_CONTENT_TYPE, EncodeError, encode as encode_metrics,
     family_names as metric_family_names,
 };
-pub use serve::{ServeError, ServerHandle, serve, spawn};
+pub use serve::{ServeError, ServerHandle, exposure_warning, serve, spawn};
 
 /// Which routes need the bearer token, when one is configured.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TokenScope {
-    /// Only `POST /performance/export` (the full per-operation records).
+    /// The routes that return operation records or their metadata (video paths, user
+    /// data): `GET /performance/stats`, `POST /performance/export` and
+    /// `GET /performance/stream`. `/metrics`, `/healthz` and the dashboard page stay
+    /// open, so scrapers and health checks need no secret.
     #[default]
-    ExportOnly,
+    RecordRoutes,
     /// Every route.
     AllRoutes,
 }
+
+/// The path of the live stream (a connection serving it is not cut by
+/// [`ApiConfig::connection_timeout`]).
+pub(crate) const STREAM_PATH: &str = "/performance/stream";
 
 /// Limits and security settings of the API.
 #[derive(Clone, Debug)]
@@ -70,33 +79,62 @@ pub enum TokenScope {
 pub struct ApiConfig {
     /// Bearer token required by [`ApiConfig::token_scope`]'s routes. Default: none.
     pub token: Option<String>,
-    /// Which routes need the token. Default: the export route.
+    /// Which routes need the token. Default: [`TokenScope::RecordRoutes`].
     pub token_scope: TokenScope,
     /// Rows an export holds at most (the newest are kept). Default 100,000.
     pub max_export_rows: usize,
+    /// Exports encoded at once; more wait up to [`ApiConfig::export_wait`], then get
+    /// `503` with `Retry-After`. Each holds a copy of the history's compact rows (about
+    /// 2 MB for 10,000 operations) and one blocking thread while it streams. Default 2.
+    pub max_concurrent_exports: usize,
+    /// How long an export waits for its turn. Default 2 s.
+    pub export_wait: Duration,
     /// Largest `?recent=`. Default 1,000.
     pub max_recent: usize,
     /// Longest query string, bytes (longer: 414). Default 2,048.
     pub max_query_bytes: usize,
-    /// Time a client has to send its request headers. Default 5 s.
+    /// Longest request line, bytes (longer: 414). Default 16 KiB.
+    pub max_request_line_bytes: usize,
+    /// Longest request head, bytes (longer: 431). Default 64 KiB.
+    pub max_head_bytes: usize,
+    /// Time a client has to send its request head. Default 5 s.
     pub header_timeout: Duration,
     /// Longest life of one connection. Default 120 s.
     pub connection_timeout: Duration,
-    /// Connections served at once; more are closed on accept. Default 512.
+    /// Longest life of one live stream (`/performance/stream`); clients reconnect.
+    /// Default 1 h.
+    pub stream_max_duration: Duration,
+    /// Live streams at once; more get `503`. Default 16.
+    pub max_streams: usize,
+    /// A live stream whose client stops reading — no write makes progress for this long
+    /// (a healthy stream writes at least a keep-alive every 15 s) — is disconnected.
+    /// Default 30 s.
+    pub stream_stall_timeout: Duration,
+    /// Connections with a complete request, served at once; more get `503`. Default 512.
     pub max_connections: usize,
+    /// Connections still sending their request head; more get `503`. Default 1,024.
+    pub max_pending_connections: usize,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             token: None,
-            token_scope: TokenScope::ExportOnly,
+            token_scope: TokenScope::RecordRoutes,
             max_export_rows: 100_000,
+            max_concurrent_exports: 2,
+            export_wait: Duration::from_secs(2),
             max_recent: 1_000,
             max_query_bytes: 2_048,
+            max_request_line_bytes: 16 * 1024,
+            max_head_bytes: 64 * 1024,
             header_timeout: Duration::from_secs(5),
             connection_timeout: Duration::from_secs(120),
+            stream_max_duration: Duration::from_secs(3600),
+            max_streams: 16,
+            stream_stall_timeout: Duration::from_secs(30),
             max_connections: 512,
+            max_pending_connections: 1024,
         }
     }
 }
@@ -117,6 +155,15 @@ impl ApiConfig {
         self
     }
 
+    /// Sets [`ApiConfig::max_concurrent_exports`] (at least 1) and
+    /// [`ApiConfig::export_wait`].
+    #[must_use]
+    pub fn with_export_limits(mut self, concurrent: usize, wait: Duration) -> Self {
+        self.max_concurrent_exports = concurrent.max(1);
+        self.export_wait = wait;
+        self
+    }
+
     /// Sets [`ApiConfig::header_timeout`] and [`ApiConfig::connection_timeout`].
     #[must_use]
     pub fn with_timeouts(mut self, header: Duration, connection: Duration) -> Self {
@@ -131,7 +178,24 @@ impl ApiConfig {
         self.max_connections = n.max(1);
         self
     }
+
+    /// Sets [`ApiConfig::max_streams`] and [`ApiConfig::stream_stall_timeout`].
+    #[must_use]
+    pub fn with_stream_limits(mut self, max_streams: usize, stall: Duration) -> Self {
+        self.max_streams = max_streams;
+        self.stream_stall_timeout = stall;
+        self
+    }
+
+    /// The blocking threads the server's runtime may use: the exports, plus a few for
+    /// large statistics documents.
+    pub(crate) fn max_blocking_threads(&self) -> usize {
+        self.max_concurrent_exports + STATS_ENCODERS
+    }
 }
+
+/// Statistics documents encoded at once off the serving thread.
+pub(crate) const STATS_ENCODERS: usize = 4;
 
 /// The router's state: the statistics every route reads (their health includes
 /// whatever sources were registered with them), and the limits.
@@ -139,6 +203,10 @@ impl ApiConfig {
 pub struct ApiState {
     stats: Arc<Stats>,
     config: Arc<ApiConfig>,
+    exports: Arc<tokio::sync::Semaphore>,
+    encoders: Arc<tokio::sync::Semaphore>,
+    streams: Arc<tokio::sync::Semaphore>,
+    publishers: Arc<stream::Publishers>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -154,8 +222,20 @@ impl ApiState {
     pub fn new(stats: Arc<Stats>, config: ApiConfig) -> Self {
         Self {
             stats,
+            exports: Arc::new(tokio::sync::Semaphore::new(
+                config.max_concurrent_exports.max(1),
+            )),
+            encoders: Arc::new(tokio::sync::Semaphore::new(STATS_ENCODERS)),
+            streams: Arc::new(tokio::sync::Semaphore::new(config.max_streams)),
+            publishers: Arc::default(),
             config: Arc::new(config),
         }
+    }
+
+    /// The alerts document the stream and `/performance/alerts` show, when alert rules
+    /// run.
+    pub(crate) fn alerts_document(&self) -> Option<serde_json::Value> {
+        None
     }
 
     /// The statistics served.
@@ -189,6 +269,12 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/performance/export",
             post(routes::export).fallback(routes::only_post),
+        )
+        .route(STREAM_PATH, get(routes::stream).fallback(routes::only_get))
+        .route("/", get(routes::dashboard).fallback(routes::only_get))
+        .route(
+            "/dashboard",
+            get(routes::dashboard).fallback(routes::only_get),
         )
         .route("/metrics", get(routes::metrics).fallback(routes::only_get))
         .route("/healthz", get(routes::healthz).fallback(routes::only_get))

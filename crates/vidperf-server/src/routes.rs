@@ -1,6 +1,6 @@
 //! The handlers.
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -53,12 +53,27 @@ pub(crate) async fn stats(
             })?;
         options = options.with_window(window);
     }
-    let snapshot = state.stats.filtered_snapshot(
-        options,
-        params.get("strategy").map(String::as_str),
-        params.get("operation").map(String::as_str),
+    // A document with a thousand records takes milliseconds to build and encode: do it
+    // on the blocking pool, a few at a time, so the serving thread stays free.
+    let permit = state
+        .encoders
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::internal("the server is shutting down"))?;
+    let stats = state.stats.clone();
+    let (strategy, operation) = (
+        params.get("strategy").cloned(),
+        params.get("operation").cloned(),
     );
-    let body = serde_json::to_vec(&snapshot).map_err(|e| ApiError::internal(e.to_string()))?;
+    let body = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let snapshot = stats.filtered_snapshot(options, strategy.as_deref(), operation.as_deref());
+        serde_json::to_vec(&snapshot)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("statistics task failed: {e}")))?
+    .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -92,30 +107,57 @@ pub(crate) async fn export(
             .accepting(FORMATS));
         }
     };
-    let max_rows = state.config.max_export_rows;
-    // Encoding many rows takes milliseconds: keep it off the threads serving /metrics.
-    let encoded = tokio::task::spawn_blocking(move || {
-        let (snapshot, mut records) = state.stats.snapshot_and_records(SnapshotOptions::default());
-        let omitted = records.len().saturating_sub(max_rows);
-        records.drain(..omitted); // keep the newest rows
-        let mut body = Vec::with_capacity(256 * (records.len() + 1));
-        let written = if format == "json" {
-            export::write_json(&mut body, &snapshot, &records)
-        } else {
-            export::write_csv(&mut body, &records)
-        };
-        written.map(|()| (format, body, records.len(), omitted))
-    })
+    // At most a few exports encode at once; the rest wait briefly, then get a 503.
+    let Ok(Ok(permit)) = tokio::time::timeout(
+        state.config.export_wait,
+        state.exports.clone().acquire_owned(),
+    )
     .await
-    .map_err(|e| ApiError::internal(format!("export task failed: {e}")))?
-    .map_err(|e| ApiError::internal(e.to_string()))?;
-    let (format, body, rows, omitted) = encoded;
-    let (content_type, file) = if format == "json" {
+    else {
+        return Err(ApiError::unavailable(
+            "exports_busy",
+            format!(
+                "{} exports are being written; retry shortly",
+                state.config.max_concurrent_exports
+            ),
+            5,
+        ));
+    };
+
+    // A snapshot of the compact rows, taken now; records are built and encoded one at
+    // a time and streamed in chunks, so memory holds the rows and one chunk, not the
+    // whole body.
+    let mut view = state.stats.export_view();
+    let omitted = view.keep_newest(state.config.max_export_rows);
+    let rows = view.len();
+    let json = format == "json";
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let mut out = ChunkWriter::new(tx.clone());
+        let written = if json {
+            view.write_json(&mut out)
+        } else {
+            view.write_csv(&mut out)
+        };
+        let finished = written
+            .map_err(std::io::Error::other)
+            .and_then(|()| out.finish());
+        if let Err(e) = finished {
+            // The client is gone, or encoding failed: end the body with an error, so
+            // the response is cut rather than passed off as complete.
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    let (content_type, file) = if json {
         ("application/json", export::JSON_FILE_NAME)
     } else {
         ("text/csv; charset=utf-8", export::CSV_FILE_NAME)
     };
-    let mut response = Response::new(Body::from(body));
+    let mut response = Response::new(Body::from_stream(body));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{file}\"")) {
@@ -124,6 +166,93 @@ pub(crate) async fn export(
     headers.insert("x-vidperf-export-rows", HeaderValue::from(rows));
     headers.insert("x-vidperf-export-omitted-rows", HeaderValue::from(omitted));
     Ok(response)
+}
+
+/// Collects encoded bytes into chunks of [`CHUNK`] and hands each to the response body,
+/// waiting while the client is slow (the channel holds two chunks).
+struct ChunkWriter {
+    buffer: Vec<u8>,
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+}
+
+const CHUNK: usize = 64 * 1024;
+
+impl ChunkWriter {
+    fn new(tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>) -> Self {
+        Self {
+            buffer: Vec::with_capacity(CHUNK),
+            tx,
+        }
+    }
+
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buffer,
+            Vec::with_capacity(CHUNK),
+        ));
+        self.tx.blocking_send(Ok(chunk)).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
+        })
+    }
+
+    fn finish(mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(data);
+        if self.buffer.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `GET /performance/stream`: Server-Sent Events (see `stream.rs`).
+pub(crate) async fn stream(
+    State(state): State<ApiState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = query::parse(raw.as_deref(), STREAM_PARAMS)?;
+    let (interval, window) = crate::stream::parse(&params, &state.stats)?;
+    crate::stream::respond(state, interval, window).await
+}
+
+const STREAM_PARAMS: &[&str] = &["interval", "window"];
+
+/// The built-in dashboard: one static page that reads the stream.
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// `GET /` and `GET /dashboard`.
+pub(crate) async fn dashboard(RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    // The page passes its own `interval` and `window` on to the stream.
+    query::parse(raw.as_deref(), STREAM_PARAMS)?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(
+                    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+                ),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        DASHBOARD,
+    )
+        .into_response())
 }
 
 /// `GET /metrics`.
@@ -147,15 +276,16 @@ pub(crate) async fn metrics(
 }
 
 /// `GET /healthz`.
-pub(crate) async fn healthz() -> Response {
-    (
+pub(crate) async fn healthz(RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    query::parse(raw.as_deref(), &[])?;
+    Ok((
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
         "{\"status\":\"ok\"}",
     )
-        .into_response()
+        .into_response())
 }
 
 pub(crate) async fn not_found() -> ApiError {
@@ -190,7 +320,7 @@ pub(crate) async fn guard(State(state): State<ApiState>, request: Request, next:
     if let Some(token) = &state.config.token {
         let protected = match state.config.token_scope {
             TokenScope::AllRoutes => true,
-            TokenScope::ExportOnly => request.uri().path() == "/performance/export",
+            TokenScope::RecordRoutes => RECORD_ROUTES.contains(&request.uri().path()),
         };
         if protected && !authorized(&request, token) {
             return ApiError::unauthorized().into_response();
@@ -199,13 +329,29 @@ pub(crate) async fn guard(State(state): State<ApiState>, request: Request, next:
     next.run(request).await
 }
 
+/// The routes that return operation records or their metadata.
+const RECORD_ROUTES: [&str; 3] = [
+    "/performance/stats",
+    "/performance/export",
+    crate::STREAM_PATH,
+];
+
 fn authorized(request: &Request, token: &str) -> bool {
     let Some(value) = request.headers().get(header::AUTHORIZATION) else {
         return false;
     };
-    let Some(given) = value.as_bytes().strip_prefix(b"Bearer ") else {
+    // `Bearer <token>`; the scheme is case-insensitive (RFC 9110 §11.1).
+    let value = value.as_bytes();
+    let Some((scheme, given)) = value
+        .iter()
+        .position(|b| *b == b' ')
+        .map(|space| (&value[..space], value[space + 1..].trim_ascii_start()))
+    else {
         return false;
     };
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return false;
+    }
     // Constant time in the token's content (lengths are not secret).
     given.ct_eq(token.as_bytes()).into()
 }

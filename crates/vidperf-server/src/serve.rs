@@ -16,7 +16,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::{ApiConfig, ApiState, router};
+use crate::error::ApiError;
+use crate::{ApiConfig, ApiState, head, router};
 
 /// How long in-flight requests may finish once shutdown starts.
 const GRACE: Duration = Duration::from_secs(5);
@@ -44,49 +45,132 @@ pub enum ServeError {
 
 /// Serves `app` on `listener` until `shutdown` completes, then lets in-flight requests
 /// finish (up to 5 s). Runs on the caller's tokio runtime.
+///
+/// Each connection serves one request. Its head is read first, under
+/// [`ApiConfig::header_timeout`], by a task that holds only a *pending* slot
+/// ([`ApiConfig::max_pending_connections`]); a malformed head is answered with a JSON
+/// error. Only a complete head takes a *serving* slot ([`ApiConfig::max_connections`]),
+/// so clients that send their headers slowly never crowd out the scraper. A connection
+/// over either cap is answered `503` with `Retry-After` at once, never reset.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     config: &ApiConfig,
     shutdown: impl Future<Output = ()>,
 ) {
-    let slots = Arc::new(Semaphore::new(config.max_connections));
+    let pending = Arc::new(Semaphore::new(config.max_pending_connections));
+    let serving = Arc::new(Semaphore::new(config.max_connections));
     let (closing_tx, closing_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    let limits = head::Limits {
+        request_line: config.max_request_line_bytes,
+        head: config.max_head_bytes,
+    };
     loop {
         let accepted = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => accepted,
         };
-        let Ok((stream, _peer)) = accepted else {
+        let Ok((mut stream, _peer)) = accepted else {
             // Out of file descriptors and the like: back off instead of spinning.
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            drop(stream); // over the connection cap: refuse rather than queue
+        let Ok(waiting) = pending.clone().try_acquire_owned() else {
+            connections.spawn(async move {
+                let busy = ApiError::unavailable(
+                    "too_many_connections",
+                    "the server is at its connection limit; retry shortly",
+                    1,
+                );
+                head::answer(&mut stream, &busy, Some(1), ERROR_WRITE).await;
+            });
             continue;
         };
-        let service = TowerToHyperService::new(app.clone());
-        let header_timeout = config.header_timeout;
-        let lifetime = config.connection_timeout;
+        let (service, serving, config) =
+            (app.clone(), serving.clone(), ConnectionLimits::of(config));
         let mut closing = closing_rx.clone();
         connections.spawn(async move {
-            let _slot = slot;
+            let read = tokio::time::timeout(config.header, head::read(&mut stream, limits)).await;
+            let head = match read {
+                Ok(Ok(Some(head))) => head,
+                Ok(Ok(None)) => return,
+                Ok(Err(error)) => {
+                    head::answer(&mut stream, &error, None, ERROR_WRITE).await;
+                    return;
+                }
+                Err(_) => {
+                    let slow = ApiError::new(
+                        axum::http::StatusCode::REQUEST_TIMEOUT,
+                        "request_timeout",
+                        "the request headers did not arrive in time",
+                    );
+                    head::answer(&mut stream, &slow, None, ERROR_WRITE).await;
+                    return;
+                }
+            };
+            drop(waiting);
+            let Ok(_slot) = serving.try_acquire_owned() else {
+                let busy = ApiError::unavailable(
+                    "too_many_connections",
+                    "the server is at its connection limit; retry shortly",
+                    1,
+                );
+                head::answer(&mut stream, &busy, Some(1), ERROR_WRITE).await;
+                return;
+            };
+            // A live stream runs for as long as its own limit, and ends when its client
+            // stops reading (no write progress for `STREAM_STALL`); a request, for the
+            // connection lifetime.
+            let is_stream = head.path == crate::STREAM_PATH;
+            let lifetime = if is_stream {
+                config.stream
+            } else {
+                config.lifetime
+            };
+            if is_stream {
+                // A small send buffer: a client that stops reading stalls the stream's
+                // writes within seconds (and holds little kernel memory) instead of after
+                // megabytes of events.
+                let _ = socket2::SockRef::from(&stream).set_send_buffer_size(STREAM_SEND_BUFFER);
+            }
+            let progress = head::Progress::new();
+            let watchdog = {
+                let progress = progress.clone();
+                async move {
+                    if !is_stream {
+                        return std::future::pending().await;
+                    }
+                    loop {
+                        tokio::time::sleep(config.stall / 4).await;
+                        if progress.stalled_for() > config.stall {
+                            return;
+                        }
+                    }
+                }
+            };
+            let io = TokioIo::new(head::Prefixed::new(head.bytes, stream, progress));
+            let service = TowerToHyperService::new(service);
             let mut builder = http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout);
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
+                .header_read_timeout(config.header)
+                .keep_alive(false);
+            let connection = builder.serve_connection(io, service);
             let mut connection = std::pin::pin!(connection);
             tokio::select! {
                 _ = connection.as_mut() => {}
                 _ = closing.changed() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(GRACE, connection).await;
+                    // A live stream never finishes by itself: it ends now (its client
+                    // reconnects); a request gets the grace period to finish.
+                    if !is_stream {
+                        connection.as_mut().graceful_shutdown();
+                        let _ = tokio::time::timeout(GRACE, connection).await;
+                    }
                 }
                 () = tokio::time::sleep(lifetime) => {} // dropped: the connection closes
+                () = watchdog => {} // a stream whose client stopped reading
             }
         });
         while connections.try_join_next().is_some() {}
@@ -98,6 +182,48 @@ pub async fn serve(
     if drained.await.is_err() {
         connections.abort_all();
     }
+}
+
+/// The kernel send buffer of a live stream's socket, bytes.
+const STREAM_SEND_BUFFER: usize = 64 * 1024;
+
+/// How long an error answer may take to write before the connection is dropped.
+const ERROR_WRITE: Duration = Duration::from_secs(1);
+
+/// The per-connection times, copied out of the configuration.
+#[derive(Clone, Copy)]
+struct ConnectionLimits {
+    header: Duration,
+    lifetime: Duration,
+    stream: Duration,
+    stall: Duration,
+}
+
+impl ConnectionLimits {
+    fn of(config: &ApiConfig) -> Self {
+        Self {
+            header: config.header_timeout,
+            lifetime: config.connection_timeout,
+            stream: config.stream_max_duration,
+            stall: config.stream_stall_timeout.max(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// The warning [`spawn`] gives for `addr` with `config`, if any: a non-loopback address
+/// puts the statistics (and, without a token, the records and exports) on the network.
+pub fn exposure_warning(addr: SocketAddr, config: &ApiConfig) -> Option<String> {
+    if addr.ip().is_loopback() {
+        return None;
+    }
+    let protection = if config.token.is_some() {
+        "a bearer token is required as configured"
+    } else {
+        "no token: set VIDPERF_HTTP_TOKEN (or ApiConfig::with_token) to protect records and exports"
+    };
+    Some(format!(
+        "the vidperf HTTP API listens on {addr}, a non-loopback address, so other machines can reach it ({protection})"
+    ))
 }
 
 /// A server running on its own thread (with its own single-threaded tokio runtime, so
@@ -113,20 +239,20 @@ pub struct ServerHandle {
 /// a background thread named `vidperf-http`. A non-loopback `addr` is served, with a
 /// warning: the statistics and exports then reach the network.
 pub fn spawn(addr: SocketAddr, state: ApiState) -> Result<ServerHandle, ServeError> {
-    if !addr.ip().is_loopback() {
-        tracing::warn!(
-            target: "vidperf::http",
-            %addr,
-            "the vidperf HTTP API listens on a non-loopback address; protect it with a token"
-        );
+    if let Some(warning) = exposure_warning(addr, state.config()) {
+        tracing::warn!(target: "vidperf::http", %addr, "{warning}");
     }
     let listener =
         std::net::TcpListener::bind(addr).map_err(|source| ServeError::Bind { addr, source })?;
     let local_addr = listener.local_addr().map_err(ServeError::Start)?;
     listener.set_nonblocking(true).map_err(ServeError::Start)?;
+    // One thread serves every connection; encoding exports and large statistics
+    // documents runs on a small blocking pool, so /metrics never queues behind them.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
+        .max_blocking_threads(state.config().max_blocking_threads())
+        .thread_name("vidperf-http-work")
         .build()
         .map_err(ServeError::Start)?;
     let (stop_tx, mut stop_rx) = watch::channel(false);

@@ -327,11 +327,20 @@ pub const CSV_COLUMNS: [&str; COLUMNS.len()] = {
 
 /// Writes a header and one row per record.
 pub fn write_csv<W: Write>(out: W, records: &[OperationRecord]) -> Result<(), WriteError> {
+    write_csv_from(out, records.iter())
+}
+
+/// [`write_csv`] from records given one at a time (each dropped once written).
+pub fn write_csv_from<W, R>(out: W, records: impl IntoIterator<Item = R>) -> Result<(), WriteError>
+where
+    W: Write,
+    R: std::borrow::Borrow<OperationRecord>,
+{
     let mut writer = csv::Writer::from_writer(out);
     writer.write_record(CSV_COLUMNS).map_err(csv_error)?;
-    let mut row: Vec<Cow<'_, str>> = Vec::with_capacity(COLUMNS.len());
-    for r in records {
-        row.clear();
+    for record in records {
+        let r = record.borrow();
+        let mut row: Vec<Cow<'_, str>> = Vec::with_capacity(COLUMNS.len());
         for column in COLUMNS {
             row.push((column.write)(r)?);
         }

@@ -30,23 +30,60 @@ pub struct JsonExport {
 
 /// Writes the JSON export (pretty-printed, UTF-8, trailing newline).
 pub fn write_json<W: Write>(
-    mut out: W,
+    out: W,
     snapshot: &StatsSnapshot,
     records: &[OperationRecord],
 ) -> Result<(), WriteError> {
+    write_json_from(out, snapshot, records.iter())
+}
+
+/// Serialises a sequence from an iterator, consumed once (records built as written).
+struct Lazy<I>(std::cell::RefCell<Option<I>>);
+
+impl<I, R> Serialize for Lazy<I>
+where
+    I: Iterator<Item = R>,
+    R: std::borrow::Borrow<OperationRecord>,
+{
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let items = self.0.borrow_mut().take();
+        serializer.collect_seq(items.into_iter().flatten().map(Record))
+    }
+}
+
+/// A record, by value or by reference.
+struct Record<R>(R);
+
+impl<R: std::borrow::Borrow<OperationRecord>> Serialize for Record<R> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.borrow().serialize(serializer)
+    }
+}
+
+/// [`write_json`] from records given one at a time (each dropped once written), so an
+/// export of many records is encoded without holding them all.
+pub fn write_json_from<W, R>(
+    mut out: W,
+    snapshot: &StatsSnapshot,
+    records: impl IntoIterator<Item = R>,
+) -> Result<(), WriteError>
+where
+    W: Write,
+    R: std::borrow::Borrow<OperationRecord>,
+{
     #[derive(Serialize)]
-    struct Borrowed<'a> {
+    struct Borrowed<'a, I> {
         format_version: u32,
         #[serde(with = "rfc3339")]
         exported_at: SystemTime,
         statistics: &'a StatsSnapshot,
-        operations: &'a [OperationRecord],
+        operations: I,
     }
     let doc = Borrowed {
         format_version: JSON_FORMAT_VERSION,
         exported_at: SystemTime::now(),
         statistics: snapshot,
-        operations: records,
+        operations: Lazy(std::cell::RefCell::new(Some(records.into_iter()))),
     };
     serde_json::to_writer_pretty(&mut out, &doc).map_err(|e| {
         if e.is_io() {

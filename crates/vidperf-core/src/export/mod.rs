@@ -12,8 +12,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use csv_format::{CSV_COLUMNS, read_csv, write_csv};
-pub use json_format::{JSON_FORMAT_VERSION, JsonExport, read_json, write_json};
+pub use csv_format::{CSV_COLUMNS, read_csv, write_csv, write_csv_from};
+pub use json_format::{JSON_FORMAT_VERSION, JsonExport, read_json, write_json, write_json_from};
 
 use crate::record::OperationRecord;
 use crate::stats::StatsSnapshot;
@@ -101,40 +101,117 @@ pub struct ExportPaths {
 
 /// Writes [`JSON_FILE_NAME`] and [`CSV_FILE_NAME`] into `dir` (created if missing).
 ///
-/// Each file is written to a temporary name and renamed into place, so a failure never
-/// leaves a truncated export behind, and an existing export is replaced whole or not at
-/// all.
+/// Both files are written in full under temporary names (`….tmp-<pid>`) before either is
+/// renamed into place, so a failure — a full disk, an encoding error — leaves the
+/// previous pair untouched and never a new JSON beside an old CSV. Temporary files that
+/// a killed process left behind (its pid no longer running) are removed first.
 pub fn write_files(
     dir: &Path,
     snapshot: &StatsSnapshot,
     records: &[OperationRecord],
 ) -> Result<ExportPaths, WriteError> {
+    write_pair(
+        dir,
+        |w| write_json(w, snapshot, records),
+        |w| write_csv(w, records),
+    )
+}
+
+/// [`write_files`] for an [`ExportView`](crate::stats::ExportView).
+pub(crate) fn write_view_files(
+    dir: &Path,
+    view: &crate::stats::ExportView,
+) -> Result<ExportPaths, WriteError> {
+    write_pair(dir, |w| view.write_json(w), |w| view.write_csv(w))
+}
+
+type Body<'a> = &'a dyn Fn(&mut io::BufWriter<fs::File>) -> Result<(), WriteError>;
+
+fn write_pair(
+    dir: &Path,
+    json_body: impl Fn(&mut io::BufWriter<fs::File>) -> Result<(), WriteError>,
+    csv_body: impl Fn(&mut io::BufWriter<fs::File>) -> Result<(), WriteError>,
+) -> Result<ExportPaths, WriteError> {
     fs::create_dir_all(dir).map_err(|e| WriteError::from(e).at(dir))?;
+    remove_stale_temp_files(dir);
     let json = dir.join(JSON_FILE_NAME);
     let csv = dir.join(CSV_FILE_NAME);
-    write_atomically(&json, |w| write_json(w, snapshot, records))?;
-    write_atomically(&csv, |w| write_csv(w, records))?;
+    let bodies: [(&Path, Body<'_>); 2] = [(&json, &json_body), (&csv, &csv_body)];
+    let mut written = Vec::with_capacity(2);
+    for (path, body) in bodies {
+        match write_temp(path, body) {
+            Ok(tmp) => written.push((tmp, path)),
+            Err(e) => {
+                for (tmp, _) in &written {
+                    let _ = fs::remove_file(tmp);
+                }
+                return Err(e);
+            }
+        }
+    }
+    for (i, (tmp, path)) in written.iter().enumerate() {
+        if let Err(e) = fs::rename(tmp, path) {
+            for (tmp, _) in &written[i..] {
+                let _ = fs::remove_file(tmp);
+            }
+            return Err(WriteError::from(e).at(path));
+        }
+    }
     Ok(ExportPaths { json, csv })
 }
 
-fn write_atomically(
-    path: &Path,
-    write: impl FnOnce(&mut io::BufWriter<fs::File>) -> Result<(), WriteError>,
-) -> Result<(), WriteError> {
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
+/// The temporary name of `path` for this process.
+fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!("{TEMP_MARK}{}", std::process::id()));
+    path.with_file_name(name)
+}
+
+const TEMP_MARK: &str = ".tmp-";
+
+/// Writes `path`'s content to its temporary name, synced to disk; the temporary path.
+fn write_temp(path: &Path, body: Body<'_>) -> Result<PathBuf, WriteError> {
+    let tmp = temp_path(path);
     let result = (|| {
         let file = fs::File::create(&tmp)?;
         let mut out = io::BufWriter::new(file);
-        write(&mut out)?;
+        body(&mut out)?;
         let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
         file.sync_all()?;
-        fs::rename(&tmp, path)?;
         Ok(())
     })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    match result {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(WriteError::at(e, path))
+        }
     }
-    result.map_err(|e: WriteError| e.at(path))
+}
+
+/// Removes `vidperf-export.{json,csv}.tmp-<pid>` files whose process no longer runs
+/// (killed while writing). Where running processes cannot be listed (no `/proc`),
+/// nothing is removed.
+fn remove_stale_temp_files(dir: &Path) {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return;
+    }
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let pid = [JSON_FILE_NAME, CSV_FILE_NAME].iter().find_map(|base| {
+            name.strip_prefix(base)?
+                .strip_prefix(TEMP_MARK)
+                .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        });
+        if let Some(pid) = pid
+            && !proc.join(pid).exists()
+        {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }

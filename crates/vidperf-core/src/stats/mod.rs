@@ -282,6 +282,8 @@ struct Inner {
     pair_overflow: u64,
     window_late: u64,
     history: History,
+    /// Operations recorded so far (the history holds the newest of them).
+    recorded: u64,
     purged: u64,
     trend: VecDeque<TrendWindow>,
     active: ActiveTable,
@@ -564,6 +566,7 @@ impl Stats {
             inner.strategy_overflow += moved(strategy, &key.strategy);
             inner.pair_overflow += u64::from(resolved.capped);
         }
+        inner.recorded += 1;
         if inner.history.push(
             span,
             end,
@@ -648,6 +651,48 @@ impl Stats {
         (self.assemble(gathered, &options), records)
     }
 
+    /// Everything an export writes, taken at one instant: the snapshot and the history's
+    /// rows (compact, about 180 bytes each), from which records are built one at a time
+    /// while they are written — an export of 10,000 records never holds them all.
+    pub fn export_view(&self) -> ExportView {
+        let options = SnapshotOptions::default();
+        let mut gathered = self.gather(&options, None, None, true);
+        let rows = std::mem::take(&mut gathered.records);
+        let names = gathered.names.clone();
+        ExportView {
+            snapshot: self.assemble(gathered, &options),
+            rows,
+            names,
+            skip: 0,
+        }
+    }
+
+    /// How many operations have been recorded so far: a watermark for
+    /// [`Stats::records_since`].
+    pub fn recorded(&self) -> u64 {
+        self.inner().recorded
+    }
+
+    /// The operations recorded after `watermark` (a value of [`Stats::recorded`]), oldest
+    /// first, at most `max` of them (the newest); also how many more there were (not
+    /// listed, or already purged from the history), and the new watermark.
+    pub fn records_since(&self, watermark: u64, max: usize) -> RecordsSince {
+        let (rows, names, recorded) = {
+            let inner = self.inner();
+            let new = inner.recorded.saturating_sub(watermark);
+            let take = usize::try_from(new).unwrap_or(usize::MAX).min(max);
+            let mut rows: Vec<Row> = inner.history.iter().rev().take(take).cloned().collect();
+            rows.reverse();
+            (rows, inner.names.list().to_vec(), inner.recorded)
+        };
+        let new = recorded.saturating_sub(watermark);
+        RecordsSince {
+            omitted: new - rows.len() as u64,
+            records: rows_to_records(&rows, &names),
+            watermark: recorded,
+        }
+    }
+
     /// Every record held (at most [`StatsConfig::history_limit`]), oldest first.
     pub fn records(&self) -> Vec<OperationRecord> {
         let (rows, names) = {
@@ -660,20 +705,20 @@ impl Stats {
 
     /// Writes the JSON export (statistics and every record held).
     pub fn write_json<W: std::io::Write>(&self, out: W) -> Result<(), WriteError> {
-        let (snapshot, records) = self.snapshot_and_records(SnapshotOptions::default());
-        export::write_json(out, &snapshot, &records)
+        self.export_view().write_json(out)
     }
 
     /// Writes the CSV export (one row per record held).
     pub fn write_csv<W: std::io::Write>(&self, out: W) -> Result<(), WriteError> {
-        export::write_csv(out, &self.records())
+        self.export_view().write_csv(out)
     }
 
-    /// Writes `vidperf-export.json` and `vidperf-export.csv` into `dir`, each
-    /// atomically (temporary file, then rename), from one snapshot.
+    /// Writes `vidperf-export.json` and `vidperf-export.csv` into `dir` from one view:
+    /// both files are written under temporary names before either is renamed into
+    /// place, so a failure leaves the previous pair (see
+    /// [`export::write_files`](crate::export::write_files)).
     pub fn write_files(&self, dir: &Path) -> Result<ExportPaths, WriteError> {
-        let (snapshot, records) = self.snapshot_and_records(SnapshotOptions::default());
-        export::write_files(dir, &snapshot, &records)
+        export::write_view_files(dir, &self.export_view())
     }
 
     /// Forgets everything recorded so far (active operations stay listed).
@@ -910,24 +955,87 @@ impl Stats {
     }
 }
 
+fn row_to_record(row: &Row, names: &[Arc<str>]) -> OperationRecord {
+    let (operation_type, strategy) = row.names(names);
+    OperationRecord::from_parts(&Parts {
+        trace_id: row.trace_id,
+        span_id: row.span_id,
+        operation_type,
+        strategy,
+        start_time: row.start_time(),
+        duration: row.duration(),
+        fields: &row.fields(),
+        error: row.error(),
+        metadata: row.metadata(),
+        resources: &row.resources(),
+    })
+}
+
 fn rows_to_records(rows: &[Row], names: &[Arc<str>]) -> Vec<OperationRecord> {
-    rows.iter()
-        .map(|row| {
-            let (operation_type, strategy) = row.names(names);
-            OperationRecord::from_parts(&Parts {
-                trace_id: row.trace_id,
-                span_id: row.span_id,
-                operation_type,
-                strategy,
-                start_time: row.start_time(),
-                duration: row.duration(),
-                fields: &row.fields(),
-                error: row.error(),
-                metadata: row.metadata(),
-                resources: &row.resources(),
-            })
-        })
-        .collect()
+    rows.iter().map(|row| row_to_record(row, names)).collect()
+}
+
+/// What [`Stats::records_since`] found.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct RecordsSince {
+    /// The newest operations recorded after the watermark, oldest first.
+    pub records: Vec<OperationRecord>,
+    /// How many more were recorded after the watermark but are not listed.
+    pub omitted: u64,
+    /// The watermark to ask from next time.
+    pub watermark: u64,
+}
+
+/// A snapshot and the history's rows, taken together ([`Stats::export_view`]): what an
+/// export writes, detached from the live statistics.
+#[derive(Debug)]
+pub struct ExportView {
+    snapshot: StatsSnapshot,
+    rows: Vec<Row>,
+    names: Vec<Arc<str>>,
+    skip: usize,
+}
+
+impl ExportView {
+    /// The statistics at that instant.
+    pub fn snapshot(&self) -> &StatsSnapshot {
+        &self.snapshot
+    }
+
+    /// How many records the view holds (after [`ExportView::keep_newest`]).
+    pub fn len(&self) -> usize {
+        self.rows.len() - self.skip
+    }
+
+    /// Whether it holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keeps only the newest `n` records; returns how many were left out.
+    pub fn keep_newest(&mut self, n: usize) -> usize {
+        let omitted = self.len().saturating_sub(n);
+        self.skip += omitted;
+        omitted
+    }
+
+    /// The records, oldest first, each built when it is reached.
+    pub fn records(&self) -> impl ExactSizeIterator<Item = OperationRecord> + '_ {
+        self.rows[self.skip..]
+            .iter()
+            .map(|row| row_to_record(row, &self.names))
+    }
+
+    /// Writes the JSON export of this view.
+    pub fn write_json<W: std::io::Write>(&self, out: W) -> Result<(), WriteError> {
+        export::write_json_from(out, &self.snapshot, self.records())
+    }
+
+    /// Writes the CSV export of this view.
+    pub fn write_csv<W: std::io::Write>(&self, out: W) -> Result<(), WriteError> {
+        export::write_csv_from(out, self.records())
+    }
 }
 
 impl Sink for Stats {
