@@ -4,31 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The fake libnvidia-ml.so used by the GPU tests is C, compiled by
-# crates/fake-nvml/build.rs: it needs a C compiler.
-if ! command -v cc >/dev/null 2>&1 && ! command -v gcc >/dev/null 2>&1; then
-    echo "installing a C compiler for the fake NVML library" >&2
-    if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
-    $sudo apt-get update -q && $sudo apt-get install -y -q gcc libc6-dev
-fi
-
-# tests/http.rs lints the live /metrics page with promtool (Debian package
-# `prometheus`); here it is required, not skipped.
-if ! command -v promtool >/dev/null 2>&1; then
-    echo "installing promtool (Debian package prometheus)" >&2
-    if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
-    $sudo apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends prometheus
-fi
-export VIDPERF_REQUIRE_PROMTOOL=1
-
-# tests/otlp.rs exports to a real collector: rotel, whose PyPI wheel carries the
-# rotel-agent binary.
-if ! python3 -c "import rotel" >/dev/null 2>&1; then
-    echo "installing rotel (pip)" >&2
-    python3 -m pip install --quiet --disable-pip-version-check rotel
-fi
-export VIDPERF_REQUIRE_ROTEL=1
+# Everything the tests talk to, installed when missing (scripts/install-test-deps.sh
+# lists it; VIDPERF_TEST_NO_INSTALL=1 skips installing, and the tests that need a
+# missing tool then fail naming it).
+scripts/install-test-deps.sh
+export VIDPERF_REQUIRE_PROMTOOL=1 VIDPERF_REQUIRE_ROTEL=1
 
 # Examples are run by tests/pipeline_example.rs; benches must keep building.
 cargo build --locked --workspace --all-targets --all-features

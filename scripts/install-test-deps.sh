@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs what the tests talk to, when it is missing (Debian/Ubuntu, as root or with
+# sudo; rotel with pip):
+#
+#   gcc, libc6-dev           the fake libnvidia-ml.so and NVTX tool, compiled from C
+#   prometheus               promtool (lints /metrics, tests the alert rules) and the
+#                            Prometheus server the fleet test scrapes three workers with
+#   prometheus-alertmanager  the Alertmanager the alerting test delivers to
+#   chromium, chromium-driver  the browser the dashboard test drives over WebDriver
+#   libclang-dev             bindgen, for the `nvtx` feature's NVIDIA bindings
+#   rotel (pip)              the OTLP collector of the export tests
+#
+# VIDPERF_TEST_NO_INSTALL=1 installs nothing: the tests that need a missing tool then
+# fail with a message naming it.
+set -euo pipefail
+
+if [ "${VIDPERF_TEST_NO_INSTALL:-}" = 1 ]; then
+    echo "VIDPERF_TEST_NO_INSTALL=1: installing nothing" >&2
+    exit 0
+fi
+
+if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+
+missing=()
+command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 \
+    || missing+=(libclang-dev)
+
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "installing ${missing[*]} (Debian packages)" >&2
+    # Packages with services (prometheus, prometheus-alertmanager) are not started: the
+    # tests run their own on loopback ports.
+    if [ -z "$sudo" ] && [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! python3 -c "import rotel" >/dev/null 2>&1; then
+    echo "installing rotel (pip)" >&2
+    python3 -m pip install --quiet --disable-pip-version-check rotel
+fi
