@@ -22,6 +22,8 @@ use tracing::{Dispatch, field::Empty, info_span};
 
 #[path = "../tests/support/collector.rs"]
 mod collector;
+#[path = "../crates/vidperf-watch/benches/support/rules.rs"]
+mod rules;
 use tracing_subscriber::prelude::*;
 
 struct Counting;
@@ -287,6 +289,60 @@ fn measure_setups(
 
 fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "missed" }
+}
+
+/// The span path with 20 alert rules over 64 strategies evaluated every 100 ms (fifty
+/// times the default rate, the fastest allowed), against the same statistics without
+/// rules.
+fn alerts_section(rounds: usize) {
+    let rules = vidperf::watch::RuleSet::parse(
+        &rules::twenty_rules("100ms"),
+        std::path::Path::new("bench-alerts.toml"),
+    )
+    .expect("rules");
+    let (layer, handle) = vidperf::builder()
+        .without_env()
+        .without_resource_monitor()
+        .alert_rules(rules)
+        .build()
+        .expect("rules load");
+    let setups = [
+        Setup::new("registry + PerfLayer + stats", vidperf_dispatch(false)),
+        Setup::new(
+            "+ 20 alert rules",
+            Dispatch::new(tracing_subscriber::registry().with(layer)),
+        ),
+    ];
+    // Every strategy has operations, as in a busy service.
+    for setup in &setups {
+        tracing::dispatcher::with_default(&setup.dispatch, || {
+            for s in 0..rules::STRATEGIES {
+                let strategy = format!("strategy{s:02}");
+                for _ in 0..20 {
+                    let span = info_span!(
+                        "upscale",
+                        strategy = strategy.as_str(),
+                        operation = "enhancement"
+                    );
+                    drop(span.enter());
+                }
+            }
+        });
+    }
+    let rows = measure_setups(&setups, 0, "flat operation span", flat, 20_000, rounds);
+    let watch = handle.stats().snapshot().health.watch.unwrap_or_default();
+    let ratio = rows[1].ratio;
+    println!(
+        "- flat operation span with {} alert rules over {} strategies evaluated every 100 ms \
+         ({} evaluations during the run, the last in {:.0} µs): {ratio:.3}x the same statistics \
+         without rules (target ≤ 1.02x: {}).",
+        watch.rules,
+        rules::STRATEGIES,
+        watch.evaluations,
+        watch.last_evaluation_micros.unwrap_or(f64::NAN),
+        verdict(ratio <= 1.02),
+    );
+    drop(handle);
 }
 
 /// The resource monitor's own costs: a sampling tick, closing a window over 1 vs
@@ -824,6 +880,7 @@ fn main() {
             verdict(monitor / stats <= 1.03),
         );
     }
+    alerts_section(rounds);
     if std::env::args().any(|a| a == "--spans-only") {
         return;
     }

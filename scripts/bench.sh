@@ -11,4 +11,7 @@ trap 'rm -f "$table"' EXIT
 cargo bench --locked --bench overhead -- --markdown > "$table"
 
 scripts/doc-section.py "$doc" overhead "$table" scripts/bench.sh
+
+cargo bench --locked -p vidperf-watch --bench evaluate > "$table"
+scripts/doc-section.py "$doc" alerts "$table" "cargo bench -p vidperf-watch --bench evaluate"
 echo "updated $doc"

@@ -7,7 +7,6 @@
 #                            Prometheus server the fleet test scrapes three workers with
 #   prometheus-alertmanager  the Alertmanager the alerting test delivers to
 #   chromium, chromium-driver  the browser the dashboard test drives over WebDriver
-#   libclang-dev             bindgen, for the `nvtx` feature's NVIDIA bindings
 #   rotel (pip)              the OTLP collector of the export tests
 #
 # VIDPERF_TEST_NO_INSTALL=1 installs nothing: the tests that need a missing tool then
@@ -27,8 +26,6 @@ command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || 
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
-ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 \
-    || missing+=(libclang-dev)
 
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing ${missing[*]} (Debian packages)" >&2

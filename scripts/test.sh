@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # lists it; VIDPERF_TEST_NO_INSTALL=1 skips installing, and the tests that need a
 # missing tool then fail naming it).
 scripts/install-test-deps.sh
-export VIDPERF_REQUIRE_PROMTOOL=1 VIDPERF_REQUIRE_ROTEL=1
+export VIDPERF_REQUIRE_PROMTOOL=1 VIDPERF_REQUIRE_ROTEL=1 VIDPERF_REQUIRE_TOOLS=1
 
 # Examples are run by tests/pipeline_example.rs; benches must keep building.
 cargo build --locked --workspace --all-targets --all-features

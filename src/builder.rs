@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use tracing_subscriber::layer::SubscriberExt as _;
 
 use crate::handle::Vidperf;
-use crate::{http, otlp, resources};
+use crate::{http, otlp, resources, watch};
 use vidperf_core::{PerfLayer, Sink, Stats, StatsConfig};
 
 /// Configures vidperf. Settings made in code win over environment variables, which win
@@ -22,6 +22,7 @@ pub struct Builder {
     pub(crate) monitor: resources::Setting,
     pub(crate) http: http::Setting,
     pub(crate) otlp: otlp::Setting,
+    pub(crate) watch: watch::Setting,
 }
 
 impl std::fmt::Debug for Builder {
@@ -36,6 +37,7 @@ impl std::fmt::Debug for Builder {
             .field("monitor", &self.monitor)
             .field("http", &self.http)
             .field("otlp", &self.otlp)
+            .field("watch", &self.watch)
             .finish()
     }
 }
@@ -52,6 +54,7 @@ impl Default for Builder {
             monitor: resources::Setting::default(),
             http: http::Setting::default(),
             otlp: otlp::Setting::default(),
+            watch: watch::Setting::default(),
         }
     }
 }
@@ -95,6 +98,17 @@ pub enum BuildError {
     #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
     #[error(transparent)]
     Otlp(#[from] vidperf_otel::OtelError),
+    /// The alert rule file is wrong (the error names the file, line and field).
+    #[error(transparent)]
+    Rules(#[from] vidperf_watch::RuleError),
+    /// The alert rules cannot run (e.g. a window longer than the statistics keep).
+    #[error(transparent)]
+    Watch(#[from] vidperf_watch::WatchError),
+    /// The Alertmanager URL is wrong.
+    #[cfg(feature = "alertmanager")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "alertmanager")))]
+    #[error(transparent)]
+    Alertmanager(#[from] vidperf_watch::alertmanager::AlertmanagerError),
 }
 
 /// What [`Builder::build`] made: the layer to add to a subscriber and the handle
@@ -277,9 +291,19 @@ impl Builder {
         }
         let layer = layer.build();
         stats.add_health_source(layer.clone());
+        let watcher = watch::start(&self.watch, self.read_env, &stats)?;
         let mut warnings = Vec::new();
-        let server = http::start(&self.http, self.read_env, &stats, &mut warnings)?;
-        Ok((layer, Vidperf::new(stats, monitor, server, otel, warnings)))
+        let server = http::start(
+            &self.http,
+            self.read_env,
+            &stats,
+            watcher.as_ref(),
+            &mut warnings,
+        )?;
+        Ok((
+            layer,
+            Vidperf::new(stats, monitor, server, otel, watcher, warnings),
+        ))
     }
 
     /// Builds and installs vidperf as the global default subscriber (a

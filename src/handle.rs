@@ -8,7 +8,7 @@ use std::time::Duration;
 use vidperf_core::export::{ExportPaths, WriteError};
 use vidperf_core::{Stats, StatsSnapshot};
 
-use crate::{http, otlp, resources};
+use crate::{http, otlp, resources, watch};
 
 /// A cheap-to-clone handle on a running vidperf.
 ///
@@ -22,6 +22,7 @@ pub struct Vidperf {
     monitor: Option<resources::Monitor>,
     pub(crate) server: Option<http::Server>,
     otel: Option<otlp::Pipeline>,
+    pub(crate) watcher: Option<watch::Running>,
     warnings: Arc<[String]>,
 }
 
@@ -70,6 +71,7 @@ impl Vidperf {
         monitor: Option<resources::Monitor>,
         server: Option<http::Server>,
         otel: Option<otlp::Pipeline>,
+        watcher: Option<watch::Running>,
         warnings: Vec<String>,
     ) -> Self {
         Self {
@@ -77,8 +79,14 @@ impl Vidperf {
             monitor,
             server,
             otel,
+            watcher,
             warnings: warnings.into(),
         }
+    }
+
+    /// The alerts pending or firing now, when alert rules run.
+    pub fn alerts(&self) -> Option<watch::AlertsDocument> {
+        self.watcher.as_ref().map(|w| w.alerts())
     }
 
     /// What the build warned about (e.g. an HTTP API on a non-loopback address). Each
@@ -146,6 +154,9 @@ impl Vidperf {
             Some(s) => http::shutdown(s, timeout),
             None => Ok(()),
         };
+        if let Some(w) = &self.watcher {
+            watch::shutdown(w, timeout);
+        }
         let monitor = match &self.monitor {
             Some(m) => resources::shutdown(m, timeout),
             None => Ok(()),

@@ -49,6 +49,7 @@ pub(crate) fn start(
     setting: &Setting,
     read_env: bool,
     stats: &Arc<Stats>,
+    watcher: Option<&crate::watch::Running>,
     warnings: &mut Vec<String>,
 ) -> Result<Option<Server>, BuildError> {
     let addr = match setting.addr {
@@ -89,7 +90,11 @@ pub(crate) fn start(
     if let Some(warning) = vidperf_server::exposure_warning(addr, &config) {
         warnings.push(warning);
     }
-    let server = spawn(addr, ApiState::new(stats.clone(), config))?;
+    let mut state = ApiState::new(stats.clone(), config);
+    if let Some(watcher) = watcher {
+        state = state.with_watcher(watcher.clone());
+    }
+    let server = spawn(addr, state)?;
     Ok(Some(Arc::new(Mutex::new(Some(server)))))
 }
 
@@ -114,7 +119,11 @@ impl Vidperf {
     /// The HTTP API over this instance's statistics, as an axum router to mount in
     /// your own service.
     pub fn router(&self, config: ApiConfig) -> vidperf_server::axum::Router {
-        router(ApiState::new(self.stats().clone(), config))
+        let mut state = ApiState::new(self.stats().clone(), config);
+        if let Some(watcher) = &self.watcher {
+            state = state.with_watcher(watcher.clone());
+        }
+        router(state)
     }
 
     /// Where the HTTP API started by the builder listens, if it runs.

@@ -22,6 +22,7 @@ pub(crate) fn start(
     _: &Setting,
     read_env: bool,
     _: &Arc<Stats>,
+    _: Option<&crate::watch::Running>,
     _: &mut Vec<String>,
 ) -> Result<Option<Server>, BuildError> {
     if read_env {

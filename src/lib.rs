@@ -132,6 +132,7 @@ mod resources;
 #[cfg(not(any(feature = "system", feature = "gpu")))]
 #[path = "resources_off.rs"]
 mod resources;
+pub mod watch;
 
 /// The resource monitor: per-operation peaks of RAM, CPU, GPU memory and utilization.
 #[cfg(any(feature = "system", feature = "gpu"))]

@@ -77,6 +77,52 @@ pub struct SpanEvent {
 }
 
 impl FinishedSpan {
+    /// An operation that ended at `end_time` after `duration`, with the given ids and
+    /// every other figure absent (no parent, no fields, no resource peaks, succeeded).
+    /// The public fields can then be set; for replaying operations into a
+    /// [`Stats`](crate::Stats) or testing a [`Sink`](crate::Sink).
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use vidperf_core::{FinishedSpan, OperationKey, SpanId, Stats, StatsConfig, TraceId};
+    ///
+    /// let key = OperationKey { operation_type: "enhancement".into(), strategy: "vsrm".into() };
+    /// let ids = (TraceId::from_bytes([1; 16]), SpanId::from_bytes([2; 8]));
+    /// let mut span = FinishedSpan::operation(key, ids, SystemTime::now(), Duration::from_millis(40));
+    /// span.fields.frames_processed = Some(30);
+    /// let stats = Stats::new(StatsConfig::default());
+    /// stats.record(&span);
+    /// assert_eq!(stats.snapshot().by_strategy["vsrm"].frames_processed_total, 30);
+    /// ```
+    pub fn operation(
+        key: OperationKey,
+        (trace_id, span_id): (TraceId, SpanId),
+        end_time: SystemTime,
+        duration: Duration,
+    ) -> Self {
+        Self {
+            trace_id,
+            span_id,
+            parent_span_id: None,
+            parent_is_remote: false,
+            links: Vec::new(),
+            name: "operation",
+            target: "vidperf",
+            level: Level::INFO,
+            operation: Some(key),
+            start_time: end_time.checked_sub(duration).unwrap_or(end_time),
+            end_time,
+            duration,
+            fields: OperationFields::default(),
+            error: None,
+            metadata: Vec::new(),
+            resources: ResourcePeaks::default(),
+            otel: Vec::new(),
+            events: Vec::new(),
+            dropped_events: 0,
+        }
+    }
+
     /// Whether the operation succeeded (no error field, error event or panic).
     pub fn is_success(&self) -> bool {
         self.error.is_none()

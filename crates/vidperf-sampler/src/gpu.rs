@@ -177,7 +177,10 @@ impl GpuSource {
             };
             if self.memory_supported[idx] {
                 match device.memory_info() {
-                    Ok(m) => reading.memory[idx] = Some(m.used),
+                    Ok(m) => {
+                        reading.memory[idx] = Some(m.used);
+                        reading.memory_total[idx] = Some(m.total);
+                    }
                     Err(NvmlError::NotSupported) => self.memory_supported[idx] = false,
                     Err(e) => failure = Some(kind(&e)),
                 }

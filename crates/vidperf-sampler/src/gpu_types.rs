@@ -107,6 +107,8 @@ impl std::fmt::Display for GpuUnavailable {
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct GpuReading {
     pub(crate) memory: [Option<u64>; MAX_DEVICES],
+    /// Each device's total memory.
+    pub(crate) memory_total: [Option<u64>; MAX_DEVICES],
     pub(crate) utilization: [Option<f64>; MAX_DEVICES],
     pub(crate) process_memory: Option<u64>,
 }

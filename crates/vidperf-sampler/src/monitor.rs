@@ -199,6 +199,8 @@ struct Shared {
     ticks: AtomicU64,
     gpu_status: GpuStatus,
     gpu_devices: usize,
+    /// Each device's total memory as last read, bytes (0: not read).
+    gpu_memory_total: [AtomicU64; MAX_DEVICES],
     errors: ErrorCounters,
 }
 
@@ -277,6 +279,7 @@ impl ResourceMonitor {
             ticks: AtomicU64::new(0),
             gpu_status,
             gpu_devices,
+            gpu_memory_total: std::array::from_fn(|_| AtomicU64::new(0)),
             errors: ErrorCounters::default(),
         });
         let mut sampler = Sampler {
@@ -380,6 +383,10 @@ impl ResourceMonitor {
         health.current_process_cpu_utilization = current_process_cpu_utilization;
         health.current_gpu_memory_bytes = current_gpu_memory_bytes;
         health.current_gpu_utilization = current_gpu_utilization;
+        health.gpu_memory_total_bytes = s.gpu_memory_total[..s.gpu_devices]
+            .iter()
+            .map(|t| Some(t.load(Ordering::Relaxed)).filter(|t| *t > 0))
+            .collect();
         health
     }
 
@@ -437,6 +444,11 @@ impl Sampler {
             push(RSS, p.rss_bytes);
             push(CPU, p.cpu.map(|c| (c * RATIO) as u64));
             if let Some(g) = g {
+                for (slot, total) in shared.gpu_memory_total.iter().zip(g.memory_total) {
+                    if let Some(total) = total {
+                        slot.store(total, Ordering::Relaxed);
+                    }
+                }
                 push(GPU_MEMORY, g.memory.iter().flatten().copied().max());
                 push(GPU_PROCESS_MEMORY, g.process_memory);
                 let util = g

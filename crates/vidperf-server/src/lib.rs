@@ -207,6 +207,7 @@ pub struct ApiState {
     encoders: Arc<tokio::sync::Semaphore>,
     streams: Arc<tokio::sync::Semaphore>,
     publishers: Arc<stream::Publishers>,
+    watcher: Option<Arc<vidperf_watch::Watcher>>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -228,14 +229,24 @@ impl ApiState {
             encoders: Arc::new(tokio::sync::Semaphore::new(STATS_ENCODERS)),
             streams: Arc::new(tokio::sync::Semaphore::new(config.max_streams)),
             publishers: Arc::default(),
+            watcher: None,
             config: Arc::new(config),
         }
+    }
+
+    /// Serves the alerts of `watcher` too (`/performance/alerts`, the stream's `alerts`,
+    /// `vidperf_alert_state` on `/metrics`).
+    #[must_use]
+    pub fn with_watcher(mut self, watcher: Arc<vidperf_watch::Watcher>) -> Self {
+        self.watcher = Some(watcher);
+        self
     }
 
     /// The alerts document the stream and `/performance/alerts` show, when alert rules
     /// run.
     pub(crate) fn alerts_document(&self) -> Option<serde_json::Value> {
-        None
+        let watcher = self.watcher.as_ref()?;
+        serde_json::to_value(watcher.alerts().alerts).ok()
     }
 
     /// The statistics served.
@@ -275,6 +286,10 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/dashboard",
             get(routes::dashboard).fallback(routes::only_get),
+        )
+        .route(
+            "/performance/alerts",
+            get(routes::alerts).fallback(routes::only_get),
         )
         .route("/metrics", get(routes::metrics).fallback(routes::only_get))
         .route("/healthz", get(routes::healthz).fallback(routes::only_get))

@@ -299,6 +299,20 @@ const GLOBAL: &[Global] = &[
         },
     },
     Global {
+        name: "hw_gpu_memory_limit_bytes",
+        help: "Total memory of each GPU, by device index.",
+        kind: MetricType::GAUGE,
+        values: |s, emit| {
+            if let Some(m) = &s.health.monitor {
+                for (i, v) in m.gpu_memory_total_bytes.iter().enumerate() {
+                    if let Some(v) = v {
+                        emit(&[("gpu", &i.to_string())], *v as f64);
+                    }
+                }
+            }
+        },
+    },
+    Global {
         name: "hw_gpu_utilization_ratio",
         help: "GPU utilization (0-1) at the newest sample, by device index.",
         kind: MetricType::GAUGE,
@@ -315,7 +329,7 @@ const GLOBAL: &[Global] = &[
 ];
 
 /// The name of every family the page can hold (a family with no series is left out
-/// of a given page).
+/// of a given page; `vidperf_alert_state` appears when alert rules run).
 pub fn family_names() -> Vec<String> {
     let per_key = VIEWS.iter().flat_map(|(prefix, _, _)| {
         PER_KEY
@@ -324,6 +338,7 @@ pub fn family_names() -> Vec<String> {
     });
     per_key
         .chain(GLOBAL.iter().map(|f| f.name.to_owned()))
+        .chain([ALERT_STATE.0.to_owned()])
         .collect()
 }
 
@@ -387,6 +402,20 @@ fn family(name: String, help: String, kind: MetricType, metrics: Vec<Metric>) ->
 
 /// The whole `/metrics` page.
 pub fn encode(snapshot: &StatsSnapshot) -> Result<Vec<u8>, EncodeError> {
+    encode_with(snapshot, None)
+}
+
+/// The alert-state family's name and help.
+const ALERT_STATE: (&str, &str) = (
+    "vidperf_alert_state",
+    "State of each alert of the service's own rules: 0 inactive, 1 pending, 2 firing.",
+);
+
+/// The page, with the alert states when alert rules run.
+pub(crate) fn encode_with(
+    snapshot: &StatsSnapshot,
+    alerts: Option<&[vidperf_watch::AlertGauge]>,
+) -> Result<Vec<u8>, EncodeError> {
     let mut families = Vec::new();
     for (prefix, label, what) in VIEWS {
         let map = if label == "strategy" {
@@ -432,6 +461,26 @@ pub fn encode(snapshot: &StatsSnapshot) -> Result<Vec<u8>, EncodeError> {
                 metrics,
             ));
         }
+    }
+    if let Some(alerts) = alerts.filter(|a| !a.is_empty()) {
+        let metrics = alerts
+            .iter()
+            .map(|a| {
+                let pairs = [
+                    ("alertname", a.name.as_str()),
+                    ("strategy", a.strategy.as_deref().unwrap_or("")),
+                    ("operation", a.operation.as_deref().unwrap_or("")),
+                    ("severity", a.severity.as_str()),
+                ];
+                sample(MetricType::GAUGE, &pairs, f64::from(a.state.gauge()))
+            })
+            .collect();
+        families.push(family(
+            ALERT_STATE.0.to_owned(),
+            ALERT_STATE.1.to_owned(),
+            MetricType::GAUGE,
+            metrics,
+        ));
     }
     let mut buffer = Vec::with_capacity(16 * 1024);
     TextEncoder::new()

@@ -255,6 +255,28 @@ pub(crate) async fn dashboard(RawQuery(raw): RawQuery) -> Result<Response, ApiEr
         .into_response())
 }
 
+/// `GET /performance/alerts`: the alerts pending or firing, when alert rules run.
+pub(crate) async fn alerts(
+    State(state): State<ApiState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    query::parse(raw.as_deref(), &[])?;
+    let document = state
+        .watcher
+        .as_ref()
+        .map(|w| w.alerts())
+        .unwrap_or_default();
+    let body = serde_json::to_vec(&document).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
+}
+
 /// `GET /metrics`.
 pub(crate) async fn metrics(
     State(state): State<ApiState>,
@@ -264,7 +286,9 @@ pub(crate) async fn metrics(
     let snapshot = state
         .stats
         .snapshot_with(SnapshotOptions::default().with_recent(0).with_active(0));
-    let text = prom::encode(&snapshot).map_err(|e| ApiError::internal(e.to_string()))?;
+    let alerts = state.watcher.as_ref().map(|w| w.alert_states());
+    let text = prom::encode_with(&snapshot, alerts.as_deref())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -27,7 +27,7 @@ const GOLDEN_CSV: &str = include_str!("../../tests/golden/export-0.1.0.csv");
 const ALLOWED: &[&str] = &["p50_seconds", "p95_seconds", "p99_seconds", "le/count"];
 
 /// Fields added to the JSON export since 0.1.0 (docs/FORMATS.md lists them).
-const ADDED: &[&str] = &["pair_overflow", "window_late"];
+const ADDED: &[&str] = &["pair_overflow", "window_late", "watch"];
 
 const T0: u64 = 1_790_000_000;
 

@@ -210,6 +210,16 @@ impl Aggregate {
         };
     }
 
+    /// The histogram buckets `lo..hi` the durations fall in; `None` when empty.
+    pub(crate) fn histogram_range(&self) -> Option<(u32, u32)> {
+        self.histogram.range()
+    }
+
+    /// Makes room in the histogram for the buckets `lo..hi` (nothing when `lo >= hi`).
+    pub(crate) fn reserve_histogram_range(&mut self, lo: u32, hi: u32) {
+        self.histogram.reserve_range(lo, hi);
+    }
+
     pub(crate) fn count(&self) -> u64 {
         self.count
     }

@@ -41,8 +41,10 @@ fn representative(i: u32) -> u64 {
     low + (width - 1) / 2
 }
 
-/// Counts per bucket, dense from `offset`. Clearing keeps the allocation, so a
-/// structure reused (a time slot) does not allocate again once it has seen its range.
+/// Counts per bucket, dense from `offset`: `counts` runs from the lowest bucket with a
+/// count to the highest, and is empty when the histogram is. Clearing keeps the
+/// allocation, so a structure reused (a time slot) does not allocate again once it has
+/// seen its range.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct DurationHistogram {
     offset: u32,
@@ -56,31 +58,44 @@ impl DurationHistogram {
     }
 
     fn add_at(&mut self, i: u32, n: u64) {
-        if self.total == 0 {
-            // Empty (maybe cleared: the counts are all zero): start the dense range here.
-            self.offset = i;
-            if self.counts.is_empty() {
-                self.counts.push(0);
-            }
-        }
-        if i < self.offset {
-            let grow = (self.offset - i) as usize;
+        self.cover(i, i + 1);
+        self.counts[(i - self.offset) as usize] += n;
+        self.total += n;
+    }
+
+    /// Widens the dense range to hold the buckets `lo..hi`.
+    fn cover(&mut self, lo: u32, hi: u32) {
+        if self.counts.is_empty() {
+            self.offset = lo;
+        } else if lo < self.offset {
+            let grow = (self.offset - lo) as usize;
             self.counts
                 .splice(0..0, std::iter::repeat_n(0, grow))
                 .for_each(drop);
-            self.offset = i;
+            self.offset = lo;
         }
-        let at = (i - self.offset) as usize;
-        if at >= self.counts.len() {
-            self.counts.resize(at + 1, 0);
+        let end = (hi - self.offset) as usize;
+        if end > self.counts.len() {
+            self.counts.resize(end, 0);
         }
-        self.counts[at] += n;
-        self.total += n;
+    }
+
+    /// The buckets `lo..hi` this histogram's counts run over; `None` when empty.
+    pub(crate) fn range(&self) -> Option<(u32, u32)> {
+        (!self.counts.is_empty()).then(|| (self.offset, self.offset + self.counts.len() as u32))
+    }
+
+    /// Makes room for the buckets `lo..hi` at once, so that merging histograms within
+    /// that range moves nothing.
+    pub(crate) fn reserve_range(&mut self, lo: u32, hi: u32) {
+        if lo < hi {
+            self.cover(lo, hi);
+        }
     }
 
     /// Empties the histogram, keeping its allocation.
     pub(crate) fn clear(&mut self) {
-        self.counts.iter_mut().for_each(|c| *c = 0);
+        self.counts.clear();
         self.total = 0;
     }
 
@@ -89,15 +104,21 @@ impl DurationHistogram {
         self.total
     }
 
+    /// Adds `other`'s counts: the range is grown once, then the buckets are added
+    /// slice to slice (a window's snapshot merges many slots).
     pub(crate) fn merge(&mut self, other: &Self) {
-        if other.total == 0 {
+        let Some((lo, hi)) = other.range() else {
             return;
+        };
+        self.cover(lo, hi);
+        let start = (lo - self.offset) as usize;
+        for (mine, n) in self.counts[start..start + other.counts.len()]
+            .iter_mut()
+            .zip(&other.counts)
+        {
+            *mine += n;
         }
-        for (k, n) in other.counts.iter().enumerate() {
-            if *n > 0 {
-                self.add_at(other.offset + k as u32, *n);
-            }
-        }
+        self.total += other.total;
     }
 
     /// The value at quantile `q` (0–1): the midpoint of the bucket holding the
@@ -107,14 +128,24 @@ impl DurationHistogram {
             return None;
         }
         let rank = ((q.clamp(0.0, 1.0) * self.total as f64).ceil() as u64).clamp(1, self.total);
-        let mut seen = 0;
-        for (k, n) in self.counts.iter().enumerate() {
-            seen += n;
-            if seen >= rank {
-                return Some(representative(self.offset + k as u32));
-            }
-        }
-        None
+        let k = if rank <= self.total / 2 {
+            // The first bucket whose cumulative count reaches the rank.
+            let mut seen = 0;
+            self.counts.iter().position(|n| {
+                seen += n;
+                seen >= rank
+            })
+        } else {
+            // High quantiles from the top: going down, the first bucket that holds,
+            // with those above it, more than the `total - rank` values above the rank.
+            let above = self.total - rank;
+            let mut seen = 0;
+            self.counts.iter().rposition(|n| {
+                seen += n;
+                seen > above
+            })
+        };
+        k.map(|k| representative(self.offset + k as u32))
     }
 
     /// Non-empty buckets as `(index, count)`, lowest first.
@@ -213,5 +244,50 @@ mod tests {
         assert_eq!(merged.heap_bytes(), capacity);
         // 1,000 ns is the start of an 8 ns wide bucket: its midpoint is 1,003.
         assert_eq!(merged.quantile(0.5), Some(1_003));
+    }
+
+    proptest::proptest! {
+        /// Every quantile is the representative of the bucket of the value at its rank
+        /// among the sorted values.
+        #[test]
+        fn quantiles_match_the_sorted_values(
+            mut values in proptest::collection::vec(1u64..1 << 40, 1..200),
+            q in 0.0f64..=1.0,
+        ) {
+            let mut h = DurationHistogram::default();
+            for v in &values { h.record(*v); }
+            values.sort_unstable();
+            let n = values.len() as u64;
+            let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
+            let expected = representative(index(values[(rank - 1) as usize]));
+            proptest::prop_assert_eq!(h.quantile(q), Some(expected));
+        }
+    }
+
+    proptest::proptest! {
+        /// Merging equals recording every value in one histogram, whatever ranges the
+        /// two cover and whether either was cleared first (zeros kept past its end).
+        #[test]
+        fn merge_equals_recording_everything(
+            old_a in proptest::collection::vec(1u64..1 << 40, 0..8),
+            old_b in proptest::collection::vec(1u64..1 << 40, 0..8),
+            a in proptest::collection::vec(1u64..1 << 40, 0..40),
+            b in proptest::collection::vec(1u64..1 << 40, 0..40),
+        ) {
+            let (mut x, mut y, mut both) =
+                (DurationHistogram::default(), DurationHistogram::default(), DurationHistogram::default());
+            for v in &old_a { x.record(*v); }
+            for v in &old_b { y.record(*v); }
+            x.clear();
+            y.clear();
+            for v in &a { x.record(*v); both.record(*v); }
+            for v in &b { y.record(*v); both.record(*v); }
+            x.merge(&y);
+            proptest::prop_assert_eq!(x.buckets().collect::<Vec<_>>(), both.buckets().collect::<Vec<_>>());
+            proptest::prop_assert_eq!(x.total(), both.total());
+            for q in [0.0, 0.5, 0.95, 0.99, 1.0] {
+                proptest::prop_assert_eq!(x.quantile(q), both.quantile(q));
+            }
+        }
     }
 }

@@ -856,6 +856,7 @@ impl Stats {
             sink_panics: 0,
             monitor: None,
             export: None,
+            watch: None,
         };
         Gathered {
             by_operation,

@@ -302,6 +302,48 @@ pub struct Health {
     pub monitor: Option<MonitorHealth>,
     /// The OTLP trace export, when enabled.
     pub export: Option<ExportHealth>,
+    /// Alert rules and regression checks, when they run.
+    #[serde(default)]
+    pub watch: Option<WatchHealth>,
+}
+
+/// The watcher's own state, in [`Health::watch`]: alert rules and the baseline
+/// comparison, evaluated on a timer off the span path.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct WatchHealth {
+    /// Alert rules loaded.
+    pub rules: u64,
+    /// Evaluations so far.
+    pub evaluations: u64,
+    /// How long the last evaluation took, microseconds.
+    pub last_evaluation_micros: Option<f64>,
+    /// Alerts firing now.
+    pub firing: u64,
+    /// Alerts pending now.
+    pub pending: u64,
+    /// Figures regressed against the baseline now.
+    pub regressed: u64,
+    /// The delivery to Alertmanager, when configured.
+    pub alertmanager: Option<DeliveryHealth>,
+}
+
+/// Alertmanager delivery, in [`WatchHealth::alertmanager`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct DeliveryHealth {
+    /// The Alertmanager.
+    pub url: String,
+    /// Notifications delivered.
+    pub sent: u64,
+    /// Delivery attempts that failed (each is retried with backoff).
+    pub failed_attempts: u64,
+    /// Notifications dropped (queue full, or still pending at shutdown).
+    pub dropped: u64,
+    /// Notifications waiting now (one per alert at most).
+    pub queued: u64,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
 }
 
 /// What happened to the spans sent to the OTLP exporter, in [`Health::export`]: at any
@@ -399,4 +441,7 @@ pub struct MonitorHealth {
     pub current_gpu_memory_bytes: Vec<Option<u64>>,
     /// The newest sample: utilization per GPU, 0.0–1.0, by device index.
     pub current_gpu_utilization: Vec<Option<f64>>,
+    /// Each GPU's total memory, bytes, by device index (as last read).
+    #[serde(default)]
+    pub gpu_memory_total_bytes: Vec<Option<u64>>,
 }

@@ -115,10 +115,18 @@ impl Ring {
 
     /// Merges the slots numbered `first..=last` into `out`.
     pub(crate) fn merge_into(&self, out: &mut Aggregate, first: u64, last: u64) {
-        for slot in &self.slots {
-            if slot.number != NEVER && (first..=last).contains(&slot.number) {
-                out.merge(&slot.aggregate);
-            }
+        let inside = || {
+            self.slots
+                .iter()
+                .filter(move |s| s.number != NEVER && (first..=last).contains(&s.number))
+        };
+        // One widening of the histogram for the whole window, then plain additions.
+        let (lo, hi) = inside()
+            .filter_map(|s| s.aggregate.histogram_range())
+            .fold((u32::MAX, 0), |(lo, hi), (l, h)| (lo.min(l), hi.max(h)));
+        out.reserve_histogram_range(lo, hi);
+        for slot in inside() {
+            out.merge(&slot.aggregate);
         }
     }
 

@@ -1,0 +1,255 @@
+//! Delivering alerts to a Prometheus Alertmanager through its API v2
+//! (`POST /api/v2/alerts`), on a thread of its own: the evaluation only hands
+//! notifications over and never waits.
+//!
+//! Notifications are kept by alert (its label set): a newer state replaces an older one
+//! not yet sent, so however long Alertmanager is down, the queue holds at most one
+//! entry per alert ([`MAX_PENDING`]; beyond, the newest are dropped and counted) and
+//! what reaches it at last is each alert's latest state. A failed delivery (unreachable,
+//! or any answer but 2xx) is retried with exponential backoff (1 s doubling to 30 s).
+//! Every delivery, failure and drop is counted ([`DeliveryHealth`]).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub use vidperf_core::stats::DeliveryHealth;
+
+use crate::Notification;
+
+/// Alerts waiting to be delivered at most (one entry per alert).
+pub const MAX_PENDING: usize = 1024;
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Why delivery could not start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AlertmanagerError {
+    /// The URL is not an `http://` URL with a host.
+    #[error(
+        "{url:?} is not an Alertmanager URL: expected http://host:port (https is not supported; use a local proxy)"
+    )]
+    InvalidUrl {
+        /// The URL given.
+        url: String,
+    },
+    /// The delivery thread could not start.
+    #[error("cannot start the Alertmanager delivery thread: {0}")]
+    Thread(String),
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    sent: AtomicU64,
+    failed_attempts: AtomicU64,
+    dropped: AtomicU64,
+    queued: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+enum Message {
+    Send(Vec<Notification>),
+    Stop,
+}
+
+/// A running delivery to one Alertmanager.
+#[derive(Debug)]
+pub struct Alertmanager {
+    url: String,
+    tx: SyncSender<Message>,
+    counters: Arc<Counters>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Alertmanager {
+    /// Starts delivering to the Alertmanager at `url` (e.g. `http://127.0.0.1:9093`).
+    pub fn start(url: &str) -> Result<Self, AlertmanagerError> {
+        let base = url.trim_end_matches('/');
+        let host = base.strip_prefix("http://").unwrap_or_default();
+        if host.is_empty() || host.starts_with(['/', ':']) {
+            return Err(AlertmanagerError::InvalidUrl {
+                url: url.to_owned(),
+            });
+        }
+        let endpoint = format!("{base}/api/v2/alerts");
+        let counters = Arc::new(Counters::default());
+        let (tx, rx) = sync_channel(64);
+        let worker_counters = counters.clone();
+        let thread = std::thread::Builder::new()
+            .name("vidperf-alertmanager".into())
+            .spawn(move || deliver(&endpoint, &rx, &worker_counters))
+            .map_err(|e| AlertmanagerError::Thread(e.to_string()))?;
+        Ok(Self {
+            url: base.to_owned(),
+            tx,
+            counters,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// The Alertmanager's base URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Hands notifications over; never blocks (when the hand-over queue is full, they
+    /// are dropped and counted).
+    pub fn send(&self, notifications: Vec<Notification>) {
+        if notifications.is_empty() {
+            return;
+        }
+        let n = notifications.len() as u64;
+        match self.tx.try_send(Message::Send(notifications)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.counters.dropped.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// What became of the notifications so far.
+    pub fn health(&self) -> DeliveryHealth {
+        let c = &self.counters;
+        let mut h = DeliveryHealth::default();
+        h.url = self.url.clone();
+        h.sent = c.sent.load(Ordering::Relaxed);
+        h.failed_attempts = c.failed_attempts.load(Ordering::Relaxed);
+        h.dropped = c.dropped.load(Ordering::Relaxed);
+        h.queued = c.queued.load(Ordering::Relaxed);
+        h.last_error = c
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        h
+    }
+
+    /// Sends what is pending (one last attempt) and stops, waiting at most `timeout`.
+    pub fn shutdown(&self, timeout: Duration) {
+        let _ = self.tx.try_send(Message::Stop);
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread {
+            let deadline = Instant::now() + timeout;
+            while !thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        self.shutdown(Duration::from_secs(2));
+    }
+}
+
+/// The delivery loop: merge what arrives by alert, post it, back off on failure.
+fn deliver(endpoint: &str, rx: &Receiver<Message>, counters: &Counters) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let mut pending: BTreeMap<BTreeMap<String, String>, Notification> = BTreeMap::new();
+    let mut backoff = FIRST_BACKOFF;
+    let mut retry_at: Option<Instant> = None;
+    let mut stopping = false;
+    loop {
+        let wait = match retry_at {
+            Some(at) => at.saturating_duration_since(Instant::now()),
+            None if pending.is_empty() => Duration::from_secs(3600),
+            None => Duration::ZERO,
+        };
+        match rx.recv_timeout(wait) {
+            Ok(Message::Send(list)) => {
+                for n in list {
+                    if pending.len() >= MAX_PENDING && !pending.contains_key(&n.labels) {
+                        counters.dropped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    pending.insert(n.labels.clone(), n);
+                }
+                // Take everything already waiting before posting.
+                while let Ok(message) = rx.try_recv() {
+                    match message {
+                        Message::Send(list) => {
+                            for n in list {
+                                if pending.len() < MAX_PENDING || pending.contains_key(&n.labels) {
+                                    pending.insert(n.labels.clone(), n);
+                                } else {
+                                    counters.dropped.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                        }
+                        Message::Stop => stopping = true,
+                    }
+                }
+            }
+            Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => stopping = true,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        counters
+            .queued
+            .store(pending.len() as u64, Ordering::Relaxed);
+        let due = retry_at.is_none_or(|at| Instant::now() >= at);
+        if !pending.is_empty() && (due || stopping) {
+            let batch: Vec<&Notification> = pending.values().collect();
+            match post(&agent, endpoint, &batch) {
+                Ok(()) => {
+                    counters
+                        .sent
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    pending.clear();
+                    backoff = FIRST_BACKOFF;
+                    retry_at = None;
+                }
+                Err(e) => {
+                    counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                    *counters
+                        .last_error
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = Some(e);
+                    retry_at = Some(Instant::now() + backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+            counters
+                .queued
+                .store(pending.len() as u64, Ordering::Relaxed);
+        }
+        if stopping {
+            counters
+                .dropped
+                .fetch_add(pending.len() as u64, Ordering::Relaxed);
+            counters.queued.store(0, Ordering::Relaxed);
+            return;
+        }
+    }
+}
+
+fn post(agent: &ureq::Agent, endpoint: &str, batch: &[&Notification]) -> Result<(), String> {
+    let body = serde_json::to_string(batch).map_err(|e| e.to_string())?;
+    let response = agent
+        .post(endpoint)
+        .header("Content-Type", "application/json")
+        .send(body)
+        .map_err(|e| format!("{endpoint}: {e}"))?;
+    let status = response.status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        let text = response.into_body().read_to_string().unwrap_or_default();
+        Err(format!("{endpoint} answered {status}: {}", text.trim()))
+    }
+}

@@ -1,0 +1,354 @@
+//! The service side: a thread named `vidperf-watch` that evaluates the alert rules on a
+//! timer (never on the span path), emits a `tracing` event for every alert that fires
+//! (WARN) or resolves (INFO) on the target `vidperf::alert`, hands notifications to
+//! Alertmanager (re-sent while firing, as Alertmanager expects), and keeps the current
+//! alerts for the HTTP API, the live stream and `/metrics`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+use vidperf_core::Stats;
+use vidperf_core::stats::{Health, HealthSource, WatchHealth};
+
+use crate::alerts::{AlertGauge, AlertStatus, Alerts, State, Transition};
+use crate::rules::RuleSet;
+
+/// Where the watcher delivers notifications (an Alertmanager, or a test double).
+pub trait Deliver: Send + Sync + 'static {
+    /// Hands notifications over; must not block.
+    fn send(&self, notifications: Vec<crate::Notification>);
+
+    /// How delivery is going, for the health figures.
+    fn health(&self) -> Option<vidperf_core::stats::DeliveryHealth> {
+        None
+    }
+
+    /// Stops, waiting at most `timeout`.
+    fn shutdown(&self, timeout: Duration) {
+        let _ = timeout;
+    }
+}
+
+#[cfg(feature = "alertmanager")]
+impl Deliver for crate::alertmanager::Alertmanager {
+    fn send(&self, notifications: Vec<crate::Notification>) {
+        crate::alertmanager::Alertmanager::send(self, notifications);
+    }
+
+    fn health(&self) -> Option<vidperf_core::stats::DeliveryHealth> {
+        Some(crate::alertmanager::Alertmanager::health(self))
+    }
+
+    fn shutdown(&self, timeout: Duration) {
+        crate::alertmanager::Alertmanager::shutdown(self, timeout);
+    }
+}
+
+/// The alerts as served: `GET /performance/alerts` and the live stream's `alerts`.
+#[derive(Clone, Debug, Default, Serialize)]
+#[non_exhaustive]
+pub struct AlertsDocument {
+    /// When the rules were last evaluated.
+    #[serde(serialize_with = "optional_time")]
+    pub evaluated_at: Option<SystemTime>,
+    /// Rules loaded.
+    pub rules: usize,
+    /// Alerts pending or firing, firing first.
+    pub alerts: Vec<AlertStatus>,
+}
+
+fn optional_time<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.collect_str(&humantime::format_rfc3339_micros(*t)),
+        None => s.serialize_none(),
+    }
+}
+
+#[derive(Debug, Default)]
+struct View {
+    document: AlertsDocument,
+    /// Every tracked alert with its state, for `vidperf_alert_state`.
+    gauges: Vec<AlertGauge>,
+    health: WatchHealth,
+}
+
+/// The running watcher.
+pub struct Watcher {
+    view: Arc<RwLock<View>>,
+    delivery: Option<Arc<dyn Deliver>>,
+    stop: SyncSender<()>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Watcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watcher").finish_non_exhaustive()
+    }
+}
+
+/// Why the watcher could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WatchError {
+    /// A rule's window is longer than the statistics keep.
+    #[error(
+        "alert rule {rule:?}: its window of {window:?} is longer than the statistics keep ({max:?}; StatsConfig::window_slots)"
+    )]
+    WindowTooLong {
+        /// The rule.
+        rule: String,
+        /// Its window.
+        window: Duration,
+        /// The longest window.
+        max: Duration,
+    },
+    /// The thread could not start.
+    #[error("cannot start the watcher thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+impl Watcher {
+    /// Starts evaluating `rules` against `stats`, delivering to `delivery` if given.
+    pub fn start(
+        stats: Arc<Stats>,
+        rules: RuleSet,
+        delivery: Option<Arc<dyn Deliver>>,
+    ) -> Result<Self, WatchError> {
+        for rule in &rules.rules {
+            if rule.window > stats.max_window() {
+                return Err(WatchError::WindowTooLong {
+                    rule: rule.name.clone(),
+                    window: rule.window,
+                    max: stats.max_window(),
+                });
+            }
+        }
+        let view = Arc::new(RwLock::new(View {
+            document: AlertsDocument {
+                rules: rules.rules.len(),
+                ..AlertsDocument::default()
+            },
+            ..View::default()
+        }));
+        let (stop, stopped) = sync_channel(1);
+        let mut worker = Worker {
+            stats,
+            alerts: Alerts::new(rules),
+            view: view.clone(),
+            delivery: delivery.clone(),
+            last_sent: HashMap::new(),
+            evaluations: 0,
+        };
+        let thread = std::thread::Builder::new()
+            .name("vidperf-watch".into())
+            .spawn(move || worker.run(&stopped))
+            .map_err(WatchError::Thread)?;
+        Ok(Self {
+            view,
+            delivery,
+            stop,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// The alerts now.
+    pub fn alerts(&self) -> AlertsDocument {
+        self.view
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .document
+            .clone()
+    }
+
+    /// Every tracked alert with its state (`vidperf_alert_state`).
+    pub fn alert_states(&self) -> Vec<AlertGauge> {
+        self.view
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .gauges
+            .clone()
+    }
+
+    /// Stops the thread (and the delivery, after one last attempt), waiting at most
+    /// `timeout`.
+    pub fn shutdown(&self, timeout: Duration) {
+        let _ = self.stop.try_send(());
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread {
+            let deadline = Instant::now() + timeout;
+            while !thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
+        }
+        if let Some(delivery) = &self.delivery {
+            delivery.shutdown(timeout);
+        }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.shutdown(Duration::from_secs(2));
+    }
+}
+
+/// The watcher's figures, in the statistics' health (`health.watch`).
+impl HealthSource for Watcher {
+    fn report(&self, health: &mut Health) {
+        let mut watch = self
+            .view
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .health
+            .clone();
+        watch.alertmanager = self.delivery.as_ref().and_then(|d| d.health());
+        health.watch = Some(watch);
+    }
+}
+
+struct Worker {
+    stats: Arc<Stats>,
+    alerts: Alerts,
+    view: Arc<RwLock<View>>,
+    delivery: Option<Arc<dyn Deliver>>,
+    /// When each firing alert was last sent, by its labels.
+    last_sent: HashMap<BTreeMap<String, String>, SystemTime>,
+    evaluations: u64,
+}
+
+impl Worker {
+    fn run(&mut self, stopped: &Receiver<()>) {
+        let interval = self.alerts.rules().evaluation_interval;
+        loop {
+            let started = Instant::now();
+            self.evaluate(SystemTime::now(), started);
+            let wait = interval.saturating_sub(started.elapsed());
+            match stopped.recv_timeout(wait) {
+                Err(RecvTimeoutError::Timeout) => {}
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    fn evaluate(&mut self, now: SystemTime, started: Instant) {
+        let transitions = self.alerts.evaluate(&*self.stats, now);
+        self.evaluations += 1;
+        let mut notifications = Vec::new();
+        for t in &transitions {
+            match t {
+                Transition::Fired(a) => {
+                    tracing::warn!(
+                        target: "vidperf::alert",
+                        alertname = %a.name,
+                        strategy = a.strategy.as_deref().unwrap_or(""),
+                        operation = a.operation.as_deref().unwrap_or(""),
+                        severity = %a.severity,
+                        value = a.value.unwrap_or(f64::NAN),
+                        threshold = a.threshold,
+                        "alert firing: {}",
+                        a.summary
+                    );
+                }
+                Transition::Resolved(a) => {
+                    tracing::info!(
+                        target: "vidperf::alert",
+                        alertname = %a.name,
+                        strategy = a.strategy.as_deref().unwrap_or(""),
+                        operation = a.operation.as_deref().unwrap_or(""),
+                        severity = %a.severity,
+                        "alert resolved: {}",
+                        a.summary
+                    );
+                    let labels = labels(a);
+                    self.last_sent.remove(&labels);
+                    notifications.push(crate::Notification::new(
+                        labels,
+                        annotations(a),
+                        a.firing_since.unwrap_or(now),
+                        now,
+                    ));
+                }
+            }
+        }
+        // Firing alerts are (re)sent every `resend_interval`, with an end four
+        // intervals ahead, as Prometheus does: Alertmanager resolves them by itself if
+        // the service dies.
+        let rules = self.alerts.rules();
+        let resend = rules.resend_interval;
+        let horizon = resend.max(rules.evaluation_interval) * 4;
+        let active = self.alerts.active();
+        for a in active.iter().filter(|a| a.state == State::Firing) {
+            let labels = labels(a);
+            let due = self
+                .last_sent
+                .get(&labels)
+                .is_none_or(|t| now.duration_since(*t).unwrap_or_default() >= resend);
+            if due {
+                self.last_sent.insert(labels.clone(), now);
+                notifications.push(crate::Notification::new(
+                    labels,
+                    annotations(a),
+                    a.firing_since.unwrap_or(now),
+                    now + horizon,
+                ));
+            }
+        }
+        if let Some(delivery) = &self.delivery {
+            delivery.send(notifications);
+        }
+        let mut document_alerts = active.clone();
+        document_alerts.sort_by_key(|a| a.state != State::Firing);
+        let firing = active.iter().filter(|a| a.state == State::Firing).count() as u64;
+        let pending = active.iter().filter(|a| a.state == State::Pending).count() as u64;
+        let mut view = self.view.write().unwrap_or_else(PoisonError::into_inner);
+        view.document = AlertsDocument {
+            evaluated_at: Some(now),
+            rules: self.alerts.rules().rules.len(),
+            alerts: document_alerts,
+        };
+        view.gauges = self.alerts.gauges();
+        let mut health = WatchHealth::default();
+        health.rules = view.document.rules as u64;
+        health.evaluations = self.evaluations;
+        health.last_evaluation_micros = Some(started.elapsed().as_secs_f64() * 1e6);
+        health.firing = firing;
+        health.pending = pending;
+        view.health = health;
+    }
+}
+
+/// An alert's identity for Alertmanager.
+fn labels(a: &AlertStatus) -> BTreeMap<String, String> {
+    let mut labels = a.labels.clone();
+    labels.insert("alertname".into(), a.name.clone());
+    labels.insert("severity".into(), a.severity.clone());
+    if let Some(s) = &a.strategy {
+        labels.insert("strategy".into(), s.clone());
+    }
+    if let Some(o) = &a.operation {
+        labels.insert("operation".into(), o.clone());
+    }
+    labels
+}
+
+fn annotations(a: &AlertStatus) -> BTreeMap<String, String> {
+    let mut annotations = BTreeMap::from([("summary".to_owned(), a.summary.clone())]);
+    if let Some(d) = &a.description {
+        annotations.insert("description".into(), d.clone());
+    }
+    if let Some(v) = a.value {
+        annotations.insert("value".into(), v.to_string());
+    }
+    annotations
+}

@@ -1,0 +1,137 @@
+//! Alert rules (and, with a baseline, regression checks), wired into the builder.
+//!
+//! Rules come from a TOML file (`VIDPERF_ALERT_RULES=path`, or
+//! [`Builder::alert_rules_file`] / [`Builder::alert_rules`]); the format is documented
+//! in [`vidperf_watch::rules`]. They are evaluated on a thread of their own every
+//! `evaluation_interval`, never on the span path. What fires or resolves is:
+//!
+//! - a `tracing` event on the target `vidperf::alert` (`WARN` when firing, `INFO` when
+//!   resolved), which reaches any other subscriber and OTLP;
+//! - `GET /performance/alerts`, the live stream's `alerts`, and
+//!   `vidperf_alert_state{alertname,strategy,operation,severity}` on `/metrics`
+//!   (0 inactive, 1 pending, 2 firing);
+//! - with `VIDPERF_ALERTMANAGER_URL` (or [`Builder::alertmanager`]), Alertmanager's API
+//!   v2, re-sent while firing, retried with backoff, counted in `health.watch`.
+//!
+//! ```no_run
+//! let vidperf = vidperf::builder()
+//!     .alert_rules_file("alerts.toml")
+//!     .alertmanager("http://127.0.0.1:9093")
+//!     .install()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use vidperf_core::Stats;
+pub use vidperf_watch::{
+    AlertGauge, AlertStatus, AlertsDocument, Metric, Rule, RuleError, RuleSet, State,
+};
+use vidperf_watch::{Deliver, Watcher};
+
+use crate::builder::{BuildError, Builder, env_text};
+
+/// `VIDPERF_ALERT_RULES`: a TOML file of alert rules.
+pub const ENV_ALERT_RULES: &str = "VIDPERF_ALERT_RULES";
+/// `VIDPERF_ALERTMANAGER_URL`: deliver alerts to this Alertmanager (`http://host:port`).
+pub const ENV_ALERTMANAGER_URL: &str = "VIDPERF_ALERTMANAGER_URL";
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Setting {
+    rules: Option<Rules>,
+    alertmanager: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+enum Rules {
+    File(PathBuf),
+    Set(RuleSet),
+}
+
+pub(crate) type Running = Arc<Watcher>;
+
+impl Builder {
+    /// Evaluates the alert rules in this TOML file (instead of `VIDPERF_ALERT_RULES`).
+    /// A mistake in it is a build error naming the file, the line and the field.
+    pub fn alert_rules_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.watch.rules = Some(Rules::File(path.into()));
+        self
+    }
+
+    /// Evaluates these alert rules.
+    pub fn alert_rules(mut self, rules: RuleSet) -> Self {
+        self.watch.rules = Some(Rules::Set(rules));
+        self
+    }
+
+    /// Delivers alerts to the Alertmanager at `url` (instead of
+    /// `VIDPERF_ALERTMANAGER_URL`).
+    pub fn alertmanager(mut self, url: impl Into<String>) -> Self {
+        self.watch.alertmanager = Some(url.into());
+        self
+    }
+}
+
+fn delivery(url: &str) -> Result<Arc<dyn Deliver>, BuildError> {
+    #[cfg(feature = "alertmanager")]
+    {
+        Ok(Arc::new(vidperf_watch::alertmanager::Alertmanager::start(
+            url,
+        )?))
+    }
+    #[cfg(not(feature = "alertmanager"))]
+    {
+        let _ = url;
+        Err(BuildError::FeatureNotBuilt {
+            var: ENV_ALERTMANAGER_URL,
+            feature: "alertmanager",
+        })
+    }
+}
+
+/// Starts the watcher when rules are configured; registers its health with `stats`.
+pub(crate) fn start(
+    setting: &Setting,
+    read_env: bool,
+    stats: &Arc<Stats>,
+) -> Result<Option<Running>, BuildError> {
+    let from_env = |var| -> Result<Option<String>, BuildError> {
+        Ok(if read_env {
+            env_text(var)?.filter(|v| !v.trim().is_empty())
+        } else {
+            None
+        })
+    };
+    let rules = match &setting.rules {
+        Some(Rules::Set(set)) => Some(set.clone()),
+        Some(Rules::File(path)) => Some(RuleSet::from_file(path)?),
+        None => match from_env(ENV_ALERT_RULES)? {
+            Some(path) => Some(RuleSet::from_file(std::path::Path::new(path.trim()))?),
+            None => None,
+        },
+    };
+    let url = match &setting.alertmanager {
+        Some(url) => Some(url.clone()),
+        None => from_env(ENV_ALERTMANAGER_URL)?,
+    };
+    let Some(rules) = rules else {
+        if url.is_some() {
+            return Err(BuildError::InvalidEnv {
+                var: ENV_ALERTMANAGER_URL,
+                value: url.unwrap_or_default(),
+                expected: "alert rules too (VIDPERF_ALERT_RULES): without rules there is nothing to deliver",
+            });
+        }
+        return Ok(None);
+    };
+    let delivery = url.as_deref().map(delivery).transpose()?;
+    let watcher = Arc::new(Watcher::start(stats.clone(), rules, delivery)?);
+    stats.add_health_source(watcher.clone());
+    Ok(Some(watcher))
+}
+
+pub(crate) fn shutdown(watcher: &Running, timeout: Duration) {
+    watcher.shutdown(timeout);
+}
