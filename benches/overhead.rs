@@ -345,6 +345,114 @@ fn alerts_section(rounds: usize) {
     drop(handle);
 }
 
+/// The thread reading the benchmark's stream clients (not the host's cost).
+const STREAM_CLIENTS_THREAD: &str = "bench-clients";
+
+/// Resident memory of this process, bytes (`VmRSS`).
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// 100 clients on `GET /performance/stream` at 1 s: what they cost the host (CPU of
+/// every thread but the clients' reader, over 10 s, against the same 10 s without
+/// clients; resident memory per client), and the span path with them connected.
+fn streams_section(rounds: usize) {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    const CLIENTS: usize = 100;
+    let config = vidperf::http::ApiConfig::default()
+        .with_stream_limits(CLIENTS + 8, std::time::Duration::from_secs(30));
+    let (layer, handle) = vidperf::builder()
+        .without_env()
+        .without_resource_monitor()
+        .http_api_config(config)
+        .http_api("127.0.0.1:0".parse().expect("addr"))
+        .build()
+        .expect("build");
+    let dispatch = Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || {
+        for i in 0..800u64 {
+            black_box(flat(i));
+        }
+    });
+    let addr = handle.http_addr().expect("serving");
+    let host_cpu = |seconds: u64| {
+        let (cpu, wall) = (threads_cpu_ns(&[STREAM_CLIENTS_THREAD]), Instant::now());
+        std::thread::sleep(std::time::Duration::from_secs(seconds));
+        (threads_cpu_ns(&[STREAM_CLIENTS_THREAD]) - cpu) as f64 / wall.elapsed().as_nanos() as f64
+    };
+    let idle = host_cpu(10);
+    let before = rss_bytes();
+    let stop = Arc::new(AtomicBool::new(false));
+    let events = Arc::new(AtomicU64::new(0));
+    let mut sockets = Vec::new();
+    for _ in 0..CLIENTS {
+        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+        s.write_all(
+            b"GET /performance/stream?interval=1s HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n",
+        )
+        .expect("request");
+        s.set_nonblocking(true).expect("non-blocking");
+        sockets.push(s);
+    }
+    let reader = {
+        let (stop, events) = (stop.clone(), events.clone());
+        std::thread::Builder::new()
+            .name(STREAM_CLIENTS_THREAD.into())
+            .spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                while !stop.load(Ordering::Relaxed) {
+                    for s in &mut sockets {
+                        while let Ok(n) = s.read(&mut buf) {
+                            if n == 0 {
+                                break;
+                            }
+                            let found = buf[..n].windows(6).filter(|w| w == b"event:").count();
+                            events.fetch_add(found as u64, Ordering::Relaxed);
+                        }
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            })
+            .expect("reader thread")
+    };
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let memory = rss_bytes().saturating_sub(before) as f64 / CLIENTS as f64;
+    let streaming = host_cpu(10);
+    let delivered = events.load(Ordering::Relaxed);
+    let setups = [
+        Setup::new("registry + PerfLayer + stats", vidperf_dispatch(false)),
+        Setup::new("+ HTTP API with 100 stream clients", dispatch),
+    ];
+    let rows = measure_setups(&setups, 0, "flat operation span", flat, 20_000, rounds);
+    stop.store(true, Ordering::Relaxed);
+    let _ = reader.join();
+    let extra = (streaming - idle) * 100.0;
+    println!(
+        "- {CLIENTS} clients on /performance/stream at 1 s: the host spends {:.2}% of one core on \
+         them ({:.2}% with them, {:.2}% without, over 10 s each; target ≤ 2%: {}); {:.0} KiB of \
+         resident memory per client; {delivered} events delivered in the 13 s; the flat operation \
+         span costs {:.3}x with them connected (target ≤ 1.02x: {}).",
+        extra,
+        streaming * 100.0,
+        idle * 100.0,
+        verdict(extra <= 2.0),
+        memory / 1024.0,
+        rows[1].ratio,
+        verdict(rows[1].ratio <= 1.02),
+    );
+    let _ = handle.shutdown(std::time::Duration::from_secs(5));
+}
+
 /// The resource monitor's own costs: a sampling tick, closing a window over 1 vs
 /// 10,000 samples, and the span path with 10,000 operations open.
 fn monitor_section(rounds: usize) {
@@ -534,6 +642,11 @@ fn thread_cpu_ns() -> u64 {
 /// one scheduler tick (4 ms at HZ=250) when it is; summed over a whole run, as the tables
 /// use it, that is at most one tick per thread per read.
 fn other_threads_cpu_ns() -> u64 {
+    threads_cpu_ns(&[collector::SINK_THREAD, STREAM_CLIENTS_THREAD])
+}
+
+/// [`other_threads_cpu_ns`] leaving out the threads named in `except`.
+fn threads_cpu_ns(except: &[&str]) -> u64 {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0;
     };
@@ -544,7 +657,7 @@ fn other_threads_cpu_ns() -> u64 {
         .filter(|t| t.file_name().to_string_lossy() != me)
         .filter(|t| {
             std::fs::read_to_string(t.path().join("comm"))
-                .is_ok_and(|name| name.trim_end() != collector::SINK_THREAD)
+                .is_ok_and(|name| !except.contains(&name.trim_end()))
         })
         .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
         .filter_map(|s| {
@@ -884,6 +997,7 @@ fn main() {
     if std::env::args().any(|a| a == "--spans-only") {
         return;
     }
+    streams_section(rounds);
     println!();
     monitor_section(rounds);
     println!();

@@ -43,6 +43,8 @@ impl std::fmt::Debug for Builder {
 }
 
 impl Default for Builder {
+    // reason: a part's setting is a unit struct when its feature is off.
+    #[allow(clippy::default_constructed_unit_structs)]
     fn default() -> Self {
         Self {
             history_limit: None,
@@ -104,6 +106,9 @@ pub enum BuildError {
     /// The alert rules cannot run (e.g. a window longer than the statistics keep).
     #[error(transparent)]
     Watch(#[from] vidperf_watch::WatchError),
+    /// The baseline export cannot be read (the error names the file and why).
+    #[error(transparent)]
+    Baseline(#[from] vidperf_watch::baseline::BaselineError),
     /// The Alertmanager URL is wrong.
     #[cfg(feature = "alertmanager")]
     #[cfg_attr(docsrs, doc(cfg(feature = "alertmanager")))]

@@ -89,6 +89,12 @@ impl Vidperf {
         self.watcher.as_ref().map(|w| w.alerts())
     }
 
+    /// The last comparison of the live window with the baseline, when one is loaded
+    /// ([`Builder::baseline`](crate::Builder::baseline)).
+    pub fn regressions(&self) -> Option<watch::RegressionsDocument> {
+        self.watcher.as_ref().and_then(|w| w.regressions())
+    }
+
     /// What the build warned about (e.g. an HTTP API on a non-loopback address). Each
     /// warning was also emitted once as a `WARN` event (target `vidperf::http`) to the
     /// subscriber current at build time; a program without a log output of its own can

@@ -177,10 +177,16 @@ pub fn init() -> Result<Vidperf, InstallError> {
     builder().install()
 }
 
+/// The README's code, compiled and run as doc tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 /// Support for the `track` macro's expansion. Not public API.
 #[doc(hidden)]
 pub mod __private {
     pub use tracing;
     pub use tracing::Instrument;
+    pub use vidperf_core::__specialize::{RecordError, RecordFigures, RecordNothing, Returned};
     pub use vidperf_core::record_outcome;
 }

@@ -1,4 +1,4 @@
-//! Alert rules (and, with a baseline, regression checks), wired into the builder.
+//! Alert rules and a baseline, wired into the builder.
 //!
 //! Rules come from a TOML file (`VIDPERF_ALERT_RULES=path`, or
 //! [`Builder::alert_rules_file`] / [`Builder::alert_rules`]); the format is documented
@@ -13,10 +13,19 @@
 //! - with `VIDPERF_ALERTMANAGER_URL` (or [`Builder::alertmanager`]), Alertmanager's API
 //!   v2, re-sent while firing, retried with backoff, counted in `health.watch`.
 //!
+//! A baseline (`VIDPERF_BASELINE=path`, or [`Builder::baseline`]) is a JSON export —
+//! a release's, a good day's — that the live window (`VIDPERF_BASELINE_WINDOW`, default
+//! 10 minutes) is compared with every 30 seconds by the rules of `vidperf compare`.
+//! A figure turning regressed or recovering is a `tracing` event on the target
+//! `vidperf::regression` (`WARN` / `INFO`); the last comparison is
+//! `GET /performance/regressions`, and `vidperf_regression{operation,strategy,figure}`
+//! on `/metrics` is 1 while a figure is regressed.
+//!
 //! ```no_run
 //! let vidperf = vidperf::builder()
 //!     .alert_rules_file("alerts.toml")
 //!     .alertmanager("http://127.0.0.1:9093")
+//!     .baseline("release-1.4.json")
 //!     .install()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -26,6 +35,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use vidperf_core::Stats;
+pub use vidperf_watch::baseline::{Baseline, BaselineError, RegressionGauge, RegressionsDocument};
+pub use vidperf_watch::compare::{CompareConfig, Comparison, Figure, Verdict};
 pub use vidperf_watch::{
     AlertGauge, AlertStatus, AlertsDocument, Metric, Rule, RuleError, RuleSet, State,
 };
@@ -37,11 +48,20 @@ use crate::builder::{BuildError, Builder, env_text};
 pub const ENV_ALERT_RULES: &str = "VIDPERF_ALERT_RULES";
 /// `VIDPERF_ALERTMANAGER_URL`: deliver alerts to this Alertmanager (`http://host:port`).
 pub const ENV_ALERTMANAGER_URL: &str = "VIDPERF_ALERTMANAGER_URL";
+/// `VIDPERF_BASELINE`: a JSON export the live window is compared with.
+pub const ENV_BASELINE: &str = "VIDPERF_BASELINE";
+/// `VIDPERF_BASELINE_WINDOW`: the live window compared with the baseline (`10m`, `300s`).
+pub const ENV_BASELINE_WINDOW: &str = "VIDPERF_BASELINE_WINDOW";
+/// `VIDPERF_BASELINE_INTERVAL`: how often the live window is compared (`30s`).
+pub const ENV_BASELINE_INTERVAL: &str = "VIDPERF_BASELINE_INTERVAL";
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Setting {
     rules: Option<Rules>,
     alertmanager: Option<String>,
+    baseline: Option<PathBuf>,
+    baseline_window: Option<Duration>,
+    baseline_interval: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -70,6 +90,28 @@ impl Builder {
     /// `VIDPERF_ALERTMANAGER_URL`).
     pub fn alertmanager(mut self, url: impl Into<String>) -> Self {
         self.watch.alertmanager = Some(url.into());
+        self
+    }
+
+    /// Compares the live window with the JSON export at `path` every 30 seconds
+    /// (instead of `VIDPERF_BASELINE`). A file that cannot be read is a build error
+    /// naming it.
+    pub fn baseline(mut self, path: impl Into<PathBuf>) -> Self {
+        self.watch.baseline = Some(path.into());
+        self
+    }
+
+    /// The live window compared with the baseline (instead of
+    /// `VIDPERF_BASELINE_WINDOW`; default 10 minutes, at most what the statistics keep).
+    pub fn baseline_window(mut self, window: Duration) -> Self {
+        self.watch.baseline_window = Some(window);
+        self
+    }
+
+    /// How often the live window is compared with the baseline (default 30 s; at
+    /// least 100 ms).
+    pub fn baseline_interval(mut self, interval: Duration) -> Self {
+        self.watch.baseline_interval = Some(interval);
         self
     }
 }
@@ -116,18 +158,57 @@ pub(crate) fn start(
         Some(url) => Some(url.clone()),
         None => from_env(ENV_ALERTMANAGER_URL)?,
     };
-    let Some(rules) = rules else {
-        if url.is_some() {
-            return Err(BuildError::InvalidEnv {
-                var: ENV_ALERTMANAGER_URL,
-                value: url.unwrap_or_default(),
-                expected: "alert rules too (VIDPERF_ALERT_RULES): without rules there is nothing to deliver",
-            });
-        }
-        return Ok(None);
+    let baseline = match &setting.baseline {
+        Some(path) => Some(path.clone()),
+        None => from_env(ENV_BASELINE)?.map(|p| PathBuf::from(p.trim())),
     };
+    let duration_env =
+        |var: &'static str, set: Option<Duration>| -> Result<Option<Duration>, BuildError> {
+            if set.is_some() {
+                return Ok(set);
+            }
+            match from_env(var)? {
+                Some(text) => humantime::parse_duration(text.trim())
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .map(Some)
+                    .ok_or(BuildError::InvalidEnv {
+                        var,
+                        value: text.clone(),
+                        expected: "a duration such as 10m or 30s",
+                    }),
+                None => Ok(None),
+            }
+        };
+    let window = duration_env(ENV_BASELINE_WINDOW, setting.baseline_window)?;
+    let interval = duration_env(ENV_BASELINE_INTERVAL, setting.baseline_interval)?;
+    let baseline = match baseline {
+        Some(path) => {
+            let mut baseline = Baseline::from_file(&path)?;
+            if let Some(window) = window {
+                baseline.window = window;
+            }
+            baseline.window = baseline.window.min(stats.max_window());
+            if let Some(interval) = interval {
+                baseline.interval = interval.max(Duration::from_millis(100));
+            }
+            Some(baseline)
+        }
+        None => None,
+    };
+    if rules.is_none() && url.is_some() {
+        return Err(BuildError::InvalidEnv {
+            var: ENV_ALERTMANAGER_URL,
+            value: url.unwrap_or_default(),
+            expected: "alert rules too (VIDPERF_ALERT_RULES): without rules there is nothing to deliver",
+        });
+    }
+    if rules.is_none() && baseline.is_none() {
+        return Ok(None);
+    }
+    let rules = rules.unwrap_or_default();
     let delivery = url.as_deref().map(delivery).transpose()?;
-    let watcher = Arc::new(Watcher::start(stats.clone(), rules, delivery)?);
+    let watcher = Arc::new(Watcher::start(stats.clone(), rules, delivery, baseline)?);
     stats.add_health_source(watcher.clone());
     Ok(Some(watcher))
 }

@@ -235,9 +235,22 @@ static int device_index(nvmlDevice_t device, unsigned *index) {
 
 /* ---- NVML API ---- */
 
+/* Another process (an example run by a test) sets its devices' figures from the
+ * environment: FAKE_NVML_MEMORY_TOTAL and FAKE_NVML_MEMORY_USED (bytes) and
+ * FAKE_NVML_UTILIZATION (percent), for every device. */
+static void from_env(void) {
+    const char *v;
+    for (unsigned i = 0; i < MAX_DEVICES; i++) {
+        if ((v = getenv("FAKE_NVML_MEMORY_TOTAL"))) STORE(mem_total[i], strtoull(v, 0, 10));
+        if ((v = getenv("FAKE_NVML_MEMORY_USED"))) STORE(mem_used[i], strtoull(v, 0, 10));
+        if ((v = getenv("FAKE_NVML_UTILIZATION"))) STORE(util_gpu[i], (unsigned)strtoul(v, 0, 10));
+    }
+}
+
 nvmlReturn_t nvmlInit_v2(void) {
     int rc = enter(FN_INIT);
     if (rc) return rc;
+    if (!LOAD(initialized)) from_env();
     STORE(initialized, 1);
     return NVML_SUCCESS;
 }

@@ -38,6 +38,8 @@ pub use layer::{
     LayerHealth, MAX_EVENTS_PER_SPAN, PerfLayer, PerfLayerBuilder, record_error, record_field,
     span_ids,
 };
+#[doc(hidden)]
+pub use outcome::specialize as __specialize;
 pub use outcome::{OperationOutcome, record_outcome};
 pub use propagation::{SpanExt, TraceParent};
 pub use record::{DeviceRecord, OperationRecord};

@@ -184,3 +184,69 @@ pub(crate) fn record(span: &Span, name: &str, value: crate::FieldValue) {
         V::Str(v) => span.record(name, v.as_str()),
     };
 }
+
+/// What `#[vidperf::track]` records from any return value, picked at compile time by
+/// autoref specialization: an [`OperationOutcome`] records its figures (and a
+/// `Result<T: OperationOutcome, E>` its error too); any other `Result<_, E: Display>`
+/// records its error; anything else records nothing. Not public API.
+#[doc(hidden)]
+pub mod specialize {
+    use std::fmt::Display;
+
+    use tracing::Span;
+
+    use super::{OperationOutcome, record_outcome};
+
+    /// The return value, borrowed.
+    pub struct Returned<'a, T: ?Sized>(pub &'a T);
+
+    impl<T: ?Sized> std::fmt::Debug for Returned<'_, T> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("Returned")
+        }
+    }
+
+    /// First choice: the value reports figures.
+    pub trait RecordFigures {
+        /// Records them.
+        fn record_on(&self, span: &Span);
+    }
+
+    impl<T: OperationOutcome + ?Sized> RecordFigures for &&Returned<'_, T> {
+        fn record_on(&self, span: &Span) {
+            record_outcome(span, self.0);
+        }
+    }
+
+    /// Second choice: a `Result` whose error can be shown.
+    pub trait RecordError {
+        /// Records the error, if any.
+        fn record_on(&self, span: &Span);
+    }
+
+    impl<T, E: Display> RecordError for &Returned<'_, Result<T, E>> {
+        fn record_on(&self, span: &Span) {
+            if let Err(e) = self.0 {
+                record_outcome(span, &Failed(e));
+            }
+        }
+    }
+
+    /// Last: nothing to record.
+    pub trait RecordNothing {
+        /// Does nothing.
+        fn record_on(&self, span: &Span);
+    }
+
+    impl<T: ?Sized> RecordNothing for Returned<'_, T> {
+        fn record_on(&self, _: &Span) {}
+    }
+
+    struct Failed<'a, E>(&'a E);
+
+    impl<E: Display> OperationOutcome for Failed<'_, E> {
+        fn error_message(&self) -> Option<String> {
+            Some(self.0.to_string())
+        }
+    }
+}

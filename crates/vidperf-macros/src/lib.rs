@@ -15,8 +15,16 @@ use syn::{Expr, ExprLit, ItemFn, Lit, LitStr, MetaNameValue, ReturnType, Token, 
 #[proc_macro_attribute]
 pub fn track(args: TokenStream, item: TokenStream) -> TokenStream {
     let args = syn::parse_macro_input!(args as Args);
-    let item = syn::parse_macro_input!(item as ItemFn);
-    expand(args, item)
+    let Ok(function) = syn::parse::<ItemFn>(item.clone()) else {
+        let span = syn::parse::<syn::Item>(item).map_or_else(|_| Span::call_site(), |i| i.span());
+        return syn::Error::new(
+            span,
+            "#[vidperf::track] goes on a function (`fn` or `async fn`)",
+        )
+        .into_compile_error()
+        .into();
+    };
+    expand(args, function)
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
 }
@@ -111,7 +119,11 @@ fn expand(args: Args, item: ItemFn) -> syn::Result<TokenStream2> {
                 ::core::clone::Clone::clone(&__vidperf_span),
             )
             .await;
-            #private::record_outcome(&__vidperf_span, &__vidperf_result);
+            {
+                #[allow(unused_imports)]
+                use #private::{RecordError as _, RecordFigures as _, RecordNothing as _};
+                (&&&#private::Returned(&__vidperf_result)).record_on(&__vidperf_span);
+            }
             __vidperf_result
         }
     } else {
@@ -120,7 +132,11 @@ fn expand(args: Args, item: ItemFn) -> syn::Result<TokenStream2> {
             let __vidperf_span = #make_span;
             #[allow(clippy::redundant_closure_call, clippy::let_unit_value)]
             let __vidperf_result = __vidperf_span.in_scope(move || #closure_ret #block);
-            #private::record_outcome(&__vidperf_span, &__vidperf_result);
+            {
+                #[allow(unused_imports)]
+                use #private::{RecordError as _, RecordFigures as _, RecordNothing as _};
+                (&&&#private::Returned(&__vidperf_result)).record_on(&__vidperf_span);
+            }
             __vidperf_result
         }
     };

@@ -33,6 +33,10 @@ pub mod attr {
     pub const FPS: &str = "vidperf.fps";
     /// Whether the operation succeeded (`success`, `failure`), on metrics.
     pub const OUTCOME: &str = "vidperf.outcome";
+    /// `"<operation> <strategy>"` on operation spans: the APM resource (Datadog's
+    /// OTLP mapping, rotel's and the Datadog agent's, take the resource from it), so
+    /// trace metrics come per strategy.
+    pub const RESOURCE_NAME: &str = "resource.name";
 }
 
 fn value(v: &FieldValue) -> Value {
@@ -91,6 +95,13 @@ pub(crate) fn attributes(span: &FinishedSpan) -> Vec<KeyValue> {
             attr::STRATEGY,
             Value::String(key.strategy.clone().into()),
         ));
+        // Unless the span sets its own.
+        if !span.metadata.iter().any(|(k, _)| k == attr::RESOURCE_NAME) {
+            out.push(KeyValue::new(
+                attr::RESOURCE_NAME,
+                format!("{} {}", key.operation_type, key.strategy),
+            ));
+        }
     }
     // The contract's numbers under their field names, typed as the contract says.
     for (name, number) in span.fields.numbers() {

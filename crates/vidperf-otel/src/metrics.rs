@@ -2,7 +2,7 @@
 //! sampler keeps — through the SDK's meter provider.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use opentelemetry::metrics::{
@@ -20,6 +20,18 @@ use crate::convert::attr;
 /// reported under `__overflow__`, so every instrument's cardinality stays bounded.
 pub const MAX_ATTRIBUTE_SETS: usize = 256;
 
+/// The name of every instrument, in the order they are created.
+pub const METRIC_NAMES: [&str; 8] = [
+    "vidperf.operation.duration",
+    "vidperf.operation.frames",
+    "vidperf.operation.fps",
+    "vidperf.operation.quality",
+    attr::PROCESS_MEMORY_PEAK,
+    attr::GPU_MEMORY_PEAK,
+    attr::PROCESS_CPU_PEAK,
+    attr::GPU_UTILIZATION_PEAK,
+];
+
 /// Duration buckets, seconds (the same bounds as the statistics).
 const DURATION_BOUNDS: [f64; 17] = vidperf_core::stats::DURATION_BUCKETS;
 
@@ -34,18 +46,42 @@ struct Seen {
     len: usize,
 }
 
-/// Every instrument bound to one attribute set (operation, strategy, outcome): the SDK
-/// resolves the set once, at bind time, instead of hashing it on every recording.
+/// The instruments of one attribute set (operation, strategy, outcome), each bound at
+/// its first recording: the SDK resolves the set once instead of hashing it on every
+/// recording, and an instrument never recorded for the set exports nothing for it (no
+/// zero-count series, no GPU histograms without a GPU).
 #[derive(Debug)]
 struct Bound {
-    duration: BoundHistogram<f64>,
-    frames: BoundCounter<u64>,
-    fps: BoundHistogram<f64>,
-    quality: BoundHistogram<f64>,
-    memory: BoundHistogram<u64>,
-    gpu_memory: BoundHistogram<u64>,
-    cpu: BoundHistogram<f64>,
-    gpu: BoundHistogram<f64>,
+    attrs: [KeyValue; 3],
+    duration: OnceLock<BoundHistogram<f64>>,
+    frames: OnceLock<BoundCounter<u64>>,
+    fps: OnceLock<BoundHistogram<f64>>,
+    quality: OnceLock<BoundHistogram<f64>>,
+    memory: OnceLock<BoundHistogram<u64>>,
+    gpu_memory: OnceLock<BoundHistogram<u64>>,
+    cpu: OnceLock<BoundHistogram<f64>>,
+    gpu: OnceLock<BoundHistogram<f64>>,
+}
+
+impl Bound {
+    fn new(operation: Arc<str>, strategy: Arc<str>, success: bool) -> Self {
+        let outcome = if success { "success" } else { "failure" };
+        Self {
+            attrs: [
+                KeyValue::new(attr::OPERATION, Value::String(operation.into())),
+                KeyValue::new(attr::STRATEGY, Value::String(strategy.into())),
+                KeyValue::new(attr::OUTCOME, outcome),
+            ],
+            duration: OnceLock::new(),
+            frames: OnceLock::new(),
+            fps: OnceLock::new(),
+            quality: OnceLock::new(),
+            memory: OnceLock::new(),
+            gpu_memory: OnceLock::new(),
+            cpu: OnceLock::new(),
+            gpu: OnceLock::new(),
+        }
+    }
 }
 
 /// The instruments, unbound.
@@ -59,28 +95,6 @@ struct Instruments {
     gpu_memory: Histogram<u64>,
     cpu: Histogram<f64>,
     gpu: Histogram<f64>,
-}
-
-impl Instruments {
-    /// Binds every instrument to the attribute set of (operation, strategy, outcome).
-    fn bind(&self, operation: Arc<str>, strategy: Arc<str>, success: bool) -> Bound {
-        let outcome = if success { "success" } else { "failure" };
-        let attrs = [
-            KeyValue::new(attr::OPERATION, Value::String(operation.into())),
-            KeyValue::new(attr::STRATEGY, Value::String(strategy.into())),
-            KeyValue::new(attr::OUTCOME, outcome),
-        ];
-        Bound {
-            duration: self.duration.bind(&attrs),
-            frames: self.frames.bind(&attrs),
-            fps: self.fps.bind(&attrs),
-            quality: self.quality.bind(&attrs),
-            memory: self.memory.bind(&attrs),
-            gpu_memory: self.gpu_memory.bind(&attrs),
-            cpu: self.cpu.bind(&attrs),
-            gpu: self.gpu.bind(&attrs),
-        }
-    }
 }
 
 /// The metrics side of the bridge.
@@ -101,7 +115,7 @@ impl MetricsSink {
         let meter: Meter = provider.meter("vidperf");
         let instruments = Instruments {
             duration: meter
-                .f64_histogram("vidperf.operation.duration")
+                .f64_histogram(METRIC_NAMES[0])
                 .with_unit("s")
                 .with_description(
                     "Duration of finished operations (its count is the number of operations).",
@@ -109,17 +123,17 @@ impl MetricsSink {
                 .with_boundaries(DURATION_BOUNDS.to_vec())
                 .build(),
             frames: meter
-                .u64_counter("vidperf.operation.frames")
+                .u64_counter(METRIC_NAMES[1])
                 .with_unit("{frame}")
                 .with_description("Frames processed by finished operations.")
                 .build(),
             fps: meter
-                .f64_histogram("vidperf.operation.fps")
+                .f64_histogram(METRIC_NAMES[2])
                 .with_unit("{frame}/s")
                 .with_description("Frames per second of finished operations.")
                 .build(),
             quality: meter
-                .f64_histogram("vidperf.operation.quality")
+                .f64_histogram(METRIC_NAMES[3])
                 .with_unit("1")
                 .with_description("Quality score (0-1) of finished operations.")
                 .with_boundaries(vec![
@@ -148,7 +162,11 @@ impl MetricsSink {
                 .build(),
         };
         let overflow = [false, true].map(|success| {
-            Arc::new(instruments.bind(OVERFLOW_KEY.into(), OVERFLOW_KEY.into(), success))
+            Arc::new(Bound::new(
+                OVERFLOW_KEY.into(),
+                OVERFLOW_KEY.into(),
+                success,
+            ))
         });
         Self {
             provider,
@@ -183,8 +201,7 @@ impl MetricsSink {
         if seen.len >= 2 * MAX_ATTRIBUTE_SETS {
             return Some(self.overflow[outcome].clone());
         }
-        // Binding resolves the set in the SDK (its lock, no user code, no I/O).
-        let bound = Arc::new(self.instruments.bind(
+        let bound = Arc::new(Bound::new(
             key.operation_type.clone(),
             key.strategy.clone(),
             success,
@@ -201,31 +218,37 @@ impl MetricsSink {
 
 impl Sink for MetricsSink {
     fn on_finish(&self, span: &FinishedSpan) {
-        let Some(bound) = self.bound(span) else {
+        let Some(b) = self.bound(span) else {
             return;
         };
-        bound.duration.record(span.duration.as_secs_f64());
+        // Binding (at an instrument's first recording for the set) resolves the set in
+        // the SDK: its lock, no user code, no I/O.
+        let i = &self.instruments;
+        let a = &b.attrs;
+        b.duration
+            .get_or_init(|| i.duration.bind(a))
+            .record(span.duration.as_secs_f64());
         if let Some(frames) = span.fields.frames_processed {
-            bound.frames.add(frames);
+            b.frames.get_or_init(|| i.frames.bind(a)).add(frames);
         }
         if let Some(fps) = span.fps() {
-            bound.fps.record(fps);
+            b.fps.get_or_init(|| i.fps.bind(a)).record(fps);
         }
         if let Some(q) = span.fields.quality_score {
-            bound.quality.record(q);
+            b.quality.get_or_init(|| i.quality.bind(a)).record(q);
         }
         let r = &span.resources;
         if let Some(v) = r.process_memory_bytes {
-            bound.memory.record(v);
+            b.memory.get_or_init(|| i.memory.bind(a)).record(v);
         }
         if let Some(v) = r.gpu_memory_bytes {
-            bound.gpu_memory.record(v);
+            b.gpu_memory.get_or_init(|| i.gpu_memory.bind(a)).record(v);
         }
         if let Some(v) = r.process_cpu_utilization {
-            bound.cpu.record(v);
+            b.cpu.get_or_init(|| i.cpu.bind(a)).record(v);
         }
         if let Some(v) = r.gpu_utilization {
-            bound.gpu.record(v);
+            b.gpu.get_or_init(|| i.gpu.bind(a)).record(v);
         }
     }
 }

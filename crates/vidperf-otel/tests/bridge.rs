@@ -283,3 +283,85 @@ fn what_shutdown_could_not_send_is_dropped_at_shutdown() {
         "{late:?}"
     );
 }
+
+/// Nothing is exported for a series that recorded nothing: no `__overflow__` points
+/// below the cap, no histogram of a figure never measured (GPU without a GPU), no
+/// point with a zero count and sentinel min/max.
+#[test]
+fn only_series_that_recorded_something_are_exported() {
+    let metrics_out = InMemoryMetricExporter::default();
+    let provider = SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(metrics_out.clone()).build())
+        .build();
+    let metrics = Arc::new(MetricsSink::new(provider));
+    let layer = PerfLayer::builder().sink(metrics.clone()).build();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        for k in 0..10u64 {
+            let strategy = format!("s{k}");
+            let span = info_span!(
+                "upscale",
+                strategy = strategy.as_str(),
+                operation = "enhancement",
+                frames_processed = tracing::field::Empty
+            );
+            if k % 2 == 0 {
+                span.record("frames_processed", 30u64);
+            }
+            drop(span);
+        }
+    });
+    metrics.flush().expect("flush metrics");
+    let finished = metrics_out.get_finished_metrics().expect("metrics");
+    let mut names = std::collections::BTreeMap::new();
+    for m in finished
+        .iter()
+        .flat_map(|rm| rm.scope_metrics())
+        .flat_map(|sm| sm.metrics())
+    {
+        let mut points = 0;
+        let mut strategies = Vec::new();
+        let mut check = |count: u64, attrs: Vec<String>| {
+            assert!(count > 0, "{}: a point with count 0 ({attrs:?})", m.name());
+            assert!(
+                !attrs.iter().any(|a| a.contains("__overflow__")),
+                "{}: {attrs:?}",
+                m.name()
+            );
+            points += 1;
+            strategies.extend(attrs);
+        };
+        let attrs = |kv: &mut dyn Iterator<Item = &opentelemetry::KeyValue>| {
+            kv.map(|kv| format!("{}={}", kv.key, kv.value))
+                .collect::<Vec<_>>()
+        };
+        match m.data() {
+            AggregatedMetrics::F64(MetricData::Histogram(h)) => {
+                for p in h.data_points() {
+                    check(p.count(), attrs(&mut p.attributes()));
+                }
+            }
+            AggregatedMetrics::U64(MetricData::Histogram(h)) => {
+                for p in h.data_points() {
+                    check(p.count(), attrs(&mut p.attributes()));
+                }
+            }
+            AggregatedMetrics::U64(MetricData::Sum(s)) => {
+                for p in s.data_points() {
+                    check(p.value(), attrs(&mut p.attributes()));
+                }
+            }
+            other => panic!("{}: unexpected {other:?}", m.name()),
+        }
+        names.insert(m.name().to_owned(), points);
+    }
+    // Every operation has a duration; half recorded frames (so fps too); nothing else
+    // was measured.
+    assert_eq!(
+        names.get("vidperf.operation.duration"),
+        Some(&10),
+        "{names:?}"
+    );
+    assert_eq!(names.get("vidperf.operation.frames"), Some(&5), "{names:?}");
+    assert_eq!(names.get("vidperf.operation.fps"), Some(&5), "{names:?}");
+    assert_eq!(names.len(), 3, "{names:?}");
+}

@@ -66,13 +66,7 @@ pub(crate) enum ErrorKind {
     Other = 4,
 }
 
-pub(crate) const ERROR_KINDS: [&str; 5] = [
-    "gpu_lost",
-    "driver_not_loaded",
-    "uninitialized",
-    "timeout",
-    "other",
-];
+pub(crate) const ERROR_KINDS: [&str; 5] = vidperf_core::stats::GPU_ERROR_KINDS;
 
 #[derive(Debug, Default)]
 pub(crate) struct ErrorCounters([AtomicU64; 5]);

@@ -291,6 +291,10 @@ pub fn router(state: ApiState) -> Router {
             "/performance/alerts",
             get(routes::alerts).fallback(routes::only_get),
         )
+        .route(
+            "/performance/regressions",
+            get(routes::regressions).fallback(routes::only_get),
+        )
         .route("/metrics", get(routes::metrics).fallback(routes::only_get))
         .route("/healthz", get(routes::healthz).fallback(routes::only_get))
         .fallback(routes::not_found)

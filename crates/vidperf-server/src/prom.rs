@@ -255,9 +255,18 @@ const GLOBAL: &[Global] = &[
         help: "NVML errors while sampling, by kind.",
         kind: MetricType::COUNTER,
         values: |s, emit| {
+            // Every kind from zero while GPUs are sampled, so that `rate()` has a
+            // series before the first error.
             if let Some(m) = &s.health.monitor {
-                for (kind, n) in &m.gpu_errors {
-                    emit(&[("kind", kind)], *n as f64);
+                if m.gpu_state == "available" {
+                    for kind in vidperf_core::stats::GPU_ERROR_KINDS {
+                        let n = m.gpu_errors.get(kind).copied().unwrap_or(0);
+                        emit(&[("kind", kind)], n as f64);
+                    }
+                } else {
+                    for (kind, n) in &m.gpu_errors {
+                        emit(&[("kind", kind)], *n as f64);
+                    }
                 }
             }
         },
@@ -338,7 +347,7 @@ pub fn family_names() -> Vec<String> {
     });
     per_key
         .chain(GLOBAL.iter().map(|f| f.name.to_owned()))
-        .chain([ALERT_STATE.0.to_owned()])
+        .chain([ALERT_STATE.0.to_owned(), REGRESSION.0.to_owned()])
         .collect()
 }
 
@@ -402,7 +411,7 @@ fn family(name: String, help: String, kind: MetricType, metrics: Vec<Metric>) ->
 
 /// The whole `/metrics` page.
 pub fn encode(snapshot: &StatsSnapshot) -> Result<Vec<u8>, EncodeError> {
-    encode_with(snapshot, None)
+    encode_with(snapshot, None, None)
 }
 
 /// The alert-state family's name and help.
@@ -411,10 +420,17 @@ const ALERT_STATE: (&str, &str) = (
     "State of each alert of the service's own rules: 0 inactive, 1 pending, 2 firing.",
 );
 
+/// The regression family's name and help.
+const REGRESSION: (&str, &str) = (
+    "vidperf_regression",
+    "1 while a figure of an (operation, strategy) pair is regressed against the service's baseline, 0 when judged and not regressed.",
+);
+
 /// The page, with the alert states when alert rules run.
 pub(crate) fn encode_with(
     snapshot: &StatsSnapshot,
     alerts: Option<&[vidperf_watch::AlertGauge]>,
+    regressions: Option<&[vidperf_watch::baseline::RegressionGauge]>,
 ) -> Result<Vec<u8>, EncodeError> {
     let mut families = Vec::new();
     for (prefix, label, what) in VIEWS {
@@ -478,6 +494,25 @@ pub(crate) fn encode_with(
         families.push(family(
             ALERT_STATE.0.to_owned(),
             ALERT_STATE.1.to_owned(),
+            MetricType::GAUGE,
+            metrics,
+        ));
+    }
+    if let Some(regressions) = regressions.filter(|r| !r.is_empty()) {
+        let metrics = regressions
+            .iter()
+            .map(|r| {
+                let pairs = [
+                    ("operation", r.operation.as_str()),
+                    ("strategy", r.strategy.as_str()),
+                    ("figure", r.figure),
+                ];
+                sample(MetricType::GAUGE, &pairs, f64::from(u8::from(r.regressed)))
+            })
+            .collect();
+        families.push(family(
+            REGRESSION.0.to_owned(),
+            REGRESSION.1.to_owned(),
             MetricType::GAUGE,
             metrics,
         ));

@@ -277,6 +277,35 @@ pub(crate) async fn alerts(
         .into_response())
 }
 
+/// `GET /performance/regressions`: the last comparison of the live window with the
+/// baseline; 404 without one.
+pub(crate) async fn regressions(
+    State(state): State<ApiState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    query::parse(raw.as_deref(), &[])?;
+    let document = state
+        .watcher
+        .as_ref()
+        .and_then(|w| w.regressions())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_baseline",
+                "no baseline is loaded (VIDPERF_BASELINE, or Builder::baseline)",
+            )
+        })?;
+    let body = serde_json::to_vec(&document).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
+}
+
 /// `GET /metrics`.
 pub(crate) async fn metrics(
     State(state): State<ApiState>,
@@ -287,7 +316,8 @@ pub(crate) async fn metrics(
         .stats
         .snapshot_with(SnapshotOptions::default().with_recent(0).with_active(0));
     let alerts = state.watcher.as_ref().map(|w| w.alert_states());
-    let text = prom::encode_with(&snapshot, alerts.as_deref())
+    let regressions = state.watcher.as_ref().map(|w| w.regression_gauges());
+    let text = prom::encode_with(&snapshot, alerts.as_deref(), regressions.as_deref())
         .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok((
         [(

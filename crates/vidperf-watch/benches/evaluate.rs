@@ -32,7 +32,7 @@ fn span(i: usize, strategy: &Arc<str>, end: SystemTime) -> FinishedSpan {
     let mut span = FinishedSpan::operation(key, ids, end, duration);
     span.fields.frames_processed = Some(30);
     span.fields.quality_score = Some(0.9);
-    span.error = (i % 17 == 0).then(|| "failed".to_owned());
+    span.error = i.is_multiple_of(17).then(|| "failed".to_owned());
     span.resources.process_memory_bytes = Some(1 << 30);
     span.resources.gpu_memory_bytes = Some(8 << 30);
     span

@@ -17,6 +17,8 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "alertmanager")))]
 pub mod alertmanager;
 pub mod alerts;
+pub mod baseline;
+pub mod compare;
 mod notify;
 pub mod rules;
 pub mod watcher;

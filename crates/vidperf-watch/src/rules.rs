@@ -166,6 +166,17 @@ pub struct RuleSet {
     pub resend_interval: Duration,
 }
 
+impl Default for RuleSet {
+    /// No rules, the default intervals.
+    fn default() -> Self {
+        Self {
+            rules: Vec::new(),
+            evaluation_interval: DEFAULT_EVALUATION_INTERVAL,
+            resend_interval: Duration::from_secs(60),
+        }
+    }
+}
+
 /// A mistake in a rule file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}:{line}: {}{message}", file.display(), field.as_deref().map(|f| format!("`{f}`: ")).unwrap_or_default())]

@@ -4,7 +4,7 @@
 //! Alertmanager (re-sent while firing, as Alertmanager expects), and keeps the current
 //! alerts for the HTTP API, the live stream and `/metrics`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
@@ -15,6 +15,8 @@ use vidperf_core::Stats;
 use vidperf_core::stats::{Health, HealthSource, WatchHealth};
 
 use crate::alerts::{AlertGauge, AlertStatus, Alerts, State, Transition};
+use crate::baseline::{Baseline, RegressionGauge, RegressionsDocument, gauges, regressed_set};
+use crate::compare::Figure;
 use crate::rules::RuleSet;
 
 /// Where the watcher delivers notifications (an Alertmanager, or a test double).
@@ -61,7 +63,10 @@ pub struct AlertsDocument {
     pub alerts: Vec<AlertStatus>,
 }
 
-fn optional_time<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn optional_time<S: serde::Serializer>(
+    t: &Option<SystemTime>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     match t {
         Some(t) => s.collect_str(&humantime::format_rfc3339_micros(*t)),
         None => s.serialize_none(),
@@ -73,6 +78,10 @@ struct View {
     document: AlertsDocument,
     /// Every tracked alert with its state, for `vidperf_alert_state`.
     gauges: Vec<AlertGauge>,
+    /// The last comparison with the baseline, when one is loaded.
+    regressions: Option<RegressionsDocument>,
+    /// Its judged figures, for `vidperf_regression`.
+    regression_gauges: Vec<RegressionGauge>,
     health: WatchHealth,
 }
 
@@ -112,11 +121,13 @@ pub enum WatchError {
 }
 
 impl Watcher {
-    /// Starts evaluating `rules` against `stats`, delivering to `delivery` if given.
+    /// Starts evaluating `rules` against `stats`, delivering to `delivery` if given, and
+    /// comparing the live window with `baseline` if given.
     pub fn start(
         stats: Arc<Stats>,
         rules: RuleSet,
         delivery: Option<Arc<dyn Deliver>>,
+        baseline: Option<Baseline>,
     ) -> Result<Self, WatchError> {
         for rule in &rules.rules {
             if rule.window > stats.max_window() {
@@ -132,6 +143,7 @@ impl Watcher {
                 rules: rules.rules.len(),
                 ..AlertsDocument::default()
             },
+            regressions: baseline.as_ref().map(RegressionsDocument::new),
             ..View::default()
         }));
         let (stop, stopped) = sync_channel(1);
@@ -142,6 +154,9 @@ impl Watcher {
             delivery: delivery.clone(),
             last_sent: HashMap::new(),
             evaluations: 0,
+            baseline,
+            baseline_due: Instant::now(),
+            regressed: BTreeSet::new(),
         };
         let thread = std::thread::Builder::new()
             .name("vidperf-watch".into())
@@ -161,6 +176,24 @@ impl Watcher {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .document
+            .clone()
+    }
+
+    /// The last comparison with the baseline; `None` when no baseline is loaded.
+    pub fn regressions(&self) -> Option<RegressionsDocument> {
+        self.view
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .regressions
+            .clone()
+    }
+
+    /// The baseline comparison's judged figures (`vidperf_regression`).
+    pub fn regression_gauges(&self) -> Vec<RegressionGauge> {
+        self.view
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .regression_gauges
             .clone()
     }
 
@@ -225,14 +258,29 @@ struct Worker {
     /// When each firing alert was last sent, by its labels.
     last_sent: HashMap<BTreeMap<String, String>, SystemTime>,
     evaluations: u64,
+    baseline: Option<Baseline>,
+    /// When the baseline is next compared.
+    baseline_due: Instant,
+    /// The figures regressed at the last comparison.
+    regressed: BTreeSet<(String, String, Figure)>,
 }
 
 impl Worker {
     fn run(&mut self, stopped: &Receiver<()>) {
-        let interval = self.alerts.rules().evaluation_interval;
+        let interval = match &self.baseline {
+            Some(b) if self.alerts.rules().rules.is_empty() => b.interval,
+            Some(b) => self.alerts.rules().evaluation_interval.min(b.interval),
+            None => self.alerts.rules().evaluation_interval,
+        };
         loop {
             let started = Instant::now();
-            self.evaluate(SystemTime::now(), started);
+            let now = SystemTime::now();
+            if !self.alerts.rules().rules.is_empty() {
+                self.evaluate(now, started);
+            }
+            if started >= self.baseline_due {
+                self.compare_with_baseline(now);
+            }
             let wait = interval.saturating_sub(started.elapsed());
             match stopped.recv_timeout(wait) {
                 Err(RecvTimeoutError::Timeout) => {}
@@ -324,7 +372,60 @@ impl Worker {
         health.last_evaluation_micros = Some(started.elapsed().as_secs_f64() * 1e6);
         health.firing = firing;
         health.pending = pending;
+        health.regressed = self.regressed.len() as u64;
         view.health = health;
+    }
+
+    fn compare_with_baseline(&mut self, now: SystemTime) {
+        let Some(baseline) = &self.baseline else {
+            return;
+        };
+        self.baseline_due = Instant::now() + baseline.interval;
+        let comparison = baseline.check(&self.stats, now);
+        let regressed = regressed_set(&comparison);
+        let change_of = |o: &str, s: &str, figure: Figure| {
+            comparison
+                .pairs
+                .iter()
+                .find(|p| p.operation_type == o && p.strategy == s)
+                .and_then(|p| p.figures.iter().find(|f| f.figure == figure))
+                .and_then(|f| f.change)
+        };
+        for (operation, strategy, figure) in regressed.difference(&self.regressed) {
+            let change = change_of(operation, strategy, *figure).unwrap_or(f64::NAN);
+            tracing::warn!(
+                target: "vidperf::regression",
+                operation = %operation,
+                strategy = %strategy,
+                figure = figure.name(),
+                change,
+                baseline = %baseline.source,
+                "regression: {strategy} {operation} {} {} against the baseline",
+                figure.name(),
+                describe(*figure, change)
+            );
+        }
+        for (operation, strategy, figure) in self.regressed.difference(&regressed) {
+            tracing::info!(
+                target: "vidperf::regression",
+                operation = %operation,
+                strategy = %strategy,
+                figure = figure.name(),
+                baseline = %baseline.source,
+                "regression recovered: {strategy} {operation} {} is back within the baseline's",
+                figure.name()
+            );
+        }
+        let mut view = self.view.write().unwrap_or_else(PoisonError::into_inner);
+        view.regression_gauges = gauges(&comparison);
+        view.health.regressed = regressed.len() as u64;
+        let mut document = RegressionsDocument::new(baseline);
+        document.evaluated_at = Some(now);
+        document.regressed = !regressed.is_empty();
+        document.comparison = Some(comparison);
+        view.regressions = Some(document);
+        drop(view);
+        self.regressed = regressed;
     }
 }
 
@@ -351,4 +452,13 @@ fn annotations(a: &AlertStatus) -> BTreeMap<String, String> {
         annotations.insert("value".into(), v.to_string());
     }
     annotations
+}
+
+/// A change as words: `+23.4%` for a ratio, `+1.2 pp` for a failure rate.
+fn describe(figure: Figure, change: f64) -> String {
+    match figure {
+        Figure::FailureRate => format!("{:+.1} pp", change * 100.0),
+        Figure::Quality => format!("{change:+.3}"),
+        _ => format!("{:+.1}%", (change - 1.0) * 100.0),
+    }
 }

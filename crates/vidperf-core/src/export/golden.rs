@@ -24,7 +24,15 @@ const GOLDEN_CSV: &str = include_str!("../../tests/golden/export-0.1.0.csv");
 /// of its histogram bucket, so an operation of exactly 0.25 s was not counted in
 /// `le = 0.25`; each operation is now classified by its exact duration (the bounds are
 /// inclusive, as in Prometheus).
-const ALLOWED: &[&str] = &["p50_seconds", "p95_seconds", "p99_seconds", "le/count"];
+/// `format_version`: 2 since exports carry `statistics.pairs` (left out of this fixture,
+/// checked by `pairs_carry_every_operation_and_read_back` below).
+const ALLOWED: &[&str] = &[
+    "format_version",
+    "p50_seconds",
+    "p95_seconds",
+    "p99_seconds",
+    "le/count",
+];
 
 /// Fields added to the JSON export since 0.1.0 (docs/FORMATS.md lists them).
 const ADDED: &[&str] = &["pair_overflow", "window_late", "watch"];
@@ -343,4 +351,27 @@ fn the_comparison_catches_a_changed_line() {
     let added = golden.replace("0.5\n", "0.5,\n  \"new\": 3\n");
     assert!(compare(golden, &added, &[], &["new"]).is_ok());
     assert!(compare(golden, &added, &[], &[]).is_err());
+}
+
+#[test]
+fn pairs_carry_every_operation_and_read_back() {
+    let stats = Stats::new(StatsConfig::default());
+    for span in fixture() {
+        stats.record(&span);
+    }
+    let mut out = Vec::new();
+    stats.write_json(&mut out).expect("write json");
+    let read = super::read_json(out.as_slice()).expect("read back");
+    assert_eq!(read.format_version, super::JSON_FORMAT_VERSION);
+    let pairs = &read.statistics.pairs;
+    assert!(!pairs.is_empty());
+    for (strategy, s) in &read.statistics.by_strategy {
+        let of_strategy: Vec<_> = pairs.iter().filter(|p| &p.strategy == strategy).collect();
+        let count: u64 = of_strategy.iter().map(|p| p.statistics.count).sum();
+        assert_eq!(count, s.count, "{strategy}");
+        for p in of_strategy {
+            let in_buckets: u64 = p.duration_histogram.0.iter().map(|b| b[2]).sum();
+            assert_eq!(in_buckets, p.statistics.count, "{strategy}");
+        }
+    }
 }

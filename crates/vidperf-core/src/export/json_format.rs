@@ -10,8 +10,14 @@ use crate::record::{OperationRecord, rfc3339};
 use crate::stats::StatsSnapshot;
 
 /// The `format_version` written in JSON exports. It changes only when a field changes
-/// meaning or disappears; new fields may appear within a version.
-pub const JSON_FORMAT_VERSION: u32 = 1;
+/// meaning or disappears, or when readers must know of a new one; new fields may
+/// appear within a version.
+///
+/// - 1: statistics and records.
+/// - 2: `statistics.pairs`, every (operation type, strategy) pair with its whole
+///   duration distribution, so a comparison does not depend on the records kept.
+///   Version 1 files still read (their pairs are rebuilt from the records).
+pub const JSON_FORMAT_VERSION: u32 = 2;
 
 /// The JSON export document.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -98,12 +104,22 @@ where
 }
 
 /// Reads a JSON export back.
+///
+/// An export from a newer format than this library writes is
+/// [`ReadError::NewerFormat`].
 pub fn read_json<R: Read>(input: R) -> Result<JsonExport, ReadError> {
-    serde_json::from_reader(input).map_err(|e| {
+    let export: JsonExport = serde_json::from_reader(input).map_err(|e| {
         if e.is_io() {
             ReadError::Io(std::io::Error::from(e))
         } else {
             ReadError::Syntax(e.to_string())
         }
-    })
+    })?;
+    if export.format_version > JSON_FORMAT_VERSION {
+        return Err(ReadError::NewerFormat {
+            found: export.format_version,
+            supported: JSON_FORMAT_VERSION,
+        });
+    }
+    Ok(export)
 }

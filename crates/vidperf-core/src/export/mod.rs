@@ -4,6 +4,7 @@
 
 mod csv_format;
 mod json_format;
+mod summary;
 
 #[cfg(test)]
 mod golden;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 pub use csv_format::{CSV_COLUMNS, read_csv, write_csv, write_csv_from};
 pub use json_format::{JSON_FORMAT_VERSION, JsonExport, read_json, write_json, write_json_from};
+pub use summary::{ExportSummary, read_summary};
 
 use crate::record::OperationRecord;
 use crate::stats::StatsSnapshot;
@@ -76,6 +78,17 @@ pub enum ReadError {
         expected: Vec<String>,
         /// The columns found.
         found: Vec<String>,
+    },
+    /// The export was written in a newer format than this library reads.
+    #[error(
+        "export format_version {found} is newer than this vidperf reads (up to {supported}); \
+         upgrade vidperf"
+    )]
+    NewerFormat {
+        /// The file's `format_version`.
+        found: u32,
+        /// The newest this library reads.
+        supported: u32,
     },
     /// One cell does not hold what its column documents.
     #[error("row {row}, column {column}: {message}")]

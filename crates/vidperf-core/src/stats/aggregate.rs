@@ -3,9 +3,10 @@
 //! quality sums, resource peaks. Merges exactly with [`Aggregate::merge`]; clearing
 //! keeps its allocation, so a time slot reused for a new interval does not allocate.
 
-use super::histogram::DurationHistogram;
+use super::histogram::{DurationHistogram, HistogramBuckets};
 use super::snapshot::{
-    AggregateStats, Bucket, DURATION_BUCKETS, DurationStats, PeakStats, ResourceStats,
+    AggregateStats, Bucket, DURATION_BUCKETS, DurationStats, PairStatistics, PeakStats,
+    ResourceStats,
 };
 
 /// [`DURATION_BUCKETS`] in nanoseconds.
@@ -41,6 +42,9 @@ pub(crate) struct Aggregate {
     min: u64,
     max: u64,
     histogram: DurationHistogram,
+    /// Time per frame (duration over frames, nanoseconds) of the operations that
+    /// recorded frames: a figure that does not depend on clip length.
+    frame_time: DurationHistogram,
     /// Operations per bucket of [`DURATION_BUCKETS`] (not cumulative); longer ones are
     /// only in `count`.
     le: [u64; DURATION_BUCKETS.len()],
@@ -48,6 +52,8 @@ pub(crate) struct Aggregate {
     frames_nanos: u128,
     segments: u64,
     quality_sum: f64,
+    /// Sum of squared quality scores, for their variance.
+    quality_squares: f64,
     quality_count: u64,
     memory: BytesPeak,
     gpu_memory: BytesPeak,
@@ -156,12 +162,16 @@ impl Aggregate {
         if let Some(frames) = m.frames {
             self.frames = self.frames.saturating_add(frames);
             self.frames_nanos += u128::from(nanos);
+            if let Some(per_frame) = nanos.checked_div(frames) {
+                self.frame_time.record(per_frame);
+            }
         }
         if let Some(segments) = m.segments {
             self.segments = self.segments.saturating_add(segments);
         }
         if let Some(q) = m.quality.filter(|q| q.is_finite()) {
             self.quality_sum += q;
+            self.quality_squares += q * q;
             self.quality_count += 1;
         }
         self.memory.add(m.memory_bytes);
@@ -186,6 +196,7 @@ impl Aggregate {
         self.failures += other.failures;
         self.nanos_sum += other.nanos_sum;
         self.histogram.merge(&other.histogram);
+        self.frame_time.merge(&other.frame_time);
         for (mine, theirs) in self.le.iter_mut().zip(other.le) {
             *mine += theirs;
         }
@@ -193,6 +204,7 @@ impl Aggregate {
         self.frames_nanos += other.frames_nanos;
         self.segments = self.segments.saturating_add(other.segments);
         self.quality_sum += other.quality_sum;
+        self.quality_squares += other.quality_squares;
         self.quality_count += other.quality_count;
         self.memory.merge(&other.memory);
         self.gpu_memory.merge(&other.gpu_memory);
@@ -204,8 +216,11 @@ impl Aggregate {
     pub(crate) fn clear(&mut self) {
         let mut histogram = std::mem::take(&mut self.histogram);
         histogram.clear();
+        let mut frame_time = std::mem::take(&mut self.frame_time);
+        frame_time.clear();
         *self = Self {
             histogram,
+            frame_time,
             ..Self::default()
         };
     }
@@ -220,6 +235,22 @@ impl Aggregate {
         self.histogram.reserve_range(lo, hi);
     }
 
+    /// The pair's figures with its duration distribution.
+    pub(crate) fn pair_statistics(&self, operation_type: &str, strategy: &str) -> PairStatistics {
+        let n = self.quality_count as f64;
+        let quality_variance = (self.quality_count > 1).then(|| {
+            ((self.quality_squares - self.quality_sum * self.quality_sum / n) / (n - 1.0)).max(0.0)
+        });
+        PairStatistics {
+            operation_type: operation_type.to_owned(),
+            strategy: strategy.to_owned(),
+            statistics: self.stats(),
+            duration_histogram: HistogramBuckets::from(&self.histogram),
+            frame_time_histogram: HistogramBuckets::from(&self.frame_time),
+            quality_variance,
+        }
+    }
+
     pub(crate) fn count(&self) -> u64 {
         self.count
     }
@@ -230,7 +261,7 @@ impl Aggregate {
 
     /// Bytes held on the heap.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.histogram.heap_bytes()
+        self.histogram.heap_bytes() + self.frame_time.heap_bytes()
     }
 
     pub(crate) fn stats(&self) -> AggregateStats {

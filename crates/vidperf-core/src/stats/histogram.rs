@@ -165,7 +165,7 @@ impl DurationHistogram {
 
 /// A histogram as exported: its non-empty buckets, lowest first, each as
 /// `[lowest value in nanoseconds, width in nanoseconds, count]`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistogramBuckets(pub Vec<[u64; 3]>);
 
 impl From<&DurationHistogram> for HistogramBuckets {

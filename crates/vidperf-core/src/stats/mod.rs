@@ -153,6 +153,9 @@ pub struct SnapshotOptions {
     /// The instant the snapshot is taken. Default: the system clock. Set it to replay
     /// or to test time windows without waiting.
     pub now: Option<SystemTime>,
+    /// Lists every (operation type, strategy) pair with its whole duration
+    /// distribution ([`StatsSnapshot::pairs`]), as JSON exports do. Default: no.
+    pub pairs: bool,
 }
 
 impl Default for SnapshotOptions {
@@ -162,6 +165,7 @@ impl Default for SnapshotOptions {
             active: 100,
             window: None,
             now: None,
+            pairs: false,
         }
     }
 }
@@ -192,6 +196,13 @@ impl SnapshotOptions {
     #[must_use]
     pub fn at(mut self, now: SystemTime) -> Self {
         self.now = Some(now);
+        self
+    }
+
+    /// Lists every pair with its duration distribution ([`StatsSnapshot::pairs`]).
+    #[must_use]
+    pub fn with_pairs(mut self) -> Self {
+        self.pairs = true;
         self
     }
 }
@@ -476,6 +487,7 @@ impl Default for Stats {
 /// The figures a snapshot is made of, read under the lock and turned into a
 /// [`StatsSnapshot`] outside it.
 struct Gathered {
+    pairs: Vec<PairStatistics>,
     by_operation: BTreeMap<String, Aggregate>,
     by_strategy: BTreeMap<String, Aggregate>,
     totals: Aggregate,
@@ -655,7 +667,7 @@ impl Stats {
     /// rows (compact, about 180 bytes each), from which records are built one at a time
     /// while they are written — an export of 10,000 records never holds them all.
     pub fn export_view(&self) -> ExportView {
-        let options = SnapshotOptions::default();
+        let options = SnapshotOptions::default().with_pairs();
         let mut gathered = self.gather(&options, None, None, true);
         let rows = std::mem::take(&mut gathered.records);
         let names = gathered.names.clone();
@@ -772,6 +784,7 @@ impl Stats {
         let mut by_strategy: BTreeMap<String, Aggregate> = BTreeMap::new();
         let mut totals = Aggregate::default();
         let mut scratch = Aggregate::default();
+        let mut pairs = Vec::new();
         for pair in &inner.pairs {
             let aggregate = match window {
                 None => &pair.total,
@@ -791,6 +804,9 @@ impl Stats {
             );
             if operation.is_some_and(|o| o != op) || strategy.is_some_and(|s| s != st) {
                 continue;
+            }
+            if options.pairs {
+                pairs.push(aggregate.pair_statistics(op, st));
             }
             by_operation
                 .entry(op.to_owned())
@@ -858,7 +874,11 @@ impl Stats {
             export: None,
             watch: None,
         };
+        pairs.sort_by(|a: &PairStatistics, b| {
+            (&a.operation_type, &a.strategy).cmp(&(&b.operation_type, &b.strategy))
+        });
         Gathered {
+            pairs,
             by_operation,
             by_strategy,
             totals,
@@ -952,6 +972,7 @@ impl Stats {
             },
             active: g.active,
             health,
+            pairs: g.pairs,
         }
     }
 }

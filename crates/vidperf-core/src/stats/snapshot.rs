@@ -35,6 +35,34 @@ pub struct StatsSnapshot {
     pub active: Vec<ActiveOperationInfo>,
     /// Bookkeeping: what was purged, overflowed or lost.
     pub health: Health,
+    /// Every (operation type, strategy) pair with its whole duration distribution,
+    /// when asked for ([`SnapshotOptions::with_pairs`](super::SnapshotOptions::with_pairs));
+    /// JSON exports carry them (format 2), so a comparison does not depend on the
+    /// records the history kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pairs: Vec<PairStatistics>,
+}
+
+/// One (operation type, strategy) pair: its figures, its duration distribution and
+/// the spread of its quality scores — what `vidperf compare` reads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PairStatistics {
+    /// The operation type.
+    pub operation_type: String,
+    /// The strategy.
+    pub strategy: String,
+    /// The pair's figures.
+    pub statistics: AggregateStats,
+    /// Every duration, bucketed: `[lowest nanoseconds, width in nanoseconds, count]` per
+    /// non-empty bucket, lowest first (buckets 1/64 of an octave wide).
+    pub duration_histogram: super::HistogramBuckets,
+    /// Time per frame (duration over frames processed) of the operations that recorded
+    /// frames, nanoseconds, bucketed the same way: a figure independent of clip length.
+    #[serde(default)]
+    pub frame_time_histogram: super::HistogramBuckets,
+    /// Sample variance of the quality scores (absent with fewer than two).
+    pub quality_variance: Option<f64>,
 }
 
 /// The time window of a windowed snapshot
@@ -401,6 +429,15 @@ impl ExportHealth {
         self
     }
 }
+
+/// The kinds of NVML error counted in [`MonitorHealth::gpu_errors`].
+pub const GPU_ERROR_KINDS: [&str; 5] = [
+    "gpu_lost",
+    "driver_not_loaded",
+    "uninitialized",
+    "timeout",
+    "other",
+];
 
 /// The resource monitor's own state, in [`Health::monitor`].
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -1,0 +1,189 @@
+//! One side of a comparison: a JSON export file, or a live service whose export is
+//! fetched. Either way only what the comparison needs is read (format 2 exports are
+//! read up to their pairs; see [`vidperf_core::export::read_summary`]).
+
+use std::io::BufReader;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+use vidperf_core::export::{ExportSummary, ReadError, read_summary};
+
+/// Where a side came from and what was read.
+#[derive(Debug, Serialize)]
+#[non_exhaustive]
+pub struct Side {
+    /// The path or URL given.
+    pub source: String,
+    /// The export's `format_version`.
+    pub format_version: u32,
+    /// When the export was written (RFC 3339).
+    pub exported_at: Option<String>,
+    /// Whether the pairs were rebuilt from records (a format-1 export: only the
+    /// records the history kept count).
+    pub from_records: bool,
+    /// Operations over all pairs.
+    pub operations: u64,
+    /// The pairs.
+    #[serde(skip)]
+    pub summary: ExportSummary,
+}
+
+/// Why a side could not be read. Its message names the source and what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InputError {
+    /// The file could not be opened.
+    #[error("{source_name}: cannot open: {error}")]
+    Open {
+        /// The path given.
+        source_name: String,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The content is not a readable export.
+    #[error("{source_name}: {error}")]
+    Read {
+        /// The path or URL given.
+        source_name: String,
+        /// Why.
+        error: ReadError,
+    },
+    /// The service could not be reached or answered an error.
+    #[error("{source_name}: {message}")]
+    Fetch {
+        /// The URL given.
+        source_name: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// How a service is asked for its export.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct FetchOptions {
+    /// Bearer token for the service's export route.
+    pub token: Option<String>,
+    /// Limit on the whole exchange.
+    pub timeout: Duration,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        Self {
+            token: None,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Reads `source`: a URL (`http://` or `https://`) or a file path.
+pub fn load(source: &str, options: &FetchOptions) -> Result<Side, InputError> {
+    let summary = if source.starts_with("http://") || source.starts_with("https://") {
+        fetch(source, options)?
+    } else {
+        let file = std::fs::File::open(Path::new(source)).map_err(|error| InputError::Open {
+            source_name: source.to_owned(),
+            error,
+        })?;
+        read_summary(BufReader::with_capacity(1 << 20, file)).map_err(|error| {
+            let is_csv = Path::new(source)
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+            match error {
+                ReadError::Syntax(message) if is_csv => InputError::Read {
+                    source_name: source.to_owned(),
+                    error: ReadError::Syntax(format!(
+                        "{message} (this reads JSON exports, vidperf-export.json; \
+                         a CSV export has no duration distributions)"
+                    )),
+                },
+                error => InputError::Read {
+                    source_name: source.to_owned(),
+                    error,
+                },
+            }
+        })?
+    };
+    Ok(Side {
+        source: source.to_owned(),
+        format_version: summary.format_version,
+        exported_at: summary
+            .exported_at
+            .map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+        from_records: summary.from_records,
+        operations: summary.pairs.iter().map(|p| p.statistics.count).sum(),
+        summary,
+    })
+}
+
+/// The export route of the service at `url` (a bare `http://host:port` or one ending
+/// in `/`), or `url` itself (any other path: fetched with GET, as a file).
+fn fetch(url: &str, options: &FetchOptions) -> Result<ExportSummary, InputError> {
+    let fail = |message: String| InputError::Fetch {
+        source_name: url.to_owned(),
+        message,
+    };
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let is_service = match after_scheme.find('/') {
+        None => true,
+        Some(i) => after_scheme[i..].trim_end_matches('/').is_empty(),
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(options.timeout))
+        .timeout_connect(Some(options.timeout.min(Duration::from_secs(5))))
+        .build()
+        .into();
+    let mut response = if is_service {
+        let endpoint = format!(
+            "{}/performance/export?format=json",
+            url.trim_end_matches('/')
+        );
+        let mut request = agent.post(&endpoint);
+        if let Some(token) = &options.token {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        request.send_empty()
+    } else {
+        let mut request = agent.get(url);
+        if let Some(token) = &options.token {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        request.call()
+    }
+    .map_err(|e| fail(fetch_error(&e, options.timeout)))?;
+    let status = response.status();
+    if !status.is_success() {
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(4096)
+            .read_to_string()
+            .unwrap_or_default();
+        return Err(fail(format!(
+            "the service answered {status}{}",
+            if body.trim().is_empty() {
+                String::new()
+            } else {
+                format!(": {}", body.trim())
+            }
+        )));
+    }
+    let reader = response.into_body().into_reader();
+    read_summary(BufReader::with_capacity(1 << 20, reader)).map_err(|error| InputError::Read {
+        source_name: url.to_owned(),
+        error,
+    })
+}
+
+fn fetch_error(e: &ureq::Error, timeout: Duration) -> String {
+    match e {
+        ureq::Error::Timeout(_) => format!("no answer within {} s", timeout.as_secs_f64()),
+        ureq::Error::ConnectionFailed | ureq::Error::Io(_) | ureq::Error::HostNotFound => {
+            format!("cannot connect: {e}")
+        }
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,143 @@
+//! `vidperf compare BASELINE CURRENT`: did a strategy regress?
+//!
+//! Each side is a JSON export (`vidperf-export.json`) or a live service's URL
+//! (`http://127.0.0.1:9464`, whose export is fetched). Exit status: 0 no regression,
+//! 1 a regression, 2 bad usage or input (the message names the file or URL and what is
+//! wrong).
+
+// reason: a command-line tool writes its results and errors to stdout and stderr.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use vidperf_cli::input::{FetchOptions, load};
+use vidperf_cli::render;
+use vidperf_watch::compare::{CompareConfig, compare};
+
+#[derive(Parser)]
+#[command(name = "vidperf", version, about = "vidperf's command-line tool")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compares CURRENT with BASELINE per operation type and strategy; exits 1 when
+    /// anything regressed.
+    Compare(CompareArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+    Markdown,
+}
+
+#[derive(clap::Args)]
+struct CompareArgs {
+    /// The baseline: a JSON export file, or a service URL (http://host:port).
+    baseline: String,
+    /// The run to judge: a JSON export file, or a service URL.
+    current: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Compare only this operation type (repeatable).
+    #[arg(long)]
+    operation: Vec<String>,
+    /// Compare only this strategy (repeatable).
+    #[arg(long)]
+    strategy: Vec<String>,
+    /// Significance level of the tests.
+    #[arg(long)]
+    alpha: Option<f64>,
+    /// Relative duration change counted as noise (0.02 = 2%).
+    #[arg(long)]
+    noise: Option<f64>,
+    /// Failure-rate increase counted as noise (0.01 = one percentage point).
+    #[arg(long)]
+    failure_noise: Option<f64>,
+    /// Operations needed on each side to judge a pair.
+    #[arg(long)]
+    min_samples: Option<u64>,
+    /// Seed of the bootstrap resampling.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Bearer token for a service's export route (default: VIDPERF_HTTP_TOKEN).
+    #[arg(long, env = "VIDPERF_HTTP_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Seconds allowed for fetching from a service.
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Compare(args) => match run(&args) {
+            Ok(regressed) => ExitCode::from(u8::from(regressed)),
+            Err(message) => {
+                eprintln!("vidperf compare: {message}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn run(args: &CompareArgs) -> Result<bool, String> {
+    let mut config = CompareConfig::default();
+    if let Some(v) = args.alpha {
+        config.alpha = v;
+    }
+    if let Some(v) = args.noise {
+        config.noise = v;
+    }
+    if let Some(v) = args.failure_noise {
+        config.failure_noise = v;
+    }
+    if let Some(v) = args.min_samples {
+        config.min_samples = v;
+    }
+    if let Some(v) = args.seed {
+        config.seed = v;
+    }
+    config.validate().map_err(|e| e.to_string())?;
+    let timeout = Duration::try_from_secs_f64(args.timeout)
+        .ok()
+        .filter(|t| !t.is_zero())
+        .ok_or_else(|| format!("--timeout {}: a positive number of seconds", args.timeout))?;
+    let mut options = FetchOptions::default();
+    options.token = args.token.clone().filter(|t| !t.is_empty());
+    options.timeout = timeout;
+    let baseline = load(&args.baseline, &options).map_err(|e| format!("baseline {e}"))?;
+    let current = load(&args.current, &options).map_err(|e| format!("current {e}"))?;
+    let keep = |p: &&vidperf_core::stats::PairStatistics| {
+        (args.operation.is_empty() || args.operation.contains(&p.operation_type))
+            && (args.strategy.is_empty() || args.strategy.contains(&p.strategy))
+    };
+    let pick = |pairs: &[vidperf_core::stats::PairStatistics]| -> Vec<_> {
+        pairs.iter().filter(keep).cloned().collect()
+    };
+    let comparison = compare(
+        &pick(&baseline.summary.pairs),
+        &pick(&current.summary.pairs),
+        &config,
+    );
+    let out = match args.format {
+        Format::Table => {
+            let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            render::table(&comparison, &baseline, &current, colour)
+        }
+        Format::Markdown => render::markdown(&comparison, &baseline, &current),
+        Format::Json => {
+            render::json(&comparison, &baseline, &current).map_err(|e| e.to_string())? + "\n"
+        }
+    };
+    print!("{out}");
+    Ok(comparison.regressed())
+}

@@ -1,0 +1,266 @@
+//! `vidperf compare` as a user runs it: the real binary on export files written by real
+//! statistics, and on a live service's URL; exit 0 / 1 / 2 and what it prints.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, LogNormal};
+use tracing_subscriber::prelude::*;
+use vidperf_core::{FinishedSpan, OperationKey, SpanId, Stats, StatsConfig, TraceId};
+
+fn vidperf(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vidperf"))
+        .args(args)
+        .env_remove("VIDPERF_HTTP_TOKEN")
+        .output()
+        .expect("vidperf runs")
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().expect("exited")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("vidperf-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Self(dir)
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Three strategies, `n` operations each (lognormal around 100/200/400 ms, σ 0.1),
+/// SeedVR2's durations times `seedvr2_factor`; the history keeps only 50 records, so
+/// the comparison must come from the exported distributions.
+fn write_export(path: &str, n: usize, seedvr2_factor: f64, seed: u64) {
+    let stats = Stats::new(StatsConfig::default().with_history_limit(50));
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut i = 0u64;
+    for (strategy, median) in [("vsrm", 0.1), ("seedvr2", 0.2), ("ditvr", 0.4)] {
+        let factor = if strategy == "seedvr2" {
+            seedvr2_factor
+        } else {
+            1.0
+        };
+        let dist = LogNormal::new(f64::ln(median), 0.1).expect("lognormal");
+        for _ in 0..n {
+            i += 1;
+            let key = OperationKey {
+                operation_type: Arc::from("enhancement"),
+                strategy: Arc::from(strategy),
+            };
+            let ids = (
+                TraceId::from_bytes([3; 16]),
+                SpanId::from_bytes(i.to_be_bytes()),
+            );
+            let seconds = dist.sample(&mut rng) * factor;
+            let mut span = FinishedSpan::operation(
+                key,
+                ids,
+                SystemTime::now(),
+                Duration::from_secs_f64(seconds),
+            );
+            span.fields.frames_processed = Some(30);
+            span.fields.quality_score = Some(0.9);
+            stats.record(&span);
+        }
+    }
+    stats
+        .write_json(std::fs::File::create(path).expect("create"))
+        .expect("write");
+}
+
+#[test]
+fn the_same_run_twice_is_no_regression() {
+    let dir = Dir::new("same");
+    let (a, b) = (dir.path("a.json"), dir.path("b.json"));
+    write_export(&a, 200, 1.0, 1);
+    write_export(&b, 200, 1.0, 2);
+    let out = vidperf(&["compare", &a, &b]);
+    assert_eq!(code(&out), 0, "{}{}", text(&out.stdout), text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("No regression."), "{stdout}");
+    assert!(stdout.contains("seedvr2"), "{stdout}");
+    assert!(!stdout.contains("\x1b["), "no colour when not a terminal");
+}
+
+#[test]
+fn a_slower_strategy_is_flagged_alone_and_exits_1() {
+    let dir = Dir::new("slow");
+    let (a, b) = (dir.path("a.json"), dir.path("b.json"));
+    write_export(&a, 200, 1.0, 3);
+    write_export(&b, 200, 1.3, 4);
+    let out = vidperf(&["compare", &a, &b, "--format", "json"]);
+    assert_eq!(code(&out), 1, "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(doc["regressed"], true);
+    for pair in doc["comparison"]["pairs"].as_array().expect("pairs") {
+        let expected = if pair["strategy"] == "seedvr2" {
+            "regressed"
+        } else {
+            "unchanged"
+        };
+        assert_eq!(pair["verdict"], expected, "{pair}");
+        assert_eq!(
+            pair["baseline_operations"], 200,
+            "all, not the 50 records kept"
+        );
+    }
+    let markdown = vidperf(&["compare", &a, &b, "--format", "markdown"]);
+    assert_eq!(code(&markdown), 1);
+    let md = text(&markdown.stdout);
+    assert!(md.contains("**Regression detected**"), "{md}");
+    assert!(md.contains("| enhancement | seedvr2 |"), "{md}");
+    assert!(md.contains("**regressed**"), "{md}");
+    assert!(
+        md.contains("Regressed: enhancement/seedvr2 p50_duration"),
+        "{md}"
+    );
+}
+
+#[test]
+fn a_0_1_0_export_still_reads() {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../vidperf-core/tests/golden/export-0.1.0.json")
+        .to_string_lossy()
+        .into_owned();
+    let out = vidperf(&["compare", &golden, &golden]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("rebuilt from the records kept"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+fn refused(args: &[&str], needle: &str) {
+    let out = vidperf(args);
+    let stderr = text(&out.stderr);
+    assert_eq!(code(&out), 2, "{args:?}: {stderr}");
+    assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    assert!(out.stdout.is_empty(), "{args:?}");
+}
+
+#[test]
+fn bad_input_exits_2_naming_the_file_and_the_fault() {
+    let dir = Dir::new("bad");
+    let good = dir.path("good.json");
+    write_export(&good, 50, 1.0, 5);
+    let missing = dir.path("missing.json");
+    refused(
+        &["compare", &missing, &good],
+        &format!("baseline {missing}: cannot open"),
+    );
+
+    let truncated = dir.path("truncated.json");
+    let bytes = std::fs::read(&good).expect("read");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 4]).expect("write");
+    refused(
+        &["compare", &good, &truncated],
+        &format!("current {truncated}: malformed export"),
+    );
+
+    let csv = dir.path("export.csv");
+    std::fs::write(
+        &csv,
+        "operation_id,operation_type,strategy\n1,enhancement,vsrm\n",
+    )
+    .expect("write");
+    refused(
+        &["compare", &csv, &good],
+        "a CSV export has no duration distributions",
+    );
+
+    let newer = dir.path("newer.json");
+    std::fs::write(
+        &newer,
+        r#"{"format_version": 99, "exported_at": "2030-01-01T00:00:00Z", "statistics": {}, "operations": []}"#,
+    )
+    .expect("write");
+    refused(&["compare", &newer, &good], "format_version 99 is newer");
+
+    refused(&["compare", &good, &good, "--alpha", "2"], "alpha = 2");
+    refused(&["compare", &good], "required");
+}
+
+#[test]
+fn a_service_that_refuses_or_never_answers_exits_2() {
+    let dir = Dir::new("url");
+    let good = dir.path("good.json");
+    write_export(&good, 50, 1.0, 6);
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    refused(
+        &["compare", &format!("http://127.0.0.1:{port}"), &good],
+        "cannot connect",
+    );
+    // Accepts the connection, never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", silent.local_addr().expect("addr"));
+    let started = std::time::Instant::now();
+    refused(
+        &["compare", &good, &url, "--timeout", "1"],
+        "no answer within 1 s",
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn a_live_service_is_compared_with_a_file() {
+    let dir = Dir::new("live");
+    let baseline = dir.path("baseline.json");
+    write_export(&baseline, 100, 1.0, 7);
+    let (layer, vidperf_handle) = vidperf::builder()
+        .without_env()
+        .http_api("127.0.0.1:0".parse().expect("addr"))
+        .build()
+        .expect("build");
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || {
+        for i in 0..40u64 {
+            let span = tracing::info_span!(
+                "enhance",
+                operation = "enhancement",
+                strategy = "vsrm",
+                frames_processed = 30u64
+            );
+            let _entered = span.enter();
+            std::hint::black_box(i);
+        }
+    });
+    let addr = vidperf_handle.http_addr().expect("serving");
+    let out = vidperf(&["compare", &baseline, &format!("http://{addr}")]);
+    let stdout = text(&out.stdout);
+    // The live vsrm operations take microseconds against the file's 100 ms: an
+    // improvement, not a regression.
+    assert_eq!(code(&out), 0, "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains(&format!("current:  http://{addr} (40 operations")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("improved"), "{stdout}");
+    let _ = vidperf_handle.shutdown(Duration::from_secs(5));
+}

@@ -1,0 +1,4 @@
+#[vidperf::track(strategy = "vsrm", strategy = "seedvr2")]
+fn enhance() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[vidperf::track(operation = "enhancement")]
+fn enhance() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[vidperf::track(strategy = "vsrm")]
+struct Enhancer;
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[vidperf::track(strategy = vsrm)]
+fn enhance() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[vidperf::track(strategy = "vsrm", kind = "enhancement")]
+fn enhance() {}
+
+fn main() {}

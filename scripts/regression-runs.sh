@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The real-run check of docs/REGRESSIONS.md: same-seed pairs of example-pipeline runs,
+# one after the other on this machine, compared with `vidperf compare` at its defaults
+# (each pair should exit 0), then a baseline against a run with `--slowdown
+# seedvr2=1.5` (should exit 1 with only SeedVR2 flagged). Output goes to a temporary
+# directory, removed at the end.
+#
+# Usage: scripts/regression-runs.sh [PAIRS] (default 10; CLIPS=300 clips a run)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pairs=${1:-10}
+clips=${CLIPS:-300}
+
+cargo build --release --locked -q --example pipeline
+cargo build --release --locked -q -p vidperf-cli
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+
+run() {
+    local out=$1
+    shift
+    target/release/examples/pipeline --clips "$clips" --seed 11 --export-dir "$out" "$@" >/dev/null
+}
+
+compare() {
+    set +e
+    target/release/vidperf compare "$1/vidperf-export.json" "$2/vidperf-export.json" --format json >"$3"
+    local code=$?
+    set -e
+    echo "$code"
+}
+
+summarise() {
+    python3 - "$1" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+cells = []
+for p in doc["comparison"]["pairs"]:
+    for f in p["figures"]:
+        if f["figure"] in ("p50_duration", "p95_duration") and f["change"] is not None:
+            cells.append(f'{p["strategy"]} {f["figure"][:3]} {100 * (f["change"] - 1):+.1f}%'
+                         + (f' ({f["verdict"]})' if f["verdict"] in ("regressed", "improved") else ""))
+print("    " + "; ".join(cells))
+PY
+}
+
+for i in $(seq 1 "$pairs"); do
+    run "$dir/a$i"
+    run "$dir/b$i"
+    code=$(compare "$dir/a$i" "$dir/b$i" "$dir/c$i.json")
+    echo "same seed, pair $i: exit $code"
+    summarise "$dir/c$i.json"
+done
+run "$dir/base"
+run "$dir/slow" --slowdown seedvr2=1.5
+code=$(compare "$dir/base" "$dir/slow" "$dir/slow.json")
+echo "--slowdown seedvr2=1.5: exit $code"
+summarise "$dir/slow.json"
+target/release/vidperf compare "$dir/base/vidperf-export.json" "$dir/slow/vidperf-export.json" || true
