@@ -5,7 +5,9 @@
 //! all setups alike. Reports medians over the rounds and the spread (p25–p75).
 //!
 //! Run: `cargo bench --bench overhead` (add `-- --markdown` for the table written
-//! into `docs/BENCHMARKS.md` by `scripts/bench.sh`).
+//! into `docs/BENCHMARKS.md` by `scripts/bench.sh`; `-- --spans-only` for the span
+//! tables and the alert-rules line, `-- --streams-only` or `-- --otel-only` for one
+//! section, `-- --quick` for 5 rounds instead of 41).
 
 // reason: a global allocator is an unsafe trait (this one only counts), and the thread's
 // CPU clock is read through libc.
@@ -955,6 +957,10 @@ fn main() {
     let rounds = if quick { 5 } else { 41 };
     if std::env::args().any(|a| a == "--otel-only") {
         otel_section(rounds);
+        return;
+    }
+    if std::env::args().any(|a| a == "--streams-only") {
+        streams_section(rounds);
         return;
     }
     let mut rows = measure("flat operation span", flat, 20_000, rounds);

@@ -22,9 +22,12 @@ run() {
     target/release/examples/pipeline --clips "$clips" --seed 11 --export-dir "$out" "$@" >/dev/null
 }
 
+# compare BASELINE_DIR CURRENT_DIR OUT.json [vidperf compare flags…]: prints the exit status.
 compare() {
+    local a=$1 b=$2 out=$3
+    shift 3
     set +e
-    target/release/vidperf compare "$1/vidperf-export.json" "$2/vidperf-export.json" --format json >"$3"
+    target/release/vidperf compare "$a/vidperf-export.json" "$b/vidperf-export.json" --format json "$@" >"$out"
     local code=$?
     set -e
     echo "$code"
@@ -37,8 +40,9 @@ doc = json.load(open(sys.argv[1]))
 cells = []
 for p in doc["comparison"]["pairs"]:
     for f in p["figures"]:
-        if f["figure"] in ("p50_duration", "p95_duration") and f["change"] is not None:
-            cells.append(f'{p["strategy"]} {f["figure"][:3]} {100 * (f["change"] - 1):+.1f}%'
+        if f["figure"] in ("p50_duration", "p95_duration", "frame_time") and f["change"] is not None:
+            name = {"p50_duration": "p50", "p95_duration": "p95", "frame_time": "per-frame"}[f["figure"]]
+            cells.append(f'{p["operation_type"][:4]}/{p["strategy"]} {name} {100 * (f["change"] - 1):+.1f}%'
                          + (f' ({f["verdict"]})' if f["verdict"] in ("regressed", "improved") else ""))
 print("    " + "; ".join(cells))
 PY
@@ -48,12 +52,15 @@ for i in $(seq 1 "$pairs"); do
     run "$dir/a$i"
     run "$dir/b$i"
     code=$(compare "$dir/a$i" "$dir/b$i" "$dir/c$i.json")
-    echo "same seed, pair $i: exit $code"
+    wide=$(compare "$dir/a$i" "$dir/b$i" "$dir/w$i.json" --noise 0.15)
+    echo "same seed, pair $i: exit $code at the defaults, $wide with --noise 0.15"
     summarise "$dir/c$i.json"
 done
 run "$dir/base"
 run "$dir/slow" --slowdown seedvr2=1.5
 code=$(compare "$dir/base" "$dir/slow" "$dir/slow.json")
-echo "--slowdown seedvr2=1.5: exit $code"
+wide=$(compare "$dir/base" "$dir/slow" "$dir/slow-wide.json" --noise 0.15)
+echo "--slowdown seedvr2=1.5: exit $code at the defaults, $wide with --noise 0.15"
 summarise "$dir/slow.json"
 target/release/vidperf compare "$dir/base/vidperf-export.json" "$dir/slow/vidperf-export.json" || true
+target/release/vidperf compare "$dir/base/vidperf-export.json" "$dir/slow/vidperf-export.json" --noise 0.15 || true

@@ -373,3 +373,67 @@ fn slow_clients_over_the_connection_cap_cannot_lock_the_scraper_out() {
     );
     let _ = vidperf.shutdown(Duration::from_secs(5));
 }
+
+/// The scrape does not queue behind heavy routes: `/metrics` answered while 8 clients
+/// pull `stats?recent=1000` (10,000 records held) in a loop. Latencies are printed for
+/// docs/RELIABILITY.md; the assertion is behavioural (every probe answered, none near
+/// the 10 s client timeout).
+#[test]
+fn metrics_are_answered_while_heavy_routes_are_busy() {
+    let (vidperf, addr) = serve(ApiConfig::default(), 10_000);
+    let probe = |n: usize| -> Vec<Duration> {
+        (0..n)
+            .map(|_| {
+                let started = Instant::now();
+                let (status, _) = raw(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+                assert_eq!(status, 200);
+                let took = started.elapsed();
+                std::thread::sleep(Duration::from_millis(50));
+                took
+            })
+            .collect()
+    };
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        (v[v.len() / 2], v[v.len() - 1])
+    };
+    let (quiet_median, quiet_max) = median(probe(30));
+    let stop = Arc::new(AtomicBool::new(false));
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let heavy: Vec<_> = (0..8)
+        .map(|_| {
+            let (stop, pulled) = (stop.clone(), pulled.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let (status, _) = raw(
+                        addr,
+                        b"GET /performance/stats?recent=1000 HTTP/1.1\r\nHost: x\r\n\r\n",
+                    );
+                    if status == 200 {
+                        pulled.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let (busy_median, busy_max) = median(probe(30));
+    stop.store(true, Ordering::SeqCst);
+    for h in heavy {
+        let _ = h.join();
+    }
+    eprintln!(
+        "/metrics: median {quiet_median:?}, max {quiet_max:?} quiet; median {busy_median:?}, \
+         max {busy_max:?} with 8 clients pulling stats?recent=1000 ({} pulls)",
+        pulled.load(Ordering::SeqCst)
+    );
+    assert!(
+        pulled.load(Ordering::SeqCst) > 8,
+        "the heavy clients were served"
+    );
+    assert!(
+        busy_max < Duration::from_secs(5),
+        "a probe waited {busy_max:?}"
+    );
+    let _ = vidperf.shutdown(Duration::from_secs(5));
+}

@@ -53,6 +53,25 @@ impl Rotel {
         Self::launch(grpc, http, true)
     }
 
+    /// Starts rotel with its Datadog exporter sending to `endpoint` (a capture server:
+    /// it posts gzip-compressed trace payloads to `endpoint/api/v0.2/traces`).
+    pub(crate) fn start_datadog(endpoint: &str) -> Option<Self> {
+        Self::launch_with(
+            free_port(),
+            free_port(),
+            &[
+                "--exporter",
+                "datadog",
+                "--datadog-exporter-custom-endpoint",
+                endpoint,
+                "--datadog-exporter-api-key",
+                "test-api-key",
+                "--traces-batch-timeout",
+                "100ms",
+            ],
+        )
+    }
+
     /// Starts rotel on the given loopback ports without its debug log (for long runs:
     /// the detailed log of 10,000 spans/s would fill a disk).
     pub(crate) fn start_quiet_on(grpc: u16, http: u16) -> Option<Self> {
@@ -60,6 +79,15 @@ impl Rotel {
     }
 
     fn launch(grpc: u16, http: u16, debug_log: bool) -> Option<Self> {
+        let mut args = vec!["--exporter", "blackhole"];
+        if debug_log {
+            args.extend(["--debug-log", "traces", "--debug-log", "metrics"]);
+            args.extend(["--debug-log-verbosity", "detailed"]);
+        }
+        Self::launch_with(grpc, http, &args)
+    }
+
+    fn launch_with(grpc: u16, http: u16, args: &[&str]) -> Option<Self> {
         let Some(agent) = rotel_agent() else {
             assert!(
                 std::env::var_os("VIDPERF_REQUIRE_ROTEL").is_none(),
@@ -83,12 +111,7 @@ impl Rotel {
                 &format!("127.0.0.1:{grpc}"),
             ])
             .args(["--otlp-http-endpoint", &format!("127.0.0.1:{http}")])
-            .args(["--exporter", "blackhole"]);
-        if debug_log {
-            command
-                .args(["--debug-log", "traces", "--debug-log", "metrics"])
-                .args(["--debug-log-verbosity", "detailed"]);
-        }
+            .args(args);
         let child = command
             .stdout(Stdio::from(file.try_clone().expect("log")))
             .stderr(Stdio::from(file))

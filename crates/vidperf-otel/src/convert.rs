@@ -5,10 +5,12 @@ use std::borrow::Cow;
 use opentelemetry::trace::{
     Event, Link, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
 };
-use opentelemetry::{InstrumentationScope, KeyValue, Value};
+use std::sync::Arc;
+
+use opentelemetry::{InstrumentationScope, KeyValue, StringValue, Value};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use vidperf_core::fields::{self, Number};
-use vidperf_core::{FieldValue, FinishedSpan};
+use vidperf_core::{FieldValue, FinishedSpan, OperationKey};
 
 /// The attribute names vidperf adds to spans and metrics (the contract fields keep
 /// their own names, [`vidperf_core::fields::CONTRACT`]).
@@ -83,6 +85,44 @@ fn kind(span: &FinishedSpan) -> SpanKind {
     }
 }
 
+thread_local! {
+    /// `"<operation> <strategy>"` by the addresses of the interned names (the layer
+    /// hands out one `Arc` per name), so that building the attribute allocates only the
+    /// first time on each thread. The entry holds the names, so their addresses cannot
+    /// be reused while it exists; bounded (cleared past 1,024 entries).
+    static RESOURCE_NAMES: std::cell::RefCell<
+        std::collections::HashMap<(usize, usize), (OperationKey, StringValue)>,
+    > = std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+fn resource_name(key: &OperationKey) -> StringValue {
+    let id = (
+        Arc::as_ptr(&key.operation_type).cast::<u8>() as usize,
+        Arc::as_ptr(&key.strategy).cast::<u8>() as usize,
+    );
+    // Reference-counted: cloning it allocates nothing.
+    let make = || {
+        StringValue::from(Arc::<str>::from(format!(
+            "{} {}",
+            key.operation_type, key.strategy
+        )))
+    };
+    RESOURCE_NAMES
+        .try_with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if let Some((_, name)) = cache.get(&id) {
+                return name.clone();
+            }
+            if cache.len() >= 1_024 {
+                cache.clear();
+            }
+            let name = make();
+            cache.insert(id, (key.clone(), name.clone()));
+            name
+        })
+        .unwrap_or_else(|_| make())
+}
+
 /// The span's attributes: the contract fields typed, resource peaks, metadata.
 pub(crate) fn attributes(span: &FinishedSpan) -> Vec<KeyValue> {
     let mut out = Vec::with_capacity(16 + span.metadata.len());
@@ -99,7 +139,7 @@ pub(crate) fn attributes(span: &FinishedSpan) -> Vec<KeyValue> {
         if !span.metadata.iter().any(|(k, _)| k == attr::RESOURCE_NAME) {
             out.push(KeyValue::new(
                 attr::RESOURCE_NAME,
-                format!("{} {}", key.operation_type, key.strategy),
+                Value::String(resource_name(key)),
             ));
         }
     }
