@@ -87,7 +87,7 @@
 //! | `VIDPERF_MAX_KEYS` | 64 | distinct strategies / operation types before `__overflow__` |
 //! | `VIDPERF_MAX_ACTIVE` | 10000 | active operations listed (the count stays exact) |
 //! | `VIDPERF_RESOURCE_MONITOR` | on | `off` disables the resource monitor |
-//! | `VIDPERF_SAMPLE_INTERVAL_MS` | 50 | milliseconds between resource samples |
+//! | `VIDPERF_SAMPLE_INTERVAL_MS` | 10 | milliseconds between resource samples while operations are open |
 //! | `VIDPERF_NVML_LIBRARY` | the system's | path to `libnvidia-ml.so`, or `off` for no GPU sampling |
 //! | `VIDPERF_HTTP_ADDR` | unset (no server) | serve the HTTP API on this address, e.g. `127.0.0.1:9464` |
 //! | `VIDPERF_HTTP_TOKEN` | unset | bearer token required on `POST /performance/export` |

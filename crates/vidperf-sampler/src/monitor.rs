@@ -22,10 +22,16 @@ use crate::stack::MaxStack;
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct MonitorConfig {
-    /// Time between samples. Default 50 ms (20 Hz): GPU memory moves fast; process CPU
-    /// is re-read at most every 200 ms whatever this is. Values below 1 ms are raised
-    /// to 1 ms.
+    /// Time between samples while operations are open. Default 10 ms (100 Hz): GPU
+    /// memory moves fast, and a 20 ms allocation spike inside an operation must fall on
+    /// a sample; process CPU is re-read at most every 200 ms whatever this is. Values
+    /// below 1 ms are raised to 1 ms.
     pub interval: Duration,
+    /// An operation that opens when the newest sample is older than this asks the
+    /// monitor for one right away (taken on the monitor's thread, never the
+    /// operation's), so that even operations shorter than `interval` get a sample of
+    /// their own. Default 1 ms; zero turns it off.
+    pub boundary_gap: Duration,
     /// Time between queries of NVML's running-process list (this process's own GPU
     /// memory). The call costs milliseconds and holds a driver lock. Default 1 s.
     pub process_list_interval: Duration,
@@ -45,7 +51,8 @@ pub struct MonitorConfig {
 impl Default for MonitorConfig {
     fn default() -> Self {
         Self {
-            interval: Duration::from_millis(50),
+            interval: Duration::from_millis(10),
+            boundary_gap: Duration::from_millis(1),
             process_list_interval: Duration::from_secs(1),
             nvml: NvmlLibrary::System,
             process: true,
@@ -61,6 +68,13 @@ impl MonitorConfig {
     #[must_use]
     pub fn with_interval(mut self, interval: Duration) -> Self {
         self.interval = interval;
+        self
+    }
+
+    /// Sets [`MonitorConfig::boundary_gap`] (zero: no samples on request).
+    #[must_use]
+    pub fn with_boundary_gap(mut self, gap: Duration) -> Self {
+        self.boundary_gap = gap;
         self
     }
 
@@ -193,6 +207,10 @@ struct Shared {
     latest_at: AtomicU64,
     /// Windows opening and the thread parking and sleeping.
     gate: Gate,
+    /// An opening window asked for a sample now.
+    requested: AtomicBool,
+    /// Samples taken on request.
+    requested_samples: AtomicU64,
     stop: AtomicBool,
     running: AtomicBool,
     tick_nanos: AtomicU64,
@@ -273,6 +291,8 @@ impl ResourceMonitor {
             latest_seq: AtomicU64::new(NO_SAMPLE),
             latest_at: AtomicU64::new(0),
             gate: Gate::new(),
+            requested: AtomicBool::new(false),
+            requested_samples: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             running: AtomicBool::new(true),
             tick_nanos: AtomicU64::new(0),
@@ -303,6 +323,12 @@ impl ResourceMonitor {
             shared,
             thread: Mutex::new(Some((handle, done_rx))),
         })
+    }
+
+    /// Samples taken because an operation opened after a quiet spell
+    /// ([`MonitorConfig::boundary_gap`]).
+    pub fn samples_on_request(&self) -> u64 {
+        self.shared.requested_samples.load(Ordering::Relaxed)
     }
 
     /// What GPU sampling can do on this machine.
@@ -503,8 +529,18 @@ fn run(shared: &Shared, mut sampler: Sampler) {
             last_busy = next;
         }
         let now = Instant::now();
+        if shared.requested.swap(false, Ordering::AcqRel) {
+            // An operation opened after a quiet spell: its own sample, now.
+            sampler.tick(shared);
+            shared.requested_samples.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
         if now < next {
-            shared.gate.sleep(next - now, stopping);
+            // A request checked under the gate's lock, which the requester takes to
+            // notify: it cannot slip in between the check and the wait.
+            shared.gate.sleep(next - now, || {
+                stopping() || shared.requested.load(Ordering::Acquire)
+            });
             continue;
         }
         sampler.tick(shared);
@@ -526,20 +562,28 @@ impl ResourceWindows for ResourceMonitor {
     fn open(&self, now: Instant) -> WindowStart {
         let s = &*self.shared;
         let latest = s.latest_seq.load(Ordering::Acquire);
+        let since_epoch = now.saturating_duration_since(s.epoch).as_nanos() as u64;
+        let age =
+            Duration::from_nanos(since_epoch.saturating_sub(s.latest_at.load(Ordering::Acquire)));
         let first_sample = if latest == NO_SAMPLE {
             0
-        } else {
+        } else if age <= s.config.interval * 2 {
             // The newest sample counts as the window's start sample when it is recent;
             // after a parked spell it is not, and the wake-up sample will be the first.
-            let now = now.saturating_duration_since(s.epoch).as_nanos() as u64;
-            let age = now.saturating_sub(s.latest_at.load(Ordering::Acquire));
-            if Duration::from_nanos(age) <= s.config.interval * 2 {
-                latest
-            } else {
-                latest + 1
-            }
+            latest
+        } else {
+            latest + 1
         };
         s.gate.enter();
+        // After a quiet spell, a sample of this operation's own, taken by the monitor
+        // (at most one request in flight; one lock and notify, no system call of ours).
+        let gap = s.config.boundary_gap;
+        if !gap.is_zero()
+            && (latest == NO_SAMPLE || age >= gap)
+            && !s.requested.swap(true, Ordering::AcqRel)
+        {
+            s.gate.notify();
+        }
         WindowStart { first_sample }
     }
 

@@ -728,7 +728,7 @@ impl Stats {
     /// Writes `vidperf-export.json` and `vidperf-export.csv` into `dir` from one view:
     /// both files are written under temporary names before either is renamed into
     /// place, so a failure leaves the previous pair (see
-    /// [`export::write_files`](crate::export::write_files)).
+    /// [`export::write_files`]).
     pub fn write_files(&self, dir: &Path) -> Result<ExportPaths, WriteError> {
         export::write_view_files(dir, &self.export_view())
     }

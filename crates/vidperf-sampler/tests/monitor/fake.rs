@@ -318,3 +318,64 @@ fn the_thread_parks_when_idle_and_wakes_for_an_operation() {
         .expect("clean shutdown");
     assert!(!monitor.health().running);
 }
+
+/// At the default interval (10 ms), a 20 ms VRAM spike inside a 300 ms operation falls
+/// on a sample every time: 20 runs. The spike is timed by the clock alone (not by the
+/// fake's call count), as an allocation in a real operation would be.
+#[test]
+fn a_twenty_ms_spike_in_a_300_ms_operation_is_caught_every_time() {
+    let fake = FakeNvml::new();
+    fake.set_memory(0, GIB, TOTAL);
+    let monitor = ResourceMonitor::start(
+        MonitorConfig::default().with_nvml(NvmlLibrary::Path(fake.path().to_owned())),
+    )
+    .expect("monitor starts");
+    let mut caught = 0;
+    for run in 0..20u64 {
+        let spike_bytes = 4 * GIB + run;
+        let window = monitor.open(Instant::now());
+        std::thread::sleep(Duration::from_millis(140));
+        fake.set_memory(0, spike_bytes, TOTAL);
+        std::thread::sleep(Duration::from_millis(20));
+        fake.set_memory(0, GIB, TOTAL);
+        std::thread::sleep(Duration::from_millis(140));
+        let peaks = monitor.close(window);
+        if peaks.gpu_memory_bytes == Some(spike_bytes) {
+            caught += 1;
+        }
+    }
+    assert_eq!(caught, 20, "the spike was caught in {caught} of 20 runs");
+}
+
+/// An operation that opens after a quiet spell asks for a sample of its own, taken on
+/// the monitor's thread: a 5 ms operation opened 5 ms after the last sample (interval
+/// 50 ms, so the next periodic one is ~45 ms away) sees the value of its own moment.
+#[test]
+fn an_operation_after_a_quiet_spell_gets_a_sample_of_its_own() {
+    let fake = FakeNvml::new();
+    fake.set_memory(0, GIB, TOTAL);
+    let monitor = monitor(&fake, 50);
+    let mut own = 0;
+    for run in 0..10u64 {
+        // Just after a periodic sample, so the next is ~50 ms away.
+        let calls = fake.calls(Function::Memory);
+        assert!(wait_until(Duration::from_secs(5), || fake
+            .calls(Function::Memory)
+            > calls));
+        std::thread::sleep(Duration::from_millis(5));
+        let value = 2 * GIB + run;
+        fake.set_memory(0, value, TOTAL);
+        let requested = monitor.samples_on_request();
+        let window = monitor.open(Instant::now());
+        std::thread::sleep(Duration::from_millis(5));
+        let peaks = monitor.close(window);
+        assert!(peaks.samples.unwrap_or(0) >= 1, "{peaks:?}");
+        if peaks.gpu_memory_bytes == Some(value) && monitor.samples_on_request() > requested {
+            own += 1;
+        }
+        fake.set_memory(0, GIB, TOTAL);
+    }
+    // Each such operation got its own sample; on a loaded machine the monitor may be
+    // late for one.
+    assert!(own >= 9, "{own} of 10 operations saw their own moment");
+}
