@@ -313,10 +313,15 @@ impl Builder {
 
     /// Builds and installs vidperf as the global default subscriber (a
     /// [`Registry`](tracing_subscriber::Registry) with the layer), and returns the
-    /// handle, also reachable later through [`global`].
+    /// handle, also reachable later through [`global`]. With the `nvtx` feature, when an
+    /// NVTX tool is attached (Nsight Systems sets `NVTX_INJECTION64_PATH`), the subscriber
+    /// also turns every span into an NVTX range.
     pub fn install(self) -> Result<Vidperf, InstallError> {
         let (layer, handle) = self.build()?;
         let subscriber = tracing_subscriber::registry().with(layer.clone());
+        // Under Nsight Systems (an NVTX tool attached), every span is also a range.
+        #[cfg(feature = "nvtx")]
+        let subscriber = subscriber.with(vidperf_nvtx::NvtxLayer::if_attached());
         if tracing::subscriber::set_global_default(subscriber).is_err() {
             return Err(InstallError::AlreadyInstalled(Box::new(Built {
                 layer,

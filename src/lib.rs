@@ -74,6 +74,8 @@
 //! | `otlp` | yes | [`otlp`]: every span as an OpenTelemetry span and per-strategy metrics, over OTLP (HTTP/protobuf, blocking client: no async runtime needed) to any collector |
 //! | `otlp-grpc` | no | OTLP over gRPC as well (tonic): [`otlp::Protocol::Grpc`] or `OTEL_EXPORTER_OTLP_PROTOCOL=grpc`; build vidperf inside a tokio runtime (outside one the build returns an error saying so) |
 //! | `http-api` | yes | [`http`]: `/performance/stats`, `/performance/export`, Prometheus `/metrics`, `/healthz` (axum), as a router to mount or a server the builder starts |
+//! | `alertmanager` | yes | delivery of alerts to a Prometheus Alertmanager (API v2) |
+//! | `nvtx` | no | `nvtx`: every span as an NVTX range under Nsight Systems; [`Builder::install`] adds the layer when a tool is attached (`NVTX_INJECTION64_PATH`), with your own subscriber add `vidperf::nvtx::NvtxLayer::if_attached()` |
 //!
 //! # Environment variables
 //!
@@ -133,6 +135,10 @@ mod resources;
 #[path = "resources_off.rs"]
 mod resources;
 pub mod watch;
+/// NVTX ranges for spans under Nsight Systems (feature `nvtx`): see [`vidperf_nvtx`].
+#[cfg(feature = "nvtx")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nvtx")))]
+pub use vidperf_nvtx as nvtx;
 
 /// The resource monitor: per-operation peaks of RAM, CPU, GPU memory and utilization.
 #[cfg(any(feature = "system", feature = "gpu"))]
