@@ -70,6 +70,52 @@ pub struct OperationRecord {
     /// Peak GPU utilization, 0.0–1.0 (written as `gpu_utilization_percent`).
     #[serde(rename = "gpu_utilization_percent", with = "units::percent_ratio")]
     pub gpu_utilization: Option<f64>,
+    /// Mean GPU utilization from the driver's samples stamped inside the operation,
+    /// 0.0–1.0 (written as `gpu_utilization_mean_percent`; left out when not measured).
+    #[serde(
+        rename = "gpu_utilization_mean_percent",
+        with = "units::percent_ratio",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub gpu_utilization_mean: Option<f64>,
+    /// Peak SM utilization of this process from the driver's per-process samples,
+    /// 0.0–1.0 (written as `gpu_process_utilization_percent`; left out when not
+    /// measured).
+    #[serde(
+        rename = "gpu_process_utilization_percent",
+        with = "units::percent_ratio",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub gpu_process_utilization: Option<f64>,
+    /// GPM SM utilization over the operation, 0.0–1.0 (written as
+    /// `gpu_sm_utilization_percent`; left out where the GPU has no GPM).
+    #[serde(
+        rename = "gpu_sm_utilization_percent",
+        with = "units::percent_ratio",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub gpu_sm_utilization: Option<f64>,
+    /// GPM SM occupancy over the operation, 0.0–1.0 (written as
+    /// `gpu_sm_occupancy_percent`; left out where the GPU has no GPM).
+    #[serde(
+        rename = "gpu_sm_occupancy_percent",
+        with = "units::percent_ratio",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub gpu_sm_occupancy: Option<f64>,
+    /// GPM tensor-core activity over the operation, 0.0–1.0 (written as
+    /// `gpu_tensor_activity_percent`; left out where the GPU has no GPM).
+    #[serde(
+        rename = "gpu_tensor_activity_percent",
+        with = "units::percent_ratio",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub gpu_tensor_activity: Option<f64>,
     /// Resource samples taken during the operation.
     pub samples: Option<u64>,
     /// The trace id, 32 hex digits.
@@ -153,6 +199,11 @@ impl OperationRecord {
             peak_gpu_memory_bytes: r.gpu_memory_bytes,
             cpu_utilization: r.process_cpu_utilization.map(ratio_as_exported),
             gpu_utilization: r.gpu_utilization.map(ratio_as_exported),
+            gpu_utilization_mean: r.gpu_utilization_mean.map(ratio_as_exported),
+            gpu_process_utilization: r.gpu_process_utilization.map(ratio_as_exported),
+            gpu_sm_utilization: r.gpu_sm_utilization.map(ratio_as_exported),
+            gpu_sm_occupancy: r.gpu_sm_occupancy.map(ratio_as_exported),
+            gpu_tensor_activity: r.gpu_tensor_activity.map(ratio_as_exported),
             samples: r.samples,
             trace_id: p.trace_id.to_string(),
             span_id,
@@ -196,6 +247,11 @@ impl OperationRecord {
             peak_gpu_memory_bytes: None,
             cpu_utilization: None,
             gpu_utilization: None,
+            gpu_utilization_mean: None,
+            gpu_process_utilization: None,
+            gpu_sm_utilization: None,
+            gpu_sm_occupancy: None,
+            gpu_tensor_activity: None,
             samples: None,
             trace_id: String::new(),
             span_id: String::new(),
@@ -243,5 +299,74 @@ pub(crate) mod rfc3339 {
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+    use crate::ids::{SpanId, TraceId};
+    use crate::span::OperationKey;
+
+    fn span() -> FinishedSpan {
+        let key = OperationKey {
+            operation_type: "enhancement".into(),
+            strategy: "seedvr2".into(),
+        };
+        let ids = (TraceId::from_bytes([1; 16]), SpanId::from_bytes([2; 8]));
+        FinishedSpan::operation(
+            key,
+            ids,
+            UNIX_EPOCH + Duration::from_secs(1_790_000_000),
+            Duration::from_millis(300),
+        )
+    }
+
+    #[test]
+    fn driver_and_gpm_figures_are_written_in_percent_when_measured_and_left_out_otherwise() {
+        let mut measured = span();
+        let r = &mut measured.resources;
+        r.gpu_utilization = Some(0.7);
+        r.gpu_utilization_mean = Some(0.55);
+        r.gpu_process_utilization = Some(0.61);
+        r.gpu_sm_utilization = Some(0.625);
+        r.gpu_sm_occupancy = Some(0.3);
+        r.gpu_tensor_activity = Some(0.125);
+        let record = OperationRecord::from_span(&measured).expect("an operation");
+        let json = serde_json::to_value(&record).expect("serialize");
+        for (key, want) in [
+            ("gpu_utilization_percent", 70.0),
+            ("gpu_utilization_mean_percent", 55.0),
+            ("gpu_process_utilization_percent", 61.0),
+            ("gpu_sm_utilization_percent", 62.5),
+            ("gpu_sm_occupancy_percent", 30.0),
+            ("gpu_tensor_activity_percent", 12.5),
+        ] {
+            assert_eq!(json[key].as_f64(), Some(want), "{key}: {json}");
+        }
+        let back: OperationRecord = serde_json::from_value(json).expect("read back");
+        assert_eq!(back, record);
+
+        // Not measured (no GPM, no driver samples): absent from the file, not 0 or null,
+        // and a file without them reads back.
+        let record = OperationRecord::from_span(&span()).expect("an operation");
+        let json = serde_json::to_value(&record).expect("serialize");
+        for key in [
+            "gpu_utilization_mean_percent",
+            "gpu_process_utilization_percent",
+            "gpu_sm_utilization_percent",
+            "gpu_sm_occupancy_percent",
+            "gpu_tensor_activity_percent",
+        ] {
+            assert!(json.get(key).is_none(), "{key}: {json}");
+        }
+        assert!(
+            json["gpu_utilization_percent"].is_null(),
+            "the 0.1.0 field stays"
+        );
+        let back: OperationRecord = serde_json::from_value(json).expect("read back");
+        assert_eq!(back, record);
     }
 }

@@ -9,11 +9,15 @@ use std::time::Instant;
 use crate::span::ResourcePeaks;
 
 /// An open measurement window: where the monitor's sample sequence stood when an
-/// operation started. Small and `Copy`; kept in the operation's state.
+/// operation started, and when it started. Small and `Copy`; kept in the operation's
+/// state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WindowStart {
     /// The sequence number of the first sample that belongs to the window.
     pub first_sample: u64,
+    /// When the operation started (for figures a source stamps with their own time,
+    /// such as the GPU driver's utilization samples).
+    pub opened: Instant,
 }
 
 /// A source of per-window resource peaks.
@@ -27,10 +31,10 @@ pub trait ResourceWindows: Send + Sync + 'static {
     /// monotonic time it already read for the operation's start).
     fn open(&self, now: Instant) -> WindowStart;
 
-    /// Closes the window and returns the peaks of every sample that fell inside it
-    /// (including the latest sample at open and at close). Every figure that was not
-    /// measured stays `None`.
-    fn close(&self, start: WindowStart) -> ResourcePeaks;
+    /// Closes the window of an operation that ends at `now` and returns the peaks of
+    /// every sample that fell inside it (including the latest sample at open and at
+    /// close). Every figure that was not measured stays `None`.
+    fn close(&self, start: WindowStart, now: Instant) -> ResourcePeaks;
 }
 
 impl<T: ResourceWindows + ?Sized> ResourceWindows for std::sync::Arc<T> {
@@ -38,7 +42,7 @@ impl<T: ResourceWindows + ?Sized> ResourceWindows for std::sync::Arc<T> {
         (**self).open(now)
     }
 
-    fn close(&self, start: WindowStart) -> ResourcePeaks {
-        (**self).close(start)
+    fn close(&self, start: WindowStart, now: Instant) -> ResourcePeaks {
+        (**self).close(start, now)
     }
 }

@@ -161,8 +161,23 @@ pub struct ResourcePeaks {
     pub gpu_memory_bytes: Option<u64>,
     /// Peak device memory used by this process, in bytes, where the driver reports it.
     pub gpu_process_memory_bytes: Option<u64>,
-    /// Peak GPU utilization, 0.0–1.0.
+    /// Peak GPU utilization, 0.0–1.0: the highest of the driver's own utilization
+    /// samples timestamped inside the span where the driver keeps them
+    /// (`nvmlDeviceGetSamples`), else the highest polled reading.
     pub gpu_utilization: Option<f64>,
+    /// Mean GPU utilization over the span, 0.0–1.0, from the driver's samples
+    /// timestamped inside it (absent where the driver keeps none, or none fell inside).
+    pub gpu_utilization_mean: Option<f64>,
+    /// Peak SM utilization of this process, 0.0–1.0, from the driver's per-process
+    /// samples timestamped inside the span (`nvmlDeviceGetProcessUtilization`).
+    pub gpu_process_utilization: Option<f64>,
+    /// SM utilization over the span, 0.0–1.0: GPM (Hopper and newer), the share of
+    /// time the SMs had work, averaged over the monitor's GPM intervals inside it.
+    pub gpu_sm_utilization: Option<f64>,
+    /// SM occupancy over the span, 0.0–1.0 (GPM): active warps over the maximum.
+    pub gpu_sm_occupancy: Option<f64>,
+    /// Tensor-core activity over the span, 0.0–1.0 (GPM, any tensor operation).
+    pub gpu_tensor_activity: Option<f64>,
     /// How many resource samples fell inside the span.
     pub samples: Option<u64>,
     /// Per-device peaks, listed only on machines with more than one GPU (with one GPU

@@ -29,6 +29,16 @@ pub mod attr {
     pub const GPU_PROCESS_MEMORY_PEAK: &str = "vidperf.gpu.process_memory.peak";
     /// Peak GPU utilization, 0–1.
     pub const GPU_UTILIZATION_PEAK: &str = "vidperf.gpu.utilization.peak";
+    /// Mean GPU utilization from the driver's samples inside the span, 0–1.
+    pub const GPU_UTILIZATION_MEAN: &str = "vidperf.gpu.utilization.mean";
+    /// Peak SM utilization of this process (driver's per-process samples), 0–1.
+    pub const GPU_PROCESS_UTILIZATION_PEAK: &str = "vidperf.gpu.process_utilization.peak";
+    /// GPM SM utilization over the span, 0–1 (Hopper and newer).
+    pub const GPU_SM_UTILIZATION: &str = "vidperf.gpu.sm.utilization";
+    /// GPM SM occupancy over the span, 0–1.
+    pub const GPU_SM_OCCUPANCY: &str = "vidperf.gpu.sm.occupancy";
+    /// GPM tensor-core activity over the span, 0–1.
+    pub const GPU_TENSOR_ACTIVITY: &str = "vidperf.gpu.tensor.activity";
     /// Resource samples inside the span.
     pub const SAMPLES: &str = "vidperf.samples";
     /// Frames per second.
@@ -170,6 +180,14 @@ pub(crate) fn attributes(span: &FinishedSpan) -> Vec<KeyValue> {
     for (k, v) in [
         (attr::PROCESS_CPU_PEAK, r.process_cpu_utilization),
         (attr::GPU_UTILIZATION_PEAK, r.gpu_utilization),
+        (attr::GPU_UTILIZATION_MEAN, r.gpu_utilization_mean),
+        (
+            attr::GPU_PROCESS_UTILIZATION_PEAK,
+            r.gpu_process_utilization,
+        ),
+        (attr::GPU_SM_UTILIZATION, r.gpu_sm_utilization),
+        (attr::GPU_SM_OCCUPANCY, r.gpu_sm_occupancy),
+        (attr::GPU_TENSOR_ACTIVITY, r.gpu_tensor_activity),
     ] {
         if let Some(v) = v {
             out.push(KeyValue::new(k, v));

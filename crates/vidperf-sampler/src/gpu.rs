@@ -1,16 +1,22 @@
 //! GPU figures from NVML, through nvml-wrapper: per-device memory used and
-//! utilization, and this process's own device memory from the running-process list.
+//! utilization, this process's own device memory from the running-process list, the
+//! driver's timestamped utilization samples (device and per process), and GPM counters
+//! on Hopper and newer.
 
 use std::ffi::OsStr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nvml_wrapper::Nvml;
-use nvml_wrapper::enums::device::UsedGpuMemory;
+use nvml_wrapper::enum_wrappers::device::Sampling;
+use nvml_wrapper::enums::device::{SampleValue, UsedGpuMemory};
+use nvml_wrapper::enums::gpm::GpmMetricId;
 use nvml_wrapper::error::NvmlError;
+use nvml_wrapper::gpm::{GpmSample, gpm_metrics_get};
 
 use crate::MAX_DEVICES;
 use crate::gpu_types::{
-    ErrorCounters, ErrorKind, GpuReading, GpuStatus, GpuUnavailable, NvmlLibrary,
+    ErrorCounters, ErrorKind, GpmInterval, GpuReading, GpuStatus, GpuUnavailable, NvmlLibrary,
 };
 
 fn kind(e: &NvmlError) -> ErrorKind {
@@ -26,10 +32,23 @@ fn kind(e: &NvmlError) -> ErrorKind {
 /// The NVML side of the monitor.
 pub(crate) struct GpuSource {
     library: NvmlLibrary,
-    nvml: Option<Nvml>,
+    nvml: Option<Arc<Nvml>>,
+    /// Raised each time NVML is initialised again (GPM samples belong to one handle).
+    generation: u64,
     device_count: u32,
     memory_supported: [bool; MAX_DEVICES],
     utilization_supported: [bool; MAX_DEVICES],
+    /// The driver keeps utilization samples (`nvmlDeviceGetSamples`).
+    samples_supported: [bool; MAX_DEVICES],
+    /// The newest driver sample seen per device (NVML's `lastSeenTimeStamp`).
+    last_sample_us: [u64; MAX_DEVICES],
+    /// The driver keeps per-process utilization samples.
+    process_utilization_supported: bool,
+    last_process_sample_us: [u64; MAX_DEVICES],
+    process_utilization_interval: Duration,
+    last_process_utilization_query: Option<Instant>,
+    /// GPM (Hopper and newer) per device, probed at start.
+    gpm_supported: [bool; MAX_DEVICES],
     processes_supported: bool,
     process_interval: Duration,
     last_process_query: Option<Instant>,
@@ -73,6 +92,7 @@ impl GpuSource {
     pub(crate) fn start(
         library: NvmlLibrary,
         process_interval: Duration,
+        process_utilization_interval: Duration,
         base_backoff: Duration,
     ) -> Result<(Self, GpuStatus), GpuUnavailable> {
         let nvml = init(&library)?;
@@ -86,9 +106,17 @@ impl GpuSource {
         let mut source = Self {
             library,
             nvml: None,
+            generation: 0,
             device_count: count,
             memory_supported: [true; MAX_DEVICES],
             utilization_supported: [true; MAX_DEVICES],
+            samples_supported: [true; MAX_DEVICES],
+            last_sample_us: [0; MAX_DEVICES],
+            process_utilization_supported: true,
+            last_process_sample_us: [0; MAX_DEVICES],
+            process_utilization_interval,
+            last_process_utilization_query: None,
+            gpm_supported: [false; MAX_DEVICES],
             processes_supported: true,
             process_interval,
             last_process_query: None,
@@ -124,8 +152,20 @@ impl GpuSource {
                 source.utilization_supported[idx] = false;
                 unsupported.push(format!("device {i}: utilization"));
             }
+            // The driver's sample buffer: NOT_FOUND only means no sample yet.
+            match device.samples(Sampling::GpuUtilization, None) {
+                Ok(_) | Err(NvmlError::NotFound) => {}
+                Err(_) => {
+                    source.samples_supported[idx] = false;
+                    unsupported.push(format!("device {i}: utilization samples"));
+                }
+            }
+            source.gpm_supported[idx] = device.gpm_support().unwrap_or(false);
+            if !source.gpm_supported[idx] {
+                unsupported.push(format!("device {i}: gpm"));
+            }
         }
-        source.nvml = Some(nvml);
+        source.nvml = Some(Arc::new(nvml));
         Ok((
             source,
             GpuStatus::Available {
@@ -139,6 +179,26 @@ impl GpuSource {
         self.device_count as usize
     }
 
+    /// The NVML handle GPM samples are taken with and the devices that support GPM;
+    /// `None` when no device supports GPM or NVML is down.
+    pub(crate) fn gpm_handle(&self) -> Option<GpmHandle> {
+        let devices: Vec<u32> = (0..self.device_count)
+            .filter(|&i| self.gpm_supported[i as usize])
+            .collect();
+        if devices.is_empty() {
+            return None;
+        }
+        Some(GpmHandle {
+            nvml: self.nvml.clone()?,
+            devices,
+        })
+    }
+
+    /// Raised each time NVML is initialised again.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Reads every device. Errors are counted, make the affected figures absent (never
     /// last values) and start an exponential backoff; the source re-initialises NVML
     /// when the driver went away.
@@ -149,7 +209,10 @@ impl GpuSource {
         }
         if self.nvml.is_none() {
             match init(&self.library) {
-                Ok(nvml) => self.nvml = Some(nvml),
+                Ok(nvml) => {
+                    self.nvml = Some(Arc::new(nvml));
+                    self.generation += 1;
+                }
                 Err(_) => {
                     errors.count(ErrorKind::DriverNotLoaded);
                     self.back_off(now);
@@ -165,6 +228,10 @@ impl GpuSource {
             && self
                 .last_process_query
                 .is_none_or(|t| now.duration_since(t) >= self.process_interval);
+        let query_process_utilization = self.process_utilization_supported
+            && self
+                .last_process_utilization_query
+                .is_none_or(|t| now.duration_since(t) >= self.process_utilization_interval);
         let mut own_memory: Option<u64> = None;
         for i in 0..self.device_count {
             let idx = i as usize;
@@ -192,6 +259,50 @@ impl GpuSource {
                     Err(e) => failure = Some(kind(&e)),
                 }
             }
+            if self.samples_supported[idx] {
+                // Every sample the driver took since the last call, with its own time.
+                match device.samples(Sampling::GpuUtilization, self.last_sample_us[idx]) {
+                    Ok(samples) => {
+                        for sample in samples {
+                            self.last_sample_us[idx] =
+                                self.last_sample_us[idx].max(sample.timestamp);
+                            if let Some(percent) = percent(&sample.value) {
+                                reading.utilization_samples.push((
+                                    idx,
+                                    sample.timestamp,
+                                    percent / 100.0,
+                                ));
+                            }
+                        }
+                    }
+                    Err(NvmlError::NotFound) => {}
+                    Err(NvmlError::NotSupported | NvmlError::FailedToLoadSymbol(_)) => {
+                        self.samples_supported[idx] = false;
+                    }
+                    Err(e) => failure = Some(kind(&e)),
+                }
+            }
+            if query_process_utilization {
+                match device.process_utilization_stats(self.last_process_sample_us[idx]) {
+                    Ok(samples) => {
+                        for sample in samples {
+                            let last = &mut self.last_process_sample_us[idx];
+                            *last = (*last).max(sample.timestamp);
+                            if sample.pid == self.pid {
+                                reading.process_utilization.push((
+                                    sample.timestamp,
+                                    f64::from(sample.sm_util.min(100)) / 100.0,
+                                ));
+                            }
+                        }
+                    }
+                    Err(NvmlError::NotFound) => {}
+                    Err(NvmlError::NotSupported | NvmlError::FailedToLoadSymbol(_)) => {
+                        self.process_utilization_supported = false;
+                    }
+                    Err(e) => failure = Some(kind(&e)),
+                }
+            }
             if query_processes {
                 // Milliseconds and a driver lock on real hardware: at most once per
                 // `process_interval`, on this thread only.
@@ -209,6 +320,9 @@ impl GpuSource {
                     Err(e) => failure = Some(kind(&e)),
                 }
             }
+        }
+        if query_process_utilization {
+            self.last_process_utilization_query = Some(now);
         }
         if query_processes {
             self.last_process_query = Some(now);
@@ -236,5 +350,126 @@ impl GpuSource {
     fn back_off(&mut self, now: Instant) {
         self.retry_at = Some(now + self.backoff);
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// A driver sample's value as a percentage.
+fn percent(value: &SampleValue) -> Option<f64> {
+    let v = match *value {
+        SampleValue::U32(v) => f64::from(v),
+        SampleValue::U64(v) => v as f64,
+        SampleValue::I64(v) => v as f64,
+        SampleValue::F64(v) => v,
+    };
+    (v.is_finite() && v >= 0.0).then(|| v.min(100.0))
+}
+
+const GPM_METRICS: [GpmMetricId; 3] = [
+    GpmMetricId::SmUtil,
+    GpmMetricId::SmOccupancy,
+    GpmMetricId::AnyTensorUtil,
+];
+
+/// What GPM sampling needs: an NVML handle (GPM samples borrow it) and the devices.
+pub(crate) struct GpmHandle {
+    nvml: Arc<Nvml>,
+    devices: Vec<u32>,
+}
+
+/// GPM sampling on one NVML handle: a sample per device every `interval`, and the
+/// metrics between each sample and the one before it.
+pub(crate) struct Gpm<'n> {
+    nvml: &'n Nvml,
+    devices: Vec<u32>,
+    previous: Vec<Option<(GpmSample<'n>, Instant)>>,
+    interval: Duration,
+    last: Option<Instant>,
+}
+
+impl std::fmt::Debug for Gpm<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gpm")
+            .field("devices", &self.devices)
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
+}
+
+fn max_option(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+impl<'n> Gpm<'n> {
+    pub(crate) fn new(handle: &'n GpmHandle, interval: Duration) -> Self {
+        Self {
+            nvml: &handle.nvml,
+            devices: handle.devices.clone(),
+            previous: handle.devices.iter().map(|_| None).collect(),
+            interval,
+            last: None,
+        }
+    }
+
+    /// Takes a GPM sample of each device when `interval` has passed since the last (or
+    /// `force`), and returns the metrics since the previous samples (`None` on the first
+    /// call, between samples, or when no device answered). A failed device loses its
+    /// previous sample.
+    pub(crate) fn read(
+        &mut self,
+        now: Instant,
+        force: bool,
+        errors: &ErrorCounters,
+    ) -> Option<GpmInterval> {
+        if !force
+            && self
+                .last
+                .is_some_and(|t| now.duration_since(t) < self.interval)
+        {
+            return None;
+        }
+        self.last = Some(now);
+        let mut out: Option<GpmInterval> = None;
+        for (device_index, previous) in self.devices.iter().zip(self.previous.iter_mut()) {
+            let sample = self
+                .nvml
+                .device_by_index(*device_index)
+                .and_then(|d| d.gpm_sample());
+            let sample = match sample {
+                Ok(s) => s,
+                Err(e) => {
+                    errors.count(kind(&e));
+                    *previous = None;
+                    continue;
+                }
+            };
+            let taken = Instant::now();
+            if let Some((before, at)) = previous.take() {
+                match gpm_metrics_get(self.nvml, &before, &sample, &GPM_METRICS) {
+                    Ok(results) => {
+                        let value = |i: usize| {
+                            results
+                                .get(i)
+                                .and_then(|r| r.as_ref().ok())
+                                .map(|r| r.value)
+                                .filter(|v| v.is_finite() && *v >= 0.0)
+                                .map(|v| v.min(100.0) / 100.0)
+                        };
+                        let o = out.get_or_insert(GpmInterval {
+                            seconds: taken.duration_since(at).as_secs_f64(),
+                            ..GpmInterval::default()
+                        });
+                        o.sm_utilization = max_option(o.sm_utilization, value(0));
+                        o.sm_occupancy = max_option(o.sm_occupancy, value(1));
+                        o.tensor_activity = max_option(o.tensor_activity, value(2));
+                    }
+                    Err(e) => errors.count(kind(&e)),
+                }
+            }
+            *previous = Some((sample, taken));
+        }
+        out
     }
 }

@@ -98,11 +98,28 @@ impl std::fmt::Display for GpuUnavailable {
 }
 
 /// One GPU reading. Per-device figures are `None` when that device failed this time.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct GpuReading {
     pub(crate) memory: [Option<u64>; MAX_DEVICES],
     /// Each device's total memory.
     pub(crate) memory_total: [Option<u64>; MAX_DEVICES],
     pub(crate) utilization: [Option<f64>; MAX_DEVICES],
     pub(crate) process_memory: Option<u64>,
+    /// The driver's utilization samples since the last reading: (device, CPU time in
+    /// microseconds since the Unix epoch, 0.0–1.0).
+    pub(crate) utilization_samples: Vec<(usize, u64, f64)>,
+    /// This process's SM utilization samples since the last query: (time, 0.0–1.0).
+    pub(crate) process_utilization: Vec<(u64, f64)>,
+}
+
+/// The GPM figures of one interval between two GPM samples, 0.0–1.0 (the highest over
+/// the devices), and the interval's length.
+// reason: only the NVML source (feature `gpu`) measures them.
+#[cfg_attr(not(feature = "gpu"), allow(dead_code))]
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct GpmInterval {
+    pub(crate) seconds: f64,
+    pub(crate) sm_utilization: Option<f64>,
+    pub(crate) sm_occupancy: Option<f64>,
+    pub(crate) tensor_activity: Option<f64>,
 }

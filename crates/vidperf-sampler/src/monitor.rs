@@ -1,20 +1,20 @@
 //! [`ResourceMonitor`]: one named background thread that samples this process and the
 //! GPUs, and answers per-window peaks without any system call on the span path.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use vidperf_core::stats::{Health, HealthSource, MonitorHealth};
 use vidperf_core::{DevicePeaks, ResourcePeaks, ResourceWindows, WindowStart};
 
 use crate::MAX_DEVICES;
 use crate::gate::Gate;
-use crate::gpu::GpuSource;
-use crate::gpu_types::{ERROR_KINDS, ErrorCounters, GpuStatus, NvmlLibrary};
+use crate::gpu::{Gpm, GpuSource};
+use crate::gpu_types::{ERROR_KINDS, ErrorCounters, GpmInterval, GpuStatus, NvmlLibrary};
 use crate::process::{ProcessReading, ProcessSource};
 use crate::stack::MaxStack;
 
@@ -36,6 +36,14 @@ pub struct MonitorConfig {
     /// Time between queries of NVML's running-process list (this process's own GPU
     /// memory). The call costs milliseconds and holds a driver lock. Default 1 s.
     pub process_list_interval: Duration,
+    /// Time between fetches of the driver's per-process utilization samples (this
+    /// process's SM utilization; the samples keep their own timestamps, so this only
+    /// bounds how late they arrive). Default 100 ms.
+    pub process_utilization_interval: Duration,
+    /// Time between GPM samples on GPUs that have GPM (Hopper and newer); an operation
+    /// gets GPM figures once two GPM samples fall inside it. An operation opening after
+    /// a quiet spell also gets a GPM sample at its start. Default 50 ms.
+    pub gpm_interval: Duration,
     /// Where NVML comes from. Default: the system library.
     pub nvml: NvmlLibrary,
     /// Whether to sample this process's RAM and CPU. Default true.
@@ -55,6 +63,8 @@ impl Default for MonitorConfig {
             interval: Duration::from_millis(10),
             boundary_gap: Duration::from_millis(5),
             process_list_interval: Duration::from_secs(1),
+            process_utilization_interval: Duration::from_millis(100),
+            gpm_interval: Duration::from_millis(50),
             nvml: NvmlLibrary::System,
             process: true,
             park_after: Duration::from_secs(1),
@@ -90,6 +100,20 @@ impl MonitorConfig {
     #[must_use]
     pub fn with_process_list_interval(mut self, interval: Duration) -> Self {
         self.process_list_interval = interval;
+        self
+    }
+
+    /// Sets [`MonitorConfig::process_utilization_interval`].
+    #[must_use]
+    pub fn with_process_utilization_interval(mut self, interval: Duration) -> Self {
+        self.process_utilization_interval = interval;
+        self
+    }
+
+    /// Sets [`MonitorConfig::gpm_interval`].
+    #[must_use]
+    pub fn with_gpm_interval(mut self, interval: Duration) -> Self {
+        self.gpm_interval = interval;
         self
     }
 
@@ -196,10 +220,109 @@ impl Newest {
     }
 }
 
+/// Driver samples kept per series: at the driver's usual 6 samples a second, about 11
+/// minutes; an operation longer than that gets the figures of its last 11 minutes.
+const TIMED_SAMPLES: usize = 4096;
+/// GPM intervals kept: at the default 50 ms, about 55 minutes.
+const GPM_INTERVALS: usize = 65_536;
+
+/// Samples that carry their own time (the driver's), oldest first.
+#[derive(Debug, Default)]
+struct TimedSeries {
+    /// (microseconds since the Unix epoch, value).
+    samples: VecDeque<(u64, f64)>,
+}
+
+impl TimedSeries {
+    fn push(&mut self, at_us: u64, value: f64) {
+        // The driver stamps in order; anything older than the newest is a repeat.
+        if self.samples.back().is_some_and(|(t, _)| *t >= at_us) {
+            return;
+        }
+        if self.samples.len() == TIMED_SAMPLES {
+            self.samples.pop_front();
+        }
+        self.samples.push_back((at_us, value));
+    }
+
+    /// The peak and mean of the samples stamped within `[from_us, to_us]`.
+    fn over(&self, from_us: u64, to_us: u64) -> Option<(f64, f64)> {
+        let first = self.samples.partition_point(|(t, _)| *t < from_us);
+        let (mut peak, mut sum, mut n) = (f64::MIN, 0.0, 0u32);
+        for (_, v) in self.samples.range(first..).take_while(|(t, _)| *t <= to_us) {
+            peak = peak.max(*v);
+            sum += v;
+            n += 1;
+        }
+        (n > 0).then(|| (peak, sum / f64::from(n)))
+    }
+}
+
+/// GPM intervals by the sample that ends them, as running sums: for each figure, the
+/// sum of value × seconds and the sum of seconds, so that the time-weighted mean over
+/// any run of intervals is a difference of two entries.
+#[derive(Debug, Default)]
+struct GpmSeries {
+    /// (sample sequence number ending the interval, running sums).
+    entries: VecDeque<(u64, [f64; 6])>,
+    totals: [f64; 6],
+}
+
+impl GpmSeries {
+    fn push(&mut self, seq: u64, interval: &GpmInterval) {
+        let figures = [
+            interval.sm_utilization,
+            interval.sm_occupancy,
+            interval.tensor_activity,
+        ];
+        for (i, v) in figures.iter().enumerate() {
+            if let Some(v) = v {
+                self.totals[2 * i] += v * interval.seconds;
+                self.totals[2 * i + 1] += interval.seconds;
+            }
+        }
+        if self.entries.len() == GPM_INTERVALS {
+            self.entries.pop_front();
+        }
+        self.entries.push_back((seq, self.totals));
+    }
+
+    /// Time-weighted means of the intervals that lie within samples `first..=last`:
+    /// those that start at or after sample `first` and end by sample `last`.
+    fn between(&self, first: u64, last: u64) -> [Option<f64>; 3] {
+        let start = self.entries.partition_point(|(s, _)| *s < first);
+        let end = self.entries.partition_point(|(s, _)| *s <= last);
+        if end <= start + 1 {
+            return [None; 3];
+        }
+        let (a, b) = (&self.entries[start].1, &self.entries[end - 1].1);
+        std::array::from_fn(|i| {
+            let seconds = b[2 * i + 1] - a[2 * i + 1];
+            (seconds > 0.0).then(|| ((b[2 * i] - a[2 * i]) / seconds).clamp(0.0, 1.0))
+        })
+    }
+}
+
+/// The figures read by their own time rather than by sample.
+#[derive(Debug, Default)]
+struct Timed {
+    /// The driver's GPU utilization samples, per device.
+    utilization: Vec<TimedSeries>,
+    /// This process's SM utilization samples (all devices).
+    process_utilization: TimedSeries,
+    gpm: GpmSeries,
+}
+
 #[derive(Debug)]
 struct Shared {
     config: MonitorConfig,
     epoch: Instant,
+    /// `epoch` on the wall clock the driver stamps its samples with, microseconds since
+    /// the Unix epoch.
+    epoch_unix_us: u64,
+    timed: Mutex<Timed>,
+    /// Whether `timed` has ever received anything (closing skips its lock until then).
+    timed_used: AtomicBool,
     stacks: RwLock<Vec<MaxStack>>,
     newest: Newest,
     /// Sequence number of the newest sample, or `NO_SAMPLE`.
@@ -245,7 +368,7 @@ struct Shared {
 /// let monitor = ResourceMonitor::start(MonitorConfig::default().with_nvml(NvmlLibrary::Disabled))?;
 /// let window = monitor.open(std::time::Instant::now());
 /// let buffer = vec![1u8; 32 << 20]; // touch 32 MiB
-/// let peaks = monitor.close(window);
+/// let peaks = monitor.close(window, std::time::Instant::now());
 /// # drop(buffer);
 /// assert!(peaks.process_memory_bytes.is_some());
 /// assert!(peaks.gpu_memory_bytes.is_none(), "no GPU sampling: absent, never zero");
@@ -277,6 +400,7 @@ impl ResourceMonitor {
         let (gpu, gpu_status) = match GpuSource::start(
             config.nvml.clone(),
             config.process_list_interval,
+            config.process_utilization_interval,
             config.error_backoff,
         ) {
             Ok((source, status)) => (Some(source), status),
@@ -284,9 +408,19 @@ impl ResourceMonitor {
         };
         let gpu_devices = gpu.as_ref().map_or(0, GpuSource::device_count);
         let max_entries = config.max_entries;
+        let epoch = Instant::now();
+        let epoch_unix_us = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
         let shared = Arc::new(Shared {
             config,
-            epoch: Instant::now(),
+            epoch,
+            epoch_unix_us,
+            timed: Mutex::new(Timed {
+                utilization: (0..gpu_devices).map(|_| TimedSeries::default()).collect(),
+                ..Timed::default()
+            }),
+            timed_used: AtomicBool::new(false),
             stacks: RwLock::new((0..METRICS).map(|_| MaxStack::new(max_entries)).collect()),
             newest: Newest::new(),
             latest_seq: AtomicU64::new(NO_SAMPLE),
@@ -309,7 +443,7 @@ impl ResourceMonitor {
             seq: 0,
         };
         // A first sample now, so operations that start right away have a start value.
-        sampler.tick(&shared);
+        sampler.tick(&shared, None);
         let (done_tx, done_rx) = sync_channel(1);
         let thread_shared = shared.clone();
         let handle = std::thread::Builder::new()
@@ -446,14 +580,35 @@ impl Drop for ResourceMonitor {
 }
 
 impl Sampler {
-    fn tick(&mut self, shared: &Shared) {
+    /// Takes one sample; `gpm`, when GPUs have GPM, takes a GPM sample too when due.
+    fn tick(&mut self, shared: &Shared, gpm: Option<(&mut Gpm<'_>, bool)>) {
         let started = Instant::now();
         let p = self
             .process
             .as_mut()
             .map_or(ProcessReading::default(), |p| p.read(started));
         let g = self.gpu.as_mut().map(|g| g.read(started, &shared.errors));
+        let gpm = gpm.and_then(|(gpm, force)| gpm.read(started, force, &shared.errors));
         let seq = self.seq;
+        if let Some(g) = &g
+            && (!g.utilization_samples.is_empty()
+                || !g.process_utilization.is_empty()
+                || gpm.is_some())
+        {
+            let mut timed = shared.timed.lock().unwrap_or_else(PoisonError::into_inner);
+            for &(device, at, value) in &g.utilization_samples {
+                if let Some(series) = timed.utilization.get_mut(device) {
+                    series.push(at, value);
+                }
+            }
+            for &(at, value) in &g.process_utilization {
+                timed.process_utilization.push(at, value);
+            }
+            if let Some(interval) = &gpm {
+                timed.gpm.push(seq, interval);
+            }
+            shared.timed_used.store(true, Ordering::Release);
+        }
         let mut newest = [None; DEVICE_BASE];
         {
             let mut stacks = shared
@@ -470,7 +625,7 @@ impl Sampler {
             };
             push(RSS, p.rss_bytes);
             push(CPU, p.cpu.map(|c| (c * RATIO) as u64));
-            if let Some(g) = g {
+            if let Some(g) = &g {
                 for (slot, total) in shared.gpu_memory_total.iter().zip(g.memory_total) {
                     if let Some(total) = total {
                         slot.store(total, Ordering::Relaxed);
@@ -513,43 +668,77 @@ impl Sampler {
 }
 
 fn run(shared: &Shared, mut sampler: Sampler) {
+    let mut state = Loop {
+        last_busy: Instant::now(),
+        next: Instant::now() + shared.config.interval,
+    };
+    // One session per NVML handle: GPM samples borrow the handle they were taken with,
+    // so when NVML is initialised again (after a driver error) a new session starts.
+    loop {
+        let handle = sampler.gpu.as_ref().and_then(GpuSource::gpm_handle);
+        let mut gpm = handle
+            .as_ref()
+            .map(|h| Gpm::new(h, shared.config.gpm_interval));
+        if !session(shared, &mut sampler, gpm.as_mut(), &mut state) {
+            return;
+        }
+    }
+}
+
+struct Loop {
+    last_busy: Instant,
+    next: Instant,
+}
+
+/// Samples until stopped (`false`) or until NVML was initialised again (`true`).
+fn session(
+    shared: &Shared,
+    sampler: &mut Sampler,
+    mut gpm: Option<&mut Gpm<'_>>,
+    state: &mut Loop,
+) -> bool {
     let interval = shared.config.interval;
-    let mut last_busy = Instant::now();
-    let mut next = Instant::now() + interval;
+    let generation = sampler.gpu.as_ref().map(GpuSource::generation);
     while !shared.stop.load(Ordering::Acquire) {
+        if sampler.gpu.as_ref().map(GpuSource::generation) != generation {
+            return true;
+        }
         let stopping = || shared.stop.load(Ordering::Acquire);
         if shared.gate.open_windows() > 0 {
-            last_busy = Instant::now();
-        } else if last_busy.elapsed() >= shared.config.park_after {
+            state.last_busy = Instant::now();
+        } else if state.last_busy.elapsed() >= shared.config.park_after {
             shared.gate.park(stopping);
             if shared.stop.load(Ordering::Acquire) {
                 break;
             }
             // Woken by an opening window: sample right away.
-            next = Instant::now();
-            last_busy = next;
+            state.next = Instant::now();
+            state.last_busy = state.next;
         }
         let now = Instant::now();
         if shared.requested.swap(false, Ordering::AcqRel) {
-            // An operation opened after a quiet spell: its own sample, now.
-            sampler.tick(shared);
+            // An operation opened after a quiet spell: its own sample, now (and a GPM
+            // sample, so that its GPM figures start at its start).
+            sampler.tick(shared, gpm.as_deref_mut().map(|g| (g, true)));
             shared.requested_samples.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        if now < next {
+        if now < state.next {
             // A request checked under the gate's lock, which the requester takes to
             // notify: it cannot slip in between the check and the wait.
-            shared.gate.sleep(next - now, || {
+            shared.gate.sleep(state.next - now, || {
                 stopping() || shared.requested.load(Ordering::Acquire)
             });
             continue;
         }
-        sampler.tick(shared);
-        next += interval;
-        if next < Instant::now() {
-            next = Instant::now() + interval; // fell behind (a slow driver call): don't burst
+        sampler.tick(shared, gpm.as_deref_mut().map(|g| (g, false)));
+        state.next += interval;
+        if state.next < Instant::now() {
+            // Fell behind (a slow driver call): don't burst.
+            state.next = Instant::now() + interval;
         }
     }
+    false
 }
 
 /// The monitor's state, in the statistics' health (`health.monitor`).
@@ -585,10 +774,13 @@ impl ResourceWindows for ResourceMonitor {
         {
             s.gate.notify();
         }
-        WindowStart { first_sample }
+        WindowStart {
+            first_sample,
+            opened: now,
+        }
     }
 
-    fn close(&self, start: WindowStart) -> ResourcePeaks {
+    fn close(&self, start: WindowStart, now: Instant) -> ResourcePeaks {
         let s = &*self.shared;
         s.gate.leave();
         let latest = s.latest_seq.load(Ordering::Acquire);
@@ -598,8 +790,20 @@ impl ResourceWindows for ResourceMonitor {
             return peaks;
         }
         peaks.samples = Some(latest - start.first_sample + 1);
+        self.sampled_peaks(&mut peaks, start.first_sample, latest);
+        if s.timed_used.load(Ordering::Acquire) {
+            self.timed_figures(&mut peaks, start, now, latest);
+        }
+        peaks
+    }
+}
+
+impl ResourceMonitor {
+    /// The peaks of samples `first..=latest`.
+    fn sampled_peaks(&self, peaks: &mut ResourcePeaks, first: u64, latest: u64) {
+        let s = &*self.shared;
         let ratio_of = |v: Option<u64>| v.map(|v| v as f64 / RATIO);
-        if latest == start.first_sample
+        if latest == first
             && s.gpu_devices <= 1
             && let Some(v) = s.newest.read(latest)
         {
@@ -609,10 +813,10 @@ impl ResourceWindows for ResourceMonitor {
             peaks.gpu_memory_bytes = v[GPU_MEMORY];
             peaks.gpu_process_memory_bytes = v[GPU_PROCESS_MEMORY];
             peaks.gpu_utilization = ratio_of(v[GPU_UTILIZATION]);
-            return peaks;
+            return;
         }
         let stacks = s.stacks.read().unwrap_or_else(PoisonError::into_inner);
-        let max = |metric: usize| stacks[metric].max_since(start.first_sample);
+        let max = |metric: usize| stacks[metric].max_since(first);
         let ratio = |metric: usize| max(metric).map(|v| v as f64 / RATIO);
         peaks.process_memory_bytes = max(RSS);
         peaks.process_cpu_utilization = ratio(CPU);
@@ -630,6 +834,90 @@ impl ResourceWindows for ResourceMonitor {
                 })
                 .collect();
         }
-        peaks
+    }
+
+    /// The figures read by their own time: the driver's utilization samples stamped
+    /// between the operation's start and `now`, and GPM over the intervals between
+    /// samples `start.first_sample` and `latest`.
+    fn timed_figures(
+        &self,
+        peaks: &mut ResourcePeaks,
+        start: WindowStart,
+        now: Instant,
+        latest: u64,
+    ) {
+        let s = &*self.shared;
+        let unix_us =
+            |t: Instant| s.epoch_unix_us + t.saturating_duration_since(s.epoch).as_micros() as u64;
+        let (from, to) = (unix_us(start.opened), unix_us(now));
+        let timed = s.timed.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut driver: Option<(f64, f64)> = None;
+        for series in &timed.utilization {
+            if let Some((peak, mean)) = series.over(from, to) {
+                driver = Some(driver.map_or((peak, mean), |(p, m)| (p.max(peak), m.max(mean))));
+            }
+        }
+        if let Some((peak, mean)) = driver {
+            // The driver's own samples inside the window beat the polled readings,
+            // each of which averages a period that may start before the operation.
+            peaks.gpu_utilization = Some(peak);
+            peaks.gpu_utilization_mean = Some(mean);
+        }
+        peaks.gpu_process_utilization = timed.process_utilization.over(from, to).map(|(p, _)| p);
+        let [sm, occupancy, tensor] = timed.gpm.between(start.first_sample, latest);
+        peaks.gpu_sm_utilization = sm;
+        peaks.gpu_sm_occupancy = occupancy;
+        peaks.gpu_tensor_activity = tensor;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn interval(seconds: f64, sm: f64) -> GpmInterval {
+        GpmInterval {
+            seconds,
+            sm_utilization: Some(sm),
+            sm_occupancy: None,
+            tensor_activity: Some(sm / 2.0),
+        }
+    }
+
+    #[test]
+    fn gpm_means_cover_the_intervals_inside_the_samples_and_weigh_them_by_time() {
+        let mut series = GpmSeries::default();
+        // Intervals end at samples 3, 5, 6, 9 (sample 3's began before sample 2).
+        series.push(3, &interval(1.0, 0.9));
+        series.push(5, &interval(1.0, 0.2));
+        series.push(6, &interval(3.0, 0.6));
+        series.push(9, &interval(1.0, 1.0));
+        // Samples 3..=6: the intervals ending at 5 and 6 (both start at or after 3).
+        let [sm, occupancy, tensor] = series.between(3, 6);
+        assert!((sm.expect("sm") - (0.2 + 3.0 * 0.6) / 4.0).abs() < 1e-12);
+        assert_eq!(occupancy, None, "never measured: absent");
+        assert!((tensor.expect("tensor") - (0.1 + 3.0 * 0.3) / 4.0).abs() < 1e-12);
+        // Samples 2..=6: the interval ending at 3 began before 2 (its start is not
+        // known to be inside), so the same two.
+        assert_eq!(series.between(2, 6), series.between(3, 6));
+        // Samples 4..=8: only the interval ending at 6 lies inside.
+        assert!((series.between(4, 8)[0].expect("sm") - 0.6).abs() < 1e-12);
+        // Fewer than two GPM samples inside: nothing.
+        assert_eq!(series.between(6, 8), [None; 3]);
+        assert_eq!(series.between(10, 20), [None; 3]);
+    }
+
+    #[test]
+    fn driver_samples_count_inside_the_window_only_bounds_included() {
+        let mut series = TimedSeries::default();
+        for (at, v) in [(100, 0.9), (200, 0.4), (300, 0.7), (400, 0.55), (500, 0.99)] {
+            series.push(at, v);
+        }
+        series.push(450, 1.0); // out of order: a repeat, ignored
+        let (peak, mean) = series.over(200, 400).expect("three samples");
+        assert_eq!(peak, 0.7);
+        assert!((mean - (0.4 + 0.7 + 0.55) / 3.0).abs() < 1e-12);
+        assert_eq!(series.over(201, 299), None);
+        assert_eq!(series.over(501, 900), None);
     }
 }

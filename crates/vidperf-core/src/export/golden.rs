@@ -118,6 +118,7 @@ fn span(i: u64, op: &Op) -> FinishedSpan {
             gpu_utilization: op.gpu.map(|g| g.1),
             samples: op.memory.map(|_| 3 + i),
             devices,
+            ..ResourcePeaks::none()
         },
         otel: Vec::new(),
         events: Vec::new(),

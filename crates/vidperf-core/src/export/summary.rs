@@ -222,6 +222,11 @@ fn replayed(r: &OperationRecord, i: u64) -> FinishedSpan {
     span.resources.gpu_memory_bytes = r.peak_gpu_memory_bytes;
     span.resources.process_cpu_utilization = r.cpu_utilization;
     span.resources.gpu_utilization = r.gpu_utilization;
+    span.resources.gpu_utilization_mean = r.gpu_utilization_mean;
+    span.resources.gpu_process_utilization = r.gpu_process_utilization;
+    span.resources.gpu_sm_utilization = r.gpu_sm_utilization;
+    span.resources.gpu_sm_occupancy = r.gpu_sm_occupancy;
+    span.resources.gpu_tensor_activity = r.gpu_tensor_activity;
     span
 }
 

@@ -365,7 +365,7 @@ where
         drop(span);
         let mut finished = finished;
         if let (Some(window), Some(source)) = (window, &self.inner.resources) {
-            finished.resources = source.close(window);
+            finished.resources = source.close(window, ended);
         }
         let operation = finished.operation.is_some();
         self.dispatch(|sink| sink.on_finish(&finished), operation);

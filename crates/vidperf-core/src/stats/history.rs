@@ -175,8 +175,15 @@ impl PackedPeaks {
         p
     }
 
-    fn unpack(&self, devices: &[DevicePeaks]) -> ResourcePeaks {
+    fn unpack(&self, extra: Option<&Extra>) -> ResourcePeaks {
         let has = |bit: u8| self.present & (1 << bit) != 0;
+        let [
+            gpu_utilization_mean,
+            gpu_process_utilization,
+            gpu_sm_utilization,
+            gpu_sm_occupancy,
+            gpu_tensor_activity,
+        ] = extra.map_or([None; 5], |e| e.gpu_detail);
         ResourcePeaks {
             process_memory_bytes: has(0).then_some(self.memory),
             gpu_memory_bytes: has(1).then_some(self.gpu_memory),
@@ -184,9 +191,25 @@ impl PackedPeaks {
             samples: has(3).then_some(self.samples),
             process_cpu_utilization: has(4).then_some(self.cpu),
             gpu_utilization: has(5).then_some(self.gpu),
-            devices: devices.to_vec(),
+            gpu_utilization_mean,
+            gpu_process_utilization,
+            gpu_sm_utilization,
+            gpu_sm_occupancy,
+            gpu_tensor_activity,
+            devices: extra.map(|e| e.devices.clone()).unwrap_or_default(),
         }
     }
+}
+
+/// The GPU figures only driver samples and GPM give, in [`ResourcePeaks`]' order.
+fn gpu_detail(r: &ResourcePeaks) -> [Option<f64>; 5] {
+    [
+        r.gpu_utilization_mean,
+        r.gpu_process_utilization,
+        r.gpu_sm_utilization,
+        r.gpu_sm_occupancy,
+        r.gpu_tensor_activity,
+    ]
 }
 
 /// What a row usually lacks, behind one pointer (allocated the first time a row slot
@@ -196,6 +219,8 @@ pub(crate) struct Extra {
     pub(crate) error: Option<String>,
     pub(crate) metadata: Vec<(Cow<'static, str>, FieldValue)>,
     devices: Vec<DevicePeaks>,
+    /// Driver-sample and GPM figures (see [`gpu_detail`]).
+    gpu_detail: [Option<f64>; 5],
     /// Operation type and strategy, when the name table was full.
     spilled: Option<(Arc<str>, Arc<str>)>,
 }
@@ -205,6 +230,7 @@ impl Extra {
         self.error.is_none()
             && self.metadata.is_empty()
             && self.devices.is_empty()
+            && self.gpu_detail.iter().all(Option::is_none)
             && self.spilled.is_none()
     }
 }
@@ -257,9 +283,11 @@ impl Row {
             }
             _ => None,
         };
+        let detail = gpu_detail(&span.resources);
         let needed = span.error.is_some()
             || !span.metadata.is_empty()
             || !span.resources.devices.is_empty()
+            || detail.iter().any(Option::is_some)
             || spilled.is_some();
         match (&mut self.extra, needed) {
             (None, false) => {}
@@ -269,6 +297,7 @@ impl Row {
                 extra.error.clone_from(&span.error);
                 extra.metadata.clone_from(&span.metadata);
                 extra.devices.clone_from(&span.resources.devices);
+                extra.gpu_detail = detail;
                 extra.spilled = spilled;
             }
         }
@@ -291,8 +320,7 @@ impl Row {
     }
 
     pub(crate) fn resources(&self) -> ResourcePeaks {
-        self.peaks
-            .unpack(self.extra.as_ref().map_or(&[][..], |e| &e.devices))
+        self.peaks.unpack(self.extra.as_deref())
     }
 
     pub(crate) fn error(&self) -> Option<&str> {
@@ -406,6 +434,6 @@ mod tests {
             samples: Some(3),
             ..ResourcePeaks::default()
         };
-        assert_eq!(PackedPeaks::pack(&peaks).unpack(&[]), peaks);
+        assert_eq!(PackedPeaks::pack(&peaks).unpack(None), peaks);
     }
 }

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use vidperf_core::ResourceWindows;
-use vidperf_fake_nvml::{FakeNvml, Function, code};
+use vidperf_fake_nvml::{FakeNvml, Function, ProcessSample, code, now_us};
 use vidperf_sampler::{GpuStatus, GpuUnavailable, MonitorConfig, NvmlLibrary, ResourceMonitor};
 
 use crate::wait_until;
@@ -48,7 +48,7 @@ fn a_five_ms_spike_inside_an_operation_is_reported_exactly() {
     let window = monitor.open(Instant::now());
     std::thread::sleep(Duration::from_millis(10));
     spike(&fake, 3 * GIB + 12_345, Duration::from_millis(5), GIB);
-    let peaks = monitor.close(window);
+    let peaks = monitor.close(window, Instant::now());
     assert_eq!(peaks.gpu_memory_bytes, Some(3 * GIB + 12_345));
     assert_eq!(peaks.gpu_utilization, Some(0.30));
     assert!(peaks.samples.unwrap_or(0) >= 5);
@@ -56,7 +56,10 @@ fn a_five_ms_spike_inside_an_operation_is_reported_exactly() {
     // The spike is over: a later window does not see it.
     let window = monitor.open(Instant::now());
     std::thread::sleep(Duration::from_millis(5));
-    assert_eq!(monitor.close(window).gpu_memory_bytes, Some(GIB));
+    assert_eq!(
+        monitor.close(window, Instant::now()).gpu_memory_bytes,
+        Some(GIB)
+    );
 }
 
 #[test]
@@ -69,9 +72,9 @@ fn overlapping_operations_each_get_the_peak_of_their_own_window() {
     spike(&fake, 2 * GIB, Duration::from_millis(3), GIB); // inside A only
     let b = monitor.open(Instant::now());
     spike(&fake, 3 * GIB, Duration::from_millis(3), GIB); // inside A and B
-    let a_peaks = monitor.close(a);
+    let a_peaks = monitor.close(a, Instant::now());
     spike(&fake, 5 * GIB, Duration::from_millis(3), GIB); // inside B only
-    let b_peaks = monitor.close(b);
+    let b_peaks = monitor.close(b, Instant::now());
 
     assert_eq!(a_peaks.gpu_memory_bytes, Some(3 * GIB));
     assert_eq!(b_peaks.gpu_memory_bytes, Some(5 * GIB));
@@ -84,7 +87,7 @@ fn a_one_ms_operation_still_gets_start_and_end_samples() {
     let monitor = monitor(&fake, 50);
     let window = monitor.open(Instant::now());
     std::thread::sleep(Duration::from_millis(1));
-    let peaks = monitor.close(window);
+    let peaks = monitor.close(window, Instant::now());
     assert!(peaks.samples.unwrap_or(0) >= 1, "{peaks:?}");
     assert_eq!(peaks.gpu_memory_bytes, Some(7 * GIB));
     assert!(peaks.process_memory_bytes.is_some());
@@ -115,7 +118,7 @@ fn gpu_lost_then_back_marks_data_stale_counts_errors_and_resumes() {
         .health()
         .samples
         >= before + 3));
-    let peaks = monitor.close(lost);
+    let peaks = monitor.close(lost, Instant::now());
     assert_eq!(
         peaks.gpu_memory_bytes, None,
         "stale GPU data is not reported"
@@ -132,11 +135,11 @@ fn gpu_lost_then_back_marks_data_stale_counts_errors_and_resumes() {
         .calls(Function::Memory)
         >= calls + 3));
     assert_eq!(
-        monitor.close(back).gpu_memory_bytes,
+        monitor.close(back, Instant::now()).gpu_memory_bytes,
         Some(4 * GIB),
         "sampling resumed"
     );
-    let _ = monitor.close(keep_awake);
+    let _ = monitor.close(keep_awake, Instant::now());
 }
 
 #[test]
@@ -154,7 +157,7 @@ fn a_hung_nvml_call_affects_neither_spans_nor_shutdown() {
     let started = Instant::now();
     for _ in 0..1000 {
         let w = monitor.open(Instant::now());
-        let _ = monitor.close(w);
+        let _ = monitor.close(w, Instant::now());
     }
     let per_window = started.elapsed() / 1000;
     assert!(
@@ -170,7 +173,7 @@ fn a_hung_nvml_call_affects_neither_spans_nor_shutdown() {
     assert!(started.elapsed() < Duration::from_secs(1));
     assert!(result.is_err(), "shutdown says it timed out");
     fake.set_hang_ms(0);
-    let _ = monitor.close(outer);
+    let _ = monitor.close(outer, Instant::now());
 }
 
 #[test]
@@ -183,7 +186,7 @@ fn no_library_means_no_gpu_figures_and_working_ram() {
         GpuStatus::Unavailable(GpuUnavailable::LibraryMissing(_))
     ));
     let w = monitor.open(Instant::now());
-    let peaks = monitor.close(w);
+    let peaks = monitor.close(w, Instant::now());
     assert_eq!(peaks.gpu_memory_bytes, None);
     assert!(peaks.process_memory_bytes.is_some());
     assert_eq!(monitor.health().gpu_state, "unavailable");
@@ -224,10 +227,17 @@ fn an_unsupported_figure_is_data_not_an_error() {
     let GpuStatus::Available { unsupported, .. } = monitor.gpu_status() else {
         panic!("available: {:?}", monitor.gpu_status());
     };
-    assert_eq!(unsupported, &vec!["device 0: utilization".to_owned()]);
+    // GPM too: the fake is a pre-Hopper GPU unless told otherwise.
+    assert_eq!(
+        unsupported,
+        &vec![
+            "device 0: utilization".to_owned(),
+            "device 0: gpm".to_owned()
+        ]
+    );
     let w = monitor.open(Instant::now());
     std::thread::sleep(Duration::from_millis(5));
-    let peaks = monitor.close(w);
+    let peaks = monitor.close(w, Instant::now());
     assert_eq!(peaks.gpu_utilization, None);
     assert_eq!(peaks.gpu_memory_bytes, Some(GIB));
     assert!(
@@ -245,7 +255,7 @@ fn the_process_list_is_queried_at_most_once_a_second() {
     let monitor = monitor(&fake, 1);
     let w = monitor.open(Instant::now());
     std::thread::sleep(Duration::from_millis(300));
-    let peaks = monitor.close(w);
+    let peaks = monitor.close(w, Instant::now());
     assert_eq!(peaks.gpu_process_memory_bytes, Some(512 << 20));
     assert!(fake.calls(Function::Memory) >= 50, "sampling ran");
     assert!(
@@ -266,7 +276,7 @@ fn every_gpu_is_sampled_with_per_device_peaks() {
     let monitor = monitor(&fake, 1);
     let w = monitor.open(Instant::now());
     std::thread::sleep(Duration::from_millis(5));
-    let peaks = monitor.close(w);
+    let peaks = monitor.close(w, Instant::now());
     assert_eq!(
         peaks.gpu_memory_bytes,
         Some(6 * GIB),
@@ -311,7 +321,7 @@ fn the_thread_parks_when_idle_and_wakes_for_an_operation() {
         .calls(Function::Memory)
         >= calls + 3));
     assert!(!monitor.health().parked);
-    let peaks = monitor.close(w);
+    let peaks = monitor.close(w, Instant::now());
     assert!(peaks.samples.unwrap_or(0) >= 1);
     monitor
         .shutdown(Duration::from_secs(1))
@@ -339,7 +349,7 @@ fn a_twenty_ms_spike_in_a_300_ms_operation_is_caught_every_time() {
         std::thread::sleep(Duration::from_millis(20));
         fake.set_memory(0, GIB, TOTAL);
         std::thread::sleep(Duration::from_millis(140));
-        let peaks = monitor.close(window);
+        let peaks = monitor.close(window, Instant::now());
         if peaks.gpu_memory_bytes == Some(spike_bytes) {
             caught += 1;
         }
@@ -368,7 +378,7 @@ fn an_operation_after_a_quiet_spell_gets_a_sample_of_its_own() {
         let requested = monitor.samples_on_request();
         let window = monitor.open(Instant::now());
         std::thread::sleep(Duration::from_millis(5));
-        let peaks = monitor.close(window);
+        let peaks = monitor.close(window, Instant::now());
         assert!(peaks.samples.unwrap_or(0) >= 1, "{peaks:?}");
         if peaks.gpu_memory_bytes == Some(value) && monitor.samples_on_request() > requested {
             own += 1;
@@ -378,4 +388,115 @@ fn an_operation_after_a_quiet_spell_gets_a_sample_of_its_own() {
     // Each such operation got its own sample; on a loaded machine the monitor may be
     // late for one.
     assert!(own >= 9, "{own} of 10 operations saw their own moment");
+}
+
+/// The driver's utilization samples are assigned to an operation by their own
+/// timestamps: those stamped before it opened or after it closed are left out, whatever
+/// the polling rate, and the peak and mean are exactly those of the samples inside.
+#[test]
+fn driver_utilization_samples_are_assigned_by_their_own_timestamps() {
+    let fake = FakeNvml::new();
+    fake.set_memory(0, GIB, TOTAL);
+    fake.set_utilization(0, 5); // the polled reading, which the driver's samples beat
+    let pid = std::process::id();
+    let other = pid.wrapping_add(1);
+    fake.push_utilization_sample(0, now_us() - 20_000, 95); // before the operation
+    let monitor = monitor(&fake, 10);
+    std::thread::sleep(Duration::from_millis(2));
+    let window = monitor.open(Instant::now());
+    std::thread::sleep(Duration::from_millis(10));
+    let t = now_us();
+    for (dt, percent) in [(6_000, 40), (4_000, 70), (2_000, 55)] {
+        fake.push_utilization_sample(0, t - dt, percent);
+    }
+    for (dt, own, others) in [(5_000, 33, 90), (3_000, 61, 99)] {
+        let sample = |pid, sm| ProcessSample {
+            pid,
+            timestamp_us: t - dt,
+            sm,
+            ..ProcessSample::default()
+        };
+        fake.push_process_utilization(0, sample(pid, own));
+        fake.push_process_utilization(0, sample(other, others));
+    }
+    // Stamped after the operation will have closed: fetched while it is open, left out.
+    fake.push_utilization_sample(0, t + 10_000_000, 99);
+    fake.push_process_utilization(
+        0,
+        ProcessSample {
+            pid,
+            timestamp_us: t + 10_000_000,
+            sm: 100,
+            ..ProcessSample::default()
+        },
+    );
+    // Long enough for the fetches (every sample, and every 100 ms per process).
+    std::thread::sleep(Duration::from_millis(250));
+    let peaks = monitor.close(window, Instant::now());
+    assert_eq!(peaks.gpu_utilization, Some(0.70), "{peaks:?}");
+    assert_eq!(peaks.gpu_utilization_mean, Some(0.55), "{peaks:?}");
+    assert_eq!(peaks.gpu_process_utilization, Some(0.61), "{peaks:?}");
+
+    // A later operation sees none of them: its utilization is the polled reading, and
+    // the driver figures are absent rather than zero.
+    let window = monitor.open(Instant::now());
+    std::thread::sleep(Duration::from_millis(30));
+    let peaks = monitor.close(window, Instant::now());
+    assert_eq!(peaks.gpu_utilization, Some(0.05), "{peaks:?}");
+    assert_eq!(peaks.gpu_utilization_mean, None);
+    assert_eq!(peaks.gpu_process_utilization, None);
+}
+
+/// GPM on a Hopper-like device: SM utilization, SM occupancy and tensor activity of
+/// exactly each operation's intervals, from the fake's scripted counters; absent, not
+/// zero, on a device without GPM; and no GPM sample leaked.
+#[test]
+fn gpm_figures_cover_exactly_the_operation() {
+    let fake = FakeNvml::new();
+    fake.set_memory(0, GIB, TOTAL);
+    fake.set_gpm_supported(0, true);
+    fake.set_gpm_activity(0, 90.0, 90.0, 90.0); // before the operations: not theirs
+    {
+        let monitor = ResourceMonitor::start(
+            MonitorConfig::default()
+                .with_nvml(NvmlLibrary::Path(fake.path().to_owned()))
+                .with_gpm_interval(Duration::from_millis(20)),
+        )
+        .expect("monitor starts");
+        std::thread::sleep(Duration::from_millis(50));
+        for (sm, occupancy, tensor) in [(62.5, 30.0, 12.5), (20.0, 10.0, 0.0)] {
+            // Let the monitor go quiet so the operation asks for its own sample, GPM
+            // included. (Which intervals count at the edges is checked exactly in the
+            // unit tests of `GpmSeries`; the fake accounts each interval at the
+            // activity current when it closes.)
+            std::thread::sleep(Duration::from_millis(1_200));
+            fake.set_gpm_activity(0, sm, occupancy, tensor);
+            let window = monitor.open(Instant::now());
+            std::thread::sleep(Duration::from_millis(200));
+            let peaks = monitor.close(window, Instant::now());
+            fake.set_gpm_activity(0, 90.0, 90.0, 90.0);
+            let close =
+                |v: Option<f64>, want: f64| v.is_some_and(|v| (v - want / 100.0).abs() < 1e-9);
+            assert!(close(peaks.gpu_sm_utilization, sm), "{peaks:?}");
+            assert!(close(peaks.gpu_sm_occupancy, occupancy), "{peaks:?}");
+            assert!(close(peaks.gpu_tensor_activity, tensor), "{peaks:?}");
+        }
+        monitor.shutdown(Duration::from_secs(2)).expect("shutdown");
+    }
+    assert_eq!(fake.gpm_live_samples(), 0, "every GPM sample freed");
+
+    // Without GPM (a pre-Hopper device): absent, never zero; the rest still measured.
+    let older = FakeNvml::new();
+    older.set_memory(0, GIB, TOTAL);
+    let monitor = monitor(&older, 5);
+    let window = monitor.open(Instant::now());
+    std::thread::sleep(Duration::from_millis(100));
+    let peaks = monitor.close(window, Instant::now());
+    assert_eq!(peaks.gpu_memory_bytes, Some(GIB));
+    assert_eq!(peaks.gpu_sm_utilization, None);
+    assert_eq!(peaks.gpu_sm_occupancy, None);
+    assert_eq!(peaks.gpu_tensor_activity, None);
+    assert!(
+        matches!(monitor.gpu_status(), GpuStatus::Available { unsupported, .. } if unsupported.iter().any(|u| u == "device 0: gpm"))
+    );
 }

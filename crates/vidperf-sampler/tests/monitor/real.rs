@@ -19,7 +19,7 @@ fn touching_200_mb_shows_in_the_ram_peak() {
     let before = monitor.open(Instant::now());
     std::thread::sleep(Duration::from_millis(30));
     let start_rss = monitor
-        .close(before)
+        .close(before, Instant::now())
         .process_memory_bytes
         .expect("RSS measured");
 
@@ -31,7 +31,7 @@ fn touching_200_mb_shows_in_the_ram_peak() {
     black_box(&buffer);
     std::thread::sleep(Duration::from_millis(60)); // several samples while it is held
     drop(buffer);
-    let peaks = monitor.close(window);
+    let peaks = monitor.close(window, Instant::now());
     let peak = peaks.process_memory_bytes.expect("RSS measured");
     assert!(
         peak >= start_rss + (200 << 20),
@@ -53,7 +53,7 @@ fn a_busy_thread_reads_about_one_core() {
     while start.elapsed() < Duration::from_millis(1200) {
         x = black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
     }
-    let peaks = monitor.close(window);
+    let peaks = monitor.close(window, Instant::now());
     let cpu = peaks
         .process_cpu_utilization
         .expect("CPU measured after 200 ms");
@@ -65,7 +65,7 @@ fn the_sampling_tick_is_cheap() {
     let monitor = monitor(1);
     let w = monitor.open(Instant::now());
     std::thread::sleep(Duration::from_millis(200));
-    let _ = monitor.close(w);
+    let _ = monitor.close(w, Instant::now());
     let tick = monitor.health().tick_micros.expect("ticks measured");
     // Recorded for information; the benchmark reports it against its target.
     assert!(tick > 0.0);
