@@ -71,6 +71,8 @@ fn opentelemetry_names_in_the_docs_are_exported() {
             attr::GPU_MEMORY_PEAK,
             attr::GPU_PROCESS_MEMORY_PEAK,
             attr::GPU_UTILIZATION_PEAK,
+            attr::GPU_UTILIZATION_MEAN,
+            attr::GPU_PROCESS_UTILIZATION_PEAK,
             attr::SAMPLES,
             attr::FPS,
             attr::OUTCOME,

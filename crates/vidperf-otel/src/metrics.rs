@@ -21,7 +21,7 @@ use crate::convert::attr;
 pub const MAX_ATTRIBUTE_SETS: usize = 256;
 
 /// The name of every instrument, in the order they are created.
-pub const METRIC_NAMES: [&str; 8] = [
+pub const METRIC_NAMES: [&str; 11] = [
     "vidperf.operation.duration",
     "vidperf.operation.frames",
     "vidperf.operation.fps",
@@ -30,7 +30,13 @@ pub const METRIC_NAMES: [&str; 8] = [
     attr::GPU_MEMORY_PEAK,
     attr::PROCESS_CPU_PEAK,
     attr::GPU_UTILIZATION_PEAK,
+    attr::GPU_SM_UTILIZATION,
+    attr::GPU_SM_OCCUPANCY,
+    attr::GPU_TENSOR_ACTIVITY,
 ];
+
+/// Buckets of the GPM ratios (0-1).
+const RATIO_BOUNDS: [f64; 10] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
 
 /// Duration buckets, seconds (the same bounds as the statistics).
 const DURATION_BOUNDS: [f64; 17] = vidperf_core::stats::DURATION_BUCKETS;
@@ -61,6 +67,7 @@ struct Bound {
     gpu_memory: OnceLock<BoundHistogram<u64>>,
     cpu: OnceLock<BoundHistogram<f64>>,
     gpu: OnceLock<BoundHistogram<f64>>,
+    gpm: [OnceLock<BoundHistogram<f64>>; 3],
 }
 
 impl Bound {
@@ -80,6 +87,7 @@ impl Bound {
             gpu_memory: OnceLock::new(),
             cpu: OnceLock::new(),
             gpu: OnceLock::new(),
+            gpm: [const { OnceLock::new() }; 3],
         }
     }
 }
@@ -95,6 +103,8 @@ struct Instruments {
     gpu_memory: Histogram<u64>,
     cpu: Histogram<f64>,
     gpu: Histogram<f64>,
+    /// GPM: SM utilization, SM occupancy, tensor activity.
+    gpm: [Histogram<f64>; 3],
 }
 
 /// The metrics side of the bridge.
@@ -160,6 +170,28 @@ impl MetricsSink {
                 .with_unit("1")
                 .with_description("Peak GPU utilization (0-1) during an operation.")
                 .build(),
+            gpm: [
+                (
+                    attr::GPU_SM_UTILIZATION,
+                    "SM utilization (0-1, GPM) over an operation.",
+                ),
+                (
+                    attr::GPU_SM_OCCUPANCY,
+                    "SM occupancy (0-1, GPM) over an operation.",
+                ),
+                (
+                    attr::GPU_TENSOR_ACTIVITY,
+                    "Tensor-core activity (0-1, GPM) over an operation.",
+                ),
+            ]
+            .map(|(name, description)| {
+                meter
+                    .f64_histogram(name)
+                    .with_unit("1")
+                    .with_description(description)
+                    .with_boundaries(RATIO_BOUNDS.to_vec())
+                    .build()
+            }),
         };
         let overflow = [false, true].map(|success| {
             Arc::new(Bound::new(
@@ -249,6 +281,16 @@ impl Sink for MetricsSink {
         }
         if let Some(v) = r.gpu_utilization {
             b.gpu.get_or_init(|| i.gpu.bind(a)).record(v);
+        }
+        let gpm = [
+            r.gpu_sm_utilization,
+            r.gpu_sm_occupancy,
+            r.gpu_tensor_activity,
+        ];
+        for ((bound, instrument), v) in b.gpm.iter().zip(&i.gpm).zip(gpm) {
+            if let Some(v) = v {
+                bound.get_or_init(|| instrument.bind(a)).record(v);
+            }
         }
     }
 }

@@ -127,6 +127,36 @@ const PER_KEY: &[PerKey] = &[
             }
         },
     },
+    PerKey {
+        suffix: "gpu_sm_utilization_ratio",
+        help: "Mean over operations of the SM utilization (0-1, GPM) during each, by {what}.",
+        kind: MetricType::GAUGE,
+        values: |s, emit| {
+            if let Some(p) = &s.resources.gpu_sm_utilization {
+                one(p.mean, emit);
+            }
+        },
+    },
+    PerKey {
+        suffix: "gpu_sm_occupancy_ratio",
+        help: "Mean over operations of the SM occupancy (0-1, GPM) during each, by {what}.",
+        kind: MetricType::GAUGE,
+        values: |s, emit| {
+            if let Some(p) = &s.resources.gpu_sm_occupancy {
+                one(p.mean, emit);
+            }
+        },
+    },
+    PerKey {
+        suffix: "gpu_tensor_activity_ratio",
+        help: "Mean over operations of the tensor-core activity (0-1, GPM) during each, by {what}.",
+        kind: MetricType::GAUGE,
+        values: |s, emit| {
+            if let Some(p) = &s.resources.gpu_tensor_activity {
+                one(p.mean, emit);
+            }
+        },
+    },
 ];
 
 /// The two views of [`PER_KEY`]: name prefix, label, and the word in help texts.

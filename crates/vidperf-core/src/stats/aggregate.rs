@@ -32,6 +32,8 @@ pub(crate) struct Measured {
     pub(crate) gpu_memory_bytes: Option<u64>,
     pub(crate) cpu: Option<f64>,
     pub(crate) gpu: Option<f64>,
+    /// GPM: SM utilization, SM occupancy, tensor activity.
+    pub(crate) gpm: [Option<f64>; 3],
 }
 
 #[derive(Clone, Debug, Default)]
@@ -59,6 +61,7 @@ pub(crate) struct Aggregate {
     gpu_memory: BytesPeak,
     cpu: RatioPeak,
     gpu: RatioPeak,
+    gpm: [RatioPeak; 3],
 }
 
 /// Max, sum and count of per-operation byte peaks (the sum is exact).
@@ -178,6 +181,9 @@ impl Aggregate {
         self.gpu_memory.add(m.gpu_memory_bytes);
         self.cpu.add(m.cpu);
         self.gpu.add(m.gpu);
+        for (peak, v) in self.gpm.iter_mut().zip(m.gpm) {
+            peak.add(v);
+        }
     }
 
     /// Adds `other` in: every figure is exactly what recording both sets would give.
@@ -210,6 +216,9 @@ impl Aggregate {
         self.gpu_memory.merge(&other.gpu_memory);
         self.cpu.merge(&other.cpu);
         self.gpu.merge(&other.gpu);
+        for (peak, other) in self.gpm.iter_mut().zip(&other.gpm) {
+            peak.merge(other);
+        }
     }
 
     /// Empties the aggregate, keeping the histogram's allocation.
@@ -300,6 +309,9 @@ impl Aggregate {
                 peak_gpu_memory_bytes: self.gpu_memory.stats(),
                 cpu_utilization: self.cpu.stats(),
                 gpu_utilization: self.gpu.stats(),
+                gpu_sm_utilization: self.gpm[0].stats(),
+                gpu_sm_occupancy: self.gpm[1].stats(),
+                gpu_tensor_activity: self.gpm[2].stats(),
             },
         }
     }

@@ -564,6 +564,11 @@ impl Stats {
             gpu_memory_bytes: r.gpu_memory_bytes,
             cpu: r.process_cpu_utilization,
             gpu: r.gpu_utilization,
+            gpm: [
+                r.gpu_sm_utilization,
+                r.gpu_sm_occupancy,
+                r.gpu_tensor_activity,
+            ],
         };
         let resolved = inner.resolve(key, &self.config);
         if let Some(pair) = inner.pairs.get_mut(resolved.pair as usize) {

@@ -201,6 +201,31 @@ pub struct ResourceStats {
     /// GPU utilization, 0.0–1.0.
     #[serde(rename = "gpu_utilization_percent", with = "units::percent_peak")]
     pub gpu_utilization: Option<PeakStats>,
+    /// SM utilization over each operation (GPM, Hopper and newer), 0.0–1.0: the
+    /// highest and the mean over operations. Left out of the JSON where not measured.
+    #[serde(
+        rename = "gpu_sm_utilization_percent",
+        with = "units::percent_peak",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub gpu_sm_utilization: Option<PeakStats>,
+    /// SM occupancy over each operation (GPM), 0.0–1.0.
+    #[serde(
+        rename = "gpu_sm_occupancy_percent",
+        with = "units::percent_peak",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub gpu_sm_occupancy: Option<PeakStats>,
+    /// Tensor-core activity over each operation (GPM), 0.0–1.0.
+    #[serde(
+        rename = "gpu_tensor_activity_percent",
+        with = "units::percent_peak",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub gpu_tensor_activity: Option<PeakStats>,
 }
 
 /// The maximum and the mean of per-operation peaks, in the figure's base unit.
