@@ -533,6 +533,53 @@ fn monitor_section(rounds: usize) {
     );
 }
 
+/// What `MonitorConfig::boundary_reads` costs an operation: an open and a close of a
+/// window on this thread, reads on vs off, without a GPU and with the fake NVML (an
+/// in-process function: a real driver's memory query costs 10-20 µs more per GPU).
+fn boundary_section(rounds: usize) {
+    use vidperf::ResourceWindows;
+    use vidperf::monitor::{MonitorConfig, NvmlLibrary, ResourceMonitor};
+
+    println!("| boundary reads, per operation (open + close) | off | on | added |");
+    println!("|---|---:|---:|---:|");
+    for (label, nvml) in [
+        ("no GPU", NvmlLibrary::Disabled),
+        (
+            "fake NVML, 1 GPU",
+            NvmlLibrary::Path(vidperf_fake_nvml::library_path()),
+        ),
+    ] {
+        let start = |on: bool| {
+            ResourceMonitor::start(
+                MonitorConfig::default()
+                    .with_nvml(nvml.clone())
+                    .with_boundary_reads(on),
+            )
+            .expect("monitor")
+        };
+        let monitors = [start(false), start(true)];
+        let mut ns = [Vec::new(), Vec::new()];
+        for _ in 0..rounds {
+            for (monitor, out) in monitors.iter().zip(ns.iter_mut()) {
+                let t = Instant::now();
+                for _ in 0..2_000 {
+                    let w = monitor.open(Instant::now());
+                    black_box(monitor.close(black_box(w), Instant::now()));
+                }
+                out.push(t.elapsed().as_nanos() as f64 / 2_000.0);
+            }
+        }
+        let [off, on] = ns.map(|mut v| quantile(&mut v, 0.5));
+        println!(
+            "| {label} | {off:.0} ns | {on:.0} ns | {:.1} µs |",
+            (on - off) / 1e3
+        );
+        for m in monitors {
+            let _ = m.shutdown(std::time::Duration::from_secs(1));
+        }
+    }
+}
+
 /// `/performance/stats` cost (snapshot + JSON) with 64 strategies after 10^3 vs 10^6
 /// operations, and CSV export throughput.
 fn stats_section(rounds: usize) {
@@ -963,6 +1010,10 @@ fn main() {
         streams_section(rounds);
         return;
     }
+    if std::env::args().any(|a| a == "--boundary-only") {
+        boundary_section(rounds);
+        return;
+    }
     let mut rows = measure("flat operation span", flat, 20_000, rounds);
     rows.extend(measure("operation + 99 child spans", tree, 200, rounds));
 
@@ -1006,6 +1057,8 @@ fn main() {
     streams_section(rounds);
     println!();
     monitor_section(rounds);
+    println!();
+    boundary_section(rounds);
     println!();
     stats_section(rounds);
     println!();

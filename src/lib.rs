@@ -91,6 +91,7 @@
 //! | `VIDPERF_RESOURCE_MONITOR` | on | `off` disables the resource monitor |
 //! | `VIDPERF_SAMPLE_INTERVAL_MS` | 10 | milliseconds between resource samples while operations are open |
 //! | `VIDPERF_NVML_LIBRARY` | the system's | path to `libnvidia-ml.so`, or `off` for no GPU sampling |
+//! | `VIDPERF_BOUNDARY_READS` | off | `on`: also read memory on the operation's thread at its start and end (exact peaks for operations shorter than the sampling interval, at a few µs per end; see `MonitorConfig::boundary_reads`) |
 //! | `VIDPERF_HTTP_ADDR` | unset (no server) | serve the HTTP API on this address, e.g. `127.0.0.1:9464` |
 //! | `VIDPERF_HTTP_TOKEN` | unset | bearer token required on `POST /performance/export` |
 //! | `OTEL_EXPORTER_OTLP_ENDPOINT` (or `_TRACES_ENDPOINT`) | unset (no export) | turns OTLP export on; the other standard `OTEL_*` variables apply (see [`otlp`]) |
@@ -145,8 +146,8 @@ pub use vidperf_nvtx as nvtx;
 #[cfg_attr(docsrs, doc(cfg(any(feature = "system", feature = "gpu"))))]
 pub mod monitor {
     pub use crate::resources::{
-        ENV_NVML_LIBRARY, ENV_RESOURCE_MONITOR, ENV_SAMPLE_INTERVAL_MS, GpuStatus, GpuUnavailable,
-        MonitorConfig, NvmlLibrary, ResourceMonitor,
+        ENV_BOUNDARY_READS, ENV_NVML_LIBRARY, ENV_RESOURCE_MONITOR, ENV_SAMPLE_INTERVAL_MS,
+        GpuStatus, GpuUnavailable, MonitorConfig, NvmlLibrary, ResourceMonitor,
     };
     pub use vidperf_core::stats::MonitorHealth;
 }

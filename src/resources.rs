@@ -15,6 +15,9 @@ pub const ENV_RESOURCE_MONITOR: &str = "VIDPERF_RESOURCE_MONITOR";
 pub const ENV_SAMPLE_INTERVAL_MS: &str = "VIDPERF_SAMPLE_INTERVAL_MS";
 /// `VIDPERF_NVML_LIBRARY`: a path to `libnvidia-ml.so`, or `off`.
 pub const ENV_NVML_LIBRARY: &str = "VIDPERF_NVML_LIBRARY";
+/// `VIDPERF_BOUNDARY_READS`: `on` to also read memory on the operation's own thread at
+/// its start and end ([`MonitorConfig::boundary_reads`]); `off` (default).
+pub const ENV_BOUNDARY_READS: &str = "VIDPERF_BOUNDARY_READS";
 
 /// What the builder does about the monitor.
 #[derive(Debug, Clone, Default)]
@@ -33,7 +36,8 @@ pub(crate) type Monitor = Arc<ResourceMonitor>;
 #[cfg_attr(docsrs, doc(cfg(any(feature = "system", feature = "gpu"))))]
 impl Builder {
     /// Samples resources with this configuration instead of the defaults (and instead
-    /// of the `VIDPERF_SAMPLE_INTERVAL_MS` / `VIDPERF_NVML_LIBRARY` variables).
+    /// of the `VIDPERF_SAMPLE_INTERVAL_MS` / `VIDPERF_NVML_LIBRARY` /
+    /// `VIDPERF_BOUNDARY_READS` variables).
     pub fn resource_monitor(mut self, config: MonitorConfig) -> Self {
         self.monitor = Setting::Config(config);
         self
@@ -58,6 +62,9 @@ pub(crate) fn start(setting: &Setting, read_env: bool) -> Result<Option<Monitor>
             if read_env {
                 if let Some(ms) = env_number(ENV_SAMPLE_INTERVAL_MS)? {
                     config = config.with_interval(Duration::from_millis(ms as u64));
+                }
+                if let Some(on) = env_switch(ENV_BOUNDARY_READS)? {
+                    config = config.with_boundary_reads(on);
                 }
                 if let Some(lib) = env_text(ENV_NVML_LIBRARY)? {
                     config = config.with_nvml(if lib.trim().eq_ignore_ascii_case("off") {

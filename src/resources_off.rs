@@ -26,7 +26,11 @@ pub(crate) fn start(_: &Setting, read_env: bool) -> Result<Option<Monitor>, Buil
         if env_switch("VIDPERF_RESOURCE_MONITOR")? == Some(true) {
             return Err(not_built("VIDPERF_RESOURCE_MONITOR"));
         }
-        for var in ["VIDPERF_SAMPLE_INTERVAL_MS", "VIDPERF_NVML_LIBRARY"] {
+        for var in [
+            "VIDPERF_SAMPLE_INTERVAL_MS",
+            "VIDPERF_NVML_LIBRARY",
+            "VIDPERF_BOUNDARY_READS",
+        ] {
             if env_text(var)?.is_some() {
                 return Err(not_built(var));
             }

@@ -18,6 +18,11 @@ pub struct WindowStart {
     /// When the operation started (for figures a source stamps with their own time,
     /// such as the GPU driver's utilization samples).
     pub opened: Instant,
+    /// Process resident memory read at the start, bytes, by a monitor that reads at
+    /// operation boundaries (`None` otherwise).
+    pub opened_memory_bytes: Option<u64>,
+    /// GPU memory used read at the start (the maximum over devices), bytes, likewise.
+    pub opened_gpu_memory_bytes: Option<u64>,
 }
 
 /// A source of per-window resource peaks.

@@ -194,6 +194,14 @@ impl GpuSource {
         })
     }
 
+    /// A reader of the devices' memory for other threads (`None` while NVML is down).
+    pub(crate) fn memory_reader(&self) -> Option<MemoryReader> {
+        Some(MemoryReader {
+            nvml: self.nvml.clone()?,
+            devices: self.device_count,
+        })
+    }
+
     /// Raised each time NVML is initialised again.
     pub(crate) fn generation(&self) -> u64 {
         self.generation
@@ -369,6 +377,32 @@ const GPM_METRICS: [GpmMetricId; 3] = [
     GpmMetricId::SmOccupancy,
     GpmMetricId::AnyTensorUtil,
 ];
+
+/// Reads every device's memory used from any thread (NVML is thread-safe), for reads at
+/// operation boundaries.
+#[derive(Clone)]
+pub(crate) struct MemoryReader {
+    nvml: Arc<Nvml>,
+    devices: u32,
+}
+
+impl std::fmt::Debug for MemoryReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryReader")
+            .field("devices", &self.devices)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryReader {
+    /// The highest memory used over the devices, bytes; `None` if none answered.
+    pub(crate) fn max_used(&self) -> Option<u64> {
+        (0..self.devices)
+            .filter_map(|i| self.nvml.device_by_index(i).ok()?.memory_info().ok())
+            .map(|m| m.used)
+            .max()
+    }
+}
 
 /// What GPM sampling needs: an NVML handle (GPM samples borrow it) and the devices.
 pub(crate) struct GpmHandle {

@@ -17,6 +17,16 @@ pub(crate) enum GpmHandle {}
 #[derive(Debug)]
 pub(crate) struct Gpm<'n>(PhantomData<&'n ()>);
 
+/// Never made: no GPU.
+#[derive(Clone, Debug)]
+pub(crate) enum MemoryReader {}
+
+impl MemoryReader {
+    pub(crate) fn max_used(&self) -> Option<u64> {
+        match *self {}
+    }
+}
+
 impl Gpm<'_> {
     pub(crate) fn new(handle: &GpmHandle, _interval: Duration) -> Self {
         match *handle {}
@@ -47,6 +57,10 @@ impl GpuSource {
 
     pub(crate) fn device_count(&self) -> usize {
         0
+    }
+
+    pub(crate) fn memory_reader(&self) -> Option<MemoryReader> {
+        None
     }
 
     pub(crate) fn gpm_handle(&self) -> Option<GpmHandle> {

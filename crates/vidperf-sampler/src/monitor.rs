@@ -13,9 +13,9 @@ use vidperf_core::{DevicePeaks, ResourcePeaks, ResourceWindows, WindowStart};
 
 use crate::MAX_DEVICES;
 use crate::gate::Gate;
-use crate::gpu::{Gpm, GpuSource};
+use crate::gpu::{Gpm, GpuSource, MemoryReader};
 use crate::gpu_types::{ERROR_KINDS, ErrorCounters, GpmInterval, GpuStatus, NvmlLibrary};
-use crate::process::{ProcessReading, ProcessSource};
+use crate::process::{ProcessReading, ProcessSource, ResidentReader};
 use crate::stack::MaxStack;
 
 /// How the monitor samples.
@@ -33,6 +33,13 @@ pub struct MonitorConfig {
     /// their own. Default 5 ms (under continuous load that is at most 200 extra
     /// samples a second, about 1% of a core); zero turns it off.
     pub boundary_gap: Duration,
+    /// Also read this process's resident memory and every GPU's memory used on the
+    /// operation's own thread when it opens and when it closes, so that even an
+    /// operation of a few microseconds has its start and end in its peaks. Off by
+    /// default: it puts a `/proc` read (about 5 µs) and, with a GPU, an NVML call per
+    /// device (10–20 µs on real hardware) at each end of every operation, on the
+    /// application's thread. `docs/BENCHMARKS.md` has the measured cost.
+    pub boundary_reads: bool,
     /// Time between queries of NVML's running-process list (this process's own GPU
     /// memory). The call costs milliseconds and holds a driver lock. Default 1 s.
     pub process_list_interval: Duration,
@@ -62,6 +69,7 @@ impl Default for MonitorConfig {
         Self {
             interval: Duration::from_millis(10),
             boundary_gap: Duration::from_millis(5),
+            boundary_reads: false,
             process_list_interval: Duration::from_secs(1),
             process_utilization_interval: Duration::from_millis(100),
             gpm_interval: Duration::from_millis(50),
@@ -86,6 +94,13 @@ impl MonitorConfig {
     #[must_use]
     pub fn with_boundary_gap(mut self, gap: Duration) -> Self {
         self.boundary_gap = gap;
+        self
+    }
+
+    /// Sets [`MonitorConfig::boundary_reads`].
+    #[must_use]
+    pub fn with_boundary_reads(mut self, on: bool) -> Self {
+        self.boundary_reads = on;
         self
     }
 
@@ -323,6 +338,9 @@ struct Shared {
     timed: Mutex<Timed>,
     /// Whether `timed` has ever received anything (closing skips its lock until then).
     timed_used: AtomicBool,
+    /// For reads at operation boundaries ([`MonitorConfig::boundary_reads`]).
+    boundary_gpu: Option<MemoryReader>,
+    boundary_memory: Option<ResidentReader>,
     stacks: RwLock<Vec<MaxStack>>,
     newest: Newest,
     /// Sequence number of the newest sample, or `NO_SAMPLE`.
@@ -408,6 +426,16 @@ impl ResourceMonitor {
         };
         let gpu_devices = gpu.as_ref().map_or(0, GpuSource::device_count);
         let max_entries = config.max_entries;
+        let boundary_gpu = if config.boundary_reads {
+            gpu.as_ref().and_then(GpuSource::memory_reader)
+        } else {
+            None
+        };
+        let boundary_memory = if config.boundary_reads && config.process {
+            ResidentReader::new()
+        } else {
+            None
+        };
         let epoch = Instant::now();
         let epoch_unix_us = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -421,6 +449,8 @@ impl ResourceMonitor {
                 ..Timed::default()
             }),
             timed_used: AtomicBool::new(false),
+            boundary_gpu,
+            boundary_memory,
             stacks: RwLock::new((0..METRICS).map(|_| MaxStack::new(max_entries)).collect()),
             newest: Newest::new(),
             latest_seq: AtomicU64::new(NO_SAMPLE),
@@ -774,9 +804,12 @@ impl ResourceWindows for ResourceMonitor {
         {
             s.gate.notify();
         }
+        let (opened_memory_bytes, opened_gpu_memory_bytes) = self.boundary_read();
         WindowStart {
             first_sample,
             opened: now,
+            opened_memory_bytes,
+            opened_gpu_memory_bytes,
         }
     }
 
@@ -794,11 +827,41 @@ impl ResourceWindows for ResourceMonitor {
         if s.timed_used.load(Ordering::Acquire) {
             self.timed_figures(&mut peaks, start, now, latest);
         }
+        if s.config.boundary_reads {
+            let (memory, gpu_memory) = self.boundary_read();
+            let max = |a: Option<u64>, b: Option<u64>| a.max(b);
+            peaks.process_memory_bytes = max(
+                peaks.process_memory_bytes,
+                max(start.opened_memory_bytes, memory),
+            );
+            peaks.gpu_memory_bytes = max(
+                peaks.gpu_memory_bytes,
+                max(start.opened_gpu_memory_bytes, gpu_memory),
+            );
+            // The two reads are samples of the window too.
+            let reads = u64::from(
+                start.opened_memory_bytes.is_some() || start.opened_gpu_memory_bytes.is_some(),
+            ) + u64::from(memory.is_some() || gpu_memory.is_some());
+            peaks.samples = peaks.samples.map(|n| n + reads);
+        }
         peaks
     }
 }
 
 impl ResourceMonitor {
+    /// Resident memory and the GPUs' memory used, read now on this thread, when
+    /// [`MonitorConfig::boundary_reads`] is on.
+    fn boundary_read(&self) -> (Option<u64>, Option<u64>) {
+        let s = &*self.shared;
+        if !s.config.boundary_reads {
+            return (None, None);
+        }
+        (
+            s.boundary_memory.as_ref().and_then(ResidentReader::read),
+            s.boundary_gpu.as_ref().and_then(MemoryReader::max_used),
+        )
+    }
+
     /// The peaks of samples `first..=latest`.
     fn sampled_peaks(&self, peaks: &mut ResourcePeaks, first: u64, latest: u64) {
         let s = &*self.shared;

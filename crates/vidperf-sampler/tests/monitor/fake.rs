@@ -500,3 +500,62 @@ fn gpm_figures_cover_exactly_the_operation() {
         matches!(monitor.gpu_status(), GpuStatus::Available { unsupported, .. } if unsupported.iter().any(|u| u == "device 0: gpm"))
     );
 }
+
+/// With reads at operation boundaries, even an operation far shorter than the sampling
+/// interval has its own start and end in its peaks: the fake's value at that moment,
+/// every time, and two more samples counted.
+#[test]
+fn with_boundary_reads_a_one_ms_operation_reports_its_own_moment() {
+    let fake = FakeNvml::new();
+    fake.set_memory(0, GIB, TOTAL);
+    let monitor = ResourceMonitor::start(
+        MonitorConfig::default()
+            .with_interval(Duration::from_millis(50))
+            .with_boundary_gap(Duration::ZERO) // no sample on request: only the reads
+            .with_boundary_reads(true)
+            .with_nvml(NvmlLibrary::Path(fake.path().to_owned())),
+    )
+    .expect("monitor starts");
+    for run in 0..20u64 {
+        let value = 2 * GIB + run;
+        fake.set_memory(0, value, TOTAL);
+        let window = monitor.open(Instant::now());
+        std::thread::sleep(Duration::from_millis(1));
+        fake.set_memory(0, GIB, TOTAL);
+        let peaks = monitor.close(window, Instant::now());
+        assert_eq!(peaks.gpu_memory_bytes, Some(value), "run {run}: {peaks:?}");
+        assert!(peaks.samples.unwrap_or(0) >= 2, "{peaks:?}");
+        assert!(peaks.process_memory_bytes.is_some());
+    }
+    // A value reached only at the end is caught by the read at close.
+    let window = monitor.open(Instant::now());
+    fake.set_memory(0, 7 * GIB, TOTAL);
+    let peaks = monitor.close(window, Instant::now());
+    assert_eq!(peaks.gpu_memory_bytes, Some(7 * GIB));
+
+    // Off (the default), the same operation only has what the monitor sampled.
+    let off = monitor_with(&fake, |c| {
+        c.with_interval(Duration::from_millis(50))
+            .with_boundary_gap(Duration::ZERO)
+    });
+    fake.set_memory(0, GIB, TOTAL);
+    std::thread::sleep(Duration::from_millis(60));
+    let window = off.open(Instant::now());
+    fake.set_memory(0, 5 * GIB, TOTAL);
+    let peaks = off.close(window, Instant::now());
+    assert_eq!(
+        peaks.gpu_memory_bytes,
+        Some(GIB),
+        "no read on the operation's thread"
+    );
+}
+
+fn monitor_with(
+    fake: &FakeNvml,
+    f: impl FnOnce(MonitorConfig) -> MonitorConfig,
+) -> ResourceMonitor {
+    ResourceMonitor::start(f(
+        MonitorConfig::default().with_nvml(NvmlLibrary::Path(fake.path().to_owned()))
+    ))
+    .expect("monitor starts")
+}
