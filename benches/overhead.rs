@@ -1010,6 +1010,10 @@ fn main() {
         streams_section(rounds);
         return;
     }
+    if std::env::args().any(|a| a == "--stats-only") {
+        stats_section(rounds);
+        return;
+    }
     if std::env::args().any(|a| a == "--boundary-only") {
         boundary_section(rounds);
         return;

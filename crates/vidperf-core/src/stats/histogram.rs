@@ -52,6 +52,9 @@ pub(crate) struct DurationHistogram {
     total: u64,
 }
 
+/// Buckets summed at a time when a quantile search skips ahead (one octave).
+const CHUNK: usize = 64;
+
 impl DurationHistogram {
     pub(crate) fn record(&mut self, nanos: u64) {
         self.add_at(index(nanos), 1);
@@ -128,19 +131,43 @@ impl DurationHistogram {
             return None;
         }
         let rank = ((q.clamp(0.0, 1.0) * self.total as f64).ceil() as u64).clamp(1, self.total);
+        // Whole octaves are skipped by their sums (which vectorise), so a histogram
+        // stretched by a few outliers over many octaves costs one sum per octave, not
+        // one step per bucket.
         let k = if rank <= self.total / 2 {
             // The first bucket whose cumulative count reaches the rank.
             let mut seen = 0;
-            self.counts.iter().position(|n| {
-                seen += n;
-                seen >= rank
-            })
+            let mut start = 0;
+            for chunk in self.counts.chunks(CHUNK) {
+                let sum: u64 = chunk.iter().sum();
+                if seen + sum >= rank {
+                    break;
+                }
+                seen += sum;
+                start += chunk.len();
+            }
+            self.counts[start..]
+                .iter()
+                .position(|n| {
+                    seen += n;
+                    seen >= rank
+                })
+                .map(|k| start + k)
         } else {
             // High quantiles from the top: going down, the first bucket that holds,
             // with those above it, more than the `total - rank` values above the rank.
             let above = self.total - rank;
             let mut seen = 0;
-            self.counts.iter().rposition(|n| {
+            let mut end = self.counts.len();
+            for chunk in self.counts.rchunks(CHUNK) {
+                let sum: u64 = chunk.iter().sum();
+                if seen + sum > above {
+                    break;
+                }
+                seen += sum;
+                end -= chunk.len();
+            }
+            self.counts[..end].iter().rposition(|n| {
                 seen += n;
                 seen > above
             })

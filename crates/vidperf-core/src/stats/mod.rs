@@ -17,7 +17,7 @@ mod tests;
 pub(crate) mod units;
 mod window;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -484,13 +484,18 @@ impl Default for Stats {
     }
 }
 
+/// How many pairs a key (operation type or strategy) has, and the union of their
+/// duration histograms' ranges.
+type KeyPairs = (u32, Option<(u32, u32)>);
+
 /// The figures a snapshot is made of, read under the lock and turned into a
 /// [`StatsSnapshot`] outside it.
 struct Gathered {
     pairs: Vec<PairStatistics>,
-    by_operation: BTreeMap<String, Aggregate>,
-    by_strategy: BTreeMap<String, Aggregate>,
-    totals: Aggregate,
+    by_operation: BTreeMap<String, AggregateStats>,
+    by_strategy: BTreeMap<String, AggregateStats>,
+    /// Operations and successes over every pair (the summary needs no histogram).
+    totals: (u64, u64),
     window: Option<WindowInfo>,
     recent: Vec<Row>,
     trend_rows: Vec<Row>,
@@ -785,11 +790,32 @@ impl Stats {
             strategy.is_none_or(|s| s == st) && operation.is_none_or(|o| o == op)
         };
         let row_matches = |row: &Row| matches(row.names(inner.names.list()));
-        let mut by_operation: BTreeMap<String, Aggregate> = BTreeMap::new();
-        let mut by_strategy: BTreeMap<String, Aggregate> = BTreeMap::new();
-        let mut totals = Aggregate::default();
-        let mut scratch = Aggregate::default();
+        // How many pairs each operation type and strategy has: a key with one pair (the
+        // usual strategy) takes its figures from that pair in place; several are merged.
+        // (Counted by name: the overflow key may stand for several ids.) With each
+        // key, the union of its pairs' duration ranges (a window's lie within them), so
+        // a merged histogram is sized once.
+        let mut pairs_of: HashMap<(bool, &str), KeyPairs> = HashMap::new();
+        for pair in &inner.pairs {
+            let range = pair.total.histogram_range();
+            for key in [
+                (true, inner.key_text(pair.operation)),
+                (false, inner.key_text(pair.strategy)),
+            ] {
+                let (n, union) = pairs_of.entry(key).or_default();
+                *n += 1;
+                *union = match (*union, range) {
+                    (Some((lo, hi)), Some((l, h))) => Some((lo.min(l), hi.max(h))),
+                    (u, r) => u.or(r),
+                };
+            }
+        }
+        let mut totals = (0u64, 0u64);
         let mut pairs = Vec::new();
+        let mut by_operation: BTreeMap<String, AggregateStats> = BTreeMap::new();
+        let mut by_strategy: BTreeMap<String, AggregateStats> = BTreeMap::new();
+        let mut merged: BTreeMap<(bool, &str), Aggregate> = BTreeMap::new();
+        let mut scratch = Aggregate::default();
         for pair in &inner.pairs {
             let aggregate = match window {
                 None => &pair.total,
@@ -802,7 +828,8 @@ impl Stats {
             if aggregate.count() == 0 {
                 continue;
             }
-            totals.merge(aggregate);
+            totals.0 += aggregate.count();
+            totals.1 += aggregate.successes();
             let (op, st) = (
                 inner.key_text(pair.operation),
                 inner.key_text(pair.strategy),
@@ -813,14 +840,34 @@ impl Stats {
             if options.pairs {
                 pairs.push(aggregate.pair_statistics(op, st));
             }
-            by_operation
-                .entry(op.to_owned())
-                .or_default()
-                .merge(aggregate);
-            by_strategy
-                .entry(st.to_owned())
-                .or_default()
-                .merge(aggregate);
+            for (key, out) in [
+                ((true, op), &mut by_operation),
+                ((false, st), &mut by_strategy),
+            ] {
+                let (n, range) = pairs_of.get(&key).copied().unwrap_or_default();
+                if n <= 1 {
+                    out.insert(key.1.to_owned(), aggregate.stats());
+                } else {
+                    merged
+                        .entry(key)
+                        .or_insert_with(|| {
+                            let mut a = Aggregate::default();
+                            if let Some((lo, hi)) = range {
+                                a.reserve_histogram_range(lo, hi);
+                            }
+                            a
+                        })
+                        .merge(aggregate);
+                }
+            }
+        }
+        for ((is_operation, text), aggregate) in merged {
+            let out = if is_operation {
+                &mut by_operation
+            } else {
+                &mut by_strategy
+            };
+            out.insert(text.to_owned(), aggregate.stats());
         }
         let recent: Vec<Row> = inner
             .history
@@ -946,29 +993,21 @@ impl Stats {
                 mean_duration_seconds: w.duration_sum / w.count.max(1) as f64,
             })
             .collect();
-        let t = &g.totals;
+        let (count, successes) = g.totals;
         StatsSnapshot {
             summary: Summary {
-                total_operations: t.count(),
-                successes: t.successes(),
-                failures: t.count() - t.successes(),
-                success_rate: rate(t.successes(), t.count()),
+                total_operations: count,
+                successes,
+                failures: count - successes,
+                success_rate: rate(successes, count),
                 active_operations: g.active_count,
                 uptime_seconds: self.started.elapsed().as_secs_f64(),
                 started_at: self.started_at,
                 generated_at: now,
             },
             window: g.window,
-            by_operation: g
-                .by_operation
-                .iter()
-                .map(|(k, a)| (k.clone(), a.stats()))
-                .collect(),
-            by_strategy: g
-                .by_strategy
-                .iter()
-                .map(|(k, a)| (k.clone(), a.stats()))
-                .collect(),
+            by_operation: g.by_operation,
+            by_strategy: g.by_strategy,
             recent,
             trends: Trends {
                 window_seconds: window.as_secs(),
