@@ -6,10 +6,16 @@
 # directory, removed at the end.
 #
 # Usage: scripts/regression-runs.sh [PAIRS] (default 10; CLIPS=300 clips a run)
+#
+# With BASELINES=K (K >= 2): RUNS same-seed runs one after the other (the argument,
+# default 12), each run from the (K+1)-th on compared with the K runs before it as
+# baselines (`vidperf compare B1 .. BK CURRENT`), and each run with the one before it
+# alone for contrast; then a `--slowdown seedvr2=1.5` run against the last K.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pairs=${1:-10}
 clips=${CLIPS:-300}
+baselines=${BASELINES:-0}
 
 cargo build --release --locked -q --example pipeline
 cargo build --release --locked -q -p vidperf-cli
@@ -47,6 +53,32 @@ for p in doc["comparison"]["pairs"]:
 print("    " + "; ".join(cells))
 PY
 }
+
+if [ "$baselines" -ge 2 ]; then
+    runs=${1:-12}
+    exports() { for j in "$@"; do echo "$dir/r$j/vidperf-export.json"; done; }
+    for i in $(seq 1 "$runs"); do
+        run "$dir/r$i"
+    done
+    for i in $(seq $((baselines + 1)) "$runs"); do
+        set +e
+        target/release/vidperf compare $(exports $(seq $((i - baselines)) $((i - 1))) "$i") \
+            --format json >"$dir/k$i.json"
+        several=$?
+        target/release/vidperf compare $(exports $((i - 1)) "$i") --format json >"$dir/o$i.json"
+        one=$?
+        set -e
+        echo "run $i against runs $((i - baselines))..$((i - 1)): exit $several; against run $((i - 1)) alone: exit $one"
+        summarise "$dir/o$i.json"
+    done
+    run "$dir/slow" --slowdown seedvr2=1.5
+    set +e
+    target/release/vidperf compare $(exports $(seq $((runs - baselines + 1)) "$runs")) \
+        "$dir/slow/vidperf-export.json"
+    echo "--slowdown seedvr2=1.5 against the last $baselines runs: exit $?"
+    set -e
+    exit 0
+fi
 
 for i in $(seq 1 "$pairs"); do
     run "$dir/a$i"

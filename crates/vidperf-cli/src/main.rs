@@ -1,7 +1,8 @@
-//! `vidperf compare BASELINE CURRENT`: did a strategy regress?
+//! `vidperf compare BASELINE... CURRENT`: did a strategy regress?
 //!
 //! Each side is a JSON export (`vidperf-export.json`) or a live service's URL
-//! (`http://127.0.0.1:9464`, whose export is fetched). Exit status: 0 no regression,
+//! (`http://127.0.0.1:9464`, whose export is fetched). Several baselines (runs of the
+//! same code on the same machine) make the run-to-run spread part of the judgement. Exit status: 0 no regression,
 //! 1 a regression, 2 bad usage or input (the message names the file or URL and what is
 //! wrong).
 
@@ -15,7 +16,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use vidperf_cli::input::{FetchOptions, load};
 use vidperf_cli::render;
-use vidperf_watch::compare::{CompareConfig, compare};
+use vidperf_watch::compare::{CompareConfig, compare_runs};
 
 #[derive(Parser)]
 #[command(name = "vidperf", version, about = "vidperf's command-line tool")]
@@ -40,10 +41,11 @@ enum Format {
 
 #[derive(clap::Args)]
 struct CompareArgs {
-    /// The baseline: a JSON export file, or a service URL (http://host:port).
-    baseline: String,
-    /// The run to judge: a JSON export file, or a service URL.
-    current: String,
+    /// One or more baseline runs, then the run to judge: each a JSON export file or a
+    /// service URL (http://host:port). With several baselines a figure must regress
+    /// against every one and beyond their own run-to-run spread.
+    #[arg(num_args = 2.., required = true, value_name = "BASELINE... CURRENT")]
+    runs: Vec<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -114,8 +116,14 @@ fn run(args: &CompareArgs) -> Result<bool, String> {
     let mut options = FetchOptions::default();
     options.token = args.token.clone().filter(|t| !t.is_empty());
     options.timeout = timeout;
-    let baseline = load(&args.baseline, &options).map_err(|e| format!("baseline {e}"))?;
-    let current = load(&args.current, &options).map_err(|e| format!("current {e}"))?;
+    let Some((current, baselines)) = args.runs.split_last() else {
+        return Err("give one or more baselines and the current run".to_owned());
+    };
+    let baselines: Vec<_> = baselines
+        .iter()
+        .map(|b| load(b, &options).map_err(|e| format!("baseline {e}")))
+        .collect::<Result<_, _>>()?;
+    let current = load(current, &options).map_err(|e| format!("current {e}"))?;
     let keep = |p: &&vidperf_core::stats::PairStatistics| {
         (args.operation.is_empty() || args.operation.contains(&p.operation_type))
             && (args.strategy.is_empty() || args.strategy.contains(&p.strategy))
@@ -123,19 +131,18 @@ fn run(args: &CompareArgs) -> Result<bool, String> {
     let pick = |pairs: &[vidperf_core::stats::PairStatistics]| -> Vec<_> {
         pairs.iter().filter(keep).cloned().collect()
     };
-    let comparison = compare(
-        &pick(&baseline.summary.pairs),
-        &pick(&current.summary.pairs),
-        &config,
-    );
+    let picked: Vec<Vec<_>> = baselines.iter().map(|b| pick(&b.summary.pairs)).collect();
+    let refs: Vec<&[_]> = picked.iter().map(Vec::as_slice).collect();
+    let comparison = compare_runs(&refs, &pick(&current.summary.pairs), &config);
+    let (baseline, others) = baselines.split_first().ok_or("no baseline")?;
     let out = match args.format {
         Format::Table => {
             let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-            render::table(&comparison, &baseline, &current, colour)
+            render::table(&comparison, baseline, &current, colour)
         }
-        Format::Markdown => render::markdown(&comparison, &baseline, &current),
+        Format::Markdown => render::markdown(&comparison, baseline, &current),
         Format::Json => {
-            render::json(&comparison, &baseline, &current).map_err(|e| e.to_string())? + "\n"
+            render::json(&comparison, baseline, others, &current).map_err(|e| e.to_string())? + "\n"
         }
     };
     print!("{out}");

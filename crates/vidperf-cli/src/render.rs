@@ -10,8 +10,11 @@ use crate::input::Side;
 /// The JSON document `--format json` writes.
 #[derive(Debug, Serialize)]
 pub struct Document<'a> {
-    /// The baseline side.
+    /// The baseline side (the first, when there are several).
     pub baseline: &'a Side,
+    /// The other baseline runs.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub other_baselines: &'a [Side],
     /// The current side.
     pub current: &'a Side,
     /// Whether any pair regressed (the exit status is 1 then).
@@ -124,6 +127,17 @@ fn footer(comparison: &Comparison) -> String {
         c.min_samples,
         c.min_samples_p95
     );
+    if comparison.baselines > 1 {
+        let _ = writeln!(
+            out,
+            "Judged against {} baseline runs (changes shown against the first): a figure \
+             regresses only if it regresses against every one, and a duration figure must \
+             also exceed the baselines' own run-to-run spread (their {:.0}% prediction \
+             bound; `threshold` in the JSON).",
+            comparison.baselines,
+            (1.0 - c.alpha) * 100.0
+        );
+    }
     out
 }
 
@@ -216,10 +230,12 @@ pub fn markdown(comparison: &Comparison, baseline: &Side, current: &Side) -> Str
 pub fn json(
     comparison: &Comparison,
     baseline: &Side,
+    other_baselines: &[Side],
     current: &Side,
 ) -> serde_json::Result<String> {
     let doc = Document {
         baseline,
+        other_baselines,
         current,
         regressed: comparison.regressed(),
         comparison,

@@ -140,6 +140,62 @@ fn a_slower_strategy_is_flagged_alone_and_exits_1() {
 }
 
 #[test]
+fn several_baselines_make_the_run_to_run_spread_part_of_the_judgement() {
+    let dir = Dir::new("runs");
+    // Five baseline runs in which SeedVR2 drifts by up to 15% between runs.
+    let baselines: Vec<String> = [1.00, 1.10, 0.95, 1.15, 1.05]
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let path = dir.path(&format!("base{i}.json"));
+            write_export(&path, 200, *f, 10 + i as u64);
+            path
+        })
+        .collect();
+    let within = dir.path("within.json");
+    write_export(&within, 200, 1.12, 20);
+    // Against the first run alone, 12% slower is a regression ...
+    let out = vidperf(&["compare", &baselines[0], &within]);
+    assert_eq!(code(&out), 1, "{}", text(&out.stdout));
+    // ... against all five it is within their own spread.
+    let mut args: Vec<&str> = vec!["compare"];
+    args.extend(baselines.iter().map(String::as_str));
+    args.push(&within);
+    let out = vidperf(&args);
+    assert_eq!(code(&out), 0, "{}{}", text(&out.stdout), text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("Judged against 5 baseline runs"),
+        "{stdout}"
+    );
+
+    let slow = dir.path("slow.json");
+    write_export(&slow, 200, 1.8, 21);
+    let mut args: Vec<&str> = vec!["compare"];
+    args.extend(baselines.iter().map(String::as_str));
+    args.extend([slow.as_str(), "--format", "json"]);
+    let out = vidperf(&args);
+    assert_eq!(code(&out), 1, "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(doc["comparison"]["baselines"], 5);
+    assert_eq!(doc["other_baselines"].as_array().map(Vec::len), Some(4));
+    let seedvr2 = doc["comparison"]["pairs"]
+        .as_array()
+        .expect("pairs")
+        .iter()
+        .find(|p| p["strategy"] == "seedvr2")
+        .expect("seedvr2");
+    assert_eq!(seedvr2["verdict"], "regressed");
+    let p50 = &seedvr2["figures"][0];
+    assert_eq!(p50["figure"], "p50_duration");
+    assert!(p50["threshold"].as_f64().is_some_and(|t| t > 0.1), "{p50}");
+
+    // One argument is not enough.
+    let out = vidperf(&["compare", &slow]);
+    assert_eq!(code(&out), 2);
+}
+
+#[test]
 fn a_0_1_0_export_still_reads() {
     let golden = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../vidperf-core/tests/golden/export-0.1.0.json")

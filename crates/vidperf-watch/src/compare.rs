@@ -247,6 +247,11 @@ pub struct FigureChange {
     pub p_value: Option<f64>,
     /// The verdict; absent for a figure shown but not judged.
     pub verdict: Option<Verdict>,
+    /// The relative change a duration figure had to exceed when it was judged against
+    /// several baseline runs: the larger of the noise threshold and the run-to-run
+    /// spread of the baselines ([`compare_runs`]); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
 }
 
 /// One (operation type, strategy) pair.
@@ -274,6 +279,8 @@ pub struct PairComparison {
 pub struct Comparison {
     /// The thresholds used.
     pub config: CompareConfig,
+    /// Baseline runs compared against (the figures shown are against the first).
+    pub baselines: usize,
     /// Every pair of either side, by operation type then strategy.
     pub pairs: Vec<PairComparison>,
 }
@@ -330,7 +337,139 @@ pub fn compare(
         .collect();
     Comparison {
         config: config.clone(),
+        baselines: 1,
         pairs,
+    }
+}
+
+/// Compares `current` with several baseline runs, so that the spread between runs on
+/// one machine is measured rather than guessed.
+///
+/// With one baseline this is [`compare`]. With two or more, the figures shown are
+/// against the first baseline, and each judged figure is judged against every baseline:
+/// regressed only if it regressed against all of them, improved only if it improved
+/// against all. A duration figure (p50, p95, time per frame) must moreover exceed
+/// [`FigureChange::threshold`]: the larger of the noise threshold and the one-sided
+/// (1 − α) prediction bound of a new run given the baselines' spread — with `x_i` the
+/// log of the figure in baseline `i`, `exp(t(k−1, 1−α) · sd(x) · √(1 + 1/k)) − 1`.
+/// Few baselines give a wide bound (Student's t with k − 1 degrees of freedom): five or
+/// more are needed for it to stay near the runs' real spread.
+pub fn compare_runs(
+    baselines: &[&[PairStatistics]],
+    current: &[PairStatistics],
+    config: &CompareConfig,
+) -> Comparison {
+    let Some((first, rest)) = baselines.split_first() else {
+        return compare(&[], current, config);
+    };
+    let mut result = compare(first, current, config);
+    if rest.is_empty() {
+        return result;
+    }
+    let others: Vec<Comparison> = rest.iter().map(|b| compare(b, current, config)).collect();
+    let k = baselines.len();
+    for pair in &mut result.pairs {
+        let theirs = |figure: Figure| -> Vec<Option<&FigureChange>> {
+            others
+                .iter()
+                .map(|o| {
+                    o.pairs
+                        .iter()
+                        .find(|p| {
+                            p.operation_type == pair.operation_type && p.strategy == pair.strategy
+                        })
+                        .and_then(|p| p.figures.iter().find(|f| f.figure == figure))
+                })
+                .collect()
+        };
+        let mut figures = std::mem::take(&mut pair.figures);
+        for figure in &mut figures {
+            let Some(verdict) = figure.verdict else {
+                continue;
+            };
+            let other = theirs(figure.figure);
+            let is_duration = matches!(
+                figure.figure,
+                Figure::P50Duration | Figure::P95Duration | Figure::FrameTime
+            );
+            let mut verdicts = vec![verdict];
+            if is_duration {
+                let logs: Option<Vec<f64>> = std::iter::once(Some(&*figure))
+                    .chain(other.iter().copied())
+                    .map(|f| f.and_then(|f| f.baseline).filter(|v| *v > 0.0).map(f64::ln))
+                    .collect();
+                let spread = logs.and_then(|x| prediction_bound(&x, config.alpha));
+                let noise = spread.map_or(config.noise, |b| b.max(config.noise));
+                figure.threshold = Some(noise);
+                verdicts = std::iter::once(Some(&*figure))
+                    .chain(other.iter().copied())
+                    .map(|f| f.map_or(Verdict::NotEnoughData, |f| rejudge(f, noise, config)))
+                    .collect();
+            } else {
+                verdicts.extend(
+                    other
+                        .iter()
+                        .map(|f| f.and_then(|f| f.verdict).unwrap_or(Verdict::NotEnoughData)),
+                );
+            }
+            figure.verdict = Some(if verdicts.iter().all(|v| *v == Verdict::Regressed) {
+                Verdict::Regressed
+            } else if verdicts.iter().all(|v| *v == Verdict::Improved) {
+                Verdict::Improved
+            } else if verdicts.contains(&Verdict::NotEnoughData) {
+                Verdict::NotEnoughData
+            } else {
+                Verdict::Unchanged
+            });
+        }
+        pair.figures = figures;
+        if !matches!(pair.verdict, Verdict::New | Verdict::Gone) {
+            pair.verdict = pair_verdict(&pair.figures);
+        }
+    }
+    result.baselines = k;
+    result
+}
+
+/// `exp(t(k−1, 1−α) · sd · √(1 + 1/k)) − 1` of the logs `x` of k runs' figures.
+fn prediction_bound(x: &[f64], alpha: f64) -> Option<f64> {
+    let k = x.len();
+    if k < 2 {
+        return None;
+    }
+    let n = k as f64;
+    let mean = x.iter().sum::<f64>() / n;
+    let sd = (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+    let t = StudentsT::new(0.0, 1.0, n - 1.0)
+        .ok()?
+        .inverse_cdf(1.0 - alpha);
+    Some((t * sd * (1.0 + 1.0 / n).sqrt()).exp() - 1.0)
+}
+
+/// A duration figure's verdict against `noise` instead of the configured one.
+fn rejudge(f: &FigureChange, noise: f64, config: &CompareConfig) -> Verdict {
+    if f.verdict == Some(Verdict::NotEnoughData) {
+        return Verdict::NotEnoughData;
+    }
+    let p = f.p_value.unwrap_or(1.0);
+    match f.interval {
+        Some([lo, _]) if p < config.alpha && lo > 1.0 + noise => Verdict::Regressed,
+        Some([_, hi]) if p < config.alpha && hi < 1.0 / (1.0 + noise) => Verdict::Improved,
+        _ => Verdict::Unchanged,
+    }
+}
+
+/// A pair's verdict from its judged figures.
+fn pair_verdict(figures: &[FigureChange]) -> Verdict {
+    let judged = || figures.iter().filter_map(|f| f.verdict);
+    if judged().any(|v| v == Verdict::Regressed) {
+        Verdict::Regressed
+    } else if judged().any(|v| v == Verdict::Improved) {
+        Verdict::Improved
+    } else if judged().all(|v| v == Verdict::NotEnoughData) {
+        Verdict::NotEnoughData
+    } else {
+        Verdict::Unchanged
     }
 }
 
@@ -381,6 +520,7 @@ fn compare_pair(b: &PairStatistics, c: &PairStatistics, config: &CompareConfig) 
             interval: None,
             p_value: None,
             verdict: None,
+            threshold: None,
         }
     };
     figures.push(shown(Figure::Fps, |p| p.statistics.frames_per_second));
@@ -398,16 +538,7 @@ fn compare_pair(b: &PairStatistics, c: &PairStatistics, config: &CompareConfig) 
             .as_ref()
             .map(|s| s.mean)
     }));
-    let judged = || figures.iter().filter_map(|f| f.verdict);
-    let verdict = if judged().any(|v| v == Verdict::Regressed) {
-        Verdict::Regressed
-    } else if judged().any(|v| v == Verdict::Improved) {
-        Verdict::Improved
-    } else if judged().all(|v| v == Verdict::NotEnoughData) {
-        Verdict::NotEnoughData
-    } else {
-        Verdict::Unchanged
-    };
+    let verdict = pair_verdict(&figures);
     PairComparison {
         operation_type: b.operation_type.clone(),
         strategy: b.strategy.clone(),
@@ -546,6 +677,7 @@ fn duration(
         interval: None,
         p_value: mw,
         verdict: Some(Verdict::NotEnoughData),
+        threshold: None,
     };
     if b.total < min_samples || c.total < min_samples {
         return change;
@@ -615,6 +747,7 @@ fn frame_time(
             interval: None,
             p_value: None,
             verdict: None,
+            threshold: None,
         };
     }
     let mw = (hb.total > 0 && hc.total > 0).then(|| mann_whitney(&hb, &hc));
@@ -643,6 +776,7 @@ fn failure_rate(b: &PairStatistics, c: &PairStatistics, config: &CompareConfig) 
         interval: None,
         p_value: None,
         verdict: Some(Verdict::NotEnoughData),
+        threshold: None,
     };
     if nb < config.min_samples || nc < config.min_samples {
         return change;
@@ -722,6 +856,7 @@ fn quality(b: &PairStatistics, c: &PairStatistics, config: &CompareConfig) -> Fi
         interval: None,
         p_value: None,
         verdict: None,
+        threshold: None,
     };
     // Not judged for pairs that record no quality at all.
     let (Some(mb), Some(mc)) = (mb, mc) else {
@@ -851,6 +986,60 @@ mod tests {
             result.regressions().collect::<Vec<_>>(),
             vec![("enhancement", "vsrm", Figure::FailureRate)]
         );
+    }
+
+    /// 400 operations spread over 1,000–1,195 ns, all scaled by `factor`.
+    fn run(factor: f64) -> PairStatistics {
+        let buckets: Vec<(u64, u64)> = (0..40)
+            .map(|b| (((1_000 + 5 * b) as f64 * factor) as u64, 10))
+            .collect();
+        pair("seedvr2", &buckets, 0)
+    }
+
+    #[test]
+    fn several_baselines_measure_the_run_to_run_spread() {
+        let config = CompareConfig::default();
+        // Five baseline runs that drift by up to 15% between themselves.
+        let baselines: Vec<Vec<PairStatistics>> = [1.00, 1.10, 0.95, 1.15, 1.05]
+            .iter()
+            .map(|f| vec![run(*f)])
+            .collect();
+        let refs: Vec<&[PairStatistics]> = baselines.iter().map(Vec::as_slice).collect();
+        let p50 = |c: &Comparison| {
+            c.pairs[0]
+                .figures
+                .iter()
+                .find(|f| f.figure == Figure::P50Duration)
+                .cloned()
+                .expect("p50")
+        };
+
+        // 12% slower than the first run, within the baselines' own spread: one baseline
+        // calls it a regression, five do not.
+        let within = [run(1.12)];
+        assert!(compare(refs[0], &within, &config).regressed());
+        let judged = compare_runs(&refs, &within, &config);
+        assert_eq!(judged.baselines, 5);
+        assert!(!judged.regressed(), "{judged:?}");
+        let threshold = p50(&judged).threshold.expect("a threshold");
+        assert!(threshold > 0.15 && threshold < 0.6, "{threshold}");
+
+        // 80% slower than every baseline: regressed.
+        let slow = [run(1.80)];
+        let judged = compare_runs(&refs, &slow, &config);
+        assert!(judged.regressed(), "{judged:?}");
+        assert_eq!(p50(&judged).verdict, Some(Verdict::Regressed));
+
+        // One baseline: exactly `compare`.
+        assert_eq!(
+            compare_runs(&refs[..1], &slow, &config),
+            compare(refs[0], &slow, &config)
+        );
+        // Baselines that agree keep the configured noise threshold.
+        let same: Vec<&[PairStatistics]> = vec![refs[0]; 3];
+        let judged = compare_runs(&same, &within, &config);
+        assert_eq!(p50(&judged).threshold, Some(config.noise));
+        assert!(judged.regressed());
     }
 
     #[test]
