@@ -17,6 +17,8 @@ pub(crate) struct ProcessSource {
     pid: Pid,
     last_cpu_refresh: Option<Instant>,
     cpu: Option<f64>,
+    /// `/proc/self/statm`, kept open: one `pread` a tick.
+    resident: Option<ResidentReader>,
 }
 
 impl std::fmt::Debug for ProcessSource {
@@ -46,6 +48,7 @@ impl ProcessSource {
             pid,
             last_cpu_refresh: None,
             cpu: None,
+            resident: ResidentReader::new(),
         })
     }
 
@@ -70,13 +73,18 @@ impl ProcessSource {
             };
             self.last_cpu_refresh = Some(now);
         }
-        let rss_bytes = rss::read().or_else(|| {
-            let only_us = ProcessesToUpdate::Some(std::slice::from_ref(&self.pid));
-            let kind = ProcessRefreshKind::nothing().with_memory();
-            self.system
-                .refresh_processes_specifics(only_us, false, kind);
-            self.system.process(self.pid).map(sysinfo::Process::memory)
-        });
+        let rss_bytes = self
+            .resident
+            .as_ref()
+            .and_then(ResidentReader::read)
+            .or_else(rss::read)
+            .or_else(|| {
+                let only_us = ProcessesToUpdate::Some(std::slice::from_ref(&self.pid));
+                let kind = ProcessRefreshKind::nothing().with_memory();
+                self.system
+                    .refresh_processes_specifics(only_us, false, kind);
+                self.system.process(self.pid).map(sysinfo::Process::memory)
+            });
         ProcessReading {
             rss_bytes,
             cpu: self.cpu,

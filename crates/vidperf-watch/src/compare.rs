@@ -347,13 +347,14 @@ pub fn compare(
 ///
 /// With one baseline this is [`compare`]. With two or more, the figures shown are
 /// against the first baseline, and each judged figure is judged against every baseline:
-/// regressed only if it regressed against all of them, improved only if it improved
-/// against all. A duration figure (p50, p95, time per frame) must moreover exceed
-/// [`FigureChange::threshold`]: the larger of the noise threshold and the one-sided
-/// (1 − α) prediction bound of a new run given the baselines' spread — with `x_i` the
-/// log of the figure in baseline `i`, `exp(t(k−1, 1−α) · sd(x) · √(1 + 1/k)) − 1`.
-/// Few baselines give a wide bound (Student's t with k − 1 degrees of freedom): five or
-/// more are needed for it to stay near the runs' real spread.
+/// regressed only if it regressed against all of them (significant, and its interval
+/// beyond the noise threshold), improved only if it improved against all. A duration
+/// figure (p50, p95, time per frame) must moreover lie beyond the baselines' own
+/// spread: the current value's change from the baselines' geometric mean must exceed
+/// [`FigureChange::threshold`], the larger of the noise threshold and the one-sided
+/// (1 − α) prediction bound of a new run — with `x_i` the log of the figure in baseline
+/// `i` of `k`, `exp(t(k−1, 1−α) · sd(x) · √(1 + 1/k)) − 1`. Few baselines give a wide
+/// bound (Student's t with k − 1 degrees of freedom): use five or more.
 pub fn compare_runs(
     baselines: &[&[PairStatistics]],
     current: &[PairStatistics],
@@ -392,25 +393,37 @@ pub fn compare_runs(
                 figure.figure,
                 Figure::P50Duration | Figure::P95Duration | Figure::FrameTime
             );
-            let mut verdicts = vec![verdict];
+            let mut verdicts: Vec<Verdict> = std::iter::once(verdict)
+                .chain(
+                    other
+                        .iter()
+                        .map(|f| f.and_then(|f| f.verdict).unwrap_or(Verdict::NotEnoughData)),
+                )
+                .collect();
             if is_duration {
                 let logs: Option<Vec<f64>> = std::iter::once(Some(&*figure))
                     .chain(other.iter().copied())
                     .map(|f| f.and_then(|f| f.baseline).filter(|v| *v > 0.0).map(f64::ln))
                     .collect();
-                let spread = logs.and_then(|x| prediction_bound(&x, config.alpha));
-                let noise = spread.map_or(config.noise, |b| b.max(config.noise));
-                figure.threshold = Some(noise);
-                verdicts = std::iter::once(Some(&*figure))
-                    .chain(other.iter().copied())
-                    .map(|f| f.map_or(Verdict::NotEnoughData, |f| rejudge(f, noise, config)))
-                    .collect();
-            } else {
-                verdicts.extend(
-                    other
-                        .iter()
-                        .map(|f| f.and_then(|f| f.verdict).unwrap_or(Verdict::NotEnoughData)),
-                );
+                let bound = logs
+                    .as_deref()
+                    .and_then(|x| prediction_bound(x, config.alpha));
+                let threshold = bound.map_or(config.noise, |b| b.max(config.noise));
+                figure.threshold = Some(threshold);
+                // Beyond the spread: the current value against the baselines' mean.
+                let shift = logs
+                    .as_deref()
+                    .zip(figure.current.filter(|c| *c > 0.0))
+                    .map(|(x, c)| c.ln() - x.iter().sum::<f64>() / x.len() as f64);
+                let limit = threshold.ln_1p();
+                for v in &mut verdicts {
+                    *v = match (*v, shift) {
+                        (Verdict::Regressed, Some(d)) if d > limit => Verdict::Regressed,
+                        (Verdict::Improved, Some(d)) if -d > limit => Verdict::Improved,
+                        (Verdict::Regressed | Verdict::Improved, _) => Verdict::Unchanged,
+                        (v, _) => v,
+                    };
+                }
             }
             figure.verdict = Some(if verdicts.iter().all(|v| *v == Verdict::Regressed) {
                 Verdict::Regressed
@@ -444,19 +457,6 @@ fn prediction_bound(x: &[f64], alpha: f64) -> Option<f64> {
         .ok()?
         .inverse_cdf(1.0 - alpha);
     Some((t * sd * (1.0 + 1.0 / n).sqrt()).exp() - 1.0)
-}
-
-/// A duration figure's verdict against `noise` instead of the configured one.
-fn rejudge(f: &FigureChange, noise: f64, config: &CompareConfig) -> Verdict {
-    if f.verdict == Some(Verdict::NotEnoughData) {
-        return Verdict::NotEnoughData;
-    }
-    let p = f.p_value.unwrap_or(1.0);
-    match f.interval {
-        Some([lo, _]) if p < config.alpha && lo > 1.0 + noise => Verdict::Regressed,
-        Some([_, hi]) if p < config.alpha && hi < 1.0 / (1.0 + noise) => Verdict::Improved,
-        _ => Verdict::Unchanged,
-    }
 }
 
 /// A pair's verdict from its judged figures.
