@@ -254,6 +254,41 @@ pub struct FigureChange {
     pub threshold: Option<f64>,
 }
 
+impl FigureChange {
+    /// A ratio figure (current / baseline), not yet judged.
+    fn ratio(figure: Figure, baseline: Option<f64>, current: Option<f64>) -> Self {
+        let change = baseline
+            .zip(current)
+            .filter(|(b, _)| *b > 0.0)
+            .map(|(b, c)| c / b);
+        Self::with_change(figure, baseline, current, change)
+    }
+
+    /// A difference figure (current − baseline), not yet judged.
+    fn difference(figure: Figure, baseline: Option<f64>, current: Option<f64>) -> Self {
+        let change = baseline.zip(current).map(|(b, c)| c - b);
+        Self::with_change(figure, baseline, current, change)
+    }
+
+    fn with_change(
+        figure: Figure,
+        baseline: Option<f64>,
+        current: Option<f64>,
+        change: Option<f64>,
+    ) -> Self {
+        Self {
+            figure,
+            baseline,
+            current,
+            change,
+            interval: None,
+            p_value: None,
+            verdict: None,
+            threshold: None,
+        }
+    }
+}
+
 /// One (operation type, strategy) pair.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[non_exhaustive]
@@ -508,20 +543,7 @@ fn compare_pair(b: &PairStatistics, c: &PairStatistics, config: &CompareConfig) 
         quality(b, c, config),
     ];
     let shown = |figure, value: fn(&PairStatistics) -> Option<f64>| {
-        let (vb, vc) = (value(b), value(c));
-        FigureChange {
-            figure,
-            baseline: vb,
-            current: vc,
-            change: vb
-                .zip(vc)
-                .filter(|(vb, _)| *vb > 0.0)
-                .map(|(vb, vc)| vc / vb),
-            interval: None,
-            p_value: None,
-            verdict: None,
-            threshold: None,
-        }
+        FigureChange::ratio(figure, value(b), value(c))
     };
     figures.push(shown(Figure::Fps, |p| p.statistics.frames_per_second));
     figures.push(shown(Figure::PeakMemory, |p| {
@@ -665,20 +687,9 @@ fn duration(
     config: &CompareConfig,
 ) -> FigureChange {
     let value = |h: &Buckets| (h.total > 0).then(|| h.quantile(q));
-    let (vb, vc) = (value(b), value(c));
-    let mut change = FigureChange {
-        figure,
-        baseline: vb,
-        current: vc,
-        change: vb
-            .zip(vc)
-            .filter(|(vb, _)| *vb > 0.0)
-            .map(|(vb, vc)| vc / vb),
-        interval: None,
-        p_value: mw,
-        verdict: Some(Verdict::NotEnoughData),
-        threshold: None,
-    };
+    let mut change = FigureChange::ratio(figure, value(b), value(c));
+    change.p_value = mw;
+    change.verdict = Some(Verdict::NotEnoughData);
     if b.total < min_samples || c.total < min_samples {
         return change;
     }
@@ -739,16 +750,7 @@ fn frame_time(
         Buckets::of(&c.frame_time_histogram),
     );
     if hb.total == 0 && hc.total == 0 {
-        return FigureChange {
-            figure: Figure::FrameTime,
-            baseline: None,
-            current: None,
-            change: None,
-            interval: None,
-            p_value: None,
-            verdict: None,
-            threshold: None,
-        };
+        return FigureChange::ratio(Figure::FrameTime, None, None);
     }
     let mw = (hb.total > 0 && hc.total > 0).then(|| mann_whitney(&hb, &hc));
     duration(
@@ -768,16 +770,8 @@ fn failure_rate(b: &PairStatistics, c: &PairStatistics, config: &CompareConfig) 
     let (xb, xc) = (b.statistics.failures, c.statistics.failures);
     let rate = |x: u64, n: u64| (n > 0).then(|| x as f64 / n as f64);
     let (rb, rc) = (rate(xb, nb), rate(xc, nc));
-    let mut change = FigureChange {
-        figure: Figure::FailureRate,
-        baseline: rb,
-        current: rc,
-        change: rb.zip(rc).map(|(rb, rc)| rc - rb),
-        interval: None,
-        p_value: None,
-        verdict: Some(Verdict::NotEnoughData),
-        threshold: None,
-    };
+    let mut change = FigureChange::difference(Figure::FailureRate, rb, rc);
+    change.verdict = Some(Verdict::NotEnoughData);
     if nb < config.min_samples || nc < config.min_samples {
         return change;
     }
@@ -848,16 +842,7 @@ fn quality(b: &PairStatistics, c: &PairStatistics, config: &CompareConfig) -> Fi
         c.statistics.mean_quality_score,
     );
     let (nb, nc) = (b.statistics.quality_samples, c.statistics.quality_samples);
-    let mut change = FigureChange {
-        figure: Figure::Quality,
-        baseline: mb,
-        current: mc,
-        change: mb.zip(mc).map(|(mb, mc)| mc - mb),
-        interval: None,
-        p_value: None,
-        verdict: None,
-        threshold: None,
-    };
+    let mut change = FigureChange::difference(Figure::Quality, mb, mc);
     // Not judged for pairs that record no quality at all.
     let (Some(mb), Some(mc)) = (mb, mc) else {
         return change;
