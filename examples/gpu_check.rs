@@ -22,6 +22,7 @@ use std::ffi::{CStr, c_char, c_int, c_uint, c_void};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use vidperf::Figure;
 use vidperf::{FinishedSpan, ResourcePeaks, Sink};
 
 const GIB: u64 = 1 << 30;
@@ -288,9 +289,9 @@ fn run() -> Result<bool, String> {
     drop(idle);
     let (_, baseline) = collect.of("idle").ok_or("no idle operation")?;
     let base_device = baseline
-        .gpu_memory_bytes
+        .bytes(Figure::GpuMemory)
         .ok_or("vidperf reported no GPU memory")?;
-    let base_process = baseline.gpu_process_memory_bytes;
+    let base_process = baseline.bytes(Figure::GpuProcessMemory);
 
     let mut ok = true;
     println!("\n| figure | known | reported | error |\n|---|---|---|---|");
@@ -310,13 +311,13 @@ fn run() -> Result<bool, String> {
             (
                 "device VRAM peak − idle",
                 peaks
-                    .gpu_memory_bytes
+                    .bytes(Figure::GpuMemory)
                     .map(|v| v.saturating_sub(base_device)),
             ),
             (
                 "process VRAM peak − idle",
                 peaks
-                    .gpu_process_memory_bytes
+                    .bytes(Figure::GpuProcessMemory)
                     .map(|v| v.saturating_sub(base_process.unwrap_or(0))),
             ),
         ];
@@ -354,30 +355,30 @@ fn run() -> Result<bool, String> {
     println!(
         "| utilization peak, 200 ms kernel in a {:.0} ms operation | ~100% | {} | {} |",
         duration.as_secs_f64() * 1e3,
-        percent(peaks.gpu_utilization),
-        if peaks.gpu_utilization.is_some_and(|u| u >= 0.9) {
+        percent(peaks.get(Figure::GpuUtilization)),
+        if peaks.get(Figure::GpuUtilization).is_some_and(|u| u >= 0.9) {
             "ok"
         } else {
             "BELOW 90%"
         }
     );
-    ok &= peaks.gpu_utilization.is_some_and(|u| u >= 0.9);
+    ok &= peaks.get(Figure::GpuUtilization).is_some_and(|u| u >= 0.9);
     println!(
         "| utilization mean (driver samples) | ~{:.0}% | {} | |",
         20_000.0 / (kernel.as_secs_f64() * 1e3).max(1.0),
-        percent(peaks.gpu_utilization_mean)
+        percent(peaks.get(Figure::GpuUtilizationMean))
     );
     println!(
         "| this process's SM utilization peak | ~100% | {} | |",
-        percent(peaks.gpu_process_utilization)
+        percent(peaks.get(Figure::GpuProcessUtilization))
     );
     println!(
         "| GPM SM utilization | ~50% | {} | |",
-        percent(peaks.gpu_sm_utilization)
+        percent(peaks.get(Figure::GpuSmUtilization))
     );
     println!(
         "| GPM tensor activity | 0% | {} | |",
-        percent(peaks.gpu_tensor_activity)
+        percent(peaks.get(Figure::GpuTensorActivity))
     );
     println!(
         "| samples in the busy operation | | {} | |",

@@ -40,6 +40,7 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use tracing::{Span, field::Empty, info_span, instrument};
+use vidperf::Figure;
 use vidperf::{Operation, OperationOutcome, Resolution};
 
 // ---------------------------------------------------------------------------------------
@@ -661,7 +662,7 @@ fn print_table(
         "{:<20} {:>5} {:>8} {:>9} {:>9} {:>9} {:>8} {:>10} {:>10}",
         title, "ops", "success", "p50 ms", "p95 ms", "fps", "quality", "peak RAM", "peak VRAM"
     );
-    let mib = |p: &Option<vidperf::stats::PeakStats>| {
+    let mib = |p: Option<&vidperf::stats::PeakStats>| {
         p.as_ref()
             .map_or_else(|| "-".to_owned(), |p| format!("{:.0} MiB", p.max / MIB))
     };
@@ -679,8 +680,8 @@ fn print_table(
                 .map_or_else(|| "-".to_owned(), |v| format!("{v:.1}")),
             s.mean_quality_score
                 .map_or_else(|| "-".to_owned(), |v| format!("{v:.3}")),
-            mib(&s.resources.peak_memory_bytes),
-            mib(&s.resources.peak_gpu_memory_bytes),
+            mib(s.resources.get(Figure::ProcessMemory)),
+            mib(s.resources.get(Figure::GpuMemory)),
         );
     }
 }

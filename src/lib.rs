@@ -159,14 +159,14 @@ pub use builder::{
 pub use handle::{ShutdownError, ShutdownGuard, Vidperf};
 pub use vidperf_core::operation::{Operation, track_operation};
 pub use vidperf_core::{
-    ActiveOperation, DevicePeaks, DeviceRecord, FieldValue, FinishedSpan, LayerHealth,
-    MAX_STRING_VALUE_BYTES, OperationFields, OperationKey, OperationOutcome, OperationRecord,
-    PerfLayer, PerfLayerBuilder, Resolution, ResourcePeaks, ResourceWindows, Sink, SnapshotOptions,
-    SpanId, SpanInterest, Stats, StatsConfig, StatsSnapshot, TraceId, WindowStart, record_error,
-    record_field, record_outcome, span_ids,
+    ActiveOperation, DevicePeaks, DeviceRecord, FieldValue, Figure, Figures, FinishedSpan,
+    LayerHealth, MAX_STRING_VALUE_BYTES, OperationFields, OperationKey, OperationOutcome,
+    OperationRecord, PerfLayer, PerfLayerBuilder, Resolution, ResourcePeaks, ResourceWindows, Sink,
+    SnapshotOptions, SpanId, SpanInterest, Stats, StatsConfig, StatsSnapshot, TraceId, WindowStart,
+    record_error, record_field, record_outcome, span_ids,
 };
 pub use vidperf_core::{SpanExt, TraceParent, operation_span};
-pub use vidperf_core::{export, fields, propagation, stats};
+pub use vidperf_core::{export, fields, figure, propagation, stats};
 
 #[cfg(feature = "macros")]
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]

@@ -40,8 +40,8 @@ use std::time::Duration;
 
 use vidperf_core::{PerfLayerBuilder, Stats};
 pub use vidperf_otel::{
-    DEFAULT_MAX_QUEUE_SIZE, MAX_ATTRIBUTE_SETS, METRIC_NAMES, MetricsSink, Otel, OtelConfig,
-    OtelError, OtelReport, Protocol, TraceCounters, TraceSink, attr, span_exporter,
+    DEFAULT_MAX_QUEUE_SIZE, MAX_ATTRIBUTE_SETS, MetricsSink, Otel, OtelConfig, OtelError,
+    OtelReport, Protocol, TraceCounters, TraceSink, attr, metric_names, span_exporter,
 };
 
 use crate::builder::{BuildError, Builder, env_text};

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tracing::info_span;
 use tracing_subscriber::prelude::*;
+use vidperf::Figure;
 use vidperf::StatsSnapshot;
 use vidperf::monitor::{MonitorConfig, NvmlLibrary};
 use vidperf::otlp::OtelConfig;
@@ -109,9 +110,9 @@ fn check_metrics(snap: &StatsSnapshot, page: &BTreeMap<(String, String), f64>) {
             assert_eq!(Some(at("frames_per_second", &[])), s.frames_per_second);
             assert_eq!(Some(at("quality_score_mean", &[])), s.mean_quality_score);
             let r = &s.resources;
-            let memory = r.peak_memory_bytes.as_ref().expect("RSS measured");
+            let memory = r.get(Figure::ProcessMemory).expect("RSS measured");
             assert_eq!(at("peak_memory_bytes", &[]), memory.max);
-            if let Some(cpu) = &r.cpu_utilization {
+            if let Some(cpu) = r.get(Figure::ProcessCpu) {
                 assert_eq!(at("peak_cpu_utilization_ratio", &[]), cpu.max);
             }
         }

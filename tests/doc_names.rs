@@ -59,20 +59,16 @@ fn documents() -> Vec<(String, String)> {
 
 #[test]
 fn opentelemetry_names_in_the_docs_are_exported() {
-    use vidperf::otlp::{METRIC_NAMES, attr};
-    let known: Vec<&str> = METRIC_NAMES
+    use vidperf::otlp::{attr, metric_names};
+    let per_frame = vidperf::figure::FIGURES
         .iter()
-        .copied()
+        .filter_map(|d| d.per_frame.map(|(a, _)| a));
+    let known: Vec<&str> = metric_names()
+        .into_iter()
+        .chain(per_frame)
         .chain([
             attr::OPERATION,
             attr::STRATEGY,
-            attr::PROCESS_MEMORY_PEAK,
-            attr::PROCESS_CPU_PEAK,
-            attr::GPU_MEMORY_PEAK,
-            attr::GPU_PROCESS_MEMORY_PEAK,
-            attr::GPU_UTILIZATION_PEAK,
-            attr::GPU_UTILIZATION_MEAN,
-            attr::GPU_PROCESS_UTILIZATION_PEAK,
             attr::SAMPLES,
             attr::FPS,
             attr::OUTCOME,

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use vidperf::Figure;
 use vidperf::export;
 
 mod support;
@@ -138,7 +139,7 @@ fn prints_the_tables_and_writes_agreeing_exports() {
         "some clips fail for real reasons"
     );
     assert!(
-        csv.iter().all(|r| r.peak_memory_bytes.is_some()),
+        csv.iter().all(|r| r.get(Figure::ProcessMemory).is_some()),
         "the resource monitor measured RAM"
     );
     let _ = std::fs::remove_dir_all(dir);

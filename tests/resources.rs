@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tracing::info_span;
 use tracing_subscriber::prelude::*;
+use vidperf::Figure;
 use vidperf::export;
 use vidperf::monitor::{MonitorConfig, NvmlLibrary};
 use vidperf_fake_nvml::{FakeNvml, Function};
@@ -54,10 +55,12 @@ fn operations_carry_their_peaks_into_records_stats_and_exports() {
     });
     let records = vidperf.stats().records();
     let seedvr2 = &records[0];
-    assert_eq!(seedvr2.peak_gpu_memory_bytes, Some(6144 * MIB));
-    assert_eq!(seedvr2.gpu_utilization, Some(0.97));
+    assert_eq!(seedvr2.bytes(Figure::GpuMemory), Some(6144 * MIB));
+    assert_eq!(seedvr2.get(Figure::GpuUtilization), Some(0.97));
     assert!(
-        seedvr2.peak_memory_bytes.is_some_and(|m| m > MIB),
+        seedvr2
+            .bytes(Figure::ProcessMemory)
+            .is_some_and(|m| m > MIB),
         "process RSS"
     );
     assert!(seedvr2.samples.is_some_and(|n| n >= 7));
@@ -66,13 +69,12 @@ fn operations_carry_their_peaks_into_records_stats_and_exports() {
         "one GPU: the device figures are the totals"
     );
     let vsrm = &records[1];
-    assert_eq!(vsrm.peak_gpu_memory_bytes, Some(1024 * MIB));
+    assert_eq!(vsrm.bytes(Figure::GpuMemory), Some(1024 * MIB));
 
     let snap = vidperf.snapshot();
     let peaks = snap.by_strategy["seedvr2"]
         .resources
-        .peak_gpu_memory_bytes
-        .as_ref()
+        .get(Figure::GpuMemory)
         .expect("peaks");
     let bytes = (6144 * MIB) as f64;
     assert_eq!((peaks.max, peaks.mean, peaks.operations), (bytes, bytes, 1));
@@ -83,7 +85,21 @@ fn operations_carry_their_peaks_into_records_stats_and_exports() {
 
     let mut csv = Vec::new();
     vidperf.stats().write_csv(&mut csv).expect("csv");
-    assert_eq!(export::read_csv(csv.as_slice()).expect("parse"), records);
+    // The CSV keeps the 0.1.0 columns; later figures (memory-controller and codec
+    // utilization, power, energy here) are in the JSON export only.
+    let in_csv: Vec<_> = records
+        .iter()
+        .cloned()
+        .map(|mut r| {
+            r.figures = r.figures.iter().filter(|(f, _)| f.def().csv).collect();
+            r
+        })
+        .collect();
+    assert!(
+        records[0].get(Figure::GpuPower).is_some(),
+        "measured, JSON only"
+    );
+    assert_eq!(export::read_csv(csv.as_slice()).expect("parse"), in_csv);
     vidperf
         .shutdown(Duration::from_secs(1))
         .expect("monitor stops");
@@ -100,11 +116,17 @@ fn several_gpus_are_listed_per_device_in_the_records() {
         info_span!("upscale", strategy = "ditvr").in_scope(|| samples(&fake, 3));
     });
     let record = &vidperf.stats().records()[0];
-    assert_eq!(record.peak_gpu_memory_bytes, Some(3072 * MIB));
+    assert_eq!(record.bytes(Figure::GpuMemory), Some(3072 * MIB));
     let devices: Vec<_> = record
         .gpu_devices
         .iter()
-        .map(|d| (d.index, d.peak_memory_bytes, d.utilization))
+        .map(|d| {
+            (
+                d.index,
+                d.bytes(Figure::GpuMemory),
+                d.get(Figure::GpuUtilization),
+            )
+        })
         .collect();
     assert_eq!(
         devices,
@@ -135,9 +157,9 @@ fn without_a_gpu_the_gpu_columns_stay_empty_and_ram_is_measured() {
         let _span = info_span!("upscale", strategy = "vsrm");
     });
     let record = &vidperf.stats().records()[0];
-    assert_eq!(record.peak_gpu_memory_bytes, None);
-    assert_eq!(record.gpu_utilization, None);
-    assert!(record.peak_memory_bytes.is_some());
+    assert_eq!(record.bytes(Figure::GpuMemory), None);
+    assert_eq!(record.get(Figure::GpuUtilization), None);
+    assert!(record.bytes(Figure::ProcessMemory).is_some());
     let health = vidperf.snapshot().health.monitor.expect("monitor");
     assert_eq!(health.gpu_state, "unavailable");
     assert!(

@@ -6,6 +6,7 @@ use std::time::Duration;
 use tracing::field::Empty;
 use tracing::{Span, info_span, instrument};
 use tracing_subscriber::prelude::*;
+use vidperf::Figure;
 use vidperf::{FieldValue, FinishedSpan, Sink, SpanInterest};
 
 use crate::run;
@@ -60,7 +61,7 @@ fn contract_fields_are_captured_typed() {
     assert_eq!(r.operation_id, r.span_id);
     assert_eq!(r.trace_id.len(), 32);
     // Unmeasured resources are absent, never zero.
-    assert_eq!(r.peak_memory_bytes, None);
+    assert_eq!(r.get(Figure::ProcessMemory), None);
     assert_eq!(r.samples, None);
 }
 

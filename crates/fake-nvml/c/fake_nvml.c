@@ -44,7 +44,11 @@ enum {
     FN_SAMPLES = 6,
     FN_PROCESS_UTILIZATION = 7,
     FN_GPM = 8,
-    FN_MAX = 9,
+    FN_DECODER = 9,
+    FN_ENCODER = 10,
+    FN_POWER = 11,
+    FN_ENERGY = 12,
+    FN_MAX = 13,
 };
 
 struct fake_device {
@@ -187,6 +191,18 @@ static unsigned device_count = 1;
 static unsigned long long mem_total[MAX_DEVICES];
 static unsigned long long mem_used[MAX_DEVICES];
 static unsigned util_gpu[MAX_DEVICES];
+static unsigned util_mem[MAX_DEVICES];
+static unsigned util_dec[MAX_DEVICES];
+static unsigned util_enc[MAX_DEVICES];
+static unsigned power_mw[MAX_DEVICES];
+/* The energy counter, in millijoules, and when it was last advanced (CLOCK_MONOTONIC,
+ * nanoseconds): it grows by the scripted power times the elapsed time, like the
+ * driver's, so a test can check energy against power and duration. Behind `lock`. */
+static unsigned long long energy_mj[MAX_DEVICES];
+static double energy_frac_mj[MAX_DEVICES];
+static unsigned long long energy_at_ns[MAX_DEVICES];
+/* Per device, the optional calls that answer NOT_SUPPORTED (bit = FN_* id). */
+static unsigned unsupported[MAX_DEVICES];
 static unsigned nprocs[MAX_DEVICES];
 static unsigned proc_pid[MAX_DEVICES][MAX_PROCS];
 static unsigned long long proc_mem[MAX_DEVICES][MAX_PROCS];
@@ -244,6 +260,10 @@ static void from_env(void) {
         if ((v = getenv("FAKE_NVML_MEMORY_TOTAL"))) STORE(mem_total[i], strtoull(v, 0, 10));
         if ((v = getenv("FAKE_NVML_MEMORY_USED"))) STORE(mem_used[i], strtoull(v, 0, 10));
         if ((v = getenv("FAKE_NVML_UTILIZATION"))) STORE(util_gpu[i], (unsigned)strtoul(v, 0, 10));
+        if ((v = getenv("FAKE_NVML_MEMORY_UTILIZATION"))) STORE(util_mem[i], (unsigned)strtoul(v, 0, 10));
+        if ((v = getenv("FAKE_NVML_DECODER_UTILIZATION"))) STORE(util_dec[i], (unsigned)strtoul(v, 0, 10));
+        if ((v = getenv("FAKE_NVML_ENCODER_UTILIZATION"))) STORE(util_enc[i], (unsigned)strtoul(v, 0, 10));
+        if ((v = getenv("FAKE_NVML_POWER_WATTS"))) STORE(power_mw[i], (unsigned)(strtoul(v, 0, 10) * 1000));
     }
 }
 
@@ -321,7 +341,80 @@ nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtilization_
     rc = device_index(device, &i);
     if (rc) return rc;
     utilization->gpu = LOAD(util_gpu[i]);
-    utilization->memory = 0;
+    utilization->memory = LOAD(util_mem[i]);
+    return NVML_SUCCESS;
+}
+
+/* The optional per-device calls: counted, scripted errors, NOT_SUPPORTED where the test
+ * says the board lacks them. */
+static int enter_optional(int fn, nvmlDevice_t device, unsigned *i) {
+    int rc = enter(fn);
+    if (rc) return rc;
+    rc = device_index(device, i);
+    if (rc) return rc;
+    if (LOAD(unsupported[*i]) & (1u << fn)) return NVML_ERROR_NOT_SUPPORTED;
+    return NVML_SUCCESS;
+}
+
+/* The driver averages encoder/decoder utilization over a sampling period (µs). */
+#define CODEC_PERIOD_US 167000u
+
+nvmlReturn_t nvmlDeviceGetDecoderUtilization(nvmlDevice_t device, unsigned int *utilization,
+                                             unsigned int *samplingPeriodUs) {
+    unsigned i;
+    int rc = enter_optional(FN_DECODER, device, &i);
+    if (rc) return rc;
+    *utilization = LOAD(util_dec[i]);
+    *samplingPeriodUs = CODEC_PERIOD_US;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetEncoderUtilization(nvmlDevice_t device, unsigned int *utilization,
+                                             unsigned int *samplingPeriodUs) {
+    unsigned i;
+    int rc = enter_optional(FN_ENCODER, device, &i);
+    if (rc) return rc;
+    *utilization = LOAD(util_enc[i]);
+    *samplingPeriodUs = CODEC_PERIOD_US;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t device, unsigned int *power) {
+    unsigned i;
+    int rc = enter_optional(FN_POWER, device, &i);
+    if (rc) return rc;
+    *power = LOAD(power_mw[i]);
+    return NVML_SUCCESS;
+}
+
+static unsigned long long monotonic_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (unsigned long long)ts.tv_sec * 1000000000ULL + (unsigned long long)ts.tv_nsec;
+}
+
+/* Advances device i's energy counter to now at the scripted power (caller holds lock). */
+static void advance_energy(unsigned i) {
+    unsigned long long now = monotonic_ns();
+    if (energy_at_ns[i] != 0 && now > energy_at_ns[i]) {
+        double mj = (double)LOAD(power_mw[i]) * (double)(now - energy_at_ns[i]) / 1e9;
+        energy_frac_mj[i] += mj;
+        unsigned long long whole = (unsigned long long)energy_frac_mj[i];
+        energy_mj[i] += whole;
+        energy_frac_mj[i] -= (double)whole;
+    }
+    energy_at_ns[i] = now;
+}
+
+nvmlReturn_t nvmlDeviceGetTotalEnergyConsumption(nvmlDevice_t device,
+                                                 unsigned long long *energy) {
+    unsigned i;
+    int rc = enter_optional(FN_ENERGY, device, &i);
+    if (rc) return rc;
+    pthread_mutex_lock(&lock);
+    advance_energy(i);
+    *energy = energy_mj[i];
+    pthread_mutex_unlock(&lock);
     return NVML_SUCCESS;
 }
 
@@ -597,6 +690,45 @@ void fake_nvml_set_memory(unsigned dev, unsigned long long used, unsigned long l
 
 void fake_nvml_set_utilization(unsigned dev, unsigned gpu_percent) {
     if (dev < MAX_DEVICES) STORE(util_gpu[dev], gpu_percent);
+}
+
+void fake_nvml_set_memory_utilization(unsigned dev, unsigned percent) {
+    if (dev < MAX_DEVICES) STORE(util_mem[dev], percent);
+}
+
+void fake_nvml_set_codec_utilization(unsigned dev, unsigned decoder_percent,
+                                     unsigned encoder_percent) {
+    if (dev >= MAX_DEVICES) return;
+    STORE(util_dec[dev], decoder_percent);
+    STORE(util_enc[dev], encoder_percent);
+}
+
+/* Sets the power draw; the energy counter accrues at the old power up to now first. */
+void fake_nvml_set_power(unsigned dev, unsigned milliwatts) {
+    if (dev >= MAX_DEVICES) return;
+    pthread_mutex_lock(&lock);
+    advance_energy(dev);
+    STORE(power_mw[dev], milliwatts);
+    pthread_mutex_unlock(&lock);
+}
+
+/* Sets the energy counter (millijoules since the driver loaded) from now on. */
+void fake_nvml_set_energy(unsigned dev, unsigned long long millijoules) {
+    if (dev >= MAX_DEVICES) return;
+    pthread_mutex_lock(&lock);
+    advance_energy(dev);
+    energy_mj[dev] = millijoules;
+    energy_frac_mj[dev] = 0.0;
+    pthread_mutex_unlock(&lock);
+}
+
+/* Makes an optional call (FN_DECODER, FN_ENCODER, FN_POWER, FN_ENERGY) answer
+ * NOT_SUPPORTED on device `dev` (an older board), or answer again. */
+void fake_nvml_set_supported(unsigned dev, int fn, int supported) {
+    if (dev >= MAX_DEVICES || fn < 0 || fn >= FN_MAX) return;
+    unsigned bit = 1u << fn;
+    if (supported) __atomic_and_fetch(&unsupported[dev], ~bit, __ATOMIC_SEQ_CST);
+    else __atomic_or_fetch(&unsupported[dev], bit, __ATOMIC_SEQ_CST);
 }
 
 void fake_nvml_set_process(unsigned dev, unsigned slot, unsigned pid, unsigned long long used) {

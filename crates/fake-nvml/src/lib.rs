@@ -47,6 +47,14 @@ pub enum Function {
     /// `nvmlGpmSampleGet`, `nvmlGpmMigSampleGet`, `nvmlGpmMetricsGet`. Not
     /// `nvmlGpmSampleFree`, which never fails or hangs (nvml-wrapper frees in `Drop`).
     Gpm = 8,
+    /// `nvmlDeviceGetDecoderUtilization`.
+    Decoder = 9,
+    /// `nvmlDeviceGetEncoderUtilization`.
+    Encoder = 10,
+    /// `nvmlDeviceGetPowerUsage`.
+    Power = 11,
+    /// `nvmlDeviceGetTotalEnergyConsumption`.
+    Energy = 12,
 }
 
 /// `nvmlSamplingType_t`: which ring [`FakeNvml::push_sample`] appends to. Every type is
@@ -181,6 +189,44 @@ impl FakeNvml {
     /// Sets device `dev`'s GPU utilization, percent.
     pub fn set_utilization(&self, dev: u32, percent: u32) {
         self.call(b"fake_nvml_set_utilization\0", (dev, percent));
+    }
+
+    /// Sets device `dev`'s memory-controller utilization (`utilization.memory` of
+    /// `nvmlDeviceGetUtilizationRates`), percent.
+    pub fn set_memory_utilization(&self, dev: u32, percent: u32) {
+        self.call(b"fake_nvml_set_memory_utilization\0", (dev, percent));
+    }
+
+    /// Sets device `dev`'s NVDEC and NVENC utilization, percent
+    /// (`nvmlDeviceGetDecoderUtilization`, `nvmlDeviceGetEncoderUtilization`).
+    pub fn set_codec_utilization(&self, dev: u32, decoder_percent: u32, encoder_percent: u32) {
+        self.call(
+            b"fake_nvml_set_codec_utilization\0",
+            (dev, decoder_percent, encoder_percent),
+        );
+    }
+
+    /// Sets device `dev`'s power draw, milliwatts (`nvmlDeviceGetPowerUsage`). The
+    /// energy counter (`nvmlDeviceGetTotalEnergyConsumption`) grows at the power set, by
+    /// the monotonic clock, as the driver's does: over `t` seconds at `p` mW it gains
+    /// `p × t` mJ.
+    pub fn set_power(&self, dev: u32, milliwatts: u32) {
+        self.call(b"fake_nvml_set_power\0", (dev, milliwatts));
+    }
+
+    /// Sets device `dev`'s energy counter, millijoules since the driver loaded.
+    pub fn set_energy(&self, dev: u32, millijoules: u64) {
+        self.call(b"fake_nvml_set_energy\0", (dev, millijoules));
+    }
+
+    /// Makes one of the optional per-device calls ([`Function::Decoder`],
+    /// [`Function::Encoder`], [`Function::Power`], [`Function::Energy`]) answer
+    /// `NVML_ERROR_NOT_SUPPORTED` on device `dev` (a board without it), or answer again.
+    pub fn set_supported(&self, dev: u32, function: Function, supported: bool) {
+        self.call(
+            b"fake_nvml_set_supported\0",
+            (dev, function as i32, i32::from(supported)),
+        );
     }
 
     /// Lists process `pid` using `used` bytes on device `dev`, in process slot `slot`.
@@ -338,10 +384,13 @@ macro_rules! call_args {
 
 call_args!(a: u32);
 call_args!(a: u32, b: u32);
+call_args!(a: u32, b: u32, c: u32);
 call_args!(a: i32, b: i32);
 call_args!(a: u32, b: u64, c: u64);
 call_args!(a: u32, b: u32, c: u32, d: u64);
 call_args!(a: u32, b: i32);
+call_args!(a: u32, b: u64);
+call_args!(a: u32, b: i32, c: i32);
 call_args!(a: u32, b: u32, c: u64, d: u32);
 call_args!(a: u32, b: u32, c: u64, d: u32, e: u32, f: u32, g: u32);
 call_args!(a: u32, b: f64, c: f64, d: f64);

@@ -12,6 +12,7 @@
 mod clock;
 pub mod export;
 pub mod fields;
+pub mod figure;
 mod hash;
 mod ids;
 mod intern;
@@ -25,8 +26,10 @@ mod sink;
 mod span;
 pub mod stats;
 mod value;
+mod wire;
 
 pub use fields::{OperationFields, Resolution};
+pub use figure::{Figure, Figures};
 
 /// Support for the exported macros. Not public API.
 #[doc(hidden)]

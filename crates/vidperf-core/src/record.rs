@@ -3,24 +3,28 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::fields::{OperationFields, Resolution};
+use crate::figure::{FIGURES, Figure, Figures};
 use crate::ids::{SpanId, TraceId};
 use crate::span::{FinishedSpan, ResourcePeaks};
-use crate::stats::units::{self, ratio_as_exported};
 use crate::value::FieldValue;
+use crate::wire::{self, rfc3339};
 
 /// One finished operation, with the original design's field names so that scripts
 /// written for it keep working. This is the row of the CSV export and the element of
 /// the JSON export's `operations` array; `docs/FORMATS.md` documents every field.
 ///
 /// Every measurement is optional: `None` means "not measured", never zero. Figures are
-/// in base units (seconds, bytes, cores, ratios); the JSON and CSV formats write memory
-/// in MiB and utilization in percent under the original names (`peak_memory_mb`,
-/// `cpu_utilization_percent`, …). Utilization is kept at the formats' precision (1e-6),
-/// so a record read back from either format equals the one written.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// in base units (seconds, bytes, cores, ratios, watts, joules); the JSON and CSV
+/// formats write memory in MiB and utilization in percent under the original names
+/// (`peak_memory_mb`, `cpu_utilization_percent`, …), each figure under its key in
+/// [`FIGURES`](crate::figure::FIGURES). Figures are kept at the formats' precision
+/// (whole bytes, ratios to 1e-6), so a record read back from either format equals the
+/// one written.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[non_exhaustive]
 pub struct OperationRecord {
     /// The operation's span id, 16 hex digits.
@@ -55,67 +59,9 @@ pub struct OperationRecord {
     pub quality_score: Option<f64>,
     /// Improvement over the input.
     pub enhancement_factor: Option<f64>,
-    /// Peak resident memory of the process during the operation, bytes (written as
-    /// `peak_memory_mb`, MiB).
-    #[serde(rename = "peak_memory_mb", with = "units::mib_bytes")]
-    pub peak_memory_bytes: Option<u64>,
-    /// Peak GPU memory used during the operation, bytes (written as
-    /// `peak_gpu_memory_mb`, MiB).
-    #[serde(rename = "peak_gpu_memory_mb", with = "units::mib_bytes")]
-    pub peak_gpu_memory_bytes: Option<u64>,
-    /// Peak process CPU, cores: 2.0 = two cores busy (written as
-    /// `cpu_utilization_percent`, 200).
-    #[serde(rename = "cpu_utilization_percent", with = "units::percent_ratio")]
-    pub cpu_utilization: Option<f64>,
-    /// Peak GPU utilization, 0.0–1.0 (written as `gpu_utilization_percent`).
-    #[serde(rename = "gpu_utilization_percent", with = "units::percent_ratio")]
-    pub gpu_utilization: Option<f64>,
-    /// Mean GPU utilization from the driver's samples stamped inside the operation,
-    /// 0.0–1.0 (written as `gpu_utilization_mean_percent`; left out when not measured).
-    #[serde(
-        rename = "gpu_utilization_mean_percent",
-        with = "units::percent_ratio",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub gpu_utilization_mean: Option<f64>,
-    /// Peak SM utilization of this process from the driver's per-process samples,
-    /// 0.0–1.0 (written as `gpu_process_utilization_percent`; left out when not
-    /// measured).
-    #[serde(
-        rename = "gpu_process_utilization_percent",
-        with = "units::percent_ratio",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub gpu_process_utilization: Option<f64>,
-    /// GPM SM utilization over the operation, 0.0–1.0 (written as
-    /// `gpu_sm_utilization_percent`; left out where the GPU has no GPM).
-    #[serde(
-        rename = "gpu_sm_utilization_percent",
-        with = "units::percent_ratio",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub gpu_sm_utilization: Option<f64>,
-    /// GPM SM occupancy over the operation, 0.0–1.0 (written as
-    /// `gpu_sm_occupancy_percent`; left out where the GPU has no GPM).
-    #[serde(
-        rename = "gpu_sm_occupancy_percent",
-        with = "units::percent_ratio",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub gpu_sm_occupancy: Option<f64>,
-    /// GPM tensor-core activity over the operation, 0.0–1.0 (written as
-    /// `gpu_tensor_activity_percent`; left out where the GPU has no GPM).
-    #[serde(
-        rename = "gpu_tensor_activity_percent",
-        with = "units::percent_ratio",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub gpu_tensor_activity: Option<f64>,
+    /// The resource figures during the operation, in base units.
+    #[serde(flatten, deserialize_with = "record_figures")]
+    pub figures: Figures,
     /// Resource samples taken during the operation.
     pub samples: Option<u64>,
     /// The trace id, 32 hex digits.
@@ -124,23 +70,94 @@ pub struct OperationRecord {
     pub span_id: String,
     /// Every other field recorded on the operation.
     pub metadata: BTreeMap<String, FieldValue>,
-    /// Per-GPU peaks, on machines with more than one GPU (empty otherwise).
+    /// Per-GPU figures, on machines with more than one GPU (empty otherwise).
     #[serde(default)]
     pub gpu_devices: Vec<DeviceRecord>,
 }
 
-/// The peaks of one GPU during an operation, as exported.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+fn record_figures<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Figures, D::Error> {
+    wire::deserialize_figures(d, false)
+}
+
+fn device_figures<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Figures, D::Error> {
+    wire::deserialize_figures(d, true)
+}
+
+/// The record's fields in order, its figures among them under their own keys.
+impl Serialize for OperationRecord {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("operation_id", &self.operation_id)?;
+        map.serialize_entry("operation_type", &self.operation_type)?;
+        map.serialize_entry("strategy", &self.strategy)?;
+        map.serialize_entry("start_time", &rfc3339::format(self.start_time))?;
+        map.serialize_entry("end_time", &rfc3339::format(self.end_time))?;
+        map.serialize_entry("duration_seconds", &self.duration_seconds)?;
+        map.serialize_entry("success", &self.success)?;
+        map.serialize_entry("error_message", &self.error_message)?;
+        map.serialize_entry("frames_processed", &self.frames_processed)?;
+        map.serialize_entry("segments", &self.segments)?;
+        map.serialize_entry("input_resolution", &self.input_resolution)?;
+        map.serialize_entry("output_resolution", &self.output_resolution)?;
+        map.serialize_entry("scale_factor", &self.scale_factor)?;
+        map.serialize_entry("quality_score", &self.quality_score)?;
+        map.serialize_entry("enhancement_factor", &self.enhancement_factor)?;
+        wire::write_figures(
+            &mut map,
+            &self.figures,
+            FIGURES.iter(),
+            self.frames_processed,
+        )?;
+        map.serialize_entry("samples", &self.samples)?;
+        map.serialize_entry("trace_id", &self.trace_id)?;
+        map.serialize_entry("span_id", &self.span_id)?;
+        map.serialize_entry("metadata", &self.metadata)?;
+        map.serialize_entry("gpu_devices", &self.gpu_devices)?;
+        map.end()
+    }
+}
+
+/// The figures of one GPU during an operation, as exported (those marked
+/// [`per_device`](crate::figure::FigureDef::per_device)).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[non_exhaustive]
 pub struct DeviceRecord {
     /// NVML device index.
     pub index: u32,
-    /// Peak device memory used, bytes (written as `peak_gpu_memory_mb`, MiB).
-    #[serde(rename = "peak_gpu_memory_mb", with = "units::mib_bytes")]
-    pub peak_memory_bytes: Option<u64>,
-    /// Peak utilization, 0.0–1.0 (written as `gpu_utilization_percent`).
-    #[serde(rename = "gpu_utilization_percent", with = "units::percent_ratio")]
-    pub utilization: Option<f64>,
+    /// The device's figures, in base units (written under the same keys as the
+    /// record's: `peak_gpu_memory_mb`, `gpu_utilization_percent`, …).
+    #[serde(flatten, deserialize_with = "device_figures")]
+    pub figures: Figures,
+}
+
+impl DeviceRecord {
+    /// A figure's value, when measured.
+    pub fn get(&self, figure: Figure) -> Option<f64> {
+        self.figures.get(figure)
+    }
+
+    /// A bytes figure as whole bytes, when measured.
+    pub fn bytes(&self, figure: Figure) -> Option<u64> {
+        self.figures.bytes(figure)
+    }
+}
+
+impl Serialize for DeviceRecord {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("index", &self.index)?;
+        let per_device = FIGURES.iter().filter(|d| d.per_device);
+        wire::write_figures(&mut map, &self.figures, per_device, None)?;
+        map.end()
+    }
+}
+
+/// Figures at the formats' precision (what reading them back gives).
+fn at_wire_precision(figures: &Figures) -> Figures {
+    figures
+        .iter()
+        .map(|(f, v)| (f, wire::at_wire_precision(f.def(), v)))
+        .collect()
 }
 
 /// The parts of a finished operation a record is made of.
@@ -195,15 +212,7 @@ impl OperationRecord {
             scale_factor: p.fields.effective_scale_factor(),
             quality_score: p.fields.quality_score,
             enhancement_factor: p.fields.enhancement_factor,
-            peak_memory_bytes: r.process_memory_bytes,
-            peak_gpu_memory_bytes: r.gpu_memory_bytes,
-            cpu_utilization: r.process_cpu_utilization.map(ratio_as_exported),
-            gpu_utilization: r.gpu_utilization.map(ratio_as_exported),
-            gpu_utilization_mean: r.gpu_utilization_mean.map(ratio_as_exported),
-            gpu_process_utilization: r.gpu_process_utilization.map(ratio_as_exported),
-            gpu_sm_utilization: r.gpu_sm_utilization.map(ratio_as_exported),
-            gpu_sm_occupancy: r.gpu_sm_occupancy.map(ratio_as_exported),
-            gpu_tensor_activity: r.gpu_tensor_activity.map(ratio_as_exported),
+            figures: at_wire_precision(&r.figures),
             samples: r.samples,
             trace_id: p.trace_id.to_string(),
             span_id,
@@ -217,8 +226,7 @@ impl OperationRecord {
                 .iter()
                 .map(|d| DeviceRecord {
                     index: d.index,
-                    peak_memory_bytes: d.memory_bytes,
-                    utilization: d.utilization.map(ratio_as_exported),
+                    figures: at_wire_precision(&d.figures),
                 })
                 .collect(),
         }
@@ -243,21 +251,23 @@ impl OperationRecord {
             scale_factor: None,
             quality_score: None,
             enhancement_factor: None,
-            peak_memory_bytes: None,
-            peak_gpu_memory_bytes: None,
-            cpu_utilization: None,
-            gpu_utilization: None,
-            gpu_utilization_mean: None,
-            gpu_process_utilization: None,
-            gpu_sm_utilization: None,
-            gpu_sm_occupancy: None,
-            gpu_tensor_activity: None,
+            figures: Figures::none(),
             samples: None,
             trace_id: String::new(),
             span_id: String::new(),
             metadata: BTreeMap::new(),
             gpu_devices: Vec::new(),
         }
+    }
+
+    /// A figure's value, when measured.
+    pub fn get(&self, figure: Figure) -> Option<f64> {
+        self.figures.get(figure)
+    }
+
+    /// A bytes figure as whole bytes, when measured.
+    pub fn bytes(&self, figure: Figure) -> Option<u64> {
+        self.figures.bytes(figure)
     }
 
     /// Frames per second, when frames were recorded and the duration is not zero.
@@ -275,30 +285,6 @@ fn to_micros(time: SystemTime) -> SystemTime {
             std::time::UNIX_EPOCH + std::time::Duration::from_micros(since.as_micros() as u64)
         }
         Err(_) => time,
-    }
-}
-
-/// RFC 3339 timestamps (UTC, microseconds) for serde.
-pub(crate) mod rfc3339 {
-    use std::time::SystemTime;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(crate) fn format(time: SystemTime) -> String {
-        humantime::format_rfc3339_micros(time).to_string()
-    }
-
-    pub(crate) fn parse(text: &str) -> Result<SystemTime, humantime::TimestampError> {
-        humantime::parse_rfc3339(text)
-    }
-
-    pub(crate) fn serialize<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&humantime::format_rfc3339_micros(*time))
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        parse(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -327,13 +313,13 @@ mod tests {
     #[test]
     fn driver_and_gpm_figures_are_written_in_percent_when_measured_and_left_out_otherwise() {
         let mut measured = span();
-        let r = &mut measured.resources;
-        r.gpu_utilization = Some(0.7);
-        r.gpu_utilization_mean = Some(0.55);
-        r.gpu_process_utilization = Some(0.61);
-        r.gpu_sm_utilization = Some(0.625);
-        r.gpu_sm_occupancy = Some(0.3);
-        r.gpu_tensor_activity = Some(0.125);
+        let r = &mut measured.resources.figures;
+        r.set(Figure::GpuUtilization, Some(0.7));
+        r.set(Figure::GpuUtilizationMean, Some(0.55));
+        r.set(Figure::GpuProcessUtilization, Some(0.61));
+        r.set(Figure::GpuSmUtilization, Some(0.625));
+        r.set(Figure::GpuSmOccupancy, Some(0.3));
+        r.set(Figure::GpuTensorActivity, Some(0.125));
         let record = OperationRecord::from_span(&measured).expect("an operation");
         let json = serde_json::to_value(&record).expect("serialize");
         for (key, want) in [
@@ -368,5 +354,52 @@ mod tests {
         );
         let back: OperationRecord = serde_json::from_value(json).expect("read back");
         assert_eq!(back, record);
+    }
+
+    #[test]
+    fn energy_is_written_in_joules_and_per_frame_with_the_power_peak() {
+        let mut measured = span();
+        measured.fields.frames_processed = Some(60);
+        let r = &mut measured.resources.figures;
+        r.set(Figure::GpuEnergy, Some(30.0));
+        r.set(Figure::GpuPower, Some(412.5));
+        r.set(Figure::GpuDecoderUtilization, Some(0.25));
+        let record = OperationRecord::from_span(&measured).expect("an operation");
+        let json = serde_json::to_value(&record).expect("serialize");
+        assert_eq!(json["gpu_energy_joules"].as_f64(), Some(30.0));
+        assert_eq!(json["gpu_energy_per_frame_joules"].as_f64(), Some(0.5));
+        assert_eq!(json["peak_gpu_power_watts"].as_f64(), Some(412.5));
+        assert_eq!(json["gpu_decoder_utilization_percent"].as_f64(), Some(25.0));
+        assert!(json.get("gpu_encoder_utilization_percent").is_none());
+        let back: OperationRecord = serde_json::from_value(json).expect("read back");
+        assert_eq!(back, record);
+
+        let stats = crate::Stats::default();
+        stats.record(&measured);
+        let mut other = span();
+        other.fields.frames_processed = Some(40);
+        other.resources.figures.set(Figure::GpuEnergy, Some(10.0));
+        stats.record(&other);
+        let snap = stats.snapshot();
+        let seedvr2 = &snap.by_strategy["seedvr2"].resources;
+        let energy = seedvr2.get(Figure::GpuEnergy).expect("energy");
+        assert_eq!(
+            (energy.max, energy.mean, energy.total),
+            (30.0, 20.0, Some(40.0))
+        );
+        assert_eq!(
+            seedvr2.per_frame(Figure::GpuEnergy),
+            Some(0.4),
+            "40 J over 100 frames"
+        );
+        let json = serde_json::to_value(&snap.by_strategy["seedvr2"]).expect("stats json");
+        assert_eq!(
+            json["resources"]["gpu_energy_per_frame_joules"].as_f64(),
+            Some(0.4)
+        );
+        assert_eq!(
+            json["resources"]["gpu_energy_joules"]["total"].as_f64(),
+            Some(40.0)
+        );
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use tracing::Level;
 
 use crate::fields::OperationFields;
+use crate::figure::{Figure, Figures};
 use crate::ids::{SpanId, TraceId};
 use crate::value::FieldValue;
 
@@ -128,6 +129,12 @@ impl FinishedSpan {
         self.error.is_none()
     }
 
+    /// A total figure (energy) per frame processed, when both were recorded.
+    pub fn per_frame(&self, figure: Figure) -> Option<f64> {
+        let frames = self.fields.frames_processed.filter(|f| *f > 0)?;
+        Some(self.resources.get(figure)? / frames as f64)
+    }
+
     /// Frames per second: frames processed over the duration.
     pub fn fps(&self) -> Option<f64> {
         let frames = self.fields.frames_processed?;
@@ -145,42 +152,20 @@ pub struct OperationKey {
     pub strategy: Arc<str>,
 }
 
-/// The peaks of the resources sampled during a span's life.
+/// The resource figures measured during a span's life.
 ///
-/// A figure that could not be measured is `None`, never zero. Concurrent operations
-/// share one process and its GPUs, so these are process-level and device-level peaks
-/// during the span's window, not the span's own allocation.
+/// A figure that could not be measured is absent, never zero. Concurrent operations
+/// share one process and its GPUs, so these are process-level and device-level figures
+/// during the span's window, not the span's own allocation. What each figure means, its
+/// unit and its name in every output is in [`FIGURES`](crate::figure::FIGURES).
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct ResourcePeaks {
-    /// Peak resident memory of this process, in bytes.
-    pub process_memory_bytes: Option<u64>,
-    /// Peak CPU utilization of this process, 1.0 = one core busy.
-    pub process_cpu_utilization: Option<f64>,
-    /// Peak device memory used, in bytes (the maximum over the devices sampled).
-    pub gpu_memory_bytes: Option<u64>,
-    /// Peak device memory used by this process, in bytes, where the driver reports it.
-    pub gpu_process_memory_bytes: Option<u64>,
-    /// Peak GPU utilization, 0.0–1.0: the highest of the driver's own utilization
-    /// samples timestamped inside the span where the driver keeps them
-    /// (`nvmlDeviceGetSamples`), else the highest polled reading.
-    pub gpu_utilization: Option<f64>,
-    /// Mean GPU utilization over the span, 0.0–1.0, from the driver's samples
-    /// timestamped inside it (absent where the driver keeps none, or none fell inside).
-    pub gpu_utilization_mean: Option<f64>,
-    /// Peak SM utilization of this process, 0.0–1.0, from the driver's per-process
-    /// samples timestamped inside the span (`nvmlDeviceGetProcessUtilization`).
-    pub gpu_process_utilization: Option<f64>,
-    /// SM utilization over the span, 0.0–1.0: GPM (Hopper and newer), the share of
-    /// time the SMs had work, averaged over the monitor's GPM intervals inside it.
-    pub gpu_sm_utilization: Option<f64>,
-    /// SM occupancy over the span, 0.0–1.0 (GPM): active warps over the maximum.
-    pub gpu_sm_occupancy: Option<f64>,
-    /// Tensor-core activity over the span, 0.0–1.0 (GPM, any tensor operation).
-    pub gpu_tensor_activity: Option<f64>,
+    /// Every figure, in base units (bytes, cores, ratios, watts, joules).
+    pub figures: Figures,
     /// How many resource samples fell inside the span.
     pub samples: Option<u64>,
-    /// Per-device peaks, listed only on machines with more than one GPU (with one GPU
+    /// Per-device figures, listed only on machines with more than one GPU (with one GPU
     /// the device figures above are that device's; with none, this is empty).
     pub devices: Vec<DevicePeaks>,
 }
@@ -190,28 +175,38 @@ impl ResourcePeaks {
     pub fn none() -> Self {
         Self::default()
     }
+
+    /// A figure's value, when measured.
+    pub fn get(&self, figure: Figure) -> Option<f64> {
+        self.figures.get(figure)
+    }
+
+    /// A bytes figure as whole bytes, when measured.
+    pub fn bytes(&self, figure: Figure) -> Option<u64> {
+        self.figures.bytes(figure)
+    }
 }
 
-/// The peaks of one GPU during a span's life.
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+/// The figures of one GPU during a span's life (those marked
+/// [`per_device`](crate::figure::FigureDef::per_device) in the table).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct DevicePeaks {
     /// The NVML device index.
     pub index: u32,
-    /// Peak device memory used, in bytes.
-    pub memory_bytes: Option<u64>,
-    /// Peak utilization, 0.0–1.0.
-    pub utilization: Option<f64>,
+    /// The device's figures, in base units.
+    pub figures: Figures,
 }
 
 impl DevicePeaks {
-    /// Peaks of device `index`.
-    pub fn new(index: u32, memory_bytes: Option<u64>, utilization: Option<f64>) -> Self {
-        Self {
-            index,
-            memory_bytes,
-            utilization,
-        }
+    /// Figures of device `index`.
+    pub fn new(index: u32, figures: Figures) -> Self {
+        Self { index, figures }
+    }
+
+    /// A figure's value, when measured.
+    pub fn get(&self, figure: Figure) -> Option<f64> {
+        self.figures.get(figure)
     }
 }
 

@@ -10,35 +10,17 @@ use std::sync::Arc;
 use opentelemetry::{InstrumentationScope, KeyValue, StringValue, Value};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use vidperf_core::fields::{self, Number};
+use vidperf_core::figure::Unit;
 use vidperf_core::{FieldValue, FinishedSpan, OperationKey};
 
 /// The attribute names vidperf adds to spans and metrics (the contract fields keep
-/// their own names, [`vidperf_core::fields::CONTRACT`]).
+/// their own names, [`vidperf_core::fields::CONTRACT`]; each resource figure's is in
+/// [`vidperf_core::figure::FIGURES`]).
 pub mod attr {
     /// Operation type.
     pub const OPERATION: &str = "vidperf.operation";
     /// Strategy.
     pub const STRATEGY: &str = "vidperf.strategy";
-    /// Peak resident memory of the process, bytes.
-    pub const PROCESS_MEMORY_PEAK: &str = "vidperf.process.memory.peak";
-    /// Peak process CPU, 1.0 = one core.
-    pub const PROCESS_CPU_PEAK: &str = "vidperf.process.cpu.utilization.peak";
-    /// Peak GPU memory used, bytes.
-    pub const GPU_MEMORY_PEAK: &str = "vidperf.gpu.memory.peak";
-    /// Peak GPU memory of this process, bytes.
-    pub const GPU_PROCESS_MEMORY_PEAK: &str = "vidperf.gpu.process_memory.peak";
-    /// Peak GPU utilization, 0–1.
-    pub const GPU_UTILIZATION_PEAK: &str = "vidperf.gpu.utilization.peak";
-    /// Mean GPU utilization from the driver's samples inside the span, 0–1.
-    pub const GPU_UTILIZATION_MEAN: &str = "vidperf.gpu.utilization.mean";
-    /// Peak SM utilization of this process (driver's per-process samples), 0–1.
-    pub const GPU_PROCESS_UTILIZATION_PEAK: &str = "vidperf.gpu.process_utilization.peak";
-    /// GPM SM utilization over the span, 0–1 (Hopper and newer).
-    pub const GPU_SM_UTILIZATION: &str = "vidperf.gpu.sm.utilization";
-    /// GPM SM occupancy over the span, 0–1.
-    pub const GPU_SM_OCCUPANCY: &str = "vidperf.gpu.sm.occupancy";
-    /// GPM tensor-core activity over the span, 0–1.
-    pub const GPU_TENSOR_ACTIVITY: &str = "vidperf.gpu.tensor.activity";
     /// Resource samples inside the span.
     pub const SAMPLES: &str = "vidperf.samples";
     /// Frames per second.
@@ -167,31 +149,20 @@ pub(crate) fn attributes(span: &FinishedSpan) -> Vec<KeyValue> {
         out.push(KeyValue::new(attr::FPS, fps));
     }
     let r = &span.resources;
-    for (k, v) in [
-        (attr::PROCESS_MEMORY_PEAK, r.process_memory_bytes),
-        (attr::GPU_MEMORY_PEAK, r.gpu_memory_bytes),
-        (attr::GPU_PROCESS_MEMORY_PEAK, r.gpu_process_memory_bytes),
-        (attr::SAMPLES, r.samples),
-    ] {
-        if let Some(v) = v {
-            out.push(KeyValue::new(k, int(v)));
+    // Every figure measured, under its attribute, typed by its unit (bytes as ints).
+    for (figure, v) in r.figures.iter() {
+        let def = figure.def();
+        let value = match def.unit {
+            Unit::Bytes => int(v.max(0.0).round() as u64),
+            _ => Value::F64(v),
+        };
+        out.push(KeyValue::new(def.attribute, value));
+        if let (Some((key, _)), Some(per_frame)) = (def.per_frame, span.per_frame(figure)) {
+            out.push(KeyValue::new(key, per_frame));
         }
     }
-    for (k, v) in [
-        (attr::PROCESS_CPU_PEAK, r.process_cpu_utilization),
-        (attr::GPU_UTILIZATION_PEAK, r.gpu_utilization),
-        (attr::GPU_UTILIZATION_MEAN, r.gpu_utilization_mean),
-        (
-            attr::GPU_PROCESS_UTILIZATION_PEAK,
-            r.gpu_process_utilization,
-        ),
-        (attr::GPU_SM_UTILIZATION, r.gpu_sm_utilization),
-        (attr::GPU_SM_OCCUPANCY, r.gpu_sm_occupancy),
-        (attr::GPU_TENSOR_ACTIVITY, r.gpu_tensor_activity),
-    ] {
-        if let Some(v) = v {
-            out.push(KeyValue::new(k, v));
-        }
+    if let Some(n) = r.samples {
+        out.push(KeyValue::new(attr::SAMPLES, int(n)));
     }
     if let Some(e) = &span.error {
         out.push(KeyValue::new(fields::ERROR, e.clone()));

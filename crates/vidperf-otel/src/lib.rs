@@ -34,5 +34,5 @@ mod traces;
 
 pub use config::{Otel, OtelConfig, OtelError, OtelReport, Protocol, span_exporter};
 pub use convert::attr;
-pub use metrics::{MAX_ATTRIBUTE_SETS, METRIC_NAMES, MetricsSink};
+pub use metrics::{MAX_ATTRIBUTE_SETS, MetricsSink, metric_names};
 pub use traces::{DEFAULT_MAX_QUEUE_SIZE, TraceCounters, TraceSink};

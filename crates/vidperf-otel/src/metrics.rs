@@ -11,6 +11,7 @@ use opentelemetry::metrics::{
 use opentelemetry::{KeyValue, Value};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
+use vidperf_core::figure::{FIGURES, Figure};
 use vidperf_core::stats::OVERFLOW_KEY;
 use vidperf_core::{FinishedSpan, Sink};
 
@@ -20,23 +21,22 @@ use crate::convert::attr;
 /// reported under `__overflow__`, so every instrument's cardinality stays bounded.
 pub const MAX_ATTRIBUTE_SETS: usize = 256;
 
-/// The name of every instrument, in the order they are created.
-pub const METRIC_NAMES: [&str; 11] = [
+/// The operation instruments; each resource figure's histogram follows, named by its
+/// attribute in [`FIGURES`].
+const OPERATION_METRICS: [&str; 4] = [
     "vidperf.operation.duration",
     "vidperf.operation.frames",
     "vidperf.operation.fps",
     "vidperf.operation.quality",
-    attr::PROCESS_MEMORY_PEAK,
-    attr::GPU_MEMORY_PEAK,
-    attr::PROCESS_CPU_PEAK,
-    attr::GPU_UTILIZATION_PEAK,
-    attr::GPU_SM_UTILIZATION,
-    attr::GPU_SM_OCCUPANCY,
-    attr::GPU_TENSOR_ACTIVITY,
 ];
 
-/// Buckets of the GPM ratios (0-1).
-const RATIO_BOUNDS: [f64; 10] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
+/// The name of every instrument, in the order they are created.
+pub fn metric_names() -> Vec<&'static str> {
+    OPERATION_METRICS
+        .into_iter()
+        .chain(FIGURES.iter().map(|d| d.attribute))
+        .collect()
+}
 
 /// Duration buckets, seconds (the same bounds as the statistics).
 const DURATION_BOUNDS: [f64; 17] = vidperf_core::stats::DURATION_BUCKETS;
@@ -63,11 +63,7 @@ struct Bound {
     frames: OnceLock<BoundCounter<u64>>,
     fps: OnceLock<BoundHistogram<f64>>,
     quality: OnceLock<BoundHistogram<f64>>,
-    memory: OnceLock<BoundHistogram<u64>>,
-    gpu_memory: OnceLock<BoundHistogram<u64>>,
-    cpu: OnceLock<BoundHistogram<f64>>,
-    gpu: OnceLock<BoundHistogram<f64>>,
-    gpm: [OnceLock<BoundHistogram<f64>>; 3],
+    figures: [OnceLock<BoundHistogram<f64>>; Figure::COUNT],
 }
 
 impl Bound {
@@ -83,11 +79,7 @@ impl Bound {
             frames: OnceLock::new(),
             fps: OnceLock::new(),
             quality: OnceLock::new(),
-            memory: OnceLock::new(),
-            gpu_memory: OnceLock::new(),
-            cpu: OnceLock::new(),
-            gpu: OnceLock::new(),
-            gpm: [const { OnceLock::new() }; 3],
+            figures: [const { OnceLock::new() }; Figure::COUNT],
         }
     }
 }
@@ -99,12 +91,8 @@ struct Instruments {
     frames: Counter<u64>,
     fps: Histogram<f64>,
     quality: Histogram<f64>,
-    memory: Histogram<u64>,
-    gpu_memory: Histogram<u64>,
-    cpu: Histogram<f64>,
-    gpu: Histogram<f64>,
-    /// GPM: SM utilization, SM occupancy, tensor activity.
-    gpm: [Histogram<f64>; 3],
+    /// One per resource figure, in [`FIGURES`] order.
+    figures: [Histogram<f64>; Figure::COUNT],
 }
 
 /// The metrics side of the bridge.
@@ -125,7 +113,7 @@ impl MetricsSink {
         let meter: Meter = provider.meter("vidperf");
         let instruments = Instruments {
             duration: meter
-                .f64_histogram(METRIC_NAMES[0])
+                .f64_histogram(OPERATION_METRICS[0])
                 .with_unit("s")
                 .with_description(
                     "Duration of finished operations (its count is the number of operations).",
@@ -133,63 +121,29 @@ impl MetricsSink {
                 .with_boundaries(DURATION_BOUNDS.to_vec())
                 .build(),
             frames: meter
-                .u64_counter(METRIC_NAMES[1])
+                .u64_counter(OPERATION_METRICS[1])
                 .with_unit("{frame}")
                 .with_description("Frames processed by finished operations.")
                 .build(),
             fps: meter
-                .f64_histogram(METRIC_NAMES[2])
+                .f64_histogram(OPERATION_METRICS[2])
                 .with_unit("{frame}/s")
                 .with_description("Frames per second of finished operations.")
                 .build(),
             quality: meter
-                .f64_histogram(METRIC_NAMES[3])
+                .f64_histogram(OPERATION_METRICS[3])
                 .with_unit("1")
                 .with_description("Quality score (0-1) of finished operations.")
                 .with_boundaries(vec![
                     0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99,
                 ])
                 .build(),
-            memory: meter
-                .u64_histogram(attr::PROCESS_MEMORY_PEAK)
-                .with_unit("By")
-                .with_description("Peak process resident memory during an operation.")
-                .build(),
-            gpu_memory: meter
-                .u64_histogram(attr::GPU_MEMORY_PEAK)
-                .with_unit("By")
-                .with_description("Peak GPU memory used during an operation.")
-                .build(),
-            cpu: meter
-                .f64_histogram(attr::PROCESS_CPU_PEAK)
-                .with_unit("1")
-                .with_description("Peak process CPU (1 = one core) during an operation.")
-                .build(),
-            gpu: meter
-                .f64_histogram(attr::GPU_UTILIZATION_PEAK)
-                .with_unit("1")
-                .with_description("Peak GPU utilization (0-1) during an operation.")
-                .build(),
-            gpm: [
-                (
-                    attr::GPU_SM_UTILIZATION,
-                    "SM utilization (0-1, GPM) over an operation.",
-                ),
-                (
-                    attr::GPU_SM_OCCUPANCY,
-                    "SM occupancy (0-1, GPM) over an operation.",
-                ),
-                (
-                    attr::GPU_TENSOR_ACTIVITY,
-                    "Tensor-core activity (0-1, GPM) over an operation.",
-                ),
-            ]
-            .map(|(name, description)| {
+            figures: FIGURES.map(|def| {
                 meter
-                    .f64_histogram(name)
-                    .with_unit("1")
-                    .with_description(description)
-                    .with_boundaries(RATIO_BOUNDS.to_vec())
+                    .f64_histogram(def.attribute)
+                    .with_unit(def.unit.otel())
+                    .with_description(def.doc)
+                    .with_boundaries(def.bounds.to_vec())
                     .build()
             }),
         };
@@ -269,28 +223,9 @@ impl Sink for MetricsSink {
         if let Some(q) = span.fields.quality_score {
             b.quality.get_or_init(|| i.quality.bind(a)).record(q);
         }
-        let r = &span.resources;
-        if let Some(v) = r.process_memory_bytes {
-            b.memory.get_or_init(|| i.memory.bind(a)).record(v);
-        }
-        if let Some(v) = r.gpu_memory_bytes {
-            b.gpu_memory.get_or_init(|| i.gpu_memory.bind(a)).record(v);
-        }
-        if let Some(v) = r.process_cpu_utilization {
-            b.cpu.get_or_init(|| i.cpu.bind(a)).record(v);
-        }
-        if let Some(v) = r.gpu_utilization {
-            b.gpu.get_or_init(|| i.gpu.bind(a)).record(v);
-        }
-        let gpm = [
-            r.gpu_sm_utilization,
-            r.gpu_sm_occupancy,
-            r.gpu_tensor_activity,
-        ];
-        for ((bound, instrument), v) in b.gpm.iter().zip(&i.gpm).zip(gpm) {
-            if let Some(v) = v {
-                bound.get_or_init(|| instrument.bind(a)).record(v);
-            }
+        for (figure, v) in span.resources.figures.iter() {
+            let (bound, instrument) = (&b.figures[figure.index()], &i.figures[figure.index()]);
+            bound.get_or_init(|| instrument.bind(a)).record(v);
         }
     }
 }

@@ -14,6 +14,8 @@ use nvml_wrapper::enums::gpm::GpmMetricId;
 use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::gpm::{GpmSample, gpm_metrics_get};
 
+use vidperf_core::Figure;
+
 use crate::MAX_DEVICES;
 use crate::gpu_types::{
     ErrorCounters, ErrorKind, GpmInterval, GpuReading, GpuStatus, GpuUnavailable, NvmlLibrary,
@@ -38,6 +40,8 @@ pub(crate) struct GpuSource {
     device_count: u32,
     memory_supported: [bool; MAX_DEVICES],
     utilization_supported: [bool; MAX_DEVICES],
+    /// NVDEC, NVENC, power and energy readings, by [`Optional`].
+    optional_supported: [[bool; OPTIONAL]; MAX_DEVICES],
     /// The driver keeps utilization samples (`nvmlDeviceGetSamples`).
     samples_supported: [bool; MAX_DEVICES],
     /// The newest driver sample seen per device (NVML's `lastSeenTimeStamp`).
@@ -110,6 +114,7 @@ impl GpuSource {
             device_count: count,
             memory_supported: [true; MAX_DEVICES],
             utilization_supported: [true; MAX_DEVICES],
+            optional_supported: [[true; OPTIONAL]; MAX_DEVICES],
             samples_supported: [true; MAX_DEVICES],
             last_sample_us: [0; MAX_DEVICES],
             process_utilization_supported: true,
@@ -158,6 +163,16 @@ impl GpuSource {
                 Err(_) => {
                     source.samples_supported[idx] = false;
                     unsupported.push(format!("device {i}: utilization samples"));
+                }
+            }
+            // Optional figures (the video engines, power, energy): boards and drivers
+            // that lack them are listed, never an error.
+            for (k, optional) in Optional::ALL.iter().enumerate() {
+                if let Err(NvmlError::NotSupported | NvmlError::FailedToLoadSymbol(_)) =
+                    optional.read(&device)
+                {
+                    source.optional_supported[idx][k] = false;
+                    unsupported.push(format!("device {i}: {}", optional.name()));
                 }
             }
             source.gpm_supported[idx] = device.gpm_support().unwrap_or(false);
@@ -250,10 +265,11 @@ impl GpuSource {
                     continue;
                 }
             };
+            let figures = &mut reading.devices[idx];
             if self.memory_supported[idx] {
                 match device.memory_info() {
                     Ok(m) => {
-                        reading.memory[idx] = Some(m.used);
+                        figures.set(Figure::GpuMemory, Some(m.used as f64));
                         reading.memory_total[idx] = Some(m.total);
                     }
                     Err(NvmlError::NotSupported) => self.memory_supported[idx] = false,
@@ -262,8 +278,26 @@ impl GpuSource {
             }
             if self.utilization_supported[idx] {
                 match device.utilization_rates() {
-                    Ok(u) => reading.utilization[idx] = Some(f64::from(u.gpu.min(100)) / 100.0),
+                    Ok(u) => {
+                        figures.set(Figure::GpuUtilization, Some(ratio(u.gpu)));
+                        figures.set(Figure::GpuMemoryUtilization, Some(ratio(u.memory)));
+                    }
                     Err(NvmlError::NotSupported) => self.utilization_supported[idx] = false,
+                    Err(e) => failure = Some(kind(&e)),
+                }
+            }
+            for (k, optional) in Optional::ALL.iter().enumerate() {
+                if !self.optional_supported[idx][k] {
+                    continue;
+                }
+                match optional.read(&device) {
+                    Ok(value) => match optional {
+                        Optional::Energy => reading.energy[idx] = Some(value),
+                        other => figures.set(other.figure(), Some(value)),
+                    },
+                    Err(NvmlError::NotSupported | NvmlError::FailedToLoadSymbol(_)) => {
+                        self.optional_supported[idx][k] = false;
+                    }
                     Err(e) => failure = Some(kind(&e)),
                 }
             }
@@ -358,6 +392,56 @@ impl GpuSource {
     fn back_off(&mut self, now: Instant) {
         self.retry_at = Some(now + self.backoff);
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// A percentage from NVML as a ratio, capped at 1.
+fn ratio(percent: u32) -> f64 {
+    f64::from(percent.min(100)) / 100.0
+}
+
+/// The per-device readings a board may lack: probed once at start, then read at every
+/// sample where supported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Optional {
+    Decoder,
+    Encoder,
+    Power,
+    Energy,
+}
+
+const OPTIONAL: usize = 4;
+
+impl Optional {
+    const ALL: [Optional; OPTIONAL] = [Self::Decoder, Self::Encoder, Self::Power, Self::Energy];
+
+    /// Its name in `unsupported` (`device 0: decoder`).
+    fn name(self) -> &'static str {
+        match self {
+            Self::Decoder => "decoder",
+            Self::Encoder => "encoder",
+            Self::Power => "power",
+            Self::Energy => "energy",
+        }
+    }
+
+    fn figure(self) -> Figure {
+        match self {
+            Self::Decoder => Figure::GpuDecoderUtilization,
+            Self::Encoder => Figure::GpuEncoderUtilization,
+            Self::Power => Figure::GpuPower,
+            Self::Energy => Figure::GpuEnergy,
+        }
+    }
+
+    /// The reading in its base unit: a ratio, watts, or joules since the driver loaded.
+    fn read(self, device: &nvml_wrapper::Device<'_>) -> Result<f64, NvmlError> {
+        Ok(match self {
+            Self::Decoder => ratio(device.decoder_utilization()?.utilization),
+            Self::Encoder => ratio(device.encoder_utilization()?.utilization),
+            Self::Power => f64::from(device.power_usage()?) / 1e3,
+            Self::Energy => device.total_energy_consumption()? as f64 / 1e3,
+        })
     }
 }
 

@@ -3,7 +3,20 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use vidperf_core::{Figure, Figures};
+
 use crate::MAX_DEVICES;
+
+/// The figures read by polling each device at every sample (the peak of the samples
+/// inside an operation is its figure).
+pub(crate) const POLLED: [Figure; 6] = [
+    Figure::GpuMemory,
+    Figure::GpuUtilization,
+    Figure::GpuMemoryUtilization,
+    Figure::GpuDecoderUtilization,
+    Figure::GpuEncoderUtilization,
+    Figure::GpuPower,
+];
 
 /// Where to load NVML from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -97,13 +110,15 @@ impl std::fmt::Display for GpuUnavailable {
     }
 }
 
-/// One GPU reading. Per-device figures are `None` when that device failed this time.
+/// One GPU reading. Per-device figures are absent when that device failed this time.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct GpuReading {
-    pub(crate) memory: [Option<u64>; MAX_DEVICES],
+    /// Per device, the polled figures ([`POLLED`]) in base units.
+    pub(crate) devices: [Figures; MAX_DEVICES],
+    /// Each device's energy counter, joules since the driver loaded.
+    pub(crate) energy: [Option<f64>; MAX_DEVICES],
     /// Each device's total memory.
     pub(crate) memory_total: [Option<u64>; MAX_DEVICES],
-    pub(crate) utilization: [Option<f64>; MAX_DEVICES],
     pub(crate) process_memory: Option<u64>,
     /// The driver's utilization samples since the last reading: (device, CPU time in
     /// microseconds since the Unix epoch, 0.0–1.0).

@@ -8,13 +8,14 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
+use vidperf_core::figure::{Across, Unit};
 use vidperf_core::stats::{Health, HealthSource, MonitorHealth};
-use vidperf_core::{DevicePeaks, ResourcePeaks, ResourceWindows, WindowStart};
+use vidperf_core::{DevicePeaks, Figure, Figures, ResourcePeaks, ResourceWindows, WindowStart};
 
 use crate::MAX_DEVICES;
 use crate::gate::Gate;
 use crate::gpu::{Gpm, GpuSource, MemoryReader};
-use crate::gpu_types::{ERROR_KINDS, ErrorCounters, GpmInterval, GpuStatus, NvmlLibrary};
+use crate::gpu_types::{ERROR_KINDS, ErrorCounters, GpmInterval, GpuStatus, NvmlLibrary, POLLED};
 use crate::process::{ProcessReading, ProcessSource, ResidentReader};
 use crate::stack::MaxStack;
 
@@ -173,17 +174,45 @@ pub enum ShutdownError {
     Timeout(Duration),
 }
 
-// Metric slots in the peak structure.
-const RSS: usize = 0;
-const CPU: usize = 1;
-const GPU_MEMORY: usize = 2;
-const GPU_PROCESS_MEMORY: usize = 3;
-const GPU_UTILIZATION: usize = 4;
-const DEVICE_BASE: usize = 5;
-const METRICS: usize = DEVICE_BASE + 2 * MAX_DEVICES;
-/// Ratios are kept as integers in millionths.
-const RATIO: f64 = 1e6;
+/// The figures kept as the peak of the samples inside a window, for the whole machine:
+/// one monotonic stack each, in this order (slots `0..DEVICE_BASE`).
+const STACKED: [Figure; 9] = [
+    Figure::ProcessMemory,
+    Figure::ProcessCpu,
+    Figure::GpuMemory,
+    Figure::GpuProcessMemory,
+    Figure::GpuUtilization,
+    Figure::GpuMemoryUtilization,
+    Figure::GpuDecoderUtilization,
+    Figure::GpuEncoderUtilization,
+    Figure::GpuPower,
+];
+/// Per-device stacks follow, [`POLLED`] for each device, on multi-GPU machines.
+const DEVICE_BASE: usize = STACKED.len();
+const METRICS: usize = DEVICE_BASE + POLLED.len() * MAX_DEVICES;
 const NO_SAMPLE: u64 = u64::MAX;
+
+fn device_slot(device: usize, k: usize) -> usize {
+    DEVICE_BASE + device * POLLED.len() + k
+}
+
+/// Stacks hold integers: bytes as they are, ratios and cores in millionths, watts in
+/// milliwatts.
+fn scale(figure: Figure) -> f64 {
+    match figure.def().unit {
+        Unit::Bytes => 1.0,
+        Unit::Watts | Unit::Joules => 1e3,
+        _ => 1e6,
+    }
+}
+
+fn encode(figure: Figure, value: f64) -> u64 {
+    (value.max(0.0) * scale(figure)).round() as u64
+}
+
+fn decode(figure: Figure, value: u64) -> f64 {
+    value as f64 / scale(figure)
+}
 
 /// The newest sample's figures for the metrics a one-GPU window reports, published
 /// under a sequence lock: a window that saw no other sample (any operation shorter
@@ -194,7 +223,7 @@ struct Newest {
     version: AtomicU64,
     /// The sample's sequence number.
     seq: AtomicU64,
-    /// By metric slot (`RSS` … `GPU_UTILIZATION`); `ABSENT` when not measured.
+    /// By machine slot ([`STACKED`]); `ABSENT` when not measured.
     values: [AtomicU64; DEVICE_BASE],
 }
 
@@ -318,9 +347,44 @@ impl GpmSeries {
     }
 }
 
+/// Energy counters by the sample that read them: (sequence number, joules per device,
+/// NaN where a device gave none), oldest first.
+#[derive(Debug, Default)]
+struct EnergySeries {
+    entries: VecDeque<(u64, [f64; MAX_DEVICES])>,
+}
+
+/// Energy readings kept: at the default 10 ms, about 11 minutes of busy sampling.
+const ENERGY_READINGS: usize = 65_536;
+
+impl EnergySeries {
+    fn push(&mut self, seq: u64, energy: &[Option<f64>; MAX_DEVICES]) {
+        if self.entries.len() == ENERGY_READINGS {
+            self.entries.pop_front();
+        }
+        self.entries
+            .push_back((seq, energy.map(|e| e.unwrap_or(f64::NAN))));
+    }
+
+    /// Per device, the energy used between the first and the last reading within
+    /// samples `first..=last` (absent with fewer than two readings, or when the counter
+    /// went back: the driver was reloaded).
+    fn between(&self, first: u64, last: u64) -> [Option<f64>; MAX_DEVICES] {
+        let start = self.entries.partition_point(|(s, _)| *s < first);
+        let end = self.entries.partition_point(|(s, _)| *s <= last);
+        if end <= start + 1 {
+            return [None; MAX_DEVICES];
+        }
+        let (a, b) = (&self.entries[start].1, &self.entries[end - 1].1);
+        std::array::from_fn(|d| Some(b[d] - a[d]).filter(|e| e.is_finite() && *e >= 0.0))
+    }
+}
+
 /// The figures read by their own time rather than by sample.
 #[derive(Debug, Default)]
 struct Timed {
+    /// The devices' energy counters.
+    energy: EnergySeries,
     /// The driver's GPU utilization samples, per device.
     utilization: Vec<TimedSeries>,
     /// This process's SM utilization samples (all devices).
@@ -381,15 +445,15 @@ struct Shared {
 ///
 /// ```
 /// use vidperf_sampler::{MonitorConfig, NvmlLibrary, ResourceMonitor};
-/// use vidperf_core::ResourceWindows;
+/// use vidperf_core::{Figure, ResourceWindows};
 ///
 /// let monitor = ResourceMonitor::start(MonitorConfig::default().with_nvml(NvmlLibrary::Disabled))?;
 /// let window = monitor.open(std::time::Instant::now());
 /// let buffer = vec![1u8; 32 << 20]; // touch 32 MiB
 /// let peaks = monitor.close(window, std::time::Instant::now());
 /// # drop(buffer);
-/// assert!(peaks.process_memory_bytes.is_some());
-/// assert!(peaks.gpu_memory_bytes.is_none(), "no GPU sampling: absent, never zero");
+/// assert!(peaks.get(Figure::ProcessMemory).is_some());
+/// assert!(peaks.get(Figure::GpuMemory).is_none(), "no GPU sampling: absent, never zero");
 /// monitor.shutdown(std::time::Duration::from_secs(1))?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -539,21 +603,24 @@ impl ResourceMonitor {
             0 => None,
             n => stacks[metric].value_at_newest(n - 1),
         };
-        let current_process_memory_bytes = newest(RSS);
-        let current_process_cpu_utilization = newest(CPU).map(|v| v as f64 / RATIO);
-        let (current_gpu_memory_bytes, current_gpu_utilization) = match s.gpu_devices {
-            0 => (Vec::new(), Vec::new()),
-            1 => (
-                vec![newest(GPU_MEMORY)],
-                vec![newest(GPU_UTILIZATION).map(|v| v as f64 / RATIO)],
-            ),
-            n => (
-                (0..n).map(|d| newest(DEVICE_BASE + 2 * d)).collect(),
-                (0..n)
-                    .map(|d| newest(DEVICE_BASE + 2 * d + 1).map(|v| v as f64 / RATIO))
-                    .collect(),
-            ),
+        let machine = |figure: Figure| {
+            let slot = STACKED.iter().position(|f| *f == figure)?;
+            newest(slot).map(|v| decode(figure, v))
         };
+        let current_process_memory_bytes = machine(Figure::ProcessMemory).map(|v| v as u64);
+        let current_process_cpu_utilization = machine(Figure::ProcessCpu);
+        // With one GPU the machine's figures are its own.
+        let device = |d: usize, k: usize| match s.gpu_devices {
+            1 => machine(POLLED[k]),
+            _ => newest(device_slot(d, k)).map(|v| decode(POLLED[k], v)),
+        };
+        let polled = |figure: Figure| POLLED.iter().position(|f| *f == figure).unwrap_or(0);
+        let current_gpu_memory_bytes = (0..s.gpu_devices)
+            .map(|d| device(d, polled(Figure::GpuMemory)).map(|v| v as u64))
+            .collect();
+        let current_gpu_utilization = (0..s.gpu_devices)
+            .map(|d| device(d, polled(Figure::GpuUtilization)))
+            .collect();
         drop(stacks);
         let mut health = MonitorHealth::default();
         health.running = s.running.load(Ordering::Acquire);
@@ -623,9 +690,13 @@ impl Sampler {
         if let Some(g) = &g
             && (!g.utilization_samples.is_empty()
                 || !g.process_utilization.is_empty()
-                || gpm.is_some())
+                || gpm.is_some()
+                || g.energy.iter().any(Option::is_some))
         {
             let mut timed = shared.timed.lock().unwrap_or_else(PoisonError::into_inner);
+            if g.energy.iter().any(Option::is_some) {
+                timed.energy.push(seq, &g.energy);
+            }
             for &(device, at, value) in &g.utilization_samples {
                 if let Some(series) = timed.utilization.get_mut(device) {
                     series.push(at, value);
@@ -639,44 +710,49 @@ impl Sampler {
             }
             shared.timed_used.store(true, Ordering::Release);
         }
+        // The machine's figures: the process's, and the devices' combined as the table
+        // says (the highest device's memory and utilization, the sum of their power).
+        let mut machine = Figures::none();
+        machine.set(Figure::ProcessMemory, p.rss_bytes.map(|b| b as f64));
+        machine.set(Figure::ProcessCpu, p.cpu);
+        if let Some(g) = &g {
+            for (slot, total) in shared.gpu_memory_total.iter().zip(g.memory_total) {
+                if let Some(total) = total {
+                    slot.store(total, Ordering::Relaxed);
+                }
+            }
+            let devices = &g.devices[..shared.gpu_devices];
+            for figure in POLLED {
+                let values = devices.iter().filter_map(|d| d.get(figure));
+                let combined = match figure.def().across {
+                    Across::Sum => values.reduce(|a, b| a + b),
+                    _ => values.reduce(f64::max),
+                };
+                machine.set(figure, combined);
+            }
+            machine.set(Figure::GpuProcessMemory, g.process_memory.map(|b| b as f64));
+        }
         let mut newest = [None; DEVICE_BASE];
         {
             let mut stacks = shared
                 .stacks
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
-            let mut push = |metric: usize, value: Option<u64>| {
-                if let Some(v) = value {
-                    stacks[metric].push(seq, v);
-                    if let Some(slot) = newest.get_mut(metric) {
-                        *slot = Some(v);
-                    }
+            for (slot, figure) in STACKED.iter().enumerate() {
+                if let Some(v) = machine.get(*figure) {
+                    let v = encode(*figure, v);
+                    stacks[slot].push(seq, v);
+                    newest[slot] = Some(v);
                 }
-            };
-            push(RSS, p.rss_bytes);
-            push(CPU, p.cpu.map(|c| (c * RATIO) as u64));
-            if let Some(g) = &g {
-                for (slot, total) in shared.gpu_memory_total.iter().zip(g.memory_total) {
-                    if let Some(total) = total {
-                        slot.store(total, Ordering::Relaxed);
-                    }
-                }
-                push(GPU_MEMORY, g.memory.iter().flatten().copied().max());
-                push(GPU_PROCESS_MEMORY, g.process_memory);
-                let util = g
-                    .utilization
-                    .iter()
-                    .flatten()
-                    .copied()
-                    .fold(None, |m: Option<f64>, u| Some(m.map_or(u, |m| m.max(u))));
-                push(GPU_UTILIZATION, util.map(|u| (u * RATIO) as u64));
-                if shared.gpu_devices > 1 {
-                    for d in 0..shared.gpu_devices {
-                        push(DEVICE_BASE + 2 * d, g.memory[d]);
-                        push(
-                            DEVICE_BASE + 2 * d + 1,
-                            g.utilization[d].map(|u| (u * RATIO) as u64),
-                        );
+            }
+            if let Some(g) = &g
+                && shared.gpu_devices > 1
+            {
+                for d in 0..shared.gpu_devices {
+                    for (k, figure) in POLLED.iter().enumerate() {
+                        if let Some(v) = g.devices[d].get(*figure) {
+                            stacks[device_slot(d, k)].push(seq, encode(*figure, v));
+                        }
                     }
                 }
             }
@@ -829,15 +905,18 @@ impl ResourceWindows for ResourceMonitor {
         }
         if s.config.boundary_reads {
             let (memory, gpu_memory) = self.boundary_read();
-            let max = |a: Option<u64>, b: Option<u64>| a.max(b);
-            peaks.process_memory_bytes = max(
-                peaks.process_memory_bytes,
-                max(start.opened_memory_bytes, memory),
-            );
-            peaks.gpu_memory_bytes = max(
-                peaks.gpu_memory_bytes,
-                max(start.opened_gpu_memory_bytes, gpu_memory),
-            );
+            let f = &mut peaks.figures;
+            for (figure, read) in [
+                (Figure::ProcessMemory, [start.opened_memory_bytes, memory]),
+                (
+                    Figure::GpuMemory,
+                    [start.opened_gpu_memory_bytes, gpu_memory],
+                ),
+            ] {
+                for value in read {
+                    f.raise(figure, value.map(|b| b as f64));
+                }
+            }
             // The two reads are samples of the window too.
             let reads = u64::from(
                 start.opened_memory_bytes.is_some() || start.opened_gpu_memory_bytes.is_some(),
@@ -865,35 +944,33 @@ impl ResourceMonitor {
     /// The peaks of samples `first..=latest`.
     fn sampled_peaks(&self, peaks: &mut ResourcePeaks, first: u64, latest: u64) {
         let s = &*self.shared;
-        let ratio_of = |v: Option<u64>| v.map(|v| v as f64 / RATIO);
         if latest == first
             && s.gpu_devices <= 1
             && let Some(v) = s.newest.read(latest)
         {
             // One sample in the window, the newest: its figures are the peaks.
-            peaks.process_memory_bytes = v[RSS];
-            peaks.process_cpu_utilization = ratio_of(v[CPU]);
-            peaks.gpu_memory_bytes = v[GPU_MEMORY];
-            peaks.gpu_process_memory_bytes = v[GPU_PROCESS_MEMORY];
-            peaks.gpu_utilization = ratio_of(v[GPU_UTILIZATION]);
+            for (slot, figure) in STACKED.iter().enumerate() {
+                peaks
+                    .figures
+                    .set(*figure, v[slot].map(|v| decode(*figure, v)));
+            }
             return;
         }
         let stacks = s.stacks.read().unwrap_or_else(PoisonError::into_inner);
-        let max = |metric: usize| stacks[metric].max_since(first);
-        let ratio = |metric: usize| max(metric).map(|v| v as f64 / RATIO);
-        peaks.process_memory_bytes = max(RSS);
-        peaks.process_cpu_utilization = ratio(CPU);
-        peaks.gpu_memory_bytes = max(GPU_MEMORY);
-        peaks.gpu_process_memory_bytes = max(GPU_PROCESS_MEMORY);
-        peaks.gpu_utilization = ratio(GPU_UTILIZATION);
+        let max =
+            |slot: usize, figure: Figure| stacks[slot].max_since(first).map(|v| decode(figure, v));
+        for (slot, figure) in STACKED.iter().enumerate() {
+            peaks.figures.set(*figure, max(slot, *figure));
+        }
         if s.gpu_devices > 1 {
             peaks.devices = (0..s.gpu_devices)
                 .map(|d| {
-                    DevicePeaks::new(
-                        d as u32,
-                        max(DEVICE_BASE + 2 * d),
-                        ratio(DEVICE_BASE + 2 * d + 1),
-                    )
+                    let figures = POLLED
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(k, f)| Some((*f, max(device_slot(d, k), *f)?)))
+                        .collect();
+                    DevicePeaks::new(d as u32, figures)
                 })
                 .collect();
         }
@@ -920,17 +997,28 @@ impl ResourceMonitor {
                 driver = Some(driver.map_or((peak, mean), |(p, m)| (p.max(peak), m.max(mean))));
             }
         }
+        let f = &mut peaks.figures;
         if let Some((peak, mean)) = driver {
             // The driver's own samples inside the window beat the polled readings,
             // each of which averages a period that may start before the operation.
-            peaks.gpu_utilization = Some(peak);
-            peaks.gpu_utilization_mean = Some(mean);
+            f.set(Figure::GpuUtilization, Some(peak));
+            f.set(Figure::GpuUtilizationMean, Some(mean));
         }
-        peaks.gpu_process_utilization = timed.process_utilization.over(from, to).map(|(p, _)| p);
+        f.set(
+            Figure::GpuProcessUtilization,
+            timed.process_utilization.over(from, to).map(|(p, _)| p),
+        );
         let [sm, occupancy, tensor] = timed.gpm.between(start.first_sample, latest);
-        peaks.gpu_sm_utilization = sm;
-        peaks.gpu_sm_occupancy = occupancy;
-        peaks.gpu_tensor_activity = tensor;
+        f.set(Figure::GpuSmUtilization, sm);
+        f.set(Figure::GpuSmOccupancy, occupancy);
+        f.set(Figure::GpuTensorActivity, tensor);
+        let energy = timed.energy.between(start.first_sample, latest);
+        let used = energy[..s.gpu_devices].iter().flatten().copied();
+        f.set(Figure::GpuEnergy, used.reduce(|a, b| a + b));
+        for device in &mut peaks.devices {
+            let e = energy.get(device.index as usize).copied().flatten();
+            device.figures.set(Figure::GpuEnergy, e);
+        }
     }
 }
 

@@ -7,8 +7,8 @@ use prometheus::proto::{
     Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
 };
 use prometheus::{Encoder, TextEncoder};
-use vidperf_core::StatsSnapshot;
 use vidperf_core::stats::AggregateStats;
+use vidperf_core::{Figure, StatsSnapshot};
 
 /// The content type of [`encode`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -92,7 +92,7 @@ const PER_KEY: &[PerKey] = &[
         help: "Highest process resident memory during any operation, by {what}.",
         kind: MetricType::GAUGE,
         values: |s, emit| {
-            if let Some(p) = &s.resources.peak_memory_bytes {
+            if let Some(p) = s.resources.get(Figure::ProcessMemory) {
                 one(p.max, emit);
             }
         },
@@ -102,7 +102,7 @@ const PER_KEY: &[PerKey] = &[
         help: "Highest GPU memory used during any operation, by {what}.",
         kind: MetricType::GAUGE,
         values: |s, emit| {
-            if let Some(p) = &s.resources.peak_gpu_memory_bytes {
+            if let Some(p) = s.resources.get(Figure::GpuMemory) {
                 one(p.max, emit);
             }
         },
@@ -112,7 +112,7 @@ const PER_KEY: &[PerKey] = &[
         help: "Highest process CPU (1 = one core) during any operation, by {what}.",
         kind: MetricType::GAUGE,
         values: |s, emit| {
-            if let Some(p) = &s.resources.cpu_utilization {
+            if let Some(p) = s.resources.get(Figure::ProcessCpu) {
                 one(p.max, emit);
             }
         },
@@ -122,7 +122,7 @@ const PER_KEY: &[PerKey] = &[
         help: "Highest GPU utilization (0-1) during any operation, by {what}.",
         kind: MetricType::GAUGE,
         values: |s, emit| {
-            if let Some(p) = &s.resources.gpu_utilization {
+            if let Some(p) = s.resources.get(Figure::GpuUtilization) {
                 one(p.max, emit);
             }
         },
@@ -132,7 +132,7 @@ const PER_KEY: &[PerKey] = &[
         help: "Mean over operations of the SM utilization (0-1, GPM) during each, by {what}.",
         kind: MetricType::GAUGE,
         values: |s, emit| {
-            if let Some(p) = &s.resources.gpu_sm_utilization {
+            if let Some(p) = s.resources.get(Figure::GpuSmUtilization) {
                 one(p.mean, emit);
             }
         },
@@ -142,7 +142,7 @@ const PER_KEY: &[PerKey] = &[
         help: "Mean over operations of the SM occupancy (0-1, GPM) during each, by {what}.",
         kind: MetricType::GAUGE,
         values: |s, emit| {
-            if let Some(p) = &s.resources.gpu_sm_occupancy {
+            if let Some(p) = s.resources.get(Figure::GpuSmOccupancy) {
                 one(p.mean, emit);
             }
         },
@@ -152,7 +152,7 @@ const PER_KEY: &[PerKey] = &[
         help: "Mean over operations of the tensor-core activity (0-1, GPM) during each, by {what}.",
         kind: MetricType::GAUGE,
         values: |s, emit| {
-            if let Some(p) = &s.resources.gpu_tensor_activity {
+            if let Some(p) = s.resources.get(Figure::GpuTensorActivity) {
                 one(p.mean, emit);
             }
         },

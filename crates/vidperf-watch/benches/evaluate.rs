@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use vidperf_core::{FinishedSpan, OperationKey, SpanId, Stats, StatsConfig, TraceId};
+use vidperf_core::{Figure, FinishedSpan, OperationKey, SpanId, Stats, StatsConfig, TraceId};
 use vidperf_watch::alerts::Alerts;
 use vidperf_watch::rules::RuleSet;
 
@@ -33,8 +33,12 @@ fn span(i: usize, strategy: &Arc<str>, end: SystemTime) -> FinishedSpan {
     span.fields.frames_processed = Some(30);
     span.fields.quality_score = Some(0.9);
     span.error = i.is_multiple_of(17).then(|| "failed".to_owned());
-    span.resources.process_memory_bytes = Some(1 << 30);
-    span.resources.gpu_memory_bytes = Some(8 << 30);
+    span.resources
+        .figures
+        .set(Figure::ProcessMemory, Some((1u64 << 30) as f64));
+    span.resources
+        .figures
+        .set(Figure::GpuMemory, Some((8u64 << 30) as f64));
     span
 }
 

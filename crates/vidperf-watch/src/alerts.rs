@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use vidperf_core::stats::{AggregateStats, StatsSnapshot};
-use vidperf_core::{SnapshotOptions, Stats};
+use vidperf_core::{Figure, SnapshotOptions, Stats};
 
 use crate::rules::{Metric, Rule, RuleSet};
 
@@ -458,8 +458,8 @@ fn reading(
         Metric::Fps => (s.frames_per_second, s.count),
         Metric::Quality => (s.mean_quality_score, s.quality_samples),
         Metric::PeakMemoryBytes => (
-            r.peak_memory_bytes.as_ref().map(|p| p.max),
-            r.peak_memory_bytes.as_ref().map_or(0, |p| p.operations),
+            r.get(Figure::ProcessMemory).map(|p| p.max),
+            r.get(Figure::ProcessMemory).map_or(0, |p| p.operations),
         ),
         Metric::PeakGpuMemoryFraction => {
             let total = snap
@@ -467,7 +467,7 @@ fn reading(
                 .monitor
                 .as_ref()
                 .and_then(|m| m.gpu_memory_total_bytes.iter().flatten().max().copied());
-            let peak = r.peak_gpu_memory_bytes.as_ref();
+            let peak = r.get(Figure::GpuMemory);
             (
                 peak.zip(total.filter(|t| *t > 0))
                     .map(|(p, t)| p.max / t as f64),

@@ -549,15 +549,13 @@ fn compare_pair(b: &PairStatistics, c: &PairStatistics, config: &CompareConfig) 
     figures.push(shown(Figure::PeakMemory, |p| {
         p.statistics
             .resources
-            .peak_memory_bytes
-            .as_ref()
+            .get(vidperf_core::Figure::ProcessMemory)
             .map(|s| s.mean)
     }));
     figures.push(shown(Figure::PeakGpuMemory, |p| {
         p.statistics
             .resources
-            .peak_gpu_memory_bytes
-            .as_ref()
+            .get(vidperf_core::Figure::GpuMemory)
             .map(|s| s.mean)
     }));
     let verdict = pair_verdict(&figures);

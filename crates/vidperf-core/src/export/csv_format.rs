@@ -6,8 +6,9 @@ use std::io::{Read, Write};
 use std::borrow::Cow;
 
 use super::{ReadError, WriteError};
-use crate::record::{OperationRecord, rfc3339};
-use crate::stats::units;
+use crate::figure::Figure;
+use crate::record::OperationRecord;
+use crate::wire::{self, rfc3339};
 
 /// Characters that make a spreadsheet treat a cell as a formula, plus the escape itself.
 const FORMULA_TRIGGERS: [char; 7] = ['=', '+', '-', '@', '\t', '\r', '\''];
@@ -46,11 +47,46 @@ fn opt_float(value: Option<f64>) -> String {
     value.map(float).unwrap_or_default()
 }
 
-/// One CSV column: its name, how a record's cell is written, and how it is read back.
-struct Column {
-    name: &'static str,
-    write: fn(&OperationRecord) -> Result<Cow<'_, str>, WriteError>,
-    read: fn(&mut OperationRecord, &str) -> Result<(), String>,
+/// One CSV column: a field with its name, how a record's cell is written and how it is
+/// read back; or a resource figure, written in its wire unit under its JSON key.
+enum Column {
+    Field {
+        name: &'static str,
+        write: fn(&OperationRecord) -> Result<Cow<'_, str>, WriteError>,
+        read: fn(&mut OperationRecord, &str) -> Result<(), String>,
+    },
+    Figure(Figure),
+}
+
+impl Column {
+    const fn name(&self) -> &'static str {
+        match self {
+            Self::Field { name, .. } => name,
+            Self::Figure(f) => f.def().json,
+        }
+    }
+
+    fn write<'r>(&self, record: &'r OperationRecord) -> Result<Cow<'r, str>, WriteError> {
+        match self {
+            Self::Field { write, .. } => write(record),
+            Self::Figure(f) => {
+                Ok(opt_float(record.figures.get(*f).map(|v| wire::to_wire(f.def(), v))).into())
+            }
+        }
+    }
+
+    fn read(&self, record: &mut OperationRecord, cell: &str) -> Result<(), String> {
+        match self {
+            Self::Field { read, .. } => read(record, cell),
+            Self::Figure(f) => {
+                let value = parse::<f64>(cell)?
+                    .map(|v| wire::from_wire(f.def(), v))
+                    .transpose()?;
+                record.figures.set(*f, value);
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Reads an optional cell: empty is `None`.
@@ -76,22 +112,6 @@ fn time(cell: &str) -> Result<std::time::SystemTime, String> {
     rfc3339::parse(cell).map_err(|e| format!("{cell:?}: {e}"))
 }
 
-fn mib_cell(bytes: Option<u64>) -> Cow<'static, str> {
-    opt_float(bytes.map(|b| units::mib(b as f64))).into()
-}
-
-fn read_mib(cell: &str) -> Result<Option<u64>, String> {
-    parse::<f64>(cell)?.map(units::to_bytes).transpose()
-}
-
-fn percent_cell(ratio: Option<f64>) -> Cow<'static, str> {
-    opt_float(ratio.map(units::percent)).into()
-}
-
-fn read_percent(cell: &str) -> Result<Option<f64>, String> {
-    Ok(parse::<f64>(cell)?.map(units::ratio_from_percent))
-}
-
 fn json_cell<T: serde::Serialize>(value: &T, empty: bool) -> Result<Cow<'static, str>, WriteError> {
     if empty {
         return Ok(Cow::Borrowed(""));
@@ -112,7 +132,7 @@ fn read_json_cell<T: serde::de::DeserializeOwned + Default>(cell: &str) -> Resul
 /// Every column, in order: the one list the writer, the reader and [`CSV_COLUMNS`] use.
 /// Stable: new columns are only ever appended.
 const COLUMNS: &[Column] = &[
-    Column {
+    Column::Field {
         name: "operation_id",
         write: |r| Ok(text_cell(&r.operation_id)),
         read: |r, c| {
@@ -120,7 +140,7 @@ const COLUMNS: &[Column] = &[
             Ok(())
         },
     },
-    Column {
+    Column::Field {
         name: "operation_type",
         write: |r| Ok(text_cell(&r.operation_type)),
         read: |r, c| {
@@ -128,7 +148,7 @@ const COLUMNS: &[Column] = &[
             Ok(())
         },
     },
-    Column {
+    Column::Field {
         name: "strategy",
         write: |r| Ok(text_cell(&r.strategy)),
         read: |r, c| {
@@ -136,7 +156,7 @@ const COLUMNS: &[Column] = &[
             Ok(())
         },
     },
-    Column {
+    Column::Field {
         name: "start_time",
         write: |r| Ok(rfc3339::format(r.start_time).into()),
         read: |r, c| {
@@ -144,7 +164,7 @@ const COLUMNS: &[Column] = &[
             Ok(())
         },
     },
-    Column {
+    Column::Field {
         name: "end_time",
         write: |r| Ok(rfc3339::format(r.end_time).into()),
         read: |r, c| {
@@ -152,7 +172,7 @@ const COLUMNS: &[Column] = &[
             Ok(())
         },
     },
-    Column {
+    Column::Field {
         name: "duration_seconds",
         write: |r| Ok(float(r.duration_seconds).into()),
         read: |r, c| {
@@ -160,7 +180,7 @@ const COLUMNS: &[Column] = &[
             Ok(())
         },
     },
-    Column {
+    Column::Field {
         name: "success",
         write: |r| Ok(r.success.to_string().into()),
         read: |r, c| {
@@ -168,7 +188,7 @@ const COLUMNS: &[Column] = &[
             Ok(())
         },
     },
-    Column {
+    Column::Field {
         name: "error_message",
         write: |r| {
             Ok(r.error_message
@@ -181,7 +201,7 @@ const COLUMNS: &[Column] = &[
             Ok(())
         },
     },
-    Column {
+    Column::Field {
         name: "frames_processed",
         write: |r| Ok(opt(r.frames_processed).into()),
         read: |r, c| {
@@ -189,7 +209,7 @@ const COLUMNS: &[Column] = &[
             Ok(())
         },
     },
-    Column {
+    Column::Field {
         name: "segments",
         write: |r| Ok(opt(r.segments).into()),
         read: |r, c| {
@@ -197,7 +217,7 @@ const COLUMNS: &[Column] = &[
             Ok(())
         },
     },
-    Column {
+    Column::Field {
         name: "input_resolution",
         write: |r| Ok(opt(r.input_resolution).into()),
         read: |r, c| {
@@ -205,7 +225,7 @@ const COLUMNS: &[Column] = &[
             Ok(())
         },
     },
-    Column {
+    Column::Field {
         name: "output_resolution",
         write: |r| Ok(opt(r.output_resolution).into()),
         read: |r, c| {
@@ -213,7 +233,7 @@ const COLUMNS: &[Column] = &[
             Ok(())
         },
     },
-    Column {
+    Column::Field {
         name: "scale_factor",
         write: |r| Ok(opt_float(r.scale_factor).into()),
         read: |r, c| {
@@ -221,7 +241,7 @@ const COLUMNS: &[Column] = &[
             Ok(())
         },
     },
-    Column {
+    Column::Field {
         name: "quality_score",
         write: |r| Ok(opt_float(r.quality_score).into()),
         read: |r, c| {
@@ -229,7 +249,7 @@ const COLUMNS: &[Column] = &[
             Ok(())
         },
     },
-    Column {
+    Column::Field {
         name: "enhancement_factor",
         write: |r| Ok(opt_float(r.enhancement_factor).into()),
         read: |r, c| {
@@ -237,39 +257,11 @@ const COLUMNS: &[Column] = &[
             Ok(())
         },
     },
-    Column {
-        name: "peak_memory_mb",
-        write: |r| Ok(mib_cell(r.peak_memory_bytes)),
-        read: |r, c| {
-            r.peak_memory_bytes = read_mib(c)?;
-            Ok(())
-        },
-    },
-    Column {
-        name: "peak_gpu_memory_mb",
-        write: |r| Ok(mib_cell(r.peak_gpu_memory_bytes)),
-        read: |r, c| {
-            r.peak_gpu_memory_bytes = read_mib(c)?;
-            Ok(())
-        },
-    },
-    Column {
-        name: "cpu_utilization_percent",
-        write: |r| Ok(percent_cell(r.cpu_utilization)),
-        read: |r, c| {
-            r.cpu_utilization = read_percent(c)?;
-            Ok(())
-        },
-    },
-    Column {
-        name: "gpu_utilization_percent",
-        write: |r| Ok(percent_cell(r.gpu_utilization)),
-        read: |r, c| {
-            r.gpu_utilization = read_percent(c)?;
-            Ok(())
-        },
-    },
-    Column {
+    Column::Figure(Figure::ProcessMemory),
+    Column::Figure(Figure::GpuMemory),
+    Column::Figure(Figure::ProcessCpu),
+    Column::Figure(Figure::GpuUtilization),
+    Column::Field {
         name: "samples",
         write: |r| Ok(opt(r.samples).into()),
         read: |r, c| {
@@ -277,7 +269,7 @@ const COLUMNS: &[Column] = &[
             Ok(())
         },
     },
-    Column {
+    Column::Field {
         name: "trace_id",
         write: |r| Ok(text_cell(&r.trace_id)),
         read: |r, c| {
@@ -285,7 +277,7 @@ const COLUMNS: &[Column] = &[
             Ok(())
         },
     },
-    Column {
+    Column::Field {
         name: "span_id",
         write: |r| Ok(text_cell(&r.span_id)),
         read: |r, c| {
@@ -293,7 +285,7 @@ const COLUMNS: &[Column] = &[
             Ok(())
         },
     },
-    Column {
+    Column::Field {
         name: "metadata",
         write: |r| {
             let text = json_cell(&r.metadata, r.metadata.is_empty())?;
@@ -304,7 +296,7 @@ const COLUMNS: &[Column] = &[
             Ok(())
         },
     },
-    Column {
+    Column::Field {
         name: "gpu_devices",
         write: |r| json_cell(&r.gpu_devices, r.gpu_devices.is_empty()),
         read: |r, c| {
@@ -319,7 +311,7 @@ pub const CSV_COLUMNS: [&str; COLUMNS.len()] = {
     let mut names = [""; COLUMNS.len()];
     let mut i = 0;
     while i < names.len() {
-        names[i] = COLUMNS[i].name;
+        names[i] = COLUMNS[i].name();
         i += 1;
     }
     names
@@ -342,7 +334,7 @@ where
         let r = record.borrow();
         let mut row: Vec<Cow<'_, str>> = Vec::with_capacity(COLUMNS.len());
         for column in COLUMNS {
-            row.push((column.write)(r)?);
+            row.push(column.write(r)?);
         }
         writer
             .write_record(row.iter().map(|c| c.as_bytes()))
@@ -374,13 +366,13 @@ pub fn read_csv<R: Read>(input: R) -> Result<Vec<OperationRecord>, ReadError> {
         let row = row.map_err(read_error)?;
         let mut record = OperationRecord::blank();
         for (k, column) in COLUMNS.iter().enumerate() {
-            (column.read)(&mut record, row.get(k).unwrap_or_default()).map_err(|message| {
-                ReadError::Field {
+            column
+                .read(&mut record, row.get(k).unwrap_or_default())
+                .map_err(|message| ReadError::Field {
                     row: i as u64 + 1,
-                    column: column.name,
+                    column: column.name(),
                     message,
-                }
-            })?;
+                })?;
         }
         out.push(record);
     }
@@ -391,5 +383,24 @@ fn read_error(e: csv::Error) -> ReadError {
     match e.into_kind() {
         csv::ErrorKind::Io(io) => ReadError::Io(io),
         other => ReadError::Syntax(format!("{other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::figure::FIGURES;
+
+    #[test]
+    fn the_figure_columns_are_the_tables() {
+        let in_csv: Vec<Figure> = COLUMNS
+            .iter()
+            .filter_map(|c| match c {
+                Column::Figure(f) => Some(*f),
+                Column::Field { .. } => None,
+            })
+            .collect();
+        let table: Vec<Figure> = FIGURES.iter().filter(|d| d.csv).map(|d| d.figure).collect();
+        assert_eq!(in_csv, table);
     }
 }

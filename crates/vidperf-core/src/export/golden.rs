@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::fields::OperationFields;
+use crate::figure::{Figure, Figures};
 use crate::ids::{SpanId, TraceId};
 use crate::span::{DevicePeaks, FinishedSpan, OperationKey, ResourcePeaks};
 use crate::stats::{Stats, StatsConfig, StatsSnapshot};
@@ -74,8 +75,16 @@ fn span(i: u64, op: &Op) -> FinishedSpan {
     }
     let devices = match op.gpu {
         Some((bytes, util)) if i % 2 == 1 => vec![
-            DevicePeaks::new(0, Some(bytes), Some(util)),
-            DevicePeaks::new(1, Some(bytes / 2), None),
+            DevicePeaks::new(
+                0,
+                Figures::none()
+                    .with(Figure::GpuMemory, bytes as f64)
+                    .with(Figure::GpuUtilization, util),
+            ),
+            DevicePeaks::new(
+                1,
+                Figures::none().with(Figure::GpuMemory, (bytes / 2) as f64),
+            ),
         ],
         _ => Vec::new(),
     };
@@ -111,14 +120,17 @@ fn span(i: u64, op: &Op) -> FinishedSpan {
         error: op.error.map(str::to_owned),
         metadata,
         resources: ResourcePeaks {
-            process_memory_bytes: op.memory,
-            process_cpu_utilization: op.cpu,
-            gpu_memory_bytes: op.gpu.map(|g| g.0),
-            gpu_process_memory_bytes: None,
-            gpu_utilization: op.gpu.map(|g| g.1),
+            figures: [
+                (Figure::ProcessMemory, op.memory.map(|m| m as f64)),
+                (Figure::ProcessCpu, op.cpu),
+                (Figure::GpuMemory, op.gpu.map(|g| g.0 as f64)),
+                (Figure::GpuUtilization, op.gpu.map(|g| g.1)),
+            ]
+            .into_iter()
+            .filter_map(|(f, v)| Some((f, v?)))
+            .collect(),
             samples: op.memory.map(|_| 3 + i),
             devices,
-            ..ResourcePeaks::none()
         },
         otel: Vec::new(),
         events: Vec::new(),

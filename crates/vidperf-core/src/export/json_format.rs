@@ -6,8 +6,9 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use super::{ReadError, WriteError};
-use crate::record::{OperationRecord, rfc3339};
+use crate::record::OperationRecord;
 use crate::stats::StatsSnapshot;
+use crate::wire::rfc3339;
 
 /// The `format_version` written in JSON exports. It changes only when a field changes
 /// meaning or disappears, or when readers must know of a new one; new fields may

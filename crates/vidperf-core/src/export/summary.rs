@@ -17,9 +17,10 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 
 use super::{JSON_FORMAT_VERSION, ReadError};
 use crate::ids::{SpanId, TraceId};
-use crate::record::{OperationRecord, rfc3339};
+use crate::record::OperationRecord;
 use crate::span::{FinishedSpan, OperationKey};
 use crate::stats::{PairStatistics, SnapshotOptions, Stats, StatsConfig};
+use crate::wire::rfc3339;
 
 /// What [`read_summary`] takes from an export.
 #[derive(Clone, Debug, PartialEq)]
@@ -218,15 +219,7 @@ fn replayed(r: &OperationRecord, i: u64) -> FinishedSpan {
     span.fields.segments = r.segments;
     span.fields.quality_score = r.quality_score;
     span.error = (!r.success).then(|| r.error_message.clone().unwrap_or_default());
-    span.resources.process_memory_bytes = r.peak_memory_bytes;
-    span.resources.gpu_memory_bytes = r.peak_gpu_memory_bytes;
-    span.resources.process_cpu_utilization = r.cpu_utilization;
-    span.resources.gpu_utilization = r.gpu_utilization;
-    span.resources.gpu_utilization_mean = r.gpu_utilization_mean;
-    span.resources.gpu_process_utilization = r.gpu_process_utilization;
-    span.resources.gpu_sm_utilization = r.gpu_sm_utilization;
-    span.resources.gpu_sm_occupancy = r.gpu_sm_occupancy;
-    span.resources.gpu_tensor_activity = r.gpu_tensor_activity;
+    span.resources.figures = r.figures;
     span
 }
 

@@ -8,6 +8,7 @@ use super::snapshot::{
     AggregateStats, Bucket, DURATION_BUCKETS, DurationStats, PairStatistics, PeakStats,
     ResourceStats,
 };
+use crate::figure::{FIGURES, Figure, Figures, Over};
 
 /// [`DURATION_BUCKETS`] in nanoseconds.
 const BOUNDS_NANOS: [u64; DURATION_BUCKETS.len()] = {
@@ -28,12 +29,7 @@ pub(crate) struct Measured {
     pub(crate) frames: Option<u64>,
     pub(crate) segments: Option<u64>,
     pub(crate) quality: Option<f64>,
-    pub(crate) memory_bytes: Option<u64>,
-    pub(crate) gpu_memory_bytes: Option<u64>,
-    pub(crate) cpu: Option<f64>,
-    pub(crate) gpu: Option<f64>,
-    /// GPM: SM utilization, SM occupancy, tensor activity.
-    pub(crate) gpm: [Option<f64>; 3],
+    pub(crate) figures: Figures,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -57,60 +53,22 @@ pub(crate) struct Aggregate {
     /// Sum of squared quality scores, for their variance.
     quality_squares: f64,
     quality_count: u64,
-    memory: BytesPeak,
-    gpu_memory: BytesPeak,
-    cpu: RatioPeak,
-    gpu: RatioPeak,
-    gpm: [RatioPeak; 3],
+    /// Per figure: the highest, the sum and the count of the operations' values.
+    figures: [Peak; Figure::COUNT],
+    /// Per total figure (energy): its sum and the frames, over the operations that
+    /// recorded both.
+    per_frame: [(f64, u64); Figure::COUNT],
 }
 
-/// Max, sum and count of per-operation byte peaks (the sum is exact).
+/// Max, sum and count of the operations' values of one figure (in its base unit).
 #[derive(Clone, Copy, Debug, Default)]
-struct BytesPeak {
-    max: u64,
-    sum: u128,
-    count: u64,
-}
-
-impl BytesPeak {
-    fn add(&mut self, value: Option<u64>) {
-        if let Some(v) = value {
-            self.max = if self.count == 0 { v } else { self.max.max(v) };
-            self.sum += u128::from(v);
-            self.count += 1;
-        }
-    }
-
-    fn merge(&mut self, other: &Self) {
-        if other.count > 0 {
-            self.max = if self.count == 0 {
-                other.max
-            } else {
-                self.max.max(other.max)
-            };
-            self.sum += other.sum;
-            self.count += other.count;
-        }
-    }
-
-    fn stats(&self) -> Option<PeakStats> {
-        (self.count > 0).then(|| PeakStats {
-            max: self.max as f64,
-            mean: self.sum as f64 / self.count as f64,
-            operations: self.count,
-        })
-    }
-}
-
-/// Max, sum and count of per-operation ratio peaks (CPU in cores, GPU 0–1).
-#[derive(Clone, Copy, Debug, Default)]
-struct RatioPeak {
+struct Peak {
     max: f64,
     sum: f64,
     count: u64,
 }
 
-impl RatioPeak {
+impl Peak {
     fn add(&mut self, value: Option<f64>) {
         if let Some(v) = value.filter(|v| v.is_finite()) {
             self.max = if self.count == 0 { v } else { self.max.max(v) };
@@ -131,11 +89,12 @@ impl RatioPeak {
         }
     }
 
-    fn stats(&self) -> Option<PeakStats> {
+    fn stats(&self, total: bool) -> Option<PeakStats> {
         (self.count > 0).then(|| PeakStats {
             max: self.max,
             mean: self.sum / self.count as f64,
             operations: self.count,
+            total: total.then_some(self.sum),
         })
     }
 }
@@ -177,12 +136,17 @@ impl Aggregate {
             self.quality_squares += q * q;
             self.quality_count += 1;
         }
-        self.memory.add(m.memory_bytes);
-        self.gpu_memory.add(m.gpu_memory_bytes);
-        self.cpu.add(m.cpu);
-        self.gpu.add(m.gpu);
-        for (peak, v) in self.gpm.iter_mut().zip(m.gpm) {
-            peak.add(v);
+        for (figure, peak) in Figure::ALL.iter().zip(&mut self.figures) {
+            peak.add(m.figures.get(*figure));
+        }
+        if let Some(frames) = m.frames.filter(|f| *f > 0) {
+            for def in FIGURES.iter().filter(|d| d.per_frame.is_some()) {
+                if let Some(v) = m.figures.get(def.figure) {
+                    let slot = &mut self.per_frame[def.figure.index()];
+                    slot.0 += v;
+                    slot.1 = slot.1.saturating_add(frames);
+                }
+            }
         }
     }
 
@@ -212,12 +176,12 @@ impl Aggregate {
         self.quality_sum += other.quality_sum;
         self.quality_squares += other.quality_squares;
         self.quality_count += other.quality_count;
-        self.memory.merge(&other.memory);
-        self.gpu_memory.merge(&other.gpu_memory);
-        self.cpu.merge(&other.cpu);
-        self.gpu.merge(&other.gpu);
-        for (peak, other) in self.gpm.iter_mut().zip(&other.gpm) {
+        for (peak, other) in self.figures.iter_mut().zip(&other.figures) {
             peak.merge(other);
+        }
+        for (mine, theirs) in self.per_frame.iter_mut().zip(&other.per_frame) {
+            mine.0 += theirs.0;
+            mine.1 = mine.1.saturating_add(theirs.1);
         }
     }
 
@@ -304,15 +268,13 @@ impl Aggregate {
             mean_quality_score: (self.quality_count > 0)
                 .then(|| self.quality_sum / self.quality_count as f64),
             quality_samples: self.quality_count,
-            resources: ResourceStats {
-                peak_memory_bytes: self.memory.stats(),
-                peak_gpu_memory_bytes: self.gpu_memory.stats(),
-                cpu_utilization: self.cpu.stats(),
-                gpu_utilization: self.gpu.stats(),
-                gpu_sm_utilization: self.gpm[0].stats(),
-                gpu_sm_occupancy: self.gpm[1].stats(),
-                gpu_tensor_activity: self.gpm[2].stats(),
-            },
+            resources: ResourceStats::new(
+                std::array::from_fn(|i| self.figures[i].stats(FIGURES[i].over == Over::Total)),
+                std::array::from_fn(|i| {
+                    let (sum, frames) = self.per_frame[i];
+                    (frames > 0).then(|| sum / frames as f64)
+                }),
+            ),
         }
     }
 

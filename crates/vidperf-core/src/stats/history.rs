@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::fields::OperationFields;
+use crate::figure::{Figure, Figures};
 use crate::hash::FxHashMap;
 use crate::ids::{SpanId, TraceId};
 use crate::span::{DevicePeaks, FinishedSpan, ResourcePeaks};
@@ -135,81 +136,60 @@ impl PackedFields {
     }
 }
 
-/// The resource peaks, packed (per-device peaks live in [`Extra`]).
+/// Figures kept inline in a row: the first of the table (the 0.1.0 figures, which most
+/// machines measure); the others live in [`Extra`].
+const INLINE: usize = 4;
+
+/// The resource figures, packed: the first [`INLINE`] figures and the sample count
+/// inline, with a presence bit each (the others and per-device figures live in
+/// [`Extra`]).
 #[derive(Clone, Copy, Debug, Default)]
 struct PackedPeaks {
     present: u8,
-    memory: u64,
-    gpu_memory: u64,
-    gpu_process_memory: u64,
+    values: [f64; INLINE],
     samples: u64,
-    cpu: f64,
-    gpu: f64,
 }
+
+/// The presence bit of the sample count.
+const SAMPLES_BIT: u8 = 1 << INLINE;
 
 impl PackedPeaks {
     fn pack(r: &ResourcePeaks) -> Self {
         let mut p = Self::default();
-        let ints = [
-            r.process_memory_bytes,
-            r.gpu_memory_bytes,
-            r.gpu_process_memory_bytes,
-            r.samples,
-        ];
-        let mut slots = [0u64; 4];
-        for (k, v) in ints.into_iter().enumerate() {
-            if let Some(v) = v {
+        for (k, figure) in Figure::ALL[..INLINE].iter().enumerate() {
+            if let Some(v) = r.figures.get(*figure) {
                 p.present |= 1 << k;
-                slots[k] = v;
+                p.values[k] = v;
             }
         }
-        [p.memory, p.gpu_memory, p.gpu_process_memory, p.samples] = slots;
-        if let Some(v) = r.process_cpu_utilization {
-            p.present |= 1 << 4;
-            p.cpu = v;
-        }
-        if let Some(v) = r.gpu_utilization {
-            p.present |= 1 << 5;
-            p.gpu = v;
+        if let Some(n) = r.samples {
+            p.present |= SAMPLES_BIT;
+            p.samples = n;
         }
         p
     }
 
     fn unpack(&self, extra: Option<&Extra>) -> ResourcePeaks {
-        let has = |bit: u8| self.present & (1 << bit) != 0;
-        let [
-            gpu_utilization_mean,
-            gpu_process_utilization,
-            gpu_sm_utilization,
-            gpu_sm_occupancy,
-            gpu_tensor_activity,
-        ] = extra.map_or([None; 5], |e| e.gpu_detail);
-        ResourcePeaks {
-            process_memory_bytes: has(0).then_some(self.memory),
-            gpu_memory_bytes: has(1).then_some(self.gpu_memory),
-            gpu_process_memory_bytes: has(2).then_some(self.gpu_process_memory),
-            samples: has(3).then_some(self.samples),
-            process_cpu_utilization: has(4).then_some(self.cpu),
-            gpu_utilization: has(5).then_some(self.gpu),
-            gpu_utilization_mean,
-            gpu_process_utilization,
-            gpu_sm_utilization,
-            gpu_sm_occupancy,
-            gpu_tensor_activity,
-            devices: extra.map(|e| e.devices.clone()).unwrap_or_default(),
+        let mut figures = extra.map_or(Figures::none(), |e| e.figures);
+        for (k, figure) in Figure::ALL[..INLINE].iter().enumerate() {
+            if self.present & (1 << k) != 0 {
+                figures.set(*figure, Some(self.values[k]));
+            }
         }
+        let mut peaks = ResourcePeaks::none();
+        peaks.figures = figures;
+        peaks.samples = (self.present & SAMPLES_BIT != 0).then_some(self.samples);
+        peaks.devices = extra.map(|e| e.devices.clone()).unwrap_or_default();
+        peaks
     }
 }
 
-/// The GPU figures only driver samples and GPM give, in [`ResourcePeaks`]' order.
-fn gpu_detail(r: &ResourcePeaks) -> [Option<f64>; 5] {
-    [
-        r.gpu_utilization_mean,
-        r.gpu_process_utilization,
-        r.gpu_sm_utilization,
-        r.gpu_sm_occupancy,
-        r.gpu_tensor_activity,
-    ]
+/// The figures not kept inline ([`INLINE`]).
+fn outlying(r: &ResourcePeaks) -> Figures {
+    r.figures
+        .iter()
+        .filter(|(f, _)| f.index() >= INLINE)
+        .collect()
 }
 
 /// What a row usually lacks, behind one pointer (allocated the first time a row slot
@@ -219,8 +199,8 @@ pub(crate) struct Extra {
     pub(crate) error: Option<String>,
     pub(crate) metadata: Vec<(Cow<'static, str>, FieldValue)>,
     devices: Vec<DevicePeaks>,
-    /// Driver-sample and GPM figures (see [`gpu_detail`]).
-    gpu_detail: [Option<f64>; 5],
+    /// The figures not kept inline.
+    figures: Figures,
     /// Operation type and strategy, when the name table was full.
     spilled: Option<(Arc<str>, Arc<str>)>,
 }
@@ -230,7 +210,7 @@ impl Extra {
         self.error.is_none()
             && self.metadata.is_empty()
             && self.devices.is_empty()
-            && self.gpu_detail.iter().all(Option::is_none)
+            && self.figures.is_empty()
             && self.spilled.is_none()
     }
 }
@@ -283,11 +263,11 @@ impl Row {
             }
             _ => None,
         };
-        let detail = gpu_detail(&span.resources);
+        let detail = outlying(&span.resources);
         let needed = span.error.is_some()
             || !span.metadata.is_empty()
             || !span.resources.devices.is_empty()
-            || detail.iter().any(Option::is_some)
+            || !detail.is_empty()
             || spilled.is_some();
         match (&mut self.extra, needed) {
             (None, false) => {}
@@ -297,7 +277,7 @@ impl Row {
                 extra.error.clone_from(&span.error);
                 extra.metadata.clone_from(&span.metadata);
                 extra.devices.clone_from(&span.resources.devices);
-                extra.gpu_detail = detail;
+                extra.figures = detail;
                 extra.spilled = spilled;
             }
         }
@@ -428,12 +408,15 @@ mod tests {
             ..OperationFields::default()
         };
         assert_eq!(PackedFields::pack(&fields).unpack(), fields);
-        let peaks = ResourcePeaks {
-            process_memory_bytes: Some(1),
-            gpu_utilization: Some(0.0),
-            samples: Some(3),
-            ..ResourcePeaks::default()
-        };
+        let mut peaks = ResourcePeaks::none();
+        peaks.figures = Figures::none()
+            .with(Figure::ProcessMemory, 1.0)
+            .with(Figure::GpuUtilization, 0.0);
+        peaks.samples = Some(3);
         assert_eq!(PackedPeaks::pack(&peaks).unpack(None), peaks);
+        // The inline figures are the 0.1.0 ones.
+        for (k, def) in crate::figure::FIGURES.iter().enumerate() {
+            assert_eq!(k < INLINE, def.since_0_1, "{}", def.name);
+        }
     }
 }

@@ -14,7 +14,6 @@ mod history;
 mod snapshot;
 #[cfg(test)]
 mod tests;
-pub(crate) mod units;
 mod window;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -565,15 +564,7 @@ impl Stats {
             frames: span.fields.frames_processed,
             segments: span.fields.segments,
             quality: span.fields.quality_score,
-            memory_bytes: r.process_memory_bytes,
-            gpu_memory_bytes: r.gpu_memory_bytes,
-            cpu: r.process_cpu_utilization,
-            gpu: r.gpu_utilization,
-            gpm: [
-                r.gpu_sm_utilization,
-                r.gpu_sm_occupancy,
-                r.gpu_tensor_activity,
-            ],
+            figures: r.figures,
         };
         let resolved = inner.resolve(key, &self.config);
         if let Some(pair) = inner.pairs.get_mut(resolved.pair as usize) {

@@ -5,8 +5,10 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use super::units;
-use crate::record::{OperationRecord, rfc3339};
+use crate::figure::Figure;
+use crate::record::OperationRecord;
+pub use crate::wire::PeakStats;
+use crate::wire::{self, rfc3339};
 
 /// The key under which operations are counted once a cap on distinct strategies or
 /// operation types is reached.
@@ -180,64 +182,59 @@ pub struct Bucket {
     pub count: u64,
 }
 
-/// Per-key view of the resource peaks, in base units; each `None` until measured.
+/// Per-key view of the resource figures, in base units; each absent until measured.
 ///
-/// Serialised (the statistics JSON, the JSON export) with the original design's names
-/// and units: `peak_memory_mb` and `peak_gpu_memory_mb` in MiB,
-/// `cpu_utilization_percent` and `gpu_utilization_percent` in percent (100 = one core
-/// busy, or one GPU fully busy), rounded to 1e-4.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// Serialised (the statistics JSON, the JSON export) under each figure's key in
+/// [`FIGURES`](crate::figure::FIGURES) in its wire unit — `peak_memory_mb` and
+/// `peak_gpu_memory_mb` in MiB, `cpu_utilization_percent` and `gpu_utilization_percent`
+/// in percent (100 = one core busy, or one GPU fully busy), rounded to 1e-4 — the 0.1.0
+/// figures always (`null` until measured), later ones only once measured.
+#[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct ResourceStats {
-    /// Process resident memory, bytes.
-    #[serde(rename = "peak_memory_mb", with = "units::mib_peak")]
-    pub peak_memory_bytes: Option<PeakStats>,
-    /// GPU memory used, bytes (the maximum over the devices sampled).
-    #[serde(rename = "peak_gpu_memory_mb", with = "units::mib_peak")]
-    pub peak_gpu_memory_bytes: Option<PeakStats>,
-    /// Process CPU, cores (1.0 = one core busy).
-    #[serde(rename = "cpu_utilization_percent", with = "units::percent_peak")]
-    pub cpu_utilization: Option<PeakStats>,
-    /// GPU utilization, 0.0–1.0.
-    #[serde(rename = "gpu_utilization_percent", with = "units::percent_peak")]
-    pub gpu_utilization: Option<PeakStats>,
-    /// SM utilization over each operation (GPM, Hopper and newer), 0.0–1.0: the
-    /// highest and the mean over operations. Left out of the JSON where not measured.
-    #[serde(
-        rename = "gpu_sm_utilization_percent",
-        with = "units::percent_peak",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub gpu_sm_utilization: Option<PeakStats>,
-    /// SM occupancy over each operation (GPM), 0.0–1.0.
-    #[serde(
-        rename = "gpu_sm_occupancy_percent",
-        with = "units::percent_peak",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub gpu_sm_occupancy: Option<PeakStats>,
-    /// Tensor-core activity over each operation (GPM), 0.0–1.0.
-    #[serde(
-        rename = "gpu_tensor_activity_percent",
-        with = "units::percent_peak",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub gpu_tensor_activity: Option<PeakStats>,
+    figures: [Option<PeakStats>; Figure::COUNT],
+    per_frame: [Option<f64>; Figure::COUNT],
 }
 
-/// The maximum and the mean of per-operation peaks, in the figure's base unit.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct PeakStats {
-    /// Highest peak seen.
-    pub max: f64,
-    /// Mean of the operations' peaks.
-    pub mean: f64,
-    /// Operations that had this figure measured.
-    pub operations: u64,
+impl ResourceStats {
+    pub(crate) fn new(
+        figures: [Option<PeakStats>; Figure::COUNT],
+        per_frame: [Option<f64>; Figure::COUNT],
+    ) -> Self {
+        Self { figures, per_frame }
+    }
+
+    /// The highest and the mean of the operations' values of `figure`, when any
+    /// operation measured it.
+    pub fn get(&self, figure: Figure) -> Option<&PeakStats> {
+        self.figures[figure.index()].as_ref()
+    }
+
+    /// A total figure (energy) over the frames of the operations that recorded both:
+    /// joules per frame.
+    pub fn per_frame(&self, figure: Figure) -> Option<f64> {
+        self.per_frame[figure.index()]
+    }
+
+    /// The measured figures, in table order.
+    pub fn iter(&self) -> impl Iterator<Item = (Figure, &PeakStats)> + '_ {
+        Figure::ALL
+            .iter()
+            .filter_map(|f| self.get(*f).map(|p| (*f, p)))
+    }
+}
+
+impl Serialize for ResourceStats {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        wire::serialize_peaks((&self.figures, &self.per_frame), s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ResourceStats {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (figures, per_frame) = wire::deserialize_peaks(d)?;
+        Ok(Self { figures, per_frame })
+    }
 }
 
 /// Recent durations and success rate over time.

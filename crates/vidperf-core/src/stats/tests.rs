@@ -9,6 +9,7 @@ use proptest::prelude::*;
 
 use super::{AggregateStats, SnapshotOptions, Stats, StatsConfig, StatsSnapshot};
 use crate::fields::OperationFields;
+use crate::figure::{Figure, Figures};
 use crate::ids::{SpanId, TraceId};
 use crate::span::{FinishedSpan, OperationKey, ResourcePeaks};
 
@@ -79,7 +80,10 @@ fn span(i: usize, end: SystemTime, op: &Op) -> FinishedSpan {
         error: op.fail.then(|| "failed".to_owned()),
         metadata: Vec::<(Cow<'static, str>, _)>::new(),
         resources: ResourcePeaks {
-            process_memory_bytes: op.memory,
+            figures: op
+                .memory
+                .map(|m| Figures::none().with(Figure::ProcessMemory, m as f64))
+                .unwrap_or_default(),
             ..ResourcePeaks::default()
         },
         otel: Vec::new(),
@@ -146,7 +150,7 @@ fn check(got: &AggregateStats, ops: &[&(SystemTime, Op)]) -> Result<(), TestCase
         None => prop_assert!(q.is_empty()),
     }
     let memory: Vec<u64> = ops.iter().filter_map(|(_, o)| o.memory).collect();
-    match &got.resources.peak_memory_bytes {
+    match got.resources.get(Figure::ProcessMemory) {
         Some(p) => {
             prop_assert_eq!(p.max, *memory.iter().max().unwrap_or(&0) as f64);
             prop_assert_eq!(p.operations, memory.len() as u64);

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use vidperf_core::ResourceWindows;
+use vidperf_core::{Figure, ResourceWindows};
 use vidperf_fake_nvml::{FakeNvml, Function, ProcessSample, code, now_us};
 use vidperf_sampler::{GpuStatus, GpuUnavailable, MonitorConfig, NvmlLibrary, ResourceMonitor};
 
@@ -49,15 +49,17 @@ fn a_five_ms_spike_inside_an_operation_is_reported_exactly() {
     std::thread::sleep(Duration::from_millis(10));
     spike(&fake, 3 * GIB + 12_345, Duration::from_millis(5), GIB);
     let peaks = monitor.close(window, Instant::now());
-    assert_eq!(peaks.gpu_memory_bytes, Some(3 * GIB + 12_345));
-    assert_eq!(peaks.gpu_utilization, Some(0.30));
+    assert_eq!(peaks.bytes(Figure::GpuMemory), Some(3 * GIB + 12_345));
+    assert_eq!(peaks.get(Figure::GpuUtilization), Some(0.30));
     assert!(peaks.samples.unwrap_or(0) >= 5);
 
     // The spike is over: a later window does not see it.
     let window = monitor.open(Instant::now());
     std::thread::sleep(Duration::from_millis(5));
     assert_eq!(
-        monitor.close(window, Instant::now()).gpu_memory_bytes,
+        monitor
+            .close(window, Instant::now())
+            .bytes(Figure::GpuMemory),
         Some(GIB)
     );
 }
@@ -76,8 +78,8 @@ fn overlapping_operations_each_get_the_peak_of_their_own_window() {
     spike(&fake, 5 * GIB, Duration::from_millis(3), GIB); // inside B only
     let b_peaks = monitor.close(b, Instant::now());
 
-    assert_eq!(a_peaks.gpu_memory_bytes, Some(3 * GIB));
-    assert_eq!(b_peaks.gpu_memory_bytes, Some(5 * GIB));
+    assert_eq!(a_peaks.bytes(Figure::GpuMemory), Some(3 * GIB));
+    assert_eq!(b_peaks.bytes(Figure::GpuMemory), Some(5 * GIB));
 }
 
 #[test]
@@ -89,8 +91,8 @@ fn a_one_ms_operation_still_gets_start_and_end_samples() {
     std::thread::sleep(Duration::from_millis(1));
     let peaks = monitor.close(window, Instant::now());
     assert!(peaks.samples.unwrap_or(0) >= 1, "{peaks:?}");
-    assert_eq!(peaks.gpu_memory_bytes, Some(7 * GIB));
-    assert!(peaks.process_memory_bytes.is_some());
+    assert_eq!(peaks.bytes(Figure::GpuMemory), Some(7 * GIB));
+    assert!(peaks.bytes(Figure::ProcessMemory).is_some());
 }
 
 #[test]
@@ -120,10 +122,14 @@ fn gpu_lost_then_back_marks_data_stale_counts_errors_and_resumes() {
         >= before + 3));
     let peaks = monitor.close(lost, Instant::now());
     assert_eq!(
-        peaks.gpu_memory_bytes, None,
+        peaks.bytes(Figure::GpuMemory),
+        None,
         "stale GPU data is not reported"
     );
-    assert!(peaks.process_memory_bytes.is_some(), "CPU/RAM keep working");
+    assert!(
+        peaks.bytes(Figure::ProcessMemory).is_some(),
+        "CPU/RAM keep working"
+    );
     assert!(monitor.health().running);
 
     fake.set_error(Function::Memory, code::SUCCESS);
@@ -135,7 +141,7 @@ fn gpu_lost_then_back_marks_data_stale_counts_errors_and_resumes() {
         .calls(Function::Memory)
         >= calls + 3));
     assert_eq!(
-        monitor.close(back, Instant::now()).gpu_memory_bytes,
+        monitor.close(back, Instant::now()).bytes(Figure::GpuMemory),
         Some(4 * GIB),
         "sampling resumed"
     );
@@ -187,8 +193,8 @@ fn no_library_means_no_gpu_figures_and_working_ram() {
     ));
     let w = monitor.open(Instant::now());
     let peaks = monitor.close(w, Instant::now());
-    assert_eq!(peaks.gpu_memory_bytes, None);
-    assert!(peaks.process_memory_bytes.is_some());
+    assert_eq!(peaks.bytes(Figure::GpuMemory), None);
+    assert!(peaks.bytes(Figure::ProcessMemory).is_some());
     assert_eq!(monitor.health().gpu_state, "unavailable");
 }
 
@@ -238,8 +244,8 @@ fn an_unsupported_figure_is_data_not_an_error() {
     let w = monitor.open(Instant::now());
     std::thread::sleep(Duration::from_millis(5));
     let peaks = monitor.close(w, Instant::now());
-    assert_eq!(peaks.gpu_utilization, None);
-    assert_eq!(peaks.gpu_memory_bytes, Some(GIB));
+    assert_eq!(peaks.get(Figure::GpuUtilization), None);
+    assert_eq!(peaks.bytes(Figure::GpuMemory), Some(GIB));
     assert!(
         monitor.health().gpu_errors.is_empty(),
         "not counted as errors"
@@ -256,7 +262,7 @@ fn the_process_list_is_queried_at_most_once_a_second() {
     let w = monitor.open(Instant::now());
     std::thread::sleep(Duration::from_millis(300));
     let peaks = monitor.close(w, Instant::now());
-    assert_eq!(peaks.gpu_process_memory_bytes, Some(512 << 20));
+    assert_eq!(peaks.bytes(Figure::GpuProcessMemory), Some(512 << 20));
     assert!(fake.calls(Function::Memory) >= 50, "sampling ran");
     assert!(
         fake.calls(Function::Processes) <= 2,
@@ -278,15 +284,21 @@ fn every_gpu_is_sampled_with_per_device_peaks() {
     std::thread::sleep(Duration::from_millis(5));
     let peaks = monitor.close(w, Instant::now());
     assert_eq!(
-        peaks.gpu_memory_bytes,
+        peaks.bytes(Figure::GpuMemory),
         Some(6 * GIB),
         "the maximum over devices"
     );
-    assert_eq!(peaks.gpu_utilization, Some(0.9));
+    assert_eq!(peaks.get(Figure::GpuUtilization), Some(0.9));
     let per_device: Vec<_> = peaks
         .devices
         .iter()
-        .map(|d| (d.index, d.memory_bytes, d.utilization))
+        .map(|d| {
+            (
+                d.index,
+                d.figures.bytes(Figure::GpuMemory),
+                d.get(Figure::GpuUtilization),
+            )
+        })
         .collect();
     assert_eq!(
         per_device,
@@ -350,7 +362,7 @@ fn a_twenty_ms_spike_in_a_300_ms_operation_is_caught_every_time() {
         fake.set_memory(0, GIB, TOTAL);
         std::thread::sleep(Duration::from_millis(140));
         let peaks = monitor.close(window, Instant::now());
-        if peaks.gpu_memory_bytes == Some(spike_bytes) {
+        if peaks.bytes(Figure::GpuMemory) == Some(spike_bytes) {
             caught += 1;
         }
     }
@@ -380,7 +392,8 @@ fn an_operation_after_a_quiet_spell_gets_a_sample_of_its_own() {
         std::thread::sleep(Duration::from_millis(5));
         let peaks = monitor.close(window, Instant::now());
         assert!(peaks.samples.unwrap_or(0) >= 1, "{peaks:?}");
-        if peaks.gpu_memory_bytes == Some(value) && monitor.samples_on_request() > requested {
+        if peaks.bytes(Figure::GpuMemory) == Some(value) && monitor.samples_on_request() > requested
+        {
             own += 1;
         }
         fake.set_memory(0, GIB, TOTAL);
@@ -433,18 +446,26 @@ fn driver_utilization_samples_are_assigned_by_their_own_timestamps() {
     // Long enough for the fetches (every sample, and every 100 ms per process).
     std::thread::sleep(Duration::from_millis(250));
     let peaks = monitor.close(window, Instant::now());
-    assert_eq!(peaks.gpu_utilization, Some(0.70), "{peaks:?}");
-    assert_eq!(peaks.gpu_utilization_mean, Some(0.55), "{peaks:?}");
-    assert_eq!(peaks.gpu_process_utilization, Some(0.61), "{peaks:?}");
+    assert_eq!(peaks.get(Figure::GpuUtilization), Some(0.70), "{peaks:?}");
+    assert_eq!(
+        peaks.get(Figure::GpuUtilizationMean),
+        Some(0.55),
+        "{peaks:?}"
+    );
+    assert_eq!(
+        peaks.get(Figure::GpuProcessUtilization),
+        Some(0.61),
+        "{peaks:?}"
+    );
 
     // A later operation sees none of them: its utilization is the polled reading, and
     // the driver figures are absent rather than zero.
     let window = monitor.open(Instant::now());
     std::thread::sleep(Duration::from_millis(30));
     let peaks = monitor.close(window, Instant::now());
-    assert_eq!(peaks.gpu_utilization, Some(0.05), "{peaks:?}");
-    assert_eq!(peaks.gpu_utilization_mean, None);
-    assert_eq!(peaks.gpu_process_utilization, None);
+    assert_eq!(peaks.get(Figure::GpuUtilization), Some(0.05), "{peaks:?}");
+    assert_eq!(peaks.get(Figure::GpuUtilizationMean), None);
+    assert_eq!(peaks.get(Figure::GpuProcessUtilization), None);
 }
 
 /// GPM on a Hopper-like device: SM utilization, SM occupancy and tensor activity of
@@ -477,9 +498,15 @@ fn gpm_figures_cover_exactly_the_operation() {
             fake.set_gpm_activity(0, 90.0, 90.0, 90.0);
             let close =
                 |v: Option<f64>, want: f64| v.is_some_and(|v| (v - want / 100.0).abs() < 1e-9);
-            assert!(close(peaks.gpu_sm_utilization, sm), "{peaks:?}");
-            assert!(close(peaks.gpu_sm_occupancy, occupancy), "{peaks:?}");
-            assert!(close(peaks.gpu_tensor_activity, tensor), "{peaks:?}");
+            assert!(close(peaks.get(Figure::GpuSmUtilization), sm), "{peaks:?}");
+            assert!(
+                close(peaks.get(Figure::GpuSmOccupancy), occupancy),
+                "{peaks:?}"
+            );
+            assert!(
+                close(peaks.get(Figure::GpuTensorActivity), tensor),
+                "{peaks:?}"
+            );
         }
         monitor.shutdown(Duration::from_secs(2)).expect("shutdown");
     }
@@ -492,10 +519,10 @@ fn gpm_figures_cover_exactly_the_operation() {
     let window = monitor.open(Instant::now());
     std::thread::sleep(Duration::from_millis(100));
     let peaks = monitor.close(window, Instant::now());
-    assert_eq!(peaks.gpu_memory_bytes, Some(GIB));
-    assert_eq!(peaks.gpu_sm_utilization, None);
-    assert_eq!(peaks.gpu_sm_occupancy, None);
-    assert_eq!(peaks.gpu_tensor_activity, None);
+    assert_eq!(peaks.bytes(Figure::GpuMemory), Some(GIB));
+    assert_eq!(peaks.get(Figure::GpuSmUtilization), None);
+    assert_eq!(peaks.get(Figure::GpuSmOccupancy), None);
+    assert_eq!(peaks.get(Figure::GpuTensorActivity), None);
     assert!(
         matches!(monitor.gpu_status(), GpuStatus::Available { unsupported, .. } if unsupported.iter().any(|u| u == "device 0: gpm"))
     );
@@ -523,15 +550,19 @@ fn with_boundary_reads_a_one_ms_operation_reports_its_own_moment() {
         std::thread::sleep(Duration::from_millis(1));
         fake.set_memory(0, GIB, TOTAL);
         let peaks = monitor.close(window, Instant::now());
-        assert_eq!(peaks.gpu_memory_bytes, Some(value), "run {run}: {peaks:?}");
+        assert_eq!(
+            peaks.bytes(Figure::GpuMemory),
+            Some(value),
+            "run {run}: {peaks:?}"
+        );
         assert!(peaks.samples.unwrap_or(0) >= 2, "{peaks:?}");
-        assert!(peaks.process_memory_bytes.is_some());
+        assert!(peaks.bytes(Figure::ProcessMemory).is_some());
     }
     // A value reached only at the end is caught by the read at close.
     let window = monitor.open(Instant::now());
     fake.set_memory(0, 7 * GIB, TOTAL);
     let peaks = monitor.close(window, Instant::now());
-    assert_eq!(peaks.gpu_memory_bytes, Some(7 * GIB));
+    assert_eq!(peaks.bytes(Figure::GpuMemory), Some(7 * GIB));
 
     // Off (the default), the same operation only has what the monitor sampled.
     let off = monitor_with(&fake, |c| {
@@ -544,7 +575,7 @@ fn with_boundary_reads_a_one_ms_operation_reports_its_own_moment() {
     fake.set_memory(0, 5 * GIB, TOTAL);
     let peaks = off.close(window, Instant::now());
     assert_eq!(
-        peaks.gpu_memory_bytes,
+        peaks.bytes(Figure::GpuMemory),
         Some(GIB),
         "no read on the operation's thread"
     );

@@ -2,6 +2,7 @@
 //! scripted C library) and against this machine's real process figures.
 
 mod fake;
+mod figures;
 mod real;
 
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use vidperf_core::ResourceWindows;
+use vidperf_core::{Figure, ResourceWindows};
 use vidperf_sampler::{MonitorConfig, NvmlLibrary, ResourceMonitor};
 
 fn monitor(interval_ms: u64) -> ResourceMonitor {
@@ -20,7 +20,7 @@ fn touching_200_mb_shows_in_the_ram_peak() {
     std::thread::sleep(Duration::from_millis(30));
     let start_rss = monitor
         .close(before, Instant::now())
-        .process_memory_bytes
+        .bytes(Figure::ProcessMemory)
         .expect("RSS measured");
 
     let window = monitor.open(Instant::now());
@@ -32,7 +32,7 @@ fn touching_200_mb_shows_in_the_ram_peak() {
     std::thread::sleep(Duration::from_millis(60)); // several samples while it is held
     drop(buffer);
     let peaks = monitor.close(window, Instant::now());
-    let peak = peaks.process_memory_bytes.expect("RSS measured");
+    let peak = peaks.bytes(Figure::ProcessMemory).expect("RSS measured");
     assert!(
         peak >= start_rss + (200 << 20),
         "peak {peak} vs start {start_rss}"
@@ -55,7 +55,7 @@ fn a_busy_thread_reads_about_one_core() {
     }
     let peaks = monitor.close(window, Instant::now());
     let cpu = peaks
-        .process_cpu_utilization
+        .get(Figure::ProcessCpu)
         .expect("CPU measured after 200 ms");
     assert!((0.5..=2.5).contains(&cpu), "{cpu} cores");
 }
