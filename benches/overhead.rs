@@ -332,7 +332,12 @@ fn alerts_section(rounds: usize) {
         });
     }
     let rows = measure_setups(&setups, 0, "flat operation span", flat, 20_000, rounds);
-    let watch = handle.stats().snapshot().health.watch.unwrap_or_default();
+    let watch = handle
+        .stats()
+        .snapshot()
+        .health
+        .part::<vidperf::watch::WatchHealth>("watch")
+        .unwrap_or_default();
     let ratio = rows[1].ratio;
     println!(
         "- flat operation span with {} alert rules over {} strategies evaluated every 100 ms \
@@ -723,18 +728,19 @@ fn loopback_otlp_sink() -> String {
 }
 
 /// vidperf's full stack, as `builder().otlp(config)` assembles it, with the pipeline at
-/// hand so that a flush sends the traces only (metrics export once a minute).
+/// hand so that a flush sends the traces only. (The OTLP metrics are read from the
+/// statistics by their own thread once a minute, nothing on the span path; they are left
+/// out here, as tracing-opentelemetry's side has none.)
 fn vidperf_otel_setup(config: &vidperf::otlp::OtelConfig) -> (Setup, vidperf::otlp::Otel) {
-    let otel = vidperf::otlp::Otel::start(config)
+    let mut config = config.clone();
+    config.metrics = false;
+    let otel = vidperf::otlp::Otel::start(&config, &std::sync::Arc::default())
         .expect("OTLP pipeline")
         .expect("enabled");
-    let mut builder = vidperf::builder()
+    let builder = vidperf::builder()
         .without_env()
         .without_otlp()
         .sink(otel.traces().clone());
-    if let Some(metrics) = otel.metrics() {
-        builder = builder.sink(metrics.clone());
-    }
     let (layer, _handle) = builder.build().expect("vidperf with OTLP");
     let setup = Setup::new(
         "vidperf: PerfLayer + stats + monitor + OTel bridge → OTLP",
@@ -941,7 +947,11 @@ fn rotel_section() {
     });
     let produced_in = started.elapsed();
     let result = handle.shutdown(std::time::Duration::from_secs(30));
-    let export = handle.snapshot().health.export.unwrap_or_default();
+    let export = handle
+        .snapshot()
+        .health
+        .part::<vidperf::otlp::ExportHealth>("export")
+        .unwrap_or_default();
     let _ = child.kill();
     let _ = child.wait();
     println!(

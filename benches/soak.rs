@@ -141,7 +141,11 @@ fn main() {
             }
             if now >= next_report {
                 let (rss, threads) = rss_and_threads();
-                let e = vidperf.snapshot().health.export.unwrap_or_default();
+                let e = vidperf
+                    .snapshot()
+                    .health
+                    .part::<vidperf::otlp::ExportHealth>("export")
+                    .unwrap_or_default();
                 if started.elapsed() >= warm_up {
                     rss_range = (rss_range.0.min(rss), rss_range.1.max(rss));
                     threads_range = (threads_range.0.min(threads), threads_range.1.max(threads));
@@ -192,7 +196,11 @@ fn main() {
     });
     let elapsed = started.elapsed().as_secs_f64();
     let shutdown = vidperf.shutdown(Duration::from_secs(10));
-    let e = vidperf.snapshot().health.export.unwrap_or_default();
+    let e = vidperf
+        .snapshot()
+        .health
+        .part::<vidperf::otlp::ExportHealth>("export")
+        .unwrap_or_default();
     let stats = vidperf.snapshot().summary.total_operations;
     println!();
     println!(

@@ -643,10 +643,13 @@ fn print_tables(stats: &vidperf::StatsSnapshot) {
     print_table("strategy", &stats.by_strategy);
     println!();
     print_table("operation", &stats.by_operation);
-    if let Some(monitor) = &stats.health.monitor {
-        let gpu = match &monitor.gpu_reason {
+    if let Some(monitor) = &stats
+        .health
+        .part::<vidperf::monitor::MonitorHealth>("monitor")
+    {
+        let gpu = match monitor.gpu_reason() {
             Some(reason) => format!("GPU: {reason}"),
-            None => format!("GPU: {}", monitor.gpu_devices.join(", ")),
+            None => format!("GPU: {}", monitor.gpu_devices().join(", ")),
         };
         println!("\nresource monitor: {} samples, {gpu}", monitor.samples);
     }
@@ -903,7 +906,12 @@ fn main() -> ExitCode {
     if let Err(e) = vidperf.shutdown(Duration::from_secs(5)) {
         eprintln!("warning: {e}");
     }
-    if exporting && let Some(export) = vidperf.snapshot().health.export {
+    if exporting
+        && let Some(export) = vidperf
+            .snapshot()
+            .health
+            .part::<vidperf::otlp::ExportHealth>("export")
+    {
         println!(
             "\nOTLP: {} spans sent, {} delivered, {} failed, {} dropped",
             export.emitted, export.exported, export.failed, export.dropped

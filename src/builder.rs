@@ -283,11 +283,12 @@ impl Builder {
             )?)
             .with_max_keys(self.resolve(self.max_keys, ENV_MAX_KEYS, defaults.max_keys)?)
             .with_max_active(self.resolve(self.max_active, ENV_MAX_ACTIVE, defaults.max_active)?);
-        let monitor = resources::start(&self.monitor, self.read_env)?;
-        let otel = otlp::start(&self.otlp, self.read_env)?;
         // The statistics are the one source every reader uses (the handle, the HTTP
-        // routes, the exports): each part registers its health with them.
+        // routes, the exports, the OTLP metrics): each part registers its health with
+        // them.
         let stats = Arc::new(Stats::new(config));
+        let monitor = resources::start(&self.monitor, self.read_env)?;
+        let otel = otlp::start(&self.otlp, self.read_env, &stats)?;
         let mut layer =
             resources::attach(PerfLayer::builder(), monitor.as_ref(), &stats).sink(stats.clone());
         layer = otlp::attach(layer, otel.as_ref(), &stats);
@@ -296,7 +297,12 @@ impl Builder {
         }
         let layer = layer.build();
         stats.add_health_source(layer.clone());
-        let watcher = watch::start(&self.watch, self.read_env, &stats)?;
+        // What the alert rules read of the other parts, as typed calls.
+        let signals = otlp::signals(
+            resources::signals(vidperf_watch::Signals::default(), monitor.as_ref()),
+            otel.as_ref(),
+        );
+        let watcher = watch::start(&self.watch, self.read_env, &stats, signals)?;
         let mut warnings = Vec::new();
         let server = http::start(
             &self.http,

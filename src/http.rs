@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use vidperf_core::Stats;
 pub use vidperf_server::{
-    ApiConfig, ApiError, ApiState, EncodeError, METRICS_CONTENT_TYPE, ServeError, ServerHandle,
-    TokenScope, encode_metrics, metric_family_names, router, serve, spawn,
+    ApiConfig, ApiError, ApiState, METRICS_CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE, ServeError,
+    ServerHandle, TokenScope, encode_metrics, encode_openmetrics, router, serve, spawn,
 };
 
 use crate::builder::{BuildError, Builder, env_text};

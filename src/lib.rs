@@ -149,7 +149,7 @@ pub mod monitor {
         ENV_BOUNDARY_READS, ENV_NVML_LIBRARY, ENV_RESOURCE_MONITOR, ENV_SAMPLE_INTERVAL_MS,
         GpuStatus, GpuUnavailable, MonitorConfig, NvmlLibrary, ResourceMonitor,
     };
-    pub use vidperf_core::stats::MonitorHealth;
+    pub use vidperf_sampler::{Capability, DeviceNow, ErrorKind, MonitorHealth, Unsupported};
 }
 
 pub use builder::{
@@ -172,6 +172,24 @@ pub use vidperf_core::{export, fields, figure, propagation, stats};
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
 #[doc = include_str!("docs/track.md")]
 pub use vidperf_macros::track;
+
+/// Metrics as one model: the families `/metrics` and the OTLP metrics export carry,
+/// with their OpenTelemetry names and the Prometheus names derived from them (see
+/// [`vidperf_core::metrics`]).
+pub mod metrics {
+    pub use vidperf_core::metrics::*;
+
+    /// Every metric family this build of vidperf can export: the statistics' (with a
+    /// histogram per resource figure), the resource monitor's, the OTLP export's and the
+    /// alert rules'. A family without points is left out of a given page.
+    pub fn all_families() -> Vec<FamilyDef> {
+        let mut out = family_defs();
+        out.extend(crate::resources::family_defs());
+        out.extend(crate::otlp::family_defs());
+        out.extend(vidperf_watch::family::WATCH);
+        out
+    }
+}
 
 /// A builder with the defaults.
 pub fn builder() -> Builder {

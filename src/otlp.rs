@@ -36,12 +36,13 @@
 //! # }
 //! ```
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use vidperf_core::{PerfLayerBuilder, Stats};
 pub use vidperf_otel::{
-    DEFAULT_MAX_QUEUE_SIZE, MAX_ATTRIBUTE_SETS, MetricsSink, Otel, OtelConfig, OtelError,
-    OtelReport, Protocol, TraceCounters, TraceSink, attr, metric_names, span_exporter,
+    DEFAULT_MAX_QUEUE_SIZE, ExportHealth, Otel, OtelConfig, OtelError, OtelReport, Protocol,
+    Temporality, TraceCounters, TraceSink, attr, span_exporter,
 };
 
 use crate::builder::{BuildError, Builder, env_text};
@@ -74,7 +75,11 @@ impl Builder {
     }
 }
 
-pub(crate) fn start(setting: &Setting, read_env: bool) -> Result<Option<Pipeline>, BuildError> {
+pub(crate) fn start(
+    setting: &Setting,
+    read_env: bool,
+    stats: &Arc<Stats>,
+) -> Result<Option<Pipeline>, BuildError> {
     let config = match setting {
         Setting::Off => return Ok(None),
         Setting::On(config) => config.clone(),
@@ -92,7 +97,7 @@ pub(crate) fn start(setting: &Setting, read_env: bool) -> Result<Option<Pipeline
             OtelConfig::from_env()?
         }
     };
-    Ok(Otel::start(&config)?)
+    Ok(Otel::start(&config, stats)?)
 }
 
 /// Registers the sinks with the layer and the export's counts with the statistics.
@@ -102,13 +107,24 @@ pub(crate) fn attach(
     stats: &Stats,
 ) -> PerfLayerBuilder {
     if let Some(otel) = otel {
-        stats.add_health_source(otel.traces().clone());
+        stats.add_health_source(otel.clone());
         layer = layer.sink(otel.traces().clone());
-        if let Some(metrics) = otel.metrics() {
-            layer = layer.sink(metrics.clone());
-        }
     }
     layer
+}
+
+/// The figures of the export that alert rules read.
+pub(crate) fn signals(
+    signals: vidperf_watch::Signals,
+    otel: Option<&Pipeline>,
+) -> vidperf_watch::Signals {
+    match otel {
+        Some(o) => {
+            let counters = o.traces().counters().clone();
+            signals.with_dropped_spans(move || counters.report().dropped)
+        }
+        None => signals,
+    }
 }
 
 pub(crate) fn shutdown(otel: &Pipeline, timeout: Duration) -> Result<(), ShutdownError> {
@@ -117,4 +133,9 @@ pub(crate) fn shutdown(otel: &Pipeline, timeout: Duration) -> Result<(), Shutdow
 
 pub(crate) fn flush(otel: &Pipeline) -> Result<(), ShutdownError> {
     Ok(otel.flush()?)
+}
+
+/// The metric families this part exports.
+pub(crate) fn family_defs() -> Vec<vidperf_core::metrics::FamilyDef> {
+    vidperf_otel::family::EXPORT.to_vec()
 }

@@ -17,12 +17,23 @@ pub(crate) enum Never {}
 
 pub(crate) type Pipeline = Never;
 
-pub(crate) fn start(_: &Setting, _: bool) -> Result<Option<Pipeline>, BuildError> {
+pub(crate) fn start(
+    _: &Setting,
+    _: bool,
+    _: &std::sync::Arc<Stats>,
+) -> Result<Option<Pipeline>, BuildError> {
     Ok(None)
 }
 
 pub(crate) fn attach(layer: PerfLayerBuilder, _: Option<&Pipeline>, _: &Stats) -> PerfLayerBuilder {
     layer
+}
+
+pub(crate) fn signals(
+    signals: vidperf_watch::Signals,
+    _: Option<&Pipeline>,
+) -> vidperf_watch::Signals {
+    signals
 }
 
 pub(crate) fn shutdown(otel: &Pipeline, _: Duration) -> Result<(), ShutdownError> {
@@ -31,4 +42,9 @@ pub(crate) fn shutdown(otel: &Pipeline, _: Duration) -> Result<(), ShutdownError
 
 pub(crate) fn flush(otel: &Pipeline) -> Result<(), ShutdownError> {
     match *otel {}
+}
+
+/// The metric families this part exports.
+pub(crate) fn family_defs() -> Vec<vidperf_core::metrics::FamilyDef> {
+    Vec::new()
 }

@@ -95,6 +95,25 @@ pub(crate) fn attach(
     }
 }
 
+/// The figures of the monitor that alert rules read.
+pub(crate) fn signals(
+    signals: vidperf_watch::Signals,
+    monitor: Option<&Monitor>,
+) -> vidperf_watch::Signals {
+    match monitor {
+        Some(m) => {
+            let m = m.clone();
+            signals.with_gpu_memory_limit(move || m.health().gpu_memory_limit())
+        }
+        None => signals,
+    }
+}
+
 pub(crate) fn shutdown(monitor: &Monitor, timeout: Duration) -> Result<(), ShutdownError> {
     Ok(monitor.shutdown(timeout)?)
+}
+
+/// The metric families this part exports.
+pub(crate) fn family_defs() -> Vec<vidperf_core::metrics::FamilyDef> {
+    vidperf_sampler::family_defs()
 }

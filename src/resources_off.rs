@@ -43,6 +43,18 @@ pub(crate) fn attach(layer: PerfLayerBuilder, _: Option<&Monitor>, _: &Stats) ->
     layer
 }
 
+pub(crate) fn signals(
+    signals: vidperf_watch::Signals,
+    _: Option<&Monitor>,
+) -> vidperf_watch::Signals {
+    signals
+}
+
 pub(crate) fn shutdown(monitor: &Monitor, _: Duration) -> Result<(), ShutdownError> {
     match *monitor {}
+}
+
+/// The metric families this part exports.
+pub(crate) fn family_defs() -> Vec<vidperf_core::metrics::FamilyDef> {
+    Vec::new()
 }

@@ -38,7 +38,8 @@ use vidperf_core::Stats;
 pub use vidperf_watch::baseline::{Baseline, BaselineError, RegressionGauge, RegressionsDocument};
 pub use vidperf_watch::compare::{CompareConfig, Comparison, Figure, Verdict};
 pub use vidperf_watch::{
-    AlertGauge, AlertStatus, AlertsDocument, Metric, Rule, RuleError, RuleSet, State,
+    AlertGauge, AlertStatus, AlertsDocument, DeliveryHealth, Metric, Rule, RuleError, RuleSet,
+    Signals, State, WatchHealth,
 };
 use vidperf_watch::{Deliver, Watcher};
 
@@ -138,6 +139,7 @@ pub(crate) fn start(
     setting: &Setting,
     read_env: bool,
     stats: &Arc<Stats>,
+    signals: vidperf_watch::Signals,
 ) -> Result<Option<Running>, BuildError> {
     let from_env = |var| -> Result<Option<String>, BuildError> {
         Ok(if read_env {
@@ -208,7 +210,13 @@ pub(crate) fn start(
     }
     let rules = rules.unwrap_or_default();
     let delivery = url.as_deref().map(delivery).transpose()?;
-    let watcher = Arc::new(Watcher::start(stats.clone(), rules, delivery, baseline)?);
+    let watcher = Arc::new(Watcher::start(
+        stats.clone(),
+        signals,
+        rules,
+        delivery,
+        baseline,
+    )?);
     stats.add_health_source(watcher.clone());
     Ok(Some(watcher))
 }

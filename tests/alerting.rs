@@ -280,7 +280,11 @@ fn alertmanager_answering_500_is_retried_and_counted() {
     let _running = tracing::info_span!("op", strategy = "vsrm").entered();
     let started = Instant::now();
     let delivery = loop {
-        let health = vidperf.snapshot().health.watch.expect("watch health");
+        let health = vidperf
+            .snapshot()
+            .health
+            .part::<vidperf::watch::WatchHealth>("watch")
+            .expect("watch health");
         let delivery = health.alertmanager.expect("delivery health");
         if delivery.sent >= 1 {
             break delivery;

@@ -35,16 +35,21 @@ fn documents() -> Vec<(String, String)> {
         root.join("README.md"),
         root.join("collector-config/README.md"),
     ];
-    for dir in ["docs", "collector-config"] {
-        for entry in std::fs::read_dir(root.join(dir)).expect("dir").flatten() {
+    fn walk(dir: &Path, files: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("dir").flatten() {
             let path = entry.path();
-            if path
+            if path.is_dir() {
+                walk(&path, files);
+            } else if path
                 .extension()
-                .is_some_and(|e| e == "md" || e == "yaml" || e == "yml")
+                .is_some_and(|e| e == "md" || e == "yaml" || e == "yml" || e == "json")
             {
                 files.push(path);
             }
         }
+    }
+    for dir in ["docs", "collector-config"] {
+        walk(&root.join(dir), &mut files);
     }
     files.sort();
     files.dedup();
@@ -59,13 +64,21 @@ fn documents() -> Vec<(String, String)> {
 
 #[test]
 fn opentelemetry_names_in_the_docs_are_exported() {
-    use vidperf::otlp::{attr, metric_names};
-    let per_frame = vidperf::figure::FIGURES
-        .iter()
-        .filter_map(|d| d.per_frame.map(|(a, _)| a));
-    let known: Vec<&str> = metric_names()
+    use vidperf::otlp::attr;
+    let families = vidperf::metrics::all_families();
+    let figures = vidperf::figure::FIGURES.iter().flat_map(|d| {
+        [
+            Some(d.attribute),
+            Some(d.max_metric),
+            d.per_frame.map(|(a, _)| a),
+        ]
         .into_iter()
-        .chain(per_frame)
+        .flatten()
+    });
+    let known: Vec<&str> = families
+        .iter()
+        .map(|f| f.name)
+        .chain(figures)
         .chain([
             attr::OPERATION,
             attr::STRATEGY,
@@ -94,14 +107,30 @@ fn opentelemetry_names_in_the_docs_are_exported() {
 
 #[test]
 fn prometheus_names_in_the_docs_are_on_the_page() {
-    let families = vidperf::http::metric_family_names();
+    use vidperf::metrics::{attr, prometheus_label};
+    let families: Vec<String> = vidperf::metrics::all_families()
+        .iter()
+        .map(|f| f.prometheus_name())
+        .collect();
+    let labels: Vec<String> = [
+        attr::OPERATION,
+        attr::STRATEGY,
+        attr::OUTCOME,
+        attr::HW_ID,
+        attr::HW_TYPE,
+        attr::HW_GPU_TASK,
+    ]
+    .into_iter()
+    .map(prometheus_label)
+    .collect();
     let known = |name: &str| {
-        families.iter().any(|f| {
-            name == f
-                || ["_bucket", "_count", "_sum"]
-                    .iter()
-                    .any(|suffix| name.strip_suffix(suffix) == Some(f.as_str()))
-        })
+        labels.iter().any(|l| l == name)
+            || families.iter().any(|f| {
+                name == f
+                    || ["_bucket", "_count", "_sum"]
+                        .iter()
+                        .any(|suffix| name.strip_suffix(suffix) == Some(f.as_str()))
+            })
     };
     // Crate names written with underscores in Rust paths and file names.
     let not_metrics = [

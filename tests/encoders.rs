@@ -257,8 +257,7 @@ proptest! {
     ) {
         let vidperf = run(&ops);
         let snapshot = vidperf.snapshot();
-        let page = vidperf::http::encode_metrics(&snapshot).expect("encode");
-        let page = String::from_utf8(page).expect("the page is UTF-8");
+        let page = vidperf::http::encode_metrics(&vidperf.stats().metrics());
         let mut strategies = BTreeSet::new();
         let mut operations_total = 0.0;
         for line in page.lines() {
@@ -278,10 +277,10 @@ proptest! {
             let parsed = parse_sample(line);
             prop_assert!(parsed.is_ok(), "{:?}", parsed);
             let Ok((name, labels, value)) = parsed else { continue };
-            if name == "vidperf_strategy_operations_total" {
+            if name == "vidperf_operation_duration_seconds_count" {
                 operations_total += value;
                 for (label, v) in labels {
-                    if label == "strategy" {
+                    if label == "vidperf_strategy" {
                         strategies.insert(v);
                     }
                 }

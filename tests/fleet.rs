@@ -303,7 +303,7 @@ fn a_prometheus_fleet_shows_every_panel_and_the_right_fleet_p95() {
             })
             .expect("a p95");
         let promql = format!(
-            "histogram_quantile(0.95, sum by (le) (vidperf_strategy_duration_seconds_bucket{{strategy=\"{strategy}\"}}))"
+            "histogram_quantile(0.95, sum by (le) (vidperf_operation_duration_seconds_bucket{{vidperf_strategy=\"{strategy}\"}}))"
         );
         let result = query(&prometheus, &promql);
         let fleet: f64 = result[0]["value"][1]

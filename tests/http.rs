@@ -248,18 +248,24 @@ fn metrics_are_valid_prometheus_text_and_escape_hostile_labels() {
         headers["content-type"],
         "text/plain; version=0.0.4; charset=utf-8"
     );
-    assert!(body.contains("# TYPE vidperf_strategy_duration_seconds histogram"));
+    assert!(body.contains("# TYPE vidperf_operation_duration_seconds histogram"));
+    let vsrm = "vidperf_operation=\"enhancement\",vidperf_strategy=\"vsrm\"";
     assert!(
-        body.contains("vidperf_strategy_operations_total{strategy=\"vsrm\",outcome=\"failure\"} 4")
+        body.contains(&format!(
+            "vidperf_operation_duration_seconds_count{{{vsrm},vidperf_outcome=\"failure\"}} 4"
+        )),
+        "{body}"
     );
-    assert!(body.contains("vidperf_strategy_duration_seconds_count{strategy=\"vsrm\"} 20"));
+    assert!(body.contains(&format!(
+        "vidperf_operation_duration_seconds_count{{{vsrm},vidperf_outcome=\"success\"}} 16"
+    )));
     assert!(body.contains("le=\"+Inf\""));
     assert!(
         !body.lines().any(|l| l.starts_with("injected_series")),
         "a label value cannot start a series of its own"
     );
     assert!(
-        body.contains("strategy=\"evil\\\"} injected_series 1\\n# x\""),
+        body.contains("vidperf_strategy=\"evil\\\"} injected_series 1\\n# x\""),
         "escaped label value"
     );
 

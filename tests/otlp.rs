@@ -57,7 +57,11 @@ fn spans_and_metrics_arrive_at_a_real_collector_with_typed_attributes() {
     });
     let report = vidperf.shutdown(Duration::from_secs(10));
     assert!(report.is_ok(), "{report:?}");
-    let health = vidperf.snapshot().health.export.expect("export health");
+    let health = vidperf
+        .snapshot()
+        .health
+        .part::<vidperf::otlp::ExportHealth>("export")
+        .expect("export health");
     assert_eq!(
         (
             health.emitted,
@@ -122,7 +126,11 @@ fn the_shutdown_guard_flushes_pending_spans_when_dropped() {
             let _span = info_span!("guarded_upscale", strategy = "vsrm");
         });
     }
-    let export = vidperf.snapshot().health.export.expect("export health");
+    let export = vidperf
+        .snapshot()
+        .health
+        .part::<vidperf::otlp::ExportHealth>("export")
+        .expect("export health");
     assert_eq!((export.emitted, export.exported), (1, 1));
     rotel.received(&["guarded_upscale"]);
 }
@@ -170,7 +178,11 @@ fn with_the_collector_down_the_program_finishes_and_reports_what_was_lost() {
         text.contains("200 emitted") && text.contains("0 exported"),
         "{text}"
     );
-    let export = vidperf.snapshot().health.export.expect("export health");
+    let export = vidperf
+        .snapshot()
+        .health
+        .part::<vidperf::otlp::ExportHealth>("export")
+        .expect("export health");
     assert_eq!(export.emitted, 200);
     assert_eq!(export.exported, 0);
     assert_eq!(
@@ -179,8 +191,7 @@ fn with_the_collector_down_the_program_finishes_and_reports_what_was_lost() {
         "every span accounted for"
     );
     // The loss is visible on /metrics too.
-    let metrics = vidperf::http::encode_metrics(&vidperf.snapshot()).expect("metrics");
-    let metrics = String::from_utf8(metrics).expect("utf-8");
+    let metrics = vidperf::http::encode_metrics(&vidperf.stats().metrics());
     assert!(
         metrics.contains("vidperf_export_spans_total{outcome=\"emitted\"} 200"),
         "{metrics}"
@@ -326,7 +337,11 @@ fn over_grpc_from_inside_a_tokio_runtime_and_a_clear_error_outside_one() {
         .expect("task");
     let report = vidperf.shutdown(Duration::from_secs(10));
     assert!(report.is_ok(), "{report:?}");
-    let export = vidperf.snapshot().health.export.expect("export health");
+    let export = vidperf
+        .snapshot()
+        .health
+        .part::<vidperf::otlp::ExportHealth>("export")
+        .expect("export health");
     assert_eq!((export.emitted, export.exported), (2, 2), "{export:?}");
     rotel.received(&[
         "grpc_plain_thread",
@@ -365,7 +380,11 @@ fn over_grpc_a_runtime_gone_before_shutdown_loses_spans_visibly_without_hanging(
         "shutdown is bounded: {:?}",
         started.elapsed()
     );
-    let export = vidperf.snapshot().health.export.expect("export health");
+    let export = vidperf
+        .snapshot()
+        .health
+        .part::<vidperf::otlp::ExportHealth>("export")
+        .expect("export health");
     eprintln!("after the runtime was shut down: {export:?}, {result:?}");
     assert_eq!(export.emitted, 10);
     assert_eq!(

@@ -82,7 +82,11 @@ fn a_long_outage_costs_at_most_the_queue() {
     let after = run(50_000, "outage");
     let took = started.elapsed();
 
-    let export = vidperf.snapshot().health.export.expect("export health");
+    let export = vidperf
+        .snapshot()
+        .health
+        .part::<vidperf::otlp::ExportHealth>("export")
+        .expect("export health");
     assert!(
         export.queued <= QUEUE as u64,
         "at most the queue is held: {export:?}"
@@ -104,7 +108,11 @@ fn a_long_outage_costs_at_most_the_queue() {
     );
     assert_eq!(vidperf.snapshot().summary.total_operations, 55_000);
     let shutdown = vidperf.shutdown(Duration::from_secs(2));
-    let export = vidperf.snapshot().health.export.expect("export health");
+    let export = vidperf
+        .snapshot()
+        .health
+        .part::<vidperf::otlp::ExportHealth>("export")
+        .expect("export health");
     assert_eq!(
         export.exported + export.failed + export.dropped,
         export.emitted,

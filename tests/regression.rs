@@ -142,13 +142,13 @@ fn a_slower_strategy_regresses_against_the_baseline_and_recovers() {
     let (_, metrics) = get(&format!("{api}/metrics"));
     assert!(
         metrics.contains(
-            "vidperf_regression{operation=\"enhancement\",strategy=\"seedvr2\",figure=\"p50_duration\"} 1"
+            "vidperf_regression{vidperf_operation=\"enhancement\",vidperf_strategy=\"seedvr2\",figure=\"p50_duration\"} 1"
         ),
         "{metrics}"
     );
     assert!(
         metrics.contains(
-            "vidperf_regression{operation=\"enhancement\",strategy=\"vsrm\",figure=\"p50_duration\"} 0"
+            "vidperf_regression{vidperf_operation=\"enhancement\",vidperf_strategy=\"vsrm\",figure=\"p50_duration\"} 0"
         ),
         "{metrics}"
     );

@@ -148,7 +148,7 @@ fn run_against(
     endpoint: String,
 ) -> (
     Duration,
-    vidperf::stats::ExportHealth,
+    vidperf::otlp::ExportHealth,
     Result<(), vidperf::ShutdownError>,
 ) {
     let config = OtelConfig::default()
@@ -169,7 +169,11 @@ fn run_against(
     let result = vidperf.shutdown(Duration::from_secs(5));
     (
         in_spans,
-        vidperf.snapshot().health.export.expect("export health"),
+        vidperf
+            .snapshot()
+            .health
+            .part::<vidperf::otlp::ExportHealth>("export")
+            .expect("export health"),
         result,
     )
 }
@@ -257,7 +261,11 @@ fn export_resumes_when_a_collector_comes_up_after_being_down() {
         let _ = vidperf.flush();
     };
     batch("while down");
-    let down = vidperf.snapshot().health.export.expect("export health");
+    let down = vidperf
+        .snapshot()
+        .health
+        .part::<vidperf::otlp::ExportHealth>("export")
+        .expect("export health");
     assert_eq!(
         (down.emitted, down.exported),
         (100, 0),
@@ -265,7 +273,11 @@ fn export_resumes_when_a_collector_comes_up_after_being_down() {
     );
     let (_, requests) = scripted_collector_on(port, |_| ("200 OK", "", Duration::ZERO));
     batch("after recovery");
-    let up = vidperf.snapshot().health.export.expect("export health");
+    let up = vidperf
+        .snapshot()
+        .health
+        .part::<vidperf::otlp::ExportHealth>("export")
+        .expect("export health");
     assert!(
         requests.load(Ordering::SeqCst) > 0,
         "the exporter reached the collector once it was up"
@@ -307,7 +319,11 @@ fn a_real_collector_going_down_and_coming_back_mid_run() {
         let _ = vidperf.flush();
         (
             took,
-            vidperf.snapshot().health.export.expect("export health"),
+            vidperf
+                .snapshot()
+                .health
+                .part::<vidperf::otlp::ExportHealth>("export")
+                .expect("export health"),
         )
     };
 
@@ -361,16 +377,10 @@ fn a_real_collector_going_down_and_coming_back_mid_run() {
 
 #[test]
 fn a_hundred_thousand_distinct_strategies_stay_bounded_and_count_exactly() {
-    use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
-    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+    use vidperf::metrics::Value;
 
     const N: u64 = 100_000;
-    let metrics_out = InMemoryMetricExporter::default();
-    let provider = SdkMeterProvider::builder()
-        .with_reader(PeriodicReader::builder(metrics_out.clone()).build())
-        .build();
-    let metrics = std::sync::Arc::new(vidperf::otlp::MetricsSink::new(provider));
-    let (dispatch, vidperf) = local(vidperf::builder().sink(metrics.clone()));
+    let (dispatch, vidperf) = local(vidperf::builder());
     tracing::dispatcher::with_default(&dispatch, || {
         for i in 0..N {
             let strategy = format!("strategy-{i}");
@@ -404,34 +414,28 @@ fn a_hundred_thousand_distinct_strategies_stay_bounded_and_count_exactly() {
     assert_eq!(frames, N);
     assert_eq!(snapshot.by_strategy["__overflow__"].count, N - 64);
 
-    // /metrics: a bounded number of series.
-    let page = vidperf::http::encode_metrics(&snapshot).expect("metrics");
-    let page = String::from_utf8(page).expect("utf-8");
+    // /metrics and the OTLP metrics (one model): a bounded number of series, exact.
+    let metrics = vidperf.stats().metrics();
+    let page = vidperf::http::encode_metrics(&metrics);
     let series = page
         .lines()
-        .filter(|l| l.starts_with("vidperf_strategy_operations_total{"))
+        .filter(|l| l.starts_with("vidperf_operation_duration_seconds_count{"))
         .count();
-    assert_eq!(series, 2 * (64 + 1), "success and failure for each key");
-
-    // OTLP metrics: at most the attribute-set cap plus overflow, counts exact.
-    metrics.flush().expect("flush");
-    let exported = metrics_out.get_finished_metrics().expect("metrics");
-    let duration = exported
-        .iter()
-        .flat_map(|rm| rm.scope_metrics())
-        .flat_map(|sm| sm.metrics())
-        .filter(|m| m.name() == "vidperf.operation.duration")
-        .last()
-        .expect("the duration histogram");
-    let AggregatedMetrics::F64(MetricData::Histogram(histogram)) = duration.data() else {
-        panic!("a histogram of f64");
-    };
-    let points: Vec<_> = histogram.data_points().collect();
-    assert!(
-        points.len() <= 2 * vidperf::otlp::MAX_ATTRIBUTE_SETS + 2,
-        "{} attribute sets",
-        points.len()
+    assert_eq!(
+        series,
+        64 + 1,
+        "every operation succeeded: a series per pair"
     );
-    let total: u64 = points.iter().map(|p| p.count()).sum();
+    let duration = metrics
+        .family("vidperf.operation.duration")
+        .expect("the duration histogram");
+    let total: u64 = duration
+        .points
+        .iter()
+        .map(|p| match &p.value {
+            Value::Histogram(h) => h.count,
+            Value::Number(_) => 0,
+        })
+        .sum();
     assert_eq!(total, N, "every operation in the duration histogram");
 }

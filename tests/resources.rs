@@ -78,8 +78,11 @@ fn operations_carry_their_peaks_into_records_stats_and_exports() {
         .expect("peaks");
     let bytes = (6144 * MIB) as f64;
     assert_eq!((peaks.max, peaks.mean, peaks.operations), (bytes, bytes, 1));
-    let monitor = snap.health.monitor.expect("monitor health");
-    assert_eq!(monitor.gpu_state, "available");
+    let monitor = snap
+        .health
+        .part::<vidperf::monitor::MonitorHealth>("monitor")
+        .expect("monitor health");
+    assert!(monitor.gpu_available());
     assert!(monitor.running && monitor.samples > 0);
     assert!(monitor.tick_micros.is_some());
 
@@ -160,11 +163,15 @@ fn without_a_gpu_the_gpu_columns_stay_empty_and_ram_is_measured() {
     assert_eq!(record.bytes(Figure::GpuMemory), None);
     assert_eq!(record.get(Figure::GpuUtilization), None);
     assert!(record.bytes(Figure::ProcessMemory).is_some());
-    let health = vidperf.snapshot().health.monitor.expect("monitor");
-    assert_eq!(health.gpu_state, "unavailable");
+    let health = vidperf
+        .snapshot()
+        .health
+        .part::<vidperf::monitor::MonitorHealth>("monitor")
+        .expect("monitor");
+    assert!(!health.gpu_available());
     assert!(
         health
-            .gpu_reason
+            .gpu_reason()
             .is_some_and(|r| r.contains("NVML library not found"))
     );
 }

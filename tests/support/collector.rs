@@ -15,6 +15,8 @@ pub(crate) type Script = fn(usize) -> (&'static str, &'static str, Duration);
 pub(crate) const SINK_THREAD: &str = "otlp-sink";
 
 /// A scripted OTLP/HTTP endpoint answering each request as `script` says.
+// reason: the tests that only capture do not script.
+#[allow(dead_code)]
 pub(crate) fn scripted_collector(script: Script) -> (String, Arc<AtomicUsize>) {
     serve(TcpListener::bind("127.0.0.1:0").expect("bind"), script)
 }
@@ -72,4 +74,66 @@ fn serve(listener: TcpListener, script: Script) -> (String, Arc<AtomicUsize>) {
         }
     });
     (format!("http://{addr}"), requests)
+}
+
+/// What a capturing collector received: each request's path and body.
+pub(crate) type Received = Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// An OTLP/HTTP endpoint on loopback that keeps every request's path and body, and
+/// answers `200 OK` to `/v1/metrics` and `status` to everything else (say, a
+/// `503 Service Unavailable` for traces, to count failures).
+// reason: only the tests that decode what was sent capture it.
+#[allow(dead_code)]
+pub(crate) fn capturing_collector(status: &'static str) -> (String, Received) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let received: Received = Arc::default();
+    let keep = received.clone();
+    let _ = std::thread::Builder::new()
+        .name(SINK_THREAD.to_owned())
+        .spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let keep = keep.clone();
+                let _ = std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream);
+                    loop {
+                        let mut length = 0usize;
+                        let mut line = String::new();
+                        let mut path = String::new();
+                        loop {
+                            line.clear();
+                            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if path.is_empty() {
+                                path = line.split(' ').nth(1).unwrap_or_default().to_owned();
+                            }
+                            if let Some(v) =
+                                line.to_ascii_lowercase().strip_prefix("content-length:")
+                            {
+                                length = v.trim().parse().unwrap_or(0);
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                        }
+                        let mut body = vec![0u8; length];
+                        if reader.read_exact(&mut body).is_err() {
+                            return;
+                        }
+                        let answer = if path == "/v1/metrics" {
+                            "200 OK"
+                        } else {
+                            status
+                        };
+                        keep.lock().expect("captured").push((path, body));
+                        let reply = format!("HTTP/1.1 {answer}\r\nContent-Length: 0\r\n\r\n");
+                        if reader.get_mut().write_all(reply.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+    (format!("http://{addr}"), received)
 }

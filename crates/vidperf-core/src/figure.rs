@@ -135,6 +135,35 @@ pub enum Wire {
     Base,
 }
 
+/// The live metric of a figure: the newest sample's value, by its semantic-convention
+/// name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Live {
+    /// The metric (`hw.gpu.memory.usage`, `hw.power`, `process.cpu.utilization`).
+    pub name: &'static str,
+    /// The `hw.gpu.task` attribute, for the video engines on `hw.gpu.utilization`.
+    pub task: Option<&'static str>,
+    /// Whether it is a counter (`hw.energy`); a gauge otherwise.
+    pub counter: bool,
+}
+
+const fn gauge(name: &'static str) -> Option<Live> {
+    Some(Live {
+        name,
+        task: None,
+        counter: false,
+    })
+}
+
+const fn task(task: &'static str) -> Option<Live> {
+    Some(Live {
+        name: "hw.gpu.utilization",
+        task: Some(task),
+        counter: false,
+    })
+}
+
 /// Everything vidperf says about one [`Figure`], in every output.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
@@ -152,6 +181,8 @@ pub struct FigureDef {
     /// The OTLP span attribute, which is also the name of the OTLP histogram metric
     /// of the figure per (operation, strategy) (and, translated, the Prometheus one).
     pub attribute: &'static str,
+    /// The gauge of the highest value per (operation, strategy), `<attribute>.max`.
+    pub max_metric: &'static str,
     /// The key in JSON records, `statistics.*.resources` and per-device entries.
     pub json: &'static str,
     /// How the JSON and CSV formats write it.
@@ -164,9 +195,9 @@ pub struct FigureDef {
     pub csv: bool,
     /// Whether it is also measured per GPU (`gpu_devices` on multi-GPU machines).
     pub per_device: bool,
-    /// The semantic-convention gauge of the newest sample, per device for GPU figures
-    /// (`hw.gpu.memory.usage`), when there is one.
-    pub live: Option<&'static str>,
+    /// The semantic-convention metric of the newest sample (per device for GPU
+    /// figures), when there is one.
+    pub live: Option<Live>,
     /// Per frame: the span attribute and JSON key of the figure divided by the frames
     /// processed, for totals (J per frame).
     pub per_frame: Option<(&'static str, &'static str)>,
@@ -215,6 +246,84 @@ const ENERGY_BOUNDS: [f64; 11] = [
     0.1, 1.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0, 10_000.0, 50_000.0,
 ];
 
+/// `<attribute>.max`, for the attributes of the table (a const fn cannot concatenate).
+const fn max_name(attribute: &'static str) -> &'static str {
+    let names: [(&str, &str); Figure::COUNT] = [
+        (
+            "vidperf.process.memory.peak",
+            "vidperf.process.memory.peak.max",
+        ),
+        ("vidperf.gpu.memory.peak", "vidperf.gpu.memory.peak.max"),
+        (
+            "vidperf.process.cpu.utilization.peak",
+            "vidperf.process.cpu.utilization.peak.max",
+        ),
+        (
+            "vidperf.gpu.utilization.peak",
+            "vidperf.gpu.utilization.peak.max",
+        ),
+        (
+            "vidperf.gpu.utilization.mean",
+            "vidperf.gpu.utilization.mean.max",
+        ),
+        (
+            "vidperf.gpu.process_utilization.peak",
+            "vidperf.gpu.process_utilization.peak.max",
+        ),
+        (
+            "vidperf.gpu.sm.utilization",
+            "vidperf.gpu.sm.utilization.max",
+        ),
+        ("vidperf.gpu.sm.occupancy", "vidperf.gpu.sm.occupancy.max"),
+        (
+            "vidperf.gpu.tensor.activity",
+            "vidperf.gpu.tensor.activity.max",
+        ),
+        (
+            "vidperf.gpu.process_memory.peak",
+            "vidperf.gpu.process_memory.peak.max",
+        ),
+        (
+            "vidperf.gpu.memory.utilization.peak",
+            "vidperf.gpu.memory.utilization.peak.max",
+        ),
+        (
+            "vidperf.gpu.decoder.utilization.peak",
+            "vidperf.gpu.decoder.utilization.peak.max",
+        ),
+        (
+            "vidperf.gpu.encoder.utilization.peak",
+            "vidperf.gpu.encoder.utilization.peak.max",
+        ),
+        ("vidperf.gpu.power.peak", "vidperf.gpu.power.peak.max"),
+        ("vidperf.gpu.energy", "vidperf.gpu.energy.max"),
+    ];
+    let mut i = 0;
+    while i < names.len() {
+        if const_eq(names[i].0, attribute) {
+            return names[i].1;
+        }
+        i += 1;
+    }
+    // Every attribute of the table is listed above (a test checks it).
+    ""
+}
+
+const fn const_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 #[allow(clippy::too_many_arguments)] // reason: a table row, one argument per column.
 const fn row(
     figure: Figure,
@@ -226,7 +335,7 @@ const fn row(
     json: &'static str,
     since_0_1: bool,
     per_device: bool,
-    live: Option<&'static str>,
+    live: Option<Live>,
     bounds: &'static [f64],
     doc: &'static str,
 ) -> FigureDef {
@@ -237,6 +346,7 @@ const fn row(
         over,
         across,
         attribute,
+        max_metric: max_name(attribute),
         json,
         wire: match unit {
             Unit::Bytes => Wire::Mib,
@@ -266,7 +376,7 @@ pub const FIGURES: [FigureDef; Figure::COUNT] = [
         "peak_memory_mb",
         true,
         false,
-        Some("process.memory.usage"),
+        gauge("process.memory.usage"),
         &PROCESS_MEMORY_BOUNDS,
         "peak resident memory of this process",
     ),
@@ -280,7 +390,7 @@ pub const FIGURES: [FigureDef; Figure::COUNT] = [
         "peak_gpu_memory_mb",
         true,
         true,
-        Some("hw.gpu.memory.usage"),
+        gauge("hw.gpu.memory.usage"),
         &GPU_MEMORY_BOUNDS,
         "peak device memory used (the highest device's on a multi-GPU machine)",
     ),
@@ -294,7 +404,7 @@ pub const FIGURES: [FigureDef; Figure::COUNT] = [
         "cpu_utilization_percent",
         true,
         false,
-        Some("process.cpu.utilization"),
+        gauge("process.cpu.utilization"),
         &CORE_BOUNDS,
         "peak CPU of this process (1 = one core busy; percent of one core in JSON/CSV)",
     ),
@@ -308,7 +418,7 @@ pub const FIGURES: [FigureDef; Figure::COUNT] = [
         "gpu_utilization_percent",
         true,
         true,
-        Some("hw.gpu.utilization"),
+        gauge("hw.gpu.utilization"),
         &RATIO_BOUNDS,
         "peak GPU utilization (the driver's samples inside the operation where it keeps them)",
     ),
@@ -406,7 +516,7 @@ pub const FIGURES: [FigureDef; Figure::COUNT] = [
         "gpu_memory_utilization_percent",
         false,
         true,
-        Some("hw.gpu.memory.utilization"),
+        gauge("hw.gpu.memory.utilization"),
         &RATIO_BOUNDS,
         "peak memory-controller utilization (share of time device memory was read or written)",
     ),
@@ -420,7 +530,7 @@ pub const FIGURES: [FigureDef; Figure::COUNT] = [
         "gpu_decoder_utilization_percent",
         false,
         true,
-        Some("vidperf.gpu.decoder.utilization"),
+        task("decoder"),
         &RATIO_BOUNDS,
         "peak NVDEC (video decoder) utilization",
     ),
@@ -434,7 +544,7 @@ pub const FIGURES: [FigureDef; Figure::COUNT] = [
         "gpu_encoder_utilization_percent",
         false,
         true,
-        Some("vidperf.gpu.encoder.utilization"),
+        task("encoder"),
         &RATIO_BOUNDS,
         "peak NVENC (video encoder) utilization",
     ),
@@ -448,7 +558,7 @@ pub const FIGURES: [FigureDef; Figure::COUNT] = [
         "peak_gpu_power_watts",
         false,
         true,
-        Some("hw.power"),
+        gauge("hw.power"),
         &POWER_BOUNDS,
         "peak power draw of the GPUs (their sum on a multi-GPU machine)",
     ),
@@ -467,7 +577,11 @@ pub const FIGURES: [FigureDef; Figure::COUNT] = [
             "gpu_energy_joules",
             false,
             true,
-            Some("hw.energy"),
+            Some(Live {
+                name: "hw.energy",
+                task: None,
+                counter: true,
+            }),
             &ENERGY_BOUNDS,
             "energy the GPUs used during the operation (their energy counters' difference; also per frame)",
         )
@@ -553,6 +667,13 @@ impl Figures {
         self
     }
 
+    /// The same set with `figure` set to `value`, or absent for `None`.
+    #[must_use]
+    pub fn with_opt(mut self, figure: Figure, value: Option<f64>) -> Self {
+        self.set(figure, value);
+        self
+    }
+
     /// Raises the figure to `value` when that is higher (or the figure absent).
     pub fn raise(&mut self, figure: Figure, value: Option<f64>) {
         if let Some(v) = value.filter(|v| v.is_finite()) {
@@ -607,6 +728,12 @@ mod tests {
         for (i, def) in FIGURES.iter().enumerate() {
             assert_eq!(def.figure.index(), i, "{}", def.name);
             assert_eq!(Figure::ALL[i], def.figure);
+            assert_eq!(
+                def.max_metric,
+                format!("{}.max", def.attribute),
+                "{}",
+                def.name
+            );
             assert!(
                 def.bounds.windows(2).all(|w| w[0] < w[1]),
                 "{}: bounds sorted",

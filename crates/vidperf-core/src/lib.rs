@@ -17,6 +17,7 @@ mod hash;
 mod ids;
 mod intern;
 mod layer;
+pub mod metrics;
 pub mod operation;
 mod outcome;
 pub mod propagation;

@@ -3,16 +3,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use opentelemetry_otlp::{
-    MetricExporter, SpanExporter, WithExportConfig as _, WithHttpConfig as _,
-};
+use std::sync::PoisonError;
+use std::sync::atomic::Ordering;
+
+use opentelemetry_otlp::{SpanExporter, WithExportConfig as _, WithHttpConfig as _};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::Sampler;
+use vidperf_core::Stats;
+use vidperf_core::stats::{Health, HealthSource};
 
 use crate::client::UreqClient;
-use crate::metrics::MetricsSink;
-use vidperf_core::stats::ExportHealth;
+use crate::health::ExportHealth;
+use crate::metrics::{MetricsExport, Temporality};
+use crate::transport::Transport;
 
 use crate::traces::{DEFAULT_MAX_QUEUE_SIZE, TraceSink};
 
@@ -68,6 +71,12 @@ pub enum OtelError {
         "OTLP over gRPC needs a tokio runtime: build vidperf from inside one (e.g. in `#[tokio::main]`, or after `Runtime::enter`), or use http/protobuf, which needs none"
     )]
     NoRuntime,
+    /// The metrics export did not deliver.
+    #[error("OTLP metrics export: {0}")]
+    MetricsExport(String),
+    /// A part did not stop within the deadline.
+    #[error("the OTLP export did not stop within {0:?}")]
+    Timeout(Duration),
     /// Shutdown finished, but not everything was delivered.
     #[error(
         "OTLP export lost spans: {} emitted, {} exported, {} failed (collector unreachable or refused), {} dropped with the queue full, {} dropped at shutdown",
@@ -94,6 +103,9 @@ pub struct OtelConfig {
     pub metrics: bool,
     /// Metrics export interval. Default 60 s (`OTEL_METRIC_EXPORT_INTERVAL`, ms).
     pub metrics_interval: Duration,
+    /// Cumulative (default) or delta counters and histograms
+    /// (`OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`).
+    pub temporality: Temporality,
     /// Timeout of one export request. Default 10 s (`OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`
     /// or `OTEL_EXPORTER_OTLP_TIMEOUT`, ms).
     pub export_timeout: Duration,
@@ -114,6 +126,7 @@ impl Default for OtelConfig {
             sampler: Sampler::AlwaysOn,
             metrics: true,
             metrics_interval: Duration::from_secs(60),
+            temporality: Temporality::Cumulative,
             export_timeout: Duration::from_secs(10),
             endpoint: None,
             max_queue_size: None,
@@ -316,6 +329,19 @@ impl OtelConfig {
         ]) {
             config.export_timeout = millis(name, ms)?;
         }
+        if let Some(t) = var("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE") {
+            config.temporality = match t.to_ascii_lowercase().as_str() {
+                "cumulative" => Temporality::Cumulative,
+                "delta" | "lowmemory" => Temporality::Delta,
+                _ => {
+                    return Err(OtelError::InvalidEnv {
+                        var: "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+                        value: t,
+                        reason: "expected cumulative, delta or lowmemory",
+                    });
+                }
+            };
+        }
         if let Some(ms) = var("OTEL_METRIC_EXPORT_INTERVAL") {
             config.metrics_interval = millis("OTEL_METRIC_EXPORT_INTERVAL", ms)?;
         }
@@ -373,6 +399,13 @@ impl OtelConfig {
         self
     }
 
+    /// Sets the temporality of the metrics' counters and histograms.
+    #[must_use]
+    pub fn with_temporality(mut self, temporality: Temporality) -> Self {
+        self.temporality = temporality;
+        self
+    }
+
     /// Sets the timeout of one export request.
     #[must_use]
     pub fn with_export_timeout(mut self, timeout: Duration) -> Self {
@@ -382,19 +415,19 @@ impl OtelConfig {
 }
 
 /// What [`Otel::shutdown`] reports.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct OtelReport {
-    /// The spans.
+    /// The spans (and the metrics requests).
     pub traces: ExportHealth,
 }
 
-/// The running bridge: the trace and metrics sinks to register with the layer, and
-/// their lifecycle.
+/// The running bridge: the trace sink to register with the layer, the metrics export
+/// of the statistics, and their lifecycle.
 #[derive(Debug, Clone)]
 pub struct Otel {
     traces: Arc<TraceSink>,
-    metrics: Option<Arc<MetricsSink>>,
+    metrics: Option<Arc<MetricsExport>>,
 }
 
 /// The OTLP span exporter the bridge uses (HTTP/protobuf over a blocking client, or
@@ -408,7 +441,7 @@ pub fn span_exporter(config: &OtelConfig) -> Result<SpanExporter, OtelError> {
                 .with_http_client(UreqClient::new(config.export_timeout))
                 .with_timeout(config.export_timeout);
             if let Some(base) = &config.endpoint {
-                spans = spans.with_endpoint(endpoint_for(base, "traces"));
+                spans = spans.with_endpoint(format!("{}/v1/traces", base.trim_end_matches('/')));
             }
             spans.build()
         }
@@ -429,39 +462,6 @@ pub fn span_exporter(config: &OtelConfig) -> Result<SpanExporter, OtelError> {
     built.map_err(|e| OtelError::Exporter(e.to_string()))
 }
 
-fn metric_exporter(config: &OtelConfig) -> Result<MetricExporter, OtelError> {
-    let built = match config.protocol {
-        Protocol::HttpProtobuf => {
-            let mut metrics = MetricExporter::builder()
-                .with_http()
-                .with_http_client(UreqClient::new(config.export_timeout))
-                .with_timeout(config.export_timeout);
-            if let Some(base) = &config.endpoint {
-                metrics = metrics.with_endpoint(endpoint_for(base, "metrics"));
-            }
-            metrics.build()
-        }
-        #[cfg(feature = "grpc")]
-        Protocol::Grpc => {
-            in_runtime()?;
-            let mut metrics = MetricExporter::builder()
-                .with_tonic()
-                .with_timeout(config.export_timeout);
-            if let Some(endpoint) = &config.endpoint {
-                metrics = metrics.with_endpoint(endpoint.clone());
-            }
-            metrics.build()
-        }
-        #[cfg(not(feature = "grpc"))]
-        Protocol::Grpc => return Err(OtelError::GrpcNotBuilt),
-    };
-    built.map_err(|e| OtelError::Exporter(e.to_string()))
-}
-
-fn endpoint_for(base: &str, signal: &str) -> String {
-    format!("{}/v1/{signal}", base.trim_end_matches('/'))
-}
-
 /// tonic spawns its connection task on the current tokio runtime when an exporter is
 /// built (it would panic outside one), so that is checked first.
 #[cfg(feature = "grpc")]
@@ -471,9 +471,35 @@ fn in_runtime() -> Result<(), OtelError> {
         .map_err(|_| OtelError::NoRuntime)
 }
 
+/// The resource's attributes as OTLP key-values (service name, the SDK's detectors,
+/// `OTEL_RESOURCE_ATTRIBUTES`).
+fn resource_attributes(
+    resource: &Resource,
+) -> Vec<opentelemetry_proto::tonic::common::v1::KeyValue> {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    resource
+        .iter()
+        .map(|(k, v)| {
+            let value = match v {
+                opentelemetry::Value::Bool(b) => any_value::Value::BoolValue(*b),
+                opentelemetry::Value::I64(i) => any_value::Value::IntValue(*i),
+                opentelemetry::Value::F64(f) => any_value::Value::DoubleValue(*f),
+                other => any_value::Value::StringValue(other.to_string()),
+            };
+            KeyValue {
+                key: k.to_string(),
+                value: Some(AnyValue { value: Some(value) }),
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
 impl Otel {
-    /// Builds the OTLP pipeline; `None` when the configuration disables it.
-    pub fn start(config: &OtelConfig) -> Result<Option<Self>, OtelError> {
+    /// Builds the OTLP pipeline — the trace sink, and, when metrics are on, a thread
+    /// sending `stats`' metrics every [`OtelConfig::metrics_interval`]; `None` when the
+    /// configuration disables it.
+    pub fn start(config: &OtelConfig, stats: &Arc<Stats>) -> Result<Option<Self>, OtelError> {
         if !config.enabled {
             return Ok(None);
         }
@@ -489,15 +515,16 @@ impl Otel {
             config.max_queue_size.unwrap_or(DEFAULT_MAX_QUEUE_SIZE),
         );
         let metrics = if config.metrics {
-            let exporter = metric_exporter(config)?;
-            let reader = PeriodicReader::builder(exporter)
-                .with_interval(config.metrics_interval)
-                .build();
-            let provider = SdkMeterProvider::builder()
-                .with_resource(resource)
-                .with_reader(reader)
-                .build();
-            Some(Arc::new(MetricsSink::new(provider)))
+            let transport = Transport::for_signal(config, "metrics")?;
+            let export = MetricsExport::start(
+                stats.clone(),
+                resource_attributes(&resource),
+                config.temporality,
+                transport,
+                config.metrics_interval,
+            )
+            .map_err(|e| OtelError::Exporter(format!("cannot start the metrics thread: {e}")))?;
+            Some(Arc::new(export))
         } else {
             None
         };
@@ -512,19 +539,32 @@ impl Otel {
         &self.traces
     }
 
-    /// The metrics sink, when metrics are on.
-    pub fn metrics(&self) -> Option<&Arc<MetricsSink>> {
-        self.metrics.as_ref()
+    /// What became of the spans and the metrics requests so far.
+    pub fn health(&self) -> ExportHealth {
+        let mut health = self.traces.counters().report();
+        if let Some(m) = &self.metrics {
+            health.metric_exports = m.counters.exports.load(Ordering::Relaxed);
+            health.metric_export_failures = m.counters.failed.load(Ordering::Relaxed);
+            health.metric_export_error.clone_from(
+                &m.counters
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
+        }
+        health
     }
 
-    /// Exports everything pending now.
+    /// Exports everything pending now: the queued spans, and the metrics.
     pub fn flush(&self) -> Result<(), OtelError> {
         let traces = self
             .traces
             .flush()
             .map_err(|e| OtelError::Shutdown(e.to_string()));
         let metrics = match &self.metrics {
-            Some(m) => m.flush().map_err(|e| OtelError::Shutdown(e.to_string())),
+            Some(m) => m
+                .flush(Duration::from_secs(30))
+                .map_err(OtelError::MetricsExport),
             None => Ok(()),
         };
         traces.and(metrics)
@@ -534,17 +574,31 @@ impl Otel {
     /// whether every span was delivered: `Err(OtelError::Lost)` names what was lost.
     pub fn shutdown(&self, timeout: Duration) -> Result<OtelReport, OtelError> {
         let traces = self.traces.shutdown(timeout);
-        if let Some(m) = &self.metrics {
-            let _ = m.shutdown(timeout);
+        if let Some(m) = &self.metrics
+            && !m.shutdown(timeout)
+        {
+            return Err(OtelError::Timeout(timeout));
         }
         let report = OtelReport {
-            traces: self.traces.counters().report(),
+            traces: self.health(),
         };
         if report.traces.failed > 0 || report.traces.dropped > 0 {
             return Err(OtelError::Lost(report.traces));
         }
         traces.map_err(|e| OtelError::Shutdown(e.to_string()))?;
         Ok(report)
+    }
+}
+
+/// The export's counts (spans and metrics requests), in the statistics' health
+/// (`health.export`) and as metric families.
+impl HealthSource for Otel {
+    fn report(&self, health: &mut Health) {
+        health.set_part("export", &self.health());
+    }
+
+    fn metrics(&self, families: &mut Vec<vidperf_core::metrics::Family>) {
+        self.health().families(families);
     }
 }
 
@@ -587,7 +641,7 @@ mod tests {
     #[test]
     fn grpc_outside_a_runtime_is_an_error_not_a_panic() {
         let config = OtelConfig::default().with_protocol(Protocol::Grpc);
-        let err = Otel::start(&config).expect_err("no runtime");
+        let err = Otel::start(&config, &Arc::default()).expect_err("no runtime");
         assert!(matches!(err, OtelError::NoRuntime), "{err}");
     }
 
@@ -595,7 +649,7 @@ mod tests {
     #[test]
     fn grpc_without_the_feature_says_which_feature() {
         let config = OtelConfig::default().with_protocol(Protocol::Grpc);
-        let err = Otel::start(&config).expect_err("not built");
+        let err = Otel::start(&config, &Arc::default()).expect_err("not built");
         assert!(err.to_string().contains("otlp-grpc"), "{err}");
     }
 }

@@ -1,8 +1,8 @@
 //! The OpenTelemetry bridge of [vidperf](https://docs.rs/vidperf): every finished span
 //! goes to the OpenTelemetry SDK's batch span processor and OTLP exporter as typed span
-//! data built once at close ([`TraceSink`]), and every operation feeds per-strategy
-//! metrics through the SDK's meter provider ([`MetricsSink`]) — all of them, whatever
-//! the trace sampler keeps.
+//! data built once at close ([`TraceSink`]), and the statistics' metric families —
+//! every operation, whatever the trace sampler keeps, the same series `/metrics` serves
+//! — are encoded as OTLP metrics every export interval.
 //!
 //! [`OtelConfig::from_env`] reads the standard variables; [`Otel::start`] builds the
 //! pipeline: OTLP over HTTP/protobuf with a blocking client (no async runtime needed), or
@@ -22,6 +22,7 @@
 //! | `OTEL_BSP_MAX_QUEUE_SIZE` | spans held for export at most (default 2048); more are dropped and counted (`health.export`) |
 //! | `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BSP_EXPORT_TIMEOUT` | batch processor (read by the SDK) |
 //! | `OTEL_METRIC_EXPORT_INTERVAL` | metrics export interval, ms (default 60000) |
+//! | `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` | `cumulative` (default), `delta` or `lowmemory` (delta counters and histograms) |
 
 #![forbid(unsafe_code)]
 #![cfg_attr(test, deny(warnings))]
@@ -29,10 +30,13 @@
 mod client;
 mod config;
 mod convert;
+mod health;
 mod metrics;
 mod traces;
+mod transport;
 
 pub use config::{Otel, OtelConfig, OtelError, OtelReport, Protocol, span_exporter};
 pub use convert::attr;
-pub use metrics::{MAX_ATTRIBUTE_SETS, MetricsSink, metric_names};
+pub use health::{ExportHealth, family};
+pub use metrics::Temporality;
 pub use traces::{DEFAULT_MAX_QUEUE_SIZE, TraceCounters, TraceSink};

@@ -1,231 +1,461 @@
-//! [`MetricsSink`]: per-strategy metrics from every operation — whatever the trace
-//! sampler keeps — through the SDK's meter provider.
+//! OTLP metrics from the statistics: every `OTEL_METRIC_EXPORT_INTERVAL` a thread named
+//! `vidperf-otlp-metrics` reads [`Stats::metrics`] — the same families `/metrics`
+//! serves, with the same attribute sets — encodes them as an OTLP
+//! `ExportMetricsServiceRequest` and sends it. No SDK meter: the statistics already
+//! count every operation exactly (whatever the trace sampler keeps), their histograms
+//! carry exemplars, and encoding from them keeps OTLP and Prometheus one source.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use opentelemetry::metrics::{
-    BoundCounter, BoundHistogram, Counter, Histogram, Meter, MeterProvider as _,
-};
-use opentelemetry::{KeyValue, Value};
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::metrics::SdkMeterProvider;
-use vidperf_core::figure::{FIGURES, Figure};
-use vidperf_core::stats::OVERFLOW_KEY;
-use vidperf_core::{FinishedSpan, Sink};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1 as proto;
+use prost::Message as _;
+use vidperf_core::Stats;
+use vidperf_core::metrics::{Family, Kind, Metrics, Value};
 
-use crate::convert::attr;
+use crate::transport::Transport;
 
-/// Distinct (operation, strategy) pairs given their own attributes; the rest are
-/// reported under `__overflow__`, so every instrument's cardinality stays bounded.
-pub const MAX_ATTRIBUTE_SETS: usize = 256;
-
-/// The operation instruments; each resource figure's histogram follows, named by its
-/// attribute in [`FIGURES`].
-const OPERATION_METRICS: [&str; 4] = [
-    "vidperf.operation.duration",
-    "vidperf.operation.frames",
-    "vidperf.operation.fps",
-    "vidperf.operation.quality",
-];
-
-/// The name of every instrument, in the order they are created.
-pub fn metric_names() -> Vec<&'static str> {
-    OPERATION_METRICS
-        .into_iter()
-        .chain(FIGURES.iter().map(|d| d.attribute))
-        .collect()
+/// How cumulative series are reported.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Temporality {
+    /// Every counter and histogram since start (the default; what Prometheus-style
+    /// backends want).
+    #[default]
+    Cumulative,
+    /// Counters and histograms since the previous export (what Datadog prefers):
+    /// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=delta` (or `lowmemory`).
+    Delta,
 }
 
-/// Duration buckets, seconds (the same bounds as the statistics).
-const DURATION_BOUNDS: [f64; 17] = vidperf_core::stats::DURATION_BUCKETS;
-
-/// One operation's bound instruments: by strategy, then `[failure, success]`.
-type ByStrategy = HashMap<Arc<str>, [Option<Arc<Bound>>; 2]>;
-
-/// Bound instruments by operation, then strategy, then `[failure, success]`; looked up
-/// by `&str`, so finding them clones nothing but one `Arc`.
+/// The previous export's cumulative values, for delta temporality.
 #[derive(Debug, Default)]
-struct Seen {
-    sets: HashMap<Arc<str>, ByStrategy>,
-    len: usize,
+struct Previous {
+    at: Option<SystemTime>,
+    /// By family name and attributes: a number, or histogram counts, count and sum.
+    values: SeenMap,
 }
 
-/// The instruments of one attribute set (operation, strategy, outcome), each bound at
-/// its first recording: the SDK resolves the set once instead of hashing it on every
-/// recording, and an instrument never recorded for the set exports nothing for it (no
-/// zero-count series, no GPU histograms without a GPU).
-#[derive(Debug)]
-struct Bound {
-    attrs: [KeyValue; 3],
-    duration: OnceLock<BoundHistogram<f64>>,
-    frames: OnceLock<BoundCounter<u64>>,
-    fps: OnceLock<BoundHistogram<f64>>,
-    quality: OnceLock<BoundHistogram<f64>>,
-    figures: [OnceLock<BoundHistogram<f64>>; Figure::COUNT],
+#[derive(Clone, Debug)]
+enum Seen {
+    Number(f64),
+    Histogram(Vec<u64>, u64, f64),
 }
 
-impl Bound {
-    fn new(operation: Arc<str>, strategy: Arc<str>, success: bool) -> Self {
-        let outcome = if success { "success" } else { "failure" };
-        Self {
-            attrs: [
-                KeyValue::new(attr::OPERATION, Value::String(operation.into())),
-                KeyValue::new(attr::STRATEGY, Value::String(strategy.into())),
-                KeyValue::new(attr::OUTCOME, outcome),
-            ],
-            duration: OnceLock::new(),
-            frames: OnceLock::new(),
-            fps: OnceLock::new(),
-            quality: OnceLock::new(),
-            figures: [const { OnceLock::new() }; Figure::COUNT],
-        }
+fn nanos(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn text(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.to_owned())),
+        }),
+        ..Default::default()
     }
 }
 
-/// The instruments, unbound.
-#[derive(Debug)]
-struct Instruments {
-    duration: Histogram<f64>,
-    frames: Counter<u64>,
-    fps: Histogram<f64>,
-    quality: Histogram<f64>,
-    /// One per resource figure, in [`FIGURES`] order.
-    figures: [Histogram<f64>; Figure::COUNT],
-}
-
-/// The metrics side of the bridge.
-#[derive(Debug)]
-pub struct MetricsSink {
-    provider: SdkMeterProvider,
-    instruments: Instruments,
-    /// Instruments bound so far, by (operation, strategy, success), at most
-    /// `2 * MAX_ATTRIBUTE_SETS`.
-    seen: Mutex<Seen>,
-    /// Bound to the `__overflow__` sets (failure, success), for keys past the cap.
-    overflow: [Arc<Bound>; 2],
-}
-
-impl MetricsSink {
-    /// Instruments on `provider` (whose readers decide where metrics go).
-    pub fn new(provider: SdkMeterProvider) -> Self {
-        let meter: Meter = provider.meter("vidperf");
-        let instruments = Instruments {
-            duration: meter
-                .f64_histogram(OPERATION_METRICS[0])
-                .with_unit("s")
-                .with_description(
-                    "Duration of finished operations (its count is the number of operations).",
-                )
-                .with_boundaries(DURATION_BOUNDS.to_vec())
-                .build(),
-            frames: meter
-                .u64_counter(OPERATION_METRICS[1])
-                .with_unit("{frame}")
-                .with_description("Frames processed by finished operations.")
-                .build(),
-            fps: meter
-                .f64_histogram(OPERATION_METRICS[2])
-                .with_unit("{frame}/s")
-                .with_description("Frames per second of finished operations.")
-                .build(),
-            quality: meter
-                .f64_histogram(OPERATION_METRICS[3])
-                .with_unit("1")
-                .with_description("Quality score (0-1) of finished operations.")
-                .with_boundaries(vec![
-                    0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99,
-                ])
-                .build(),
-            figures: FIGURES.map(|def| {
-                meter
-                    .f64_histogram(def.attribute)
-                    .with_unit(def.unit.otel())
-                    .with_description(def.doc)
-                    .with_boundaries(def.bounds.to_vec())
-                    .build()
+/// The request for `metrics`, with `resource`'s attributes. Under delta temporality
+/// counters and histograms are the change since `previous` (a series seen for the first
+/// time, or one that went down, counts from zero).
+fn request(
+    metrics: &Metrics,
+    resource: &[KeyValue],
+    temporality: Temporality,
+    previous: &mut Previous,
+) -> ExportMetricsServiceRequest {
+    let delta = temporality == Temporality::Delta;
+    let start = match (delta, previous.at) {
+        (true, Some(at)) => nanos(at),
+        _ => nanos(metrics.start_time),
+    };
+    let time = nanos(metrics.time);
+    let aggregation = if delta {
+        proto::AggregationTemporality::Delta
+    } else {
+        proto::AggregationTemporality::Cumulative
+    } as i32;
+    let mut seen = HashMap::new();
+    let out: Vec<proto::Metric> = metrics
+        .families
+        .iter()
+        .filter_map(|family| metric(family, start, time, aggregation, delta, previous, &mut seen))
+        .collect();
+    previous.values = seen;
+    previous.at = Some(metrics.time);
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![proto::ResourceMetrics {
+            resource: Some(opentelemetry_proto::tonic::resource::v1::Resource {
+                attributes: resource.to_vec(),
+                ..Default::default()
             }),
-        };
-        let overflow = [false, true].map(|success| {
-            Arc::new(Bound::new(
-                OVERFLOW_KEY.into(),
-                OVERFLOW_KEY.into(),
-                success,
-            ))
-        });
-        Self {
-            provider,
-            instruments,
-            seen: Mutex::new(Seen::default()),
-            overflow,
-        }
-    }
-    /// Exports what the instruments hold now.
-    pub fn flush(&self) -> OTelSdkResult {
-        self.provider.force_flush()
-    }
-
-    /// Flushes and stops the meter provider.
-    pub fn shutdown(&self, timeout: Duration) -> OTelSdkResult {
-        self.provider.shutdown_with_timeout(timeout)
-    }
-
-    fn bound(&self, span: &FinishedSpan) -> Option<Arc<Bound>> {
-        let key = span.operation.as_ref()?;
-        let success = span.is_success();
-        let outcome = usize::from(success);
-        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(attrs) = seen
-            .sets
-            .get(&*key.operation_type)
-            .and_then(|by_strategy| by_strategy.get(&*key.strategy))
-            .and_then(|outcomes| outcomes[outcome].as_ref())
-        {
-            return Some(attrs.clone());
-        }
-        if seen.len >= 2 * MAX_ATTRIBUTE_SETS {
-            return Some(self.overflow[outcome].clone());
-        }
-        let bound = Arc::new(Bound::new(
-            key.operation_type.clone(),
-            key.strategy.clone(),
-            success,
-        ));
-        seen.len += 1;
-        seen.sets
-            .entry(key.operation_type.clone())
-            .or_default()
-            .entry(key.strategy.clone())
-            .or_default()[outcome] = Some(bound.clone());
-        Some(bound)
+            scope_metrics: vec![proto::ScopeMetrics {
+                scope: Some(InstrumentationScope {
+                    name: "vidperf".to_owned(),
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                    ..Default::default()
+                }),
+                metrics: out,
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
     }
 }
 
-impl Sink for MetricsSink {
-    fn on_finish(&self, span: &FinishedSpan) {
-        let Some(b) = self.bound(span) else {
-            return;
+type SeenMap = HashMap<(&'static str, Vec<(String, String)>), Seen>;
+
+fn metric(
+    family: &Family,
+    start: u64,
+    time: u64,
+    aggregation: i32,
+    delta: bool,
+    previous: &Previous,
+    seen: &mut SeenMap,
+) -> Option<proto::Metric> {
+    if family.points.is_empty() {
+        return None;
+    }
+    let def = &family.def;
+    let mut numbers = Vec::new();
+    let mut histograms = Vec::new();
+    for point in &family.points {
+        let attributes: Vec<KeyValue> = point.attributes.iter().map(|(k, v)| text(k, v)).collect();
+        let key = (
+            def.name,
+            point
+                .attributes
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.to_string()))
+                .collect::<Vec<_>>(),
+        );
+        let before = previous.values.get(&key);
+        match &point.value {
+            Value::Number(v) => {
+                seen.insert(key, Seen::Number(*v));
+                let value = match (delta && def.kind == Kind::Counter, before) {
+                    (true, Some(Seen::Number(b))) if v >= b => v - b,
+                    _ => *v,
+                };
+                numbers.push(proto::NumberDataPoint {
+                    attributes,
+                    start_time_unix_nano: if def.kind == Kind::Gauge { 0 } else { start },
+                    time_unix_nano: time,
+                    value: Some(proto::number_data_point::Value::AsDouble(value)),
+                    ..Default::default()
+                });
+            }
+            Value::Histogram(h) => {
+                seen.insert(key, Seen::Histogram(h.counts.clone(), h.count, h.sum));
+                let (counts, count, sum) = match (delta, before) {
+                    (true, Some(Seen::Histogram(c, n, s)))
+                        if h.count >= *n && c.len() == h.counts.len() =>
+                    {
+                        let counts: Vec<u64> = h
+                            .counts
+                            .iter()
+                            .zip(c)
+                            .map(|(now, then)| now.saturating_sub(*then))
+                            .collect();
+                        (counts, h.count - n, h.sum - s)
+                    }
+                    _ => (h.counts.clone(), h.count, h.sum),
+                };
+                let exemplars = h
+                    .exemplars
+                    .iter()
+                    .map(|e| proto::Exemplar {
+                        time_unix_nano: nanos(e.time),
+                        trace_id: e.trace_id.to_vec(),
+                        span_id: e.span_id.to_vec(),
+                        value: Some(proto::exemplar::Value::AsDouble(e.value)),
+                        ..Default::default()
+                    })
+                    .collect();
+                // Delta points lose the extremes: they are of all time, not the period.
+                let cumulative = !delta || before.is_none();
+                histograms.push(proto::HistogramDataPoint {
+                    attributes,
+                    start_time_unix_nano: start,
+                    time_unix_nano: time,
+                    count,
+                    sum: Some(sum),
+                    bucket_counts: counts,
+                    explicit_bounds: h.bounds.to_vec(),
+                    exemplars,
+                    flags: 0,
+                    min: h.min.filter(|_| cumulative),
+                    max: h.max.filter(|_| cumulative),
+                });
+            }
+        }
+    }
+    let data = match def.kind {
+        Kind::Counter => proto::metric::Data::Sum(proto::Sum {
+            data_points: numbers,
+            aggregation_temporality: aggregation,
+            is_monotonic: true,
+        }),
+        Kind::Gauge => proto::metric::Data::Gauge(proto::Gauge {
+            data_points: numbers,
+        }),
+        Kind::Histogram => proto::metric::Data::Histogram(proto::Histogram {
+            data_points: histograms,
+            aggregation_temporality: aggregation,
+        }),
+    };
+    Some(proto::Metric {
+        name: def.name.to_owned(),
+        description: def.help.to_owned(),
+        unit: def.unit.to_owned(),
+        metadata: Vec::new(),
+        data: Some(data),
+    })
+}
+
+/// What the metrics export did so far.
+#[derive(Debug, Default)]
+pub(crate) struct MetricCounters {
+    pub(crate) exports: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) last_error: Mutex<Option<String>>,
+}
+
+enum Command {
+    Flush(SyncSender<Result<(), String>>),
+    Stop,
+}
+
+/// The running metrics export.
+#[derive(Debug)]
+pub(crate) struct MetricsExport {
+    commands: SyncSender<Command>,
+    thread: Mutex<Option<(JoinHandle<()>, Receiver<()>)>>,
+    pub(crate) counters: Arc<MetricCounters>,
+}
+
+struct Worker {
+    stats: Arc<Stats>,
+    resource: Vec<KeyValue>,
+    temporality: Temporality,
+    transport: Transport,
+    previous: Previous,
+    counters: Arc<MetricCounters>,
+}
+
+impl Worker {
+    fn export(&mut self) -> Result<(), String> {
+        let metrics = self.stats.metrics();
+        let request = request(
+            &metrics,
+            &self.resource,
+            self.temporality,
+            &mut self.previous,
+        );
+        let result = self
+            .transport
+            .send_metrics(&request.encode_to_vec(), &request);
+        match &result {
+            Ok(()) => {
+                self.counters.exports.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                *self
+                    .counters
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(e.clone());
+                // The next export repeats what this one would have said (cumulative), or
+                // its change with the next (delta: nothing is lost, only later).
+                if self.temporality == Temporality::Delta {
+                    self.previous.at = None;
+                    self.previous.values.clear();
+                }
+            }
+        }
+        result
+    }
+
+    fn run(mut self, commands: &Receiver<Command>, interval: Duration) {
+        let mut next = Instant::now() + interval;
+        loop {
+            let wait = next.saturating_duration_since(Instant::now());
+            match commands.recv_timeout(wait) {
+                Ok(Command::Flush(reply)) => {
+                    let _ = reply.send(self.export());
+                }
+                Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => {
+                    // One last export, so the final counts reach the collector.
+                    let _ = self.export();
+                    return;
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    let _ = self.export();
+                    next = Instant::now() + interval;
+                }
+            }
+        }
+    }
+}
+
+impl MetricsExport {
+    pub(crate) fn start(
+        stats: Arc<Stats>,
+        resource: Vec<KeyValue>,
+        temporality: Temporality,
+        transport: Transport,
+        interval: Duration,
+    ) -> std::io::Result<Self> {
+        let counters = Arc::new(MetricCounters::default());
+        let worker = Worker {
+            stats,
+            resource,
+            temporality,
+            transport,
+            previous: Previous::default(),
+            counters: counters.clone(),
         };
-        // Binding (at an instrument's first recording for the set) resolves the set in
-        // the SDK: its lock, no user code, no I/O.
-        let i = &self.instruments;
-        let a = &b.attrs;
-        b.duration
-            .get_or_init(|| i.duration.bind(a))
-            .record(span.duration.as_secs_f64());
-        if let Some(frames) = span.fields.frames_processed {
-            b.frames.get_or_init(|| i.frames.bind(a)).add(frames);
+        let (commands, receive) = sync_channel(4);
+        let (done_tx, done) = sync_channel(1);
+        let handle = std::thread::Builder::new()
+            .name("vidperf-otlp-metrics".into())
+            .spawn(move || {
+                // The export's own HTTP calls must not feed the statistics they report.
+                tracing::subscriber::with_default(
+                    tracing::subscriber::NoSubscriber::default(),
+                    || {
+                        worker.run(&receive, interval.max(Duration::from_millis(10)));
+                    },
+                );
+                let _ = done_tx.send(());
+            })?;
+        Ok(Self {
+            commands,
+            thread: Mutex::new(Some((handle, done))),
+            counters,
+        })
+    }
+
+    /// Exports now, waiting at most `timeout` for the answer.
+    pub(crate) fn flush(&self, timeout: Duration) -> Result<(), String> {
+        let (reply, answer) = sync_channel(1);
+        self.commands
+            .try_send(Command::Flush(reply))
+            .map_err(|_| "the metrics export is stopped or busy".to_owned())?;
+        match answer.recv_timeout(timeout) {
+            Ok(result) => result,
+            Err(_) => Err(format!("no answer within {timeout:?}")),
         }
-        if let Some(fps) = span.fps() {
-            b.fps.get_or_init(|| i.fps.bind(a)).record(fps);
+    }
+
+    /// Exports one last time and stops, waiting at most `timeout`; `false` when the
+    /// thread did not stop in time.
+    pub(crate) fn shutdown(&self, timeout: Duration) -> bool {
+        let _ = self.commands.try_send(Command::Stop);
+        let taken = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some((handle, done)) = taken else {
+            return true;
+        };
+        match done.recv_timeout(timeout) {
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => {
+                let _ = handle.join();
+                true
+            }
+            Err(RecvTimeoutError::Timeout) => false,
         }
-        if let Some(q) = span.fields.quality_score {
-            b.quality.get_or_init(|| i.quality.bind(a)).record(q);
-        }
-        for (figure, v) in span.resources.figures.iter() {
-            let (bound, instrument) = (&b.figures[figure.index()], &i.figures[figure.index()]);
-            bound.get_or_init(|| instrument.bind(a)).record(v);
-        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+    use vidperf_core::metrics::{FamilyDef, HistogramValue, Point};
+
+    fn metrics(count: u64, frames: f64) -> Metrics {
+        let mut counter = Family::new(FamilyDef::new("c", "{frame}", Kind::Counter, "C."));
+        counter.push(vec![("vidperf.strategy", Cow::Borrowed("vsrm"))], frames);
+        let mut h = Family::new(FamilyDef::new("h", "s", Kind::Histogram, "H."));
+        h.points.push(Point::new(
+            Vec::new(),
+            Value::Histogram(HistogramValue::new(
+                &[1.0],
+                vec![count, 0],
+                count,
+                count as f64,
+            )),
+        ));
+        Metrics::new(
+            UNIX_EPOCH,
+            UNIX_EPOCH + Duration::from_secs(count),
+            vec![counter, h],
+        )
+    }
+
+    #[test]
+    fn delta_reports_the_change_and_cumulative_the_total() {
+        let mut previous = Previous::default();
+        let _ = request(&metrics(2, 10.0), &[], Temporality::Delta, &mut previous);
+        let r = request(&metrics(5, 25.0), &[], Temporality::Delta, &mut previous);
+        let m = &r.resource_metrics[0].scope_metrics[0].metrics;
+        let Some(proto::metric::Data::Sum(sum)) = &m[0].data else {
+            panic!("a sum")
+        };
+        assert_eq!(
+            sum.data_points[0].value,
+            Some(proto::number_data_point::Value::AsDouble(15.0))
+        );
+        assert_eq!(
+            sum.aggregation_temporality,
+            proto::AggregationTemporality::Delta as i32
+        );
+        let Some(proto::metric::Data::Histogram(h)) = &m[1].data else {
+            panic!("a histogram")
+        };
+        assert_eq!(
+            (h.data_points[0].count, &h.data_points[0].bucket_counts[..]),
+            (3, &[3, 0][..])
+        );
+        assert_eq!(h.data_points[0].start_time_unix_nano, 2_000_000_000);
+
+        let mut previous = Previous::default();
+        let _ = request(
+            &metrics(2, 10.0),
+            &[],
+            Temporality::Cumulative,
+            &mut previous,
+        );
+        let r = request(
+            &metrics(5, 25.0),
+            &[],
+            Temporality::Cumulative,
+            &mut previous,
+        );
+        let m = &r.resource_metrics[0].scope_metrics[0].metrics;
+        let Some(proto::metric::Data::Histogram(h)) = &m[1].data else {
+            panic!("a histogram")
+        };
+        assert_eq!(
+            (
+                h.data_points[0].count,
+                h.data_points[0].start_time_unix_nano
+            ),
+            (5, 0)
+        );
     }
 }

@@ -13,7 +13,10 @@ use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SamplingDecision, ShouldSample, SpanData,
     SpanExporter, SpanProcessor,
 };
-use vidperf_core::stats::{ExportHealth, Health, HealthSource};
+use vidperf_core::metrics::Family;
+use vidperf_core::stats::{Health, HealthSource};
+
+use crate::health::ExportHealth;
 use vidperf_core::{FinishedSpan, Sink, SpanInterest};
 
 use crate::convert::span_data;
@@ -239,9 +242,14 @@ impl Sink for TraceSink {
     }
 }
 
-/// The export's counts, in the statistics' health (`health.export`).
+/// The export's counts, in the statistics' health (`health.export`) and as metric
+/// families.
 impl HealthSource for TraceSink {
     fn report(&self, health: &mut Health) {
-        health.export = Some(self.counters().report());
+        health.set_part("export", &self.counters().report());
+    }
+
+    fn metrics(&self, families: &mut Vec<Family>) {
+        self.counters().report().families(families);
     }
 }

@@ -1,4 +1,4 @@
-//! The bridge with the SDK's in-memory exporters: sampling is consistent per trace,
+//! The bridge with the SDK's in-memory span exporter: sampling is consistent per trace,
 //! every operation reaches the metrics and statistics whatever the sampler drops, and
 //! the export queue is bounded with every drop counted by reason as it happens.
 
@@ -7,14 +7,13 @@ use std::time::Duration;
 
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
-use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, Sampler, SpanData, SpanExporter};
 use tracing::info_span;
 use tracing_subscriber::prelude::*;
-use vidperf_core::stats::ExportHealth as TraceReport;
+use vidperf_core::metrics::Value;
 use vidperf_core::{PerfLayer, Stats};
-use vidperf_otel::{DEFAULT_MAX_QUEUE_SIZE, MetricsSink, TraceSink};
+use vidperf_otel::ExportHealth as TraceReport;
+use vidperf_otel::{DEFAULT_MAX_QUEUE_SIZE, TraceSink};
 
 #[test]
 fn unsampled_traces_still_count_in_metrics_and_statistics() {
@@ -24,16 +23,10 @@ fn unsampled_traces_still_count_in_metrics_and_statistics() {
         Sampler::TraceIdRatioBased(0.5),
         DEFAULT_MAX_QUEUE_SIZE,
     );
-    let metrics_out = InMemoryMetricExporter::default();
-    let provider = SdkMeterProvider::builder()
-        .with_reader(PeriodicReader::builder(metrics_out.clone()).build())
-        .build();
-    let metrics = Arc::new(MetricsSink::new(provider));
     let stats = Arc::new(Stats::default());
     let layer = PerfLayer::builder()
         .sink(stats.clone())
         .sink(traces.clone())
-        .sink(metrics.clone())
         .build();
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
         for i in 0..200u64 {
@@ -43,7 +36,6 @@ fn unsampled_traces_still_count_in_metrics_and_statistics() {
         }
     });
     traces.flush().expect("flush traces");
-    metrics.flush().expect("flush metrics");
 
     // Statistics: everything.
     assert_eq!(stats.snapshot().summary.total_operations, 400);
@@ -76,21 +68,19 @@ fn unsampled_traces_still_count_in_metrics_and_statistics() {
         .expect("its parent");
     assert_eq!(parent.name, "request");
 
-    // Metrics: all 400 operations, by strategy.
-    let finished = metrics_out.get_finished_metrics().expect("metrics");
-    let count: u64 = finished
+    // Metrics (what OTLP and /metrics encode): all 400 operations.
+    let metrics = stats.metrics();
+    let duration = metrics
+        .family("vidperf.operation.duration")
+        .expect("durations");
+    let count: u64 = duration
+        .points
         .iter()
-        .flat_map(|rm| rm.scope_metrics())
-        .flat_map(|sm| sm.metrics())
-        .filter(|m| m.name() == "vidperf.operation.duration")
-        .map(|m| match m.data() {
-            AggregatedMetrics::F64(MetricData::Histogram(h)) => {
-                h.data_points().map(|p| p.count()).sum::<u64>()
-            }
-            _ => 0,
+        .map(|p| match &p.value {
+            Value::Histogram(h) => h.count,
+            Value::Number(_) => 0,
         })
-        .max()
-        .unwrap_or(0);
+        .sum();
     assert_eq!(count, 400, "metrics count every operation");
 }
 
@@ -286,15 +276,11 @@ fn what_shutdown_could_not_send_is_dropped_at_shutdown() {
 
 /// Nothing is exported for a series that recorded nothing: no `__overflow__` points
 /// below the cap, no histogram of a figure never measured (GPU without a GPU), no
-/// point with a zero count and sentinel min/max.
+/// point with a zero count.
 #[test]
 fn only_series_that_recorded_something_are_exported() {
-    let metrics_out = InMemoryMetricExporter::default();
-    let provider = SdkMeterProvider::builder()
-        .with_reader(PeriodicReader::builder(metrics_out.clone()).build())
-        .build();
-    let metrics = Arc::new(MetricsSink::new(provider));
-    let layer = PerfLayer::builder().sink(metrics.clone()).build();
+    let stats = Arc::new(Stats::default());
+    let layer = PerfLayer::builder().sink(stats.clone()).build();
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
         for k in 0..10u64 {
             let strategy = format!("s{k}");
@@ -310,58 +296,51 @@ fn only_series_that_recorded_something_are_exported() {
             drop(span);
         }
     });
-    metrics.flush().expect("flush metrics");
-    let finished = metrics_out.get_finished_metrics().expect("metrics");
+    let metrics = stats.metrics();
     let mut names = std::collections::BTreeMap::new();
-    for m in finished
-        .iter()
-        .flat_map(|rm| rm.scope_metrics())
-        .flat_map(|sm| sm.metrics())
-    {
-        let mut points = 0;
-        let mut strategies = Vec::new();
-        let mut check = |count: u64, attrs: Vec<String>| {
-            assert!(count > 0, "{}: a point with count 0 ({attrs:?})", m.name());
+    for family in &metrics.families {
+        for point in &family.points {
+            let attrs: Vec<String> = point
+                .attributes
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            if let Value::Histogram(h) = &point.value {
+                assert!(
+                    h.count > 0,
+                    "{}: a point with count 0 ({attrs:?})",
+                    family.def.name
+                );
+            }
             assert!(
                 !attrs.iter().any(|a| a.contains("__overflow__")),
                 "{}: {attrs:?}",
-                m.name()
+                family.def.name
             );
-            points += 1;
-            strategies.extend(attrs);
-        };
-        let attrs = |kv: &mut dyn Iterator<Item = &opentelemetry::KeyValue>| {
-            kv.map(|kv| format!("{}={}", kv.key, kv.value))
-                .collect::<Vec<_>>()
-        };
-        match m.data() {
-            AggregatedMetrics::F64(MetricData::Histogram(h)) => {
-                for p in h.data_points() {
-                    check(p.count(), attrs(&mut p.attributes()));
-                }
-            }
-            AggregatedMetrics::U64(MetricData::Histogram(h)) => {
-                for p in h.data_points() {
-                    check(p.count(), attrs(&mut p.attributes()));
-                }
-            }
-            AggregatedMetrics::U64(MetricData::Sum(s)) => {
-                for p in s.data_points() {
-                    check(p.value(), attrs(&mut p.attributes()));
-                }
-            }
-            other => panic!("{}: unexpected {other:?}", m.name()),
         }
-        names.insert(m.name().to_owned(), points);
+        names.insert(family.def.name, family.points.len());
     }
-    // Every operation has a duration; half recorded frames (so fps too); nothing else
-    // was measured.
+    // Every operation has a duration; half recorded frames (so a frame rate too);
+    // nothing else was measured; and the process's own figures.
     assert_eq!(
         names.get("vidperf.operation.duration"),
         Some(&10),
         "{names:?}"
     );
     assert_eq!(names.get("vidperf.operation.frames"), Some(&5), "{names:?}");
-    assert_eq!(names.get("vidperf.operation.fps"), Some(&5), "{names:?}");
-    assert_eq!(names.len(), 3, "{names:?}");
+    assert_eq!(
+        names.get("vidperf.operation.frames_per_second"),
+        Some(&5),
+        "{names:?}"
+    );
+    let process: Vec<&str> = vidperf_core::metrics::family::STATS[5..]
+        .iter()
+        .map(|f| f.name)
+        .collect();
+    let rest: Vec<&&str> = names
+        .keys()
+        .filter(|n| !n.starts_with("vidperf.operation."))
+        .collect();
+    assert!(rest.iter().all(|n| process.contains(n)), "{names:?}");
+    assert_eq!(names.len(), 3 + process.len(), "{names:?}");
 }

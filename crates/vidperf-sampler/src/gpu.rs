@@ -18,7 +18,8 @@ use vidperf_core::Figure;
 
 use crate::MAX_DEVICES;
 use crate::gpu_types::{
-    ErrorCounters, ErrorKind, GpmInterval, GpuReading, GpuStatus, GpuUnavailable, NvmlLibrary,
+    Capability, ErrorCounters, ErrorKind, GpmInterval, GpuReading, GpuStatus, GpuUnavailable,
+    NvmlLibrary, Unsupported,
 };
 
 fn kind(e: &NvmlError) -> ErrorKind {
@@ -144,7 +145,7 @@ impl GpuSource {
             match device.memory_info() {
                 Err(NvmlError::NotSupported) => {
                     source.memory_supported[idx] = false;
-                    unsupported.push(format!("device {i}: memory"));
+                    unsupported.push(Unsupported::new(i, Capability::Memory));
                 }
                 Err(NvmlError::FailedToLoadSymbol(s)) => {
                     return Err(GpuUnavailable::SymbolMissing(s));
@@ -155,14 +156,14 @@ impl GpuSource {
                 device.utilization_rates()
             {
                 source.utilization_supported[idx] = false;
-                unsupported.push(format!("device {i}: utilization"));
+                unsupported.push(Unsupported::new(i, Capability::Utilization));
             }
             // The driver's sample buffer: NOT_FOUND only means no sample yet.
             match device.samples(Sampling::GpuUtilization, None) {
                 Ok(_) | Err(NvmlError::NotFound) => {}
                 Err(_) => {
                     source.samples_supported[idx] = false;
-                    unsupported.push(format!("device {i}: utilization samples"));
+                    unsupported.push(Unsupported::new(i, Capability::UtilizationSamples));
                 }
             }
             // Optional figures (the video engines, power, energy): boards and drivers
@@ -172,12 +173,12 @@ impl GpuSource {
                     optional.read(&device)
                 {
                     source.optional_supported[idx][k] = false;
-                    unsupported.push(format!("device {i}: {}", optional.name()));
+                    unsupported.push(Unsupported::new(i, optional.capability()));
                 }
             }
             source.gpm_supported[idx] = device.gpm_support().unwrap_or(false);
             if !source.gpm_supported[idx] {
-                unsupported.push(format!("device {i}: gpm"));
+                unsupported.push(Unsupported::new(i, Capability::Gpm));
             }
         }
         source.nvml = Some(Arc::new(nvml));
@@ -415,13 +416,13 @@ const OPTIONAL: usize = 4;
 impl Optional {
     const ALL: [Optional; OPTIONAL] = [Self::Decoder, Self::Encoder, Self::Power, Self::Energy];
 
-    /// Its name in `unsupported` (`device 0: decoder`).
-    fn name(self) -> &'static str {
+    /// What a board without it lacks.
+    fn capability(self) -> Capability {
         match self {
-            Self::Decoder => "decoder",
-            Self::Encoder => "encoder",
-            Self::Power => "power",
-            Self::Energy => "energy",
+            Self::Decoder => Capability::Decoder,
+            Self::Encoder => Capability::Encoder,
+            Self::Power => Capability::Power,
+            Self::Energy => Capability::Energy,
         }
     }
 

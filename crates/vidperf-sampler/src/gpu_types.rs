@@ -49,6 +49,8 @@ pub enum GpuUnavailable {
     Failed(String),
     /// vidperf was built without its `gpu` feature.
     NotBuilt,
+    /// A reason read back from a health document, as it was written.
+    Described(String),
 }
 
 /// What the GPU side of the monitor can do.
@@ -59,40 +61,127 @@ pub enum GpuStatus {
     Available {
         /// Device names by index.
         devices: Vec<String>,
-        /// Figures a device does not support (e.g. utilization on a MIG slice),
-        /// as `"device N: figure"`.
-        unsupported: Vec<String>,
+        /// Figures a device does not support (e.g. utilization on a MIG slice), each
+        /// never queried again.
+        unsupported: Vec<Unsupported>,
     },
     /// No GPU figures; CPU and RAM keep working.
     Unavailable(GpuUnavailable),
 }
 
-/// Kinds of NVML errors counted while running.
-// reason: only the NVML source (feature `gpu`) raises errors.
-#[cfg_attr(not(feature = "gpu"), allow(dead_code))]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ErrorKind {
+/// What a device can lack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Capability {
+    /// Memory used and total (`nvmlDeviceGetMemoryInfo`).
+    Memory,
+    /// Utilization rates (`nvmlDeviceGetUtilizationRates`), e.g. on a MIG slice.
+    Utilization,
+    /// The driver's utilization samples (`nvmlDeviceGetSamples`).
+    UtilizationSamples,
+    /// GPM (Hopper and newer).
+    Gpm,
+    /// NVDEC utilization.
+    Decoder,
+    /// NVENC utilization.
+    Encoder,
+    /// Power draw.
+    Power,
+    /// The energy counter (Volta and newer).
+    Energy,
+}
+
+impl Capability {
+    /// Its name: `memory`, `utilization`, `utilization samples`, `gpm`, `decoder`, ….
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Utilization => "utilization",
+            Self::UtilizationSamples => "utilization samples",
+            Self::Gpm => "gpm",
+            Self::Decoder => "decoder",
+            Self::Encoder => "encoder",
+            Self::Power => "power",
+            Self::Energy => "energy",
+        }
+    }
+}
+
+/// A figure one device does not support: decided at start, never queried again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Unsupported {
+    /// The NVML device index.
+    pub device: u32,
+    /// What it lacks.
+    pub capability: Capability,
+}
+
+impl Unsupported {
+    /// Device `device` lacks `capability`.
+    pub const fn new(device: u32, capability: Capability) -> Self {
+        Self { device, capability }
+    }
+}
+
+/// `device 0: utilization`.
+impl std::fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "device {}: {}", self.device, self.capability.name())
+    }
+}
+
+/// The kinds of NVML error counted while the monitor runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The GPU fell off the bus.
     GpuLost = 0,
+    /// The driver went away (NVML is initialised again).
     DriverNotLoaded = 1,
+    /// NVML answered uninitialised (initialised again).
     Uninitialized = 2,
+    /// A call timed out.
     Timeout = 3,
+    /// Anything else.
     Other = 4,
 }
 
-pub(crate) const ERROR_KINDS: [&str; 5] = vidperf_core::stats::GPU_ERROR_KINDS;
+impl ErrorKind {
+    /// Every kind, in order.
+    pub const ALL: [ErrorKind; 5] = [
+        Self::GpuLost,
+        Self::DriverNotLoaded,
+        Self::Uninitialized,
+        Self::Timeout,
+        Self::Other,
+    ];
+
+    /// Its name in the health JSON and on `/metrics` (`gpu_lost`, …).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::GpuLost => "gpu_lost",
+            Self::DriverNotLoaded => "driver_not_loaded",
+            Self::Uninitialized => "uninitialized",
+            Self::Timeout => "timeout",
+            Self::Other => "other",
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 pub(crate) struct ErrorCounters([AtomicU64; 5]);
 
 impl ErrorCounters {
+    /// The counts by kind, in [`ErrorKind::ALL`] order.
+    pub(crate) fn all(&self) -> [u64; 5] {
+        std::array::from_fn(|i| self.0[i].load(Ordering::Relaxed))
+    }
+
     // reason: only the NVML source (feature `gpu`) raises errors.
     #[cfg_attr(not(feature = "gpu"), allow(dead_code))]
     pub(crate) fn count(&self, kind: ErrorKind) {
         self.0[kind as usize].fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn get(&self, i: usize) -> u64 {
-        self.0[i].load(Ordering::Relaxed)
     }
 }
 
@@ -106,6 +195,7 @@ impl std::fmt::Display for GpuUnavailable {
             Self::NoDevices => f.write_str("no NVIDIA GPUs"),
             Self::Failed(e) => write!(f, "NVML failed to start ({e})"),
             Self::NotBuilt => f.write_str("built without the gpu feature"),
+            Self::Described(text) => f.write_str(text),
         }
     }
 }

@@ -29,6 +29,7 @@ mod gpu;
 #[path = "gpu_off.rs"]
 mod gpu;
 mod gpu_types;
+mod health;
 mod monitor;
 #[cfg(feature = "system")]
 mod process;
@@ -37,7 +38,8 @@ mod process;
 mod process;
 mod stack;
 
-pub use gpu_types::{GpuStatus, GpuUnavailable, NvmlLibrary};
+pub use gpu_types::{Capability, ErrorKind, GpuStatus, GpuUnavailable, NvmlLibrary, Unsupported};
+pub use health::{DeviceNow, MonitorHealth, family, family_defs};
 pub use monitor::{MonitorConfig, ResourceMonitor, ShutdownError, StartError};
 
 /// GPUs sampled individually at most; further devices are not sampled.

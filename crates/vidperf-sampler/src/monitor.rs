@@ -1,7 +1,7 @@
 //! [`ResourceMonitor`]: one named background thread that samples this process and the
 //! GPUs, and answers per-window peaks without any system call on the span path.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -9,13 +9,15 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use vidperf_core::figure::{Across, Unit};
-use vidperf_core::stats::{Health, HealthSource, MonitorHealth};
+use vidperf_core::metrics::Family;
+use vidperf_core::stats::{Health, HealthSource};
 use vidperf_core::{DevicePeaks, Figure, Figures, ResourcePeaks, ResourceWindows, WindowStart};
 
 use crate::MAX_DEVICES;
 use crate::gate::Gate;
 use crate::gpu::{Gpm, GpuSource, MemoryReader};
-use crate::gpu_types::{ERROR_KINDS, ErrorCounters, GpmInterval, GpuStatus, NvmlLibrary, POLLED};
+use crate::gpu_types::{ErrorCounters, GpmInterval, GpuStatus, NvmlLibrary, POLLED};
+use crate::health::{DeviceNow, MonitorHealth};
 use crate::process::{ProcessReading, ProcessSource, ResidentReader};
 use crate::stack::MaxStack;
 
@@ -423,8 +425,8 @@ struct Shared {
     ticks: AtomicU64,
     gpu_status: GpuStatus,
     gpu_devices: usize,
-    /// Each device's total memory as last read, bytes (0: not read).
-    gpu_memory_total: [AtomicU64; MAX_DEVICES],
+    /// The newest sample's figures (for health and the live gauges), replaced each tick.
+    current: Mutex<Current>,
     errors: ErrorCounters,
 }
 
@@ -528,7 +530,10 @@ impl ResourceMonitor {
             ticks: AtomicU64::new(0),
             gpu_status,
             gpu_devices,
-            gpu_memory_total: std::array::from_fn(|_| AtomicU64::new(0)),
+            current: Mutex::new(Current {
+                process: Figures::none(),
+                devices: vec![DeviceNow::default(); gpu_devices],
+            }),
             errors: ErrorCounters::default(),
         });
         let mut sampler = Sampler {
@@ -565,7 +570,7 @@ impl ResourceMonitor {
         &self.shared.gpu_status
     }
 
-    /// The monitor's state, errors and cost, for the statistics snapshot.
+    /// The monitor's state, errors and cost, and the newest sample's figures.
     pub fn health(&self) -> MonitorHealth {
         let s = &self.shared;
         let samples = match s.latest_seq.load(Ordering::Acquire) {
@@ -579,73 +584,33 @@ impl ResourceMonitor {
         let open = s.gate.open_windows();
         let stale = open > 0 && age.is_some_and(|a| a > s.config.interval * 3);
         let ticks = s.ticks.load(Ordering::Relaxed);
-        let (gpu_state, gpu_reason, gpu_devices, gpu_unsupported) = match &s.gpu_status {
-            GpuStatus::Available {
-                devices,
-                unsupported,
-            } => ("available", None, devices.clone(), unsupported.clone()),
-            GpuStatus::Unavailable(reason) => (
-                "unavailable",
-                Some(reason.to_string()),
-                Vec::new(),
-                Vec::new(),
-            ),
-        };
-        let gpu_errors: BTreeMap<String, u64> = ERROR_KINDS
+        let inexact_merges = s
+            .stacks
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .enumerate()
-            .map(|(i, name)| ((*name).to_owned(), s.errors.get(i)))
-            .filter(|(_, n)| *n > 0)
-            .collect();
-        let stacks = s.stacks.read().unwrap_or_else(PoisonError::into_inner);
-        let inexact_merges = stacks.iter().map(MaxStack::merged).sum();
-        let newest = |metric: usize| match samples {
-            0 => None,
-            n => stacks[metric].value_at_newest(n - 1),
-        };
-        let machine = |figure: Figure| {
-            let slot = STACKED.iter().position(|f| *f == figure)?;
-            newest(slot).map(|v| decode(figure, v))
-        };
-        let current_process_memory_bytes = machine(Figure::ProcessMemory).map(|v| v as u64);
-        let current_process_cpu_utilization = machine(Figure::ProcessCpu);
-        // With one GPU the machine's figures are its own.
-        let device = |d: usize, k: usize| match s.gpu_devices {
-            1 => machine(POLLED[k]),
-            _ => newest(device_slot(d, k)).map(|v| decode(POLLED[k], v)),
-        };
-        let polled = |figure: Figure| POLLED.iter().position(|f| *f == figure).unwrap_or(0);
-        let current_gpu_memory_bytes = (0..s.gpu_devices)
-            .map(|d| device(d, polled(Figure::GpuMemory)).map(|v| v as u64))
-            .collect();
-        let current_gpu_utilization = (0..s.gpu_devices)
-            .map(|d| device(d, polled(Figure::GpuUtilization)))
-            .collect();
-        drop(stacks);
-        let mut health = MonitorHealth::default();
-        health.running = s.running.load(Ordering::Acquire);
-        health.parked = s.gate.is_parked();
-        health.interval_seconds = s.config.interval.as_secs_f64();
-        health.samples = samples;
-        health.last_sample_age_seconds = age.map(|a| a.as_secs_f64());
-        health.stale = stale;
-        health.gpu_state = gpu_state.to_owned();
-        health.gpu_reason = gpu_reason;
-        health.gpu_devices = gpu_devices;
-        health.gpu_unsupported = gpu_unsupported;
-        health.gpu_errors = gpu_errors;
-        health.tick_micros =
-            (ticks > 0).then(|| s.tick_nanos.load(Ordering::Relaxed) as f64 / ticks as f64 / 1e3);
-        health.inexact_merges = inexact_merges;
-        health.current_process_memory_bytes = current_process_memory_bytes;
-        health.current_process_cpu_utilization = current_process_cpu_utilization;
-        health.current_gpu_memory_bytes = current_gpu_memory_bytes;
-        health.current_gpu_utilization = current_gpu_utilization;
-        health.gpu_memory_total_bytes = s.gpu_memory_total[..s.gpu_devices]
-            .iter()
-            .map(|t| Some(t.load(Ordering::Relaxed)).filter(|t| *t > 0))
-            .collect();
-        health
+            .map(MaxStack::merged)
+            .sum();
+        let now = s
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        MonitorHealth {
+            running: s.running.load(Ordering::Acquire),
+            parked: s.gate.is_parked(),
+            interval_seconds: s.config.interval.as_secs_f64(),
+            samples,
+            last_sample_age_seconds: age.map(|a| a.as_secs_f64()),
+            stale,
+            gpu: s.gpu_status.clone(),
+            gpu_errors: s.errors.all(),
+            tick_micros: (ticks > 0)
+                .then(|| s.tick_nanos.load(Ordering::Relaxed) as f64 / ticks as f64 / 1e3),
+            inexact_merges,
+            process: now.process,
+            devices: now.devices,
+        }
     }
 
     /// Stops the thread and waits at most `timeout` for it.
@@ -716,11 +681,6 @@ impl Sampler {
         machine.set(Figure::ProcessMemory, p.rss_bytes.map(|b| b as f64));
         machine.set(Figure::ProcessCpu, p.cpu);
         if let Some(g) = &g {
-            for (slot, total) in shared.gpu_memory_total.iter().zip(g.memory_total) {
-                if let Some(total) = total {
-                    slot.store(total, Ordering::Relaxed);
-                }
-            }
             let devices = &g.devices[..shared.gpu_devices];
             for figure in POLLED {
                 let values = devices.iter().filter_map(|d| d.get(figure));
@@ -731,6 +691,21 @@ impl Sampler {
                 machine.set(figure, combined);
             }
             machine.set(Figure::GpuProcessMemory, g.process_memory.map(|b| b as f64));
+        }
+        {
+            let mut current = shared
+                .current
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            current.process = machine;
+            if let Some(g) = &g {
+                for (d, now) in current.devices.iter_mut().enumerate() {
+                    now.figures = g.devices[d];
+                    now.energy_joules = g.energy[d];
+                    // The total is kept across failed readings: it does not change.
+                    now.memory_total_bytes = g.memory_total[d].or(now.memory_total_bytes);
+                }
+            }
         }
         let mut newest = [None; DEVICE_BASE];
         {
@@ -847,11 +822,23 @@ fn session(
     false
 }
 
-/// The monitor's state, in the statistics' health (`health.monitor`).
+/// The monitor's state, in the statistics' health (`health.monitor`), and its metric
+/// families (health counters and the live device gauges).
 impl HealthSource for ResourceMonitor {
     fn report(&self, health: &mut Health) {
-        health.monitor = Some(self.health());
+        health.set_part("monitor", &self.health());
     }
+
+    fn metrics(&self, families: &mut Vec<Family>) {
+        self.health().families(families);
+    }
+}
+
+/// The newest sample's figures.
+#[derive(Clone, Debug)]
+struct Current {
+    process: Figures,
+    devices: Vec<DeviceNow>,
 }
 
 impl ResourceWindows for ResourceMonitor {

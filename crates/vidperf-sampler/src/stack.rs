@@ -51,15 +51,6 @@ impl MaxStack {
         self.entries.get(i).map(|&(_, v)| v)
     }
 
-    /// The value of sample `seq` if it is the newest entry (the newest sample always
-    /// is, when it had a value for this metric).
-    pub(crate) fn value_at_newest(&self, seq: u64) -> Option<u64> {
-        self.entries
-            .back()
-            .filter(|(s, _)| *s == seq)
-            .map(|&(_, v)| v)
-    }
-
     /// Entries merged because the stack was full (each may have made one window's peak
     /// an over-estimate).
     pub(crate) fn merged(&self) -> u64 {

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `GET /performance/stats` | the statistics snapshot as JSON; `?window=5m` (the last 5 minutes: `ms`, `s`, `m` or `h`, at most the statistics' longest window, 10 minutes by default), `?recent=N` (default 10, at most [`ApiConfig::max_recent`]), `?strategy=`, `?operation=` |
 //! | `POST /performance/export?format=json\|csv` | every record held, as a download (`Content-Disposition: attachment`) |
-//! | `GET /metrics` | Prometheus text exposition format 0.0.4 |
+//! | `GET /metrics` | Prometheus text exposition format 0.0.4, or OpenMetrics 1.0 with exemplars when the scraper asks for it (`Accept: application/openmetrics-text`) |
 //! | `GET /healthz` | `{"status":"ok"}` |
 //!
 //! Every error is JSON, `{"error": {"status", "code", "message", "accepted"?}}`, with
@@ -33,7 +33,6 @@
 
 mod error;
 mod head;
-mod prom;
 mod query;
 mod routes;
 mod serve;
@@ -49,11 +48,11 @@ use vidperf_core::Stats;
 /// The axum version the router is built with.
 pub use axum;
 pub use error::ApiError;
-pub use prom::{
-    CONTENT_TYPE as METRICS_CONTENT_TYPE, EncodeError, encode as encode_metrics,
-    family_names as metric_family_names,
-};
 pub use serve::{ServeError, ServerHandle, exposure_warning, serve, spawn};
+pub use vidperf_core::metrics::{
+    OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE as METRICS_CONTENT_TYPE, encode_openmetrics,
+    encode_prometheus as encode_metrics,
+};
 
 /// Which routes need the bearer token, when one is configured.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use vidperf_core::SnapshotOptions;
 use vidperf_core::export;
 
 use crate::error::ApiError;
-use crate::{ApiState, TokenScope, prom, query};
+use crate::{ApiState, TokenScope, query};
 
 const STATS_PARAMS: &[&str] = &["recent", "strategy", "operation", "window"];
 const EXPORT_PARAMS: &[&str] = &["format"];
@@ -306,27 +306,60 @@ pub(crate) async fn regressions(
         .into_response())
 }
 
-/// `GET /metrics`.
+/// `GET /metrics`: every metric family of the statistics and the parts
+/// ([`Stats::metrics`](vidperf_core::Stats::metrics)), in the classic text format, or in
+/// OpenMetrics (with exemplars) when the scraper prefers it.
 pub(crate) async fn metrics(
     State(state): State<ApiState>,
+    headers: axum::http::HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     query::parse(raw.as_deref(), &[])?;
-    let snapshot = state
-        .stats
-        .snapshot_with(SnapshotOptions::default().with_recent(0).with_active(0));
-    let alerts = state.watcher.as_ref().map(|w| w.alert_states());
-    let regressions = state.watcher.as_ref().map(|w| w.regression_gauges());
-    let text = prom::encode_with(&snapshot, alerts.as_deref(), regressions.as_deref())
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let metrics = state.stats.metrics();
+    let (text, content_type) = if prefers_openmetrics(headers.get(header::ACCEPT)) {
+        (
+            vidperf_core::metrics::encode_openmetrics(&metrics),
+            vidperf_core::metrics::OPENMETRICS_CONTENT_TYPE,
+        )
+    } else {
+        (
+            vidperf_core::metrics::encode_prometheus(&metrics),
+            vidperf_core::metrics::PROMETHEUS_CONTENT_TYPE,
+        )
+    };
     Ok((
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(prom::CONTENT_TYPE),
-        )],
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
         text,
     )
         .into_response())
+}
+
+/// Whether an `Accept` header ranks OpenMetrics above the classic text format (as
+/// Prometheus sends it: `application/openmetrics-text;version=1.0.0,…,text/plain;
+/// version=0.0.4;q=0.5,*/*;q=0.1`).
+pub(crate) fn prefers_openmetrics(accept: Option<&HeaderValue>) -> bool {
+    let Some(accept) = accept.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let quality = |wanted: &str| -> f64 {
+        accept
+            .split(',')
+            .filter_map(|item| {
+                let mut parts = item.split(';').map(str::trim);
+                let media = parts.next()?;
+                if !media.eq_ignore_ascii_case(wanted) {
+                    return None;
+                }
+                let q = parts
+                    .filter_map(|p| p.strip_prefix("q="))
+                    .find_map(|q| q.parse::<f64>().ok())
+                    .unwrap_or(1.0);
+                Some(q)
+            })
+            .fold(0.0, f64::max)
+    };
+    let open = quality("application/openmetrics-text");
+    open > 0.0 && open >= quality("text/plain")
 }
 
 /// `GET /healthz`.

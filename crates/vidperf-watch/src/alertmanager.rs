@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-pub use vidperf_core::stats::DeliveryHealth;
+pub use crate::health::DeliveryHealth;
 
 use crate::Notification;
 
@@ -114,18 +114,18 @@ impl Alertmanager {
     /// What became of the notifications so far.
     pub fn health(&self) -> DeliveryHealth {
         let c = &self.counters;
-        let mut h = DeliveryHealth::default();
-        h.url = self.url.clone();
-        h.sent = c.sent.load(Ordering::Relaxed);
-        h.failed_attempts = c.failed_attempts.load(Ordering::Relaxed);
-        h.dropped = c.dropped.load(Ordering::Relaxed);
-        h.queued = c.queued.load(Ordering::Relaxed);
-        h.last_error = c
-            .last_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        h
+        DeliveryHealth {
+            url: self.url.clone(),
+            sent: c.sent.load(Ordering::Relaxed),
+            failed_attempts: c.failed_attempts.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            queued: c.queued.load(Ordering::Relaxed),
+            last_error: c
+                .last_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        }
     }
 
     /// Sends what is pending (one last attempt) and stops, waiting at most `timeout`.

@@ -24,6 +24,17 @@ pub trait Figures {
         strategy: Option<&str>,
         operation: Option<&str>,
     ) -> StatsSnapshot;
+
+    /// Spans the OTLP export dropped so far, when it runs (`export_dropped_rate`).
+    fn dropped_spans(&self) -> Option<u64> {
+        None
+    }
+
+    /// The largest GPU's total memory, bytes, when GPUs are sampled
+    /// (`peak_gpu_memory_fraction`).
+    fn gpu_memory_limit(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl Figures for Stats {
@@ -227,19 +238,7 @@ impl Alerts {
             });
         }
         let dropped_rate = if wants_dropped {
-            let dropped = snapshots
-                .values()
-                .next()
-                .map_or_else(
-                    || {
-                        figures
-                            .window(Duration::from_secs(1), now, None, None)
-                            .health
-                    },
-                    |s| s.health.clone(),
-                )
-                .export
-                .map(|e| e.dropped);
+            let dropped = figures.dropped_spans();
             let rate = match (self.last_dropped, dropped) {
                 (Some((then, before)), Some(now_dropped)) => now
                     .duration_since(then)
@@ -253,6 +252,7 @@ impl Alerts {
         } else {
             None
         };
+        let gpu_limit = figures.gpu_memory_limit();
         self.cycle += 1;
         let cycle = self.cycle;
         let mut transitions = Vec::new();
@@ -282,20 +282,21 @@ impl Alerts {
                     };
                     let (strategy, operation) =
                         (rule.strategy.as_deref(), rule.operation.as_deref());
-                    let (value, samples) = reading(rule.metric, stats, snap, strategy, operation);
+                    let (value, samples) =
+                        reading(rule.metric, stats, snap, strategy, operation, gpu_limit);
                     advance("", value, samples);
                 } else {
                     // One alert per strategy seen in the window or running now.
                     for (name, stats) in &snap.by_strategy {
                         let (value, samples) =
-                            reading(rule.metric, Some(stats), snap, Some(name), None);
+                            reading(rule.metric, Some(stats), snap, Some(name), None, gpu_limit);
                         advance(name, value, samples);
                     }
                     for running in &snap.active {
                         let name = running.strategy.as_str();
                         if !snap.by_strategy.contains_key(name) {
                             let (value, samples) =
-                                reading(rule.metric, None, snap, Some(name), None);
+                                reading(rule.metric, None, snap, Some(name), None, gpu_limit);
                             advance(name, value, samples);
                         }
                     }
@@ -432,6 +433,7 @@ fn reading(
     snap: &StatsSnapshot,
     strategy: Option<&str>,
     operation: Option<&str>,
+    gpu_limit: Option<u64>,
 ) -> (Option<f64>, u64) {
     if metric == Metric::ActiveOperations {
         let running = snap
@@ -462,11 +464,7 @@ fn reading(
             r.get(Figure::ProcessMemory).map_or(0, |p| p.operations),
         ),
         Metric::PeakGpuMemoryFraction => {
-            let total = snap
-                .health
-                .monitor
-                .as_ref()
-                .and_then(|m| m.gpu_memory_total_bytes.iter().flatten().max().copied());
+            let total = gpu_limit;
             let peak = r.get(Figure::GpuMemory);
             (
                 peak.zip(total.filter(|t| *t > 0))

@@ -19,11 +19,13 @@ pub mod alertmanager;
 pub mod alerts;
 pub mod baseline;
 pub mod compare;
+mod health;
 mod notify;
 pub mod rules;
 pub mod watcher;
 
 pub use alerts::{AlertGauge, AlertStatus, Alerts, Figures, State, Transition};
+pub use health::{DeliveryHealth, Signals, WatchHealth, family};
 pub use notify::Notification;
 pub use rules::{Condition, Metric, Rule, RuleError, RuleSet};
 pub use watcher::{AlertsDocument, Deliver, WatchError, Watcher};

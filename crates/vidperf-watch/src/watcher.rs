@@ -12,7 +12,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use vidperf_core::Stats;
-use vidperf_core::stats::{Health, HealthSource, WatchHealth};
+use vidperf_core::metrics::Family;
+use vidperf_core::stats::{Health, HealthSource, StatsSnapshot};
+
+use crate::health::{DeliveryHealth, Signals, WatchHealth};
 
 use crate::alerts::{AlertGauge, AlertStatus, Alerts, State, Transition};
 use crate::baseline::{Baseline, RegressionGauge, RegressionsDocument, gauges, regressed_set};
@@ -25,7 +28,7 @@ pub trait Deliver: Send + Sync + 'static {
     fn send(&self, notifications: Vec<crate::Notification>);
 
     /// How delivery is going, for the health figures.
-    fn health(&self) -> Option<vidperf_core::stats::DeliveryHealth> {
+    fn health(&self) -> Option<DeliveryHealth> {
         None
     }
 
@@ -41,7 +44,7 @@ impl Deliver for crate::alertmanager::Alertmanager {
         crate::alertmanager::Alertmanager::send(self, notifications);
     }
 
-    fn health(&self) -> Option<vidperf_core::stats::DeliveryHealth> {
+    fn health(&self) -> Option<DeliveryHealth> {
         Some(crate::alertmanager::Alertmanager::health(self))
     }
 
@@ -121,10 +124,12 @@ pub enum WatchError {
 }
 
 impl Watcher {
-    /// Starts evaluating `rules` against `stats`, delivering to `delivery` if given, and
-    /// comparing the live window with `baseline` if given.
+    /// Starts evaluating `rules` against `stats` (and the other parts' `signals`),
+    /// delivering to `delivery` if given, and comparing the live window with `baseline`
+    /// if given.
     pub fn start(
         stats: Arc<Stats>,
+        signals: Signals,
         rules: RuleSet,
         delivery: Option<Arc<dyn Deliver>>,
         baseline: Option<Baseline>,
@@ -148,7 +153,7 @@ impl Watcher {
         }));
         let (stop, stopped) = sync_channel(1);
         let mut worker = Worker {
-            stats,
+            live: Live { stats, signals },
             alerts: Alerts::new(rules),
             view: view.clone(),
             delivery: delivery.clone(),
@@ -246,12 +251,43 @@ impl HealthSource for Watcher {
             .health
             .clone();
         watch.alertmanager = self.delivery.as_ref().and_then(|d| d.health());
-        health.watch = Some(watch);
+        health.set_part("watch", &watch);
+    }
+
+    fn metrics(&self, families: &mut Vec<Family>) {
+        let view = self.view.read().unwrap_or_else(PoisonError::into_inner);
+        crate::health::families(&view.gauges, &view.regression_gauges, families);
+    }
+}
+
+/// The statistics and the other parts' figures, as the rules read them.
+struct Live {
+    stats: Arc<Stats>,
+    signals: Signals,
+}
+
+impl crate::alerts::Figures for Live {
+    fn window(
+        &self,
+        window: Duration,
+        now: SystemTime,
+        strategy: Option<&str>,
+        operation: Option<&str>,
+    ) -> StatsSnapshot {
+        self.stats.window(window, now, strategy, operation)
+    }
+
+    fn dropped_spans(&self) -> Option<u64> {
+        self.signals.dropped_spans.as_ref().map(|f| f())
+    }
+
+    fn gpu_memory_limit(&self) -> Option<u64> {
+        self.signals.gpu_memory_limit.as_ref().and_then(|f| f())
     }
 }
 
 struct Worker {
-    stats: Arc<Stats>,
+    live: Live,
     alerts: Alerts,
     view: Arc<RwLock<View>>,
     delivery: Option<Arc<dyn Deliver>>,
@@ -290,7 +326,7 @@ impl Worker {
     }
 
     fn evaluate(&mut self, now: SystemTime, started: Instant) {
-        let transitions = self.alerts.evaluate(&*self.stats, now);
+        let transitions = self.alerts.evaluate(&self.live, now);
         self.evaluations += 1;
         let mut notifications = Vec::new();
         for t in &transitions {
@@ -366,14 +402,15 @@ impl Worker {
             alerts: document_alerts,
         };
         view.gauges = self.alerts.gauges();
-        let mut health = WatchHealth::default();
-        health.rules = view.document.rules as u64;
-        health.evaluations = self.evaluations;
-        health.last_evaluation_micros = Some(started.elapsed().as_secs_f64() * 1e6);
-        health.firing = firing;
-        health.pending = pending;
-        health.regressed = self.regressed.len() as u64;
-        view.health = health;
+        view.health = WatchHealth {
+            rules: view.document.rules as u64,
+            evaluations: self.evaluations,
+            last_evaluation_micros: Some(started.elapsed().as_secs_f64() * 1e6),
+            firing,
+            pending,
+            regressed: self.regressed.len() as u64,
+            alertmanager: None,
+        };
     }
 
     fn compare_with_baseline(&mut self, now: SystemTime) {
@@ -381,7 +418,7 @@ impl Worker {
             return;
         };
         self.baseline_due = Instant::now() + baseline.interval;
-        let comparison = baseline.check(&self.stats, now);
+        let comparison = baseline.check(&self.live.stats, now);
         let regressed = regressed_set(&comparison);
         let change_of = |o: &str, s: &str, figure: Figure| {
             comparison

@@ -11,7 +11,7 @@ use super::snapshot::{
 use crate::figure::{FIGURES, Figure, Figures, Over};
 
 /// [`DURATION_BUCKETS`] in nanoseconds.
-const BOUNDS_NANOS: [u64; DURATION_BUCKETS.len()] = {
+pub(crate) const BOUNDS_NANOS: [u64; DURATION_BUCKETS.len()] = {
     let mut out = [0u64; DURATION_BUCKETS.len()];
     let mut i = 0;
     while i < out.len() {

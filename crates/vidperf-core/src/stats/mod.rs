@@ -11,6 +11,7 @@
 mod aggregate;
 mod histogram;
 mod history;
+mod metrics;
 mod snapshot;
 #[cfg(test)]
 mod tests;
@@ -266,6 +267,8 @@ struct Pair {
     operation: u32,
     strategy: u32,
     total: Aggregate,
+    /// What the metrics need since start (durations by outcome, buckets per figure).
+    cumulative: metrics::Cumulative,
     ring: Ring,
 }
 
@@ -422,6 +425,7 @@ impl Inner {
             operation,
             strategy,
             total: Aggregate::default(),
+            cumulative: metrics::Cumulative::default(),
             ring: Ring::default(),
         });
         self.pair_of.insert((operation, strategy), index);
@@ -569,6 +573,7 @@ impl Stats {
         let resolved = inner.resolve(key, &self.config);
         if let Some(pair) = inner.pairs.get_mut(resolved.pair as usize) {
             pair.total.record(&m);
+            pair.cumulative.record(&m);
             if !pair.ring.record(&self.slots, slot, &m) {
                 inner.window_late += 1;
             }
@@ -763,6 +768,83 @@ impl Stats {
             + inner.active.map.capacity() * (std::mem::size_of::<ActiveRow>() + 16)
     }
 
+    /// Every metric family now: per (operation, strategy) pair since start — durations
+    /// by outcome, frames, segments, frames per second, quality, a histogram per
+    /// resource figure — then the process's (active operations, uptime, history,
+    /// overflow, sink panics) and those of every registered part (the resource
+    /// monitor's live gauges, the OTLP export's counts, alert states). What `/metrics`
+    /// and the OTLP metrics export encode.
+    pub fn metrics(&self) -> crate::metrics::Metrics {
+        use crate::metrics::{Family, family};
+        let time = SystemTime::now();
+        let mut pairs = metrics::Families::new();
+        let (health, active) = {
+            let inner = self.inner();
+            for pair in &inner.pairs {
+                let (op, st) = (
+                    inner.key_text(pair.operation),
+                    inner.key_text(pair.strategy),
+                );
+                pair.cumulative.points(op, st, &mut pairs);
+            }
+            let active = inner.active.map.len() as u64 + inner.active.untracked;
+            (self.base_health(&inner), active)
+        };
+        let mut health = health;
+        let sources: Vec<Arc<dyn HealthSource>> = self
+            .sources
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for source in &sources {
+            source.report(&mut health);
+        }
+        let mut families: Vec<Family> = pairs.into_families().collect();
+        let one = |def, value: f64| {
+            let mut f = Family::new(def);
+            f.push(Vec::new(), value);
+            f
+        };
+        families.push(one(family::OPERATIONS_ACTIVE, active as f64));
+        families.push(one(family::UPTIME, self.started.elapsed().as_secs_f64()));
+        families.push(one(family::HISTORY_RECORDS, health.history_len as f64));
+        families.push(one(family::HISTORY_PURGED, health.history_purged as f64));
+        let mut overflow = Family::new(family::OVERFLOW);
+        for (dimension, n) in [
+            ("strategy", health.strategy_overflow),
+            ("operation", health.operation_overflow),
+            ("pair", health.pair_overflow),
+        ] {
+            overflow.push(vec![("dimension", dimension.into())], n as f64);
+        }
+        families.push(overflow);
+        families.push(one(family::SINK_PANICS, health.sink_panics as f64));
+        for source in &sources {
+            source.metrics(&mut families);
+        }
+        families.retain(|f| !f.points.is_empty());
+        crate::metrics::Metrics {
+            start_time: self.started_at,
+            time,
+            families,
+        }
+    }
+
+    /// The statistics' own health figures.
+    fn base_health(&self, inner: &Inner) -> Health {
+        Health {
+            history_len: inner.history.len() as u64,
+            history_limit: self.config.history_limit as u64,
+            history_purged: inner.purged,
+            strategy_overflow: inner.strategy_overflow,
+            operation_overflow: inner.operation_overflow,
+            active_untracked: inner.active.untracked,
+            pair_overflow: inner.pair_overflow,
+            window_late: inner.window_late,
+            ..Health::default()
+        }
+    }
+
     fn gather(
         &self,
         options: &SnapshotOptions,
@@ -903,20 +985,7 @@ impl Stats {
                 }
             })
             .collect();
-        let health = Health {
-            history_len: inner.history.len() as u64,
-            history_limit: self.config.history_limit as u64,
-            history_purged: inner.purged,
-            strategy_overflow: inner.strategy_overflow,
-            operation_overflow: inner.operation_overflow,
-            active_untracked: inner.active.untracked,
-            pair_overflow: inner.pair_overflow,
-            window_late: inner.window_late,
-            sink_panics: 0,
-            monitor: None,
-            export: None,
-            watch: None,
-        };
+        let health = self.base_health(&inner);
         pairs.sort_by(|a: &PairStatistics, b| {
             (&a.operation_type, &a.strategy).cmp(&(&b.operation_type, &b.strategy))
         });

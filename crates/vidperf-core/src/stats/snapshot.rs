@@ -314,16 +314,29 @@ pub struct ActiveOperationInfo {
 pub trait HealthSource: Send + Sync + 'static {
     /// Fills in this source's part of `health`.
     fn report(&self, health: &mut Health);
+
+    /// Adds this source's metric families (its counters and live gauges, named in its
+    /// own table) for `/metrics` and the OTLP metrics. The default adds none.
+    fn metrics(&self, families: &mut Vec<crate::metrics::Family>) {
+        let _ = families;
+    }
 }
 
 impl<T: HealthSource + ?Sized> HealthSource for std::sync::Arc<T> {
     fn report(&self, health: &mut Health) {
         (**self).report(health);
     }
+
+    fn metrics(&self, families: &mut Vec<crate::metrics::Family>) {
+        (**self).metrics(families);
+    }
 }
 
-/// Bookkeeping figures: nothing here is ever silently lost.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// Bookkeeping figures: nothing here is ever silently lost. The statistics' own
+/// figures are fields; every other part (the resource monitor, the OTLP export, the
+/// alert rules) owns its health type and reports it here under its name, encoded as it
+/// writes itself ([`Health::set_part`]); read one back typed with [`Health::part`].
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[non_exhaustive]
 pub struct Health {
     /// Records held for export now.
@@ -348,159 +361,68 @@ pub struct Health {
     pub window_late: u64,
     /// Panics caught in sinks (each lost one span for that sink).
     pub sink_panics: u64,
-    /// The resource monitor, when one is attached.
-    pub monitor: Option<MonitorHealth>,
-    /// The OTLP trace export, when enabled.
-    pub export: Option<ExportHealth>,
-    /// Alert rules and regression checks, when they run.
-    #[serde(default)]
-    pub watch: Option<WatchHealth>,
+    /// Every other part's health, by its name (`monitor`, `export`, `watch`).
+    #[serde(flatten, deserialize_with = "parts")]
+    pub(crate) parts: BTreeMap<String, serde_json::Value>,
 }
 
-/// The watcher's own state, in [`Health::watch`]: alert rules and the baseline
-/// comparison, evaluated on a timer off the span path.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct WatchHealth {
-    /// Alert rules loaded.
-    pub rules: u64,
-    /// Evaluations so far.
-    pub evaluations: u64,
-    /// How long the last evaluation took, microseconds.
-    pub last_evaluation_micros: Option<f64>,
-    /// Alerts firing now.
-    pub firing: u64,
-    /// Alerts pending now.
-    pub pending: u64,
-    /// Figures regressed against the baseline now.
-    pub regressed: u64,
-    /// The delivery to Alertmanager, when configured.
-    pub alertmanager: Option<DeliveryHealth>,
+/// The parts a 0.1.0 reader expects to find, `null` when absent.
+const PARTS_SINCE_0_1: [&str; 2] = ["monitor", "export"];
+
+fn parts<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, serde_json::Value>, D::Error> {
+    let mut parts = BTreeMap::<String, serde_json::Value>::deserialize(d)?;
+    parts.retain(|_, v| !v.is_null());
+    Ok(parts)
 }
 
-/// Alertmanager delivery, in [`WatchHealth::alertmanager`].
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct DeliveryHealth {
-    /// The Alertmanager.
-    pub url: String,
-    /// Notifications delivered.
-    pub sent: u64,
-    /// Delivery attempts that failed (each is retried with backoff).
-    pub failed_attempts: u64,
-    /// Notifications dropped (queue full, or still pending at shutdown).
-    pub dropped: u64,
-    /// Notifications waiting now (one per alert at most).
-    pub queued: u64,
-    /// The last failure, if any.
-    pub last_error: Option<String>,
-}
-
-/// What happened to the spans sent to the OTLP exporter, in [`Health::export`]: at any
-/// time `emitted == exported + failed + dropped + queued`; every count but `queued` only
-/// grows, and `queued` is 0 after a flush or shutdown.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct ExportHealth {
-    /// Spans sampled in and offered to the export.
-    pub emitted: u64,
-    /// Spans the sampler left out (still in statistics and metrics).
-    pub unsampled: u64,
-    /// Spans delivered.
-    pub exported: u64,
-    /// Spans in batches the collector did not accept or could not be reached for.
-    pub failed: u64,
-    /// Spans lost before the exporter: `dropped_queue_full + dropped_shutdown`.
-    pub dropped: u64,
-    /// Spans that found the export queue full.
-    #[serde(default)]
-    pub dropped_queue_full: u64,
-    /// Spans still queued when shutdown gave up waiting, or emitted after it.
-    #[serde(default)]
-    pub dropped_shutdown: u64,
-    /// Spans waiting for the exporter or in a batch being sent now.
-    #[serde(default)]
-    pub queued: u64,
-}
-
-impl ExportHealth {
-    /// Counts of a trace export, with nothing dropped or queued.
-    pub fn new(emitted: u64, unsampled: u64, exported: u64, failed: u64) -> Self {
-        Self {
-            emitted,
-            unsampled,
-            exported,
-            failed,
-            ..Self::default()
+impl Serialize for Health {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("history_len", &self.history_len)?;
+        map.serialize_entry("history_limit", &self.history_limit)?;
+        map.serialize_entry("history_purged", &self.history_purged)?;
+        map.serialize_entry("strategy_overflow", &self.strategy_overflow)?;
+        map.serialize_entry("operation_overflow", &self.operation_overflow)?;
+        map.serialize_entry("active_untracked", &self.active_untracked)?;
+        map.serialize_entry("pair_overflow", &self.pair_overflow)?;
+        map.serialize_entry("window_late", &self.window_late)?;
+        map.serialize_entry("sink_panics", &self.sink_panics)?;
+        for name in PARTS_SINCE_0_1 {
+            map.serialize_entry(name, &self.parts.get(name))?;
         }
-    }
-
-    /// Spans dropped, by reason: the queue was full, or shutdown came first.
-    #[must_use]
-    pub fn with_dropped(mut self, queue_full: u64, shutdown: u64) -> Self {
-        self.dropped_queue_full = queue_full;
-        self.dropped_shutdown = shutdown;
-        self.dropped = queue_full + shutdown;
-        self
-    }
-
-    /// Spans in flight.
-    #[must_use]
-    pub fn with_queued(mut self, queued: u64) -> Self {
-        self.queued = queued;
-        self
+        for (name, value) in &self.parts {
+            if !PARTS_SINCE_0_1.contains(&name.as_str()) {
+                map.serialize_entry(name, value)?;
+            }
+        }
+        map.end()
     }
 }
 
-/// The kinds of NVML error counted in [`MonitorHealth::gpu_errors`].
-pub const GPU_ERROR_KINDS: [&str; 5] = [
-    "gpu_lost",
-    "driver_not_loaded",
-    "uninitialized",
-    "timeout",
-    "other",
-];
+impl Health {
+    /// Reports part `name`'s health (a type of its own, encoded by its `Serialize`).
+    /// A value that cannot be encoded is reported as its error message.
+    pub fn set_part(&mut self, name: &str, health: &impl Serialize) {
+        let value = serde_json::to_value(health)
+            .unwrap_or_else(|e| serde_json::Value::String(format!("unencodable: {e}")));
+        self.parts.insert(name.to_owned(), value);
+    }
 
-/// The resource monitor's own state, in [`Health::monitor`].
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct MonitorHealth {
-    /// Whether the sampling thread is running (it may be parked while idle).
-    pub running: bool,
-    /// Whether it is parked because no operation is open.
-    pub parked: bool,
-    /// Sampling interval, seconds.
-    pub interval_seconds: f64,
-    /// Samples taken so far.
-    pub samples: u64,
-    /// Age of the newest sample, seconds.
-    pub last_sample_age_seconds: Option<f64>,
-    /// True while operations are open but no sample arrived for three intervals (a hung
-    /// driver call, say): peaks of operations closing now have no fresh samples.
-    pub stale: bool,
-    /// `available` or `unavailable`.
-    pub gpu_state: String,
-    /// Why GPUs are unavailable, when they are.
-    pub gpu_reason: Option<String>,
-    /// Device names, by index.
-    pub gpu_devices: Vec<String>,
-    /// Figures a device does not support, e.g. `device 0: utilization`.
-    pub gpu_unsupported: Vec<String>,
-    /// NVML errors while running, by kind (`gpu_lost`, `driver_not_loaded`, …).
-    pub gpu_errors: BTreeMap<String, u64>,
-    /// Mean cost of one sampling tick, microseconds.
-    pub tick_micros: Option<f64>,
-    /// Windows whose peak may be over-estimated because a sample stack overflowed.
-    pub inexact_merges: u64,
-    /// The newest sample: this process's resident memory, bytes.
-    pub current_process_memory_bytes: Option<u64>,
-    /// The newest sample: this process's CPU, 1.0 = one core.
-    pub current_process_cpu_utilization: Option<f64>,
-    /// The newest sample: memory used per GPU, bytes, by device index.
-    pub current_gpu_memory_bytes: Vec<Option<u64>>,
-    /// The newest sample: utilization per GPU, 0.0–1.0, by device index.
-    pub current_gpu_utilization: Vec<Option<f64>>,
-    /// Each GPU's total memory, bytes, by device index (as last read).
-    #[serde(default)]
-    pub gpu_memory_total_bytes: Vec<Option<u64>>,
+    /// Part `name`'s health read back as `T` (the part's own type), when reported.
+    pub fn part<T: serde::de::DeserializeOwned>(&self, name: &str) -> Option<T> {
+        serde_json::from_value(self.parts.get(name)?.clone()).ok()
+    }
+
+    /// Part `name`'s health as written, when reported.
+    pub fn part_json(&self, name: &str) -> Option<&serde_json::Value> {
+        self.parts.get(name)
+    }
+
+    /// The names of the parts that reported.
+    pub fn parts(&self) -> impl Iterator<Item = &str> {
+        self.parts.keys().map(String::as_str)
+    }
 }
