@@ -235,7 +235,7 @@ fn main() {
             .collect::<Vec<_>>()
             .join(", "),
         match &shutdown {
-            Ok(()) => "ok".to_owned(),
+            Ok(_) => "ok".to_owned(),
             Err(e) => e.to_string(),
         }
     );

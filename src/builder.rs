@@ -6,58 +6,38 @@ use std::sync::{Arc, OnceLock};
 use tracing_subscriber::layer::SubscriberExt as _;
 
 use crate::handle::Vidperf;
-use crate::{http, otlp, resources, watch};
-use vidperf_core::{PerfLayer, Sink, Stats, StatsConfig};
+use crate::parts::Wiring;
+use vidperf_core::{PerfLayer, PerfLayerBuilder, Sink, Stats, StatsConfig};
 
 /// Configures vidperf. Settings made in code win over environment variables, which win
 /// over the defaults (see the crate docs for the table).
 #[must_use]
+#[derive(Debug, Default)]
 pub struct Builder {
     history_limit: Option<usize>,
     max_keys: Option<usize>,
     max_active: Option<usize>,
-    stats: StatsConfig,
-    sinks: Vec<Box<dyn FnOnce(vidperf_core::PerfLayerBuilder) -> vidperf_core::PerfLayerBuilder>>,
-    read_env: bool,
-    pub(crate) monitor: resources::Setting,
-    pub(crate) http: http::Setting,
-    pub(crate) otlp: otlp::Setting,
-    pub(crate) watch: watch::Setting,
+    stats: Option<StatsConfig>,
+    sinks: Sinks,
+    read_env: Option<bool>,
+    #[cfg(any(feature = "system", feature = "gpu"))]
+    pub(crate) monitor: crate::resources::Setting,
+    #[cfg(feature = "http-api")]
+    pub(crate) http: crate::http::Setting,
+    #[cfg(feature = "otlp")]
+    pub(crate) otlp: crate::otlp::Setting,
+    pub(crate) watch: crate::watch::Setting,
 }
 
-impl std::fmt::Debug for Builder {
+/// Sinks of the user's own, added to the layer after vidperf's.
+type AddSink = Box<dyn FnOnce(PerfLayerBuilder) -> PerfLayerBuilder>;
+
+#[derive(Default)]
+struct Sinks(Vec<AddSink>);
+
+impl std::fmt::Debug for Sinks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Builder")
-            .field("history_limit", &self.history_limit)
-            .field("max_keys", &self.max_keys)
-            .field("max_active", &self.max_active)
-            .field("stats", &self.stats)
-            .field("extra_sinks", &self.sinks.len())
-            .field("read_env", &self.read_env)
-            .field("monitor", &self.monitor)
-            .field("http", &self.http)
-            .field("otlp", &self.otlp)
-            .field("watch", &self.watch)
-            .finish()
-    }
-}
-
-impl Default for Builder {
-    // reason: a part's setting is a unit struct when its feature is off.
-    #[allow(clippy::default_constructed_unit_structs)]
-    fn default() -> Self {
-        Self {
-            history_limit: None,
-            max_keys: None,
-            max_active: None,
-            stats: StatsConfig::default(),
-            sinks: Vec::new(),
-            read_env: true,
-            monitor: resources::Setting::default(),
-            http: http::Setting::default(),
-            otlp: otlp::Setting::default(),
-            watch: watch::Setting::default(),
-        }
+        write!(f, "{} sinks", self.0.len())
     }
 }
 
@@ -70,6 +50,16 @@ pub enum BuildError {
     InvalidEnv {
         /// The variable.
         var: &'static str,
+        /// Its value.
+        value: String,
+        /// What it should hold.
+        expected: &'static str,
+    },
+    /// A setting made in code holds something other than what it documents.
+    #[error("{setting} {value:?} is invalid: expected {expected}")]
+    InvalidSetting {
+        /// The setting (`Builder::alertmanager`, …).
+        setting: &'static str,
         /// Its value.
         value: String,
         /// What it should hold.
@@ -227,20 +217,25 @@ impl Builder {
     /// The rest of the statistics configuration (trend windows and points). The
     /// limits set with the methods above or the environment take precedence.
     pub fn stats_config(mut self, config: StatsConfig) -> Self {
-        self.stats = config;
+        self.stats = Some(config);
         self
     }
 
     /// Adds a sink of your own; it receives every finished span after the statistics.
     pub fn sink<T: Sink>(mut self, sink: T) -> Self {
-        self.sinks.push(Box::new(move |b| b.sink(sink)));
+        self.sinks.0.push(Box::new(move |b| b.sink(sink)));
         self
     }
 
     /// Ignores `VIDPERF_*` environment variables (useful in tests).
     pub fn without_env(mut self) -> Self {
-        self.read_env = false;
+        self.read_env = Some(false);
         self
+    }
+
+    /// Whether environment variables are read (yes unless [`Builder::without_env`]).
+    fn reads_env(&self) -> bool {
+        self.read_env.unwrap_or(true)
     }
 
     fn resolve(
@@ -252,7 +247,7 @@ impl Builder {
         if let Some(v) = code {
             return Ok(v);
         }
-        if !self.read_env {
+        if !self.reads_env() {
             return Ok(default);
         }
         Ok(env_number(var)?.unwrap_or(default))
@@ -276,6 +271,7 @@ impl Builder {
         let config = self
             .stats
             .clone()
+            .unwrap_or_default()
             .with_history_limit(self.resolve(
                 self.history_limit,
                 ENV_HISTORY_LIMIT,
@@ -283,38 +279,30 @@ impl Builder {
             )?)
             .with_max_keys(self.resolve(self.max_keys, ENV_MAX_KEYS, defaults.max_keys)?)
             .with_max_active(self.resolve(self.max_active, ENV_MAX_ACTIVE, defaults.max_active)?);
+        crate::parts::check_not_built(self.reads_env())?;
         // The statistics are the one source every reader uses (the handle, the HTTP
         // routes, the exports, the OTLP metrics): each part registers its health with
-        // them.
+        // them, and their sink comes first.
         let stats = Arc::new(Stats::new(config));
-        let monitor = resources::start(&self.monitor, self.read_env)?;
-        let otel = otlp::start(&self.otlp, self.read_env, &stats)?;
-        let mut layer =
-            resources::attach(PerfLayer::builder(), monitor.as_ref(), &stats).sink(stats.clone());
-        layer = otlp::attach(layer, otel.as_ref(), &stats);
-        for add in self.sinks {
+        let mut wiring = Wiring {
+            read_env: self.reads_env(),
+            stats: stats.clone(),
+            layer: PerfLayer::builder().sink(stats.clone()),
+            signals: vidperf_watch::Signals::default(),
+            watcher: None,
+            warnings: Vec::new(),
+            parts: Vec::new(),
+        };
+        for start in crate::parts::PARTS {
+            start(&self, &mut wiring)?;
+        }
+        let mut layer = wiring.layer;
+        for add in self.sinks.0 {
             layer = add(layer);
         }
         let layer = layer.build();
         stats.add_health_source(layer.clone());
-        // What the alert rules read of the other parts, as typed calls.
-        let signals = otlp::signals(
-            resources::signals(vidperf_watch::Signals::default(), monitor.as_ref()),
-            otel.as_ref(),
-        );
-        let watcher = watch::start(&self.watch, self.read_env, &stats, signals)?;
-        let mut warnings = Vec::new();
-        let server = http::start(
-            &self.http,
-            self.read_env,
-            &stats,
-            watcher.as_ref(),
-            &mut warnings,
-        )?;
-        Ok((
-            layer,
-            Vidperf::new(stats, monitor, server, otel, watcher, warnings),
-        ))
+        Ok((layer, Vidperf::new(stats, wiring.parts, wiring.warnings)))
     }
 
     /// Builds and installs vidperf as the global default subscriber (a

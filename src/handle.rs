@@ -3,26 +3,25 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use vidperf_core::export::{ExportPaths, WriteError};
 use vidperf_core::{Stats, StatsSnapshot};
 
-use crate::{http, otlp, resources, watch};
+use crate::parts::Part;
 
 /// A cheap-to-clone handle on a running vidperf.
 ///
 /// Every figure comes from [`Vidperf::stats`] — snapshots (cumulative or over a time
-/// window), records, exports, and the health of every part (layer, resource monitor,
-/// OTLP export), which the builder registers with the statistics; the HTTP API serves
-/// the same. The handle itself owns the lifecycle: flush and shutdown.
+/// window), records, exports, metrics, and the health of every part (layer, resource
+/// monitor, OTLP export, alert rules), which the builder registers with the statistics;
+/// the HTTP API serves the same. The handle itself owns the lifecycle of the parts:
+/// flush and shutdown.
 #[derive(Clone, Debug)]
 pub struct Vidperf {
     stats: Arc<Stats>,
-    monitor: Option<resources::Monitor>,
-    pub(crate) server: Option<http::Server>,
-    otel: Option<otlp::Pipeline>,
-    pub(crate) watcher: Option<watch::Running>,
+    /// The running parts, in the order they started.
+    parts: Arc<[Arc<dyn Part>]>,
     warnings: Arc<[String]>,
 }
 
@@ -42,57 +41,81 @@ impl Drop for ShutdownGuard {
     }
 }
 
-/// Why [`Vidperf::shutdown`] or [`Vidperf::flush`] did not finish cleanly. When several
-/// parts fail, the OTLP export's error (which counts the spans lost) is reported.
-#[derive(Debug, thiserror::Error)]
+/// What went wrong in one part during a flush or a shutdown.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum ShutdownError {
-    /// The resource monitor did not stop in time (it is blocked in a driver call).
-    #[cfg(any(feature = "system", feature = "gpu"))]
-    #[cfg_attr(docsrs, doc(cfg(any(feature = "system", feature = "gpu"))))]
-    #[error(transparent)]
-    Monitor(#[from] vidperf_sampler::ShutdownError),
-    /// The HTTP server did not stop in time.
-    #[cfg(feature = "http-api")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "http-api")))]
-    #[error(transparent)]
-    Http(#[from] vidperf_server::ServeError),
-    /// The OTLP export did not deliver everything (the error counts what was lost, by
-    /// reason), or did not stop in time.
-    #[cfg(feature = "otlp")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
-    #[error(transparent)]
-    Otlp(#[from] vidperf_otel::OtelError),
+pub enum PartFailure {
+    /// The part did not stop within the deadline (a driver call that hangs, a
+    /// collector that does not answer); its thread was left to end on its own.
+    #[error("{part} did not stop within {timeout:?}")]
+    Timeout {
+        /// The part (`monitor`, `otlp`, `watch`, `http`, or one of their threads).
+        part: &'static str,
+        /// The deadline it had.
+        timeout: Duration,
+    },
+    /// Spans queued when the shutdown began were not delivered.
+    #[error("{part} lost {spans} spans at shutdown: {reason}")]
+    Undelivered {
+        /// The part.
+        part: &'static str,
+        /// How many.
+        spans: u64,
+        /// Why.
+        reason: String,
+    },
+    /// A flush failed.
+    #[error("{part}: {reason}")]
+    Failed {
+        /// The part.
+        part: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What [`Vidperf::shutdown`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Each part stopped, in the order they stopped, with the time it took.
+    pub parts: Vec<(&'static str, Duration)>,
+    /// Spans delivered over OTLP since start, when OTLP export ran.
+    pub spans_exported: Option<u64>,
+    /// Spans lost before the shutdown (a full queue, a collector that was down), each
+    /// counted when it happened (`health.export`); not a failure of the shutdown.
+    pub spans_lost_before: u64,
+    /// Spans queued when the shutdown began that were not delivered.
+    pub spans_lost_at_shutdown: u64,
+}
+
+/// Why [`Vidperf::shutdown`] or [`Vidperf::flush`] did not finish cleanly: every part
+/// that failed, and the report of the whole shutdown (the other parts stopped).
+#[derive(Debug, thiserror::Error)]
+#[error("vidperf {what}: {}", failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+#[non_exhaustive]
+pub struct ShutdownError {
+    what: &'static str,
+    /// What went wrong, part by part.
+    pub failures: Vec<PartFailure>,
+    /// What the shutdown did (empty for a flush).
+    pub report: ShutdownReport,
 }
 
 impl Vidperf {
-    pub(crate) fn new(
-        stats: Arc<Stats>,
-        monitor: Option<resources::Monitor>,
-        server: Option<http::Server>,
-        otel: Option<otlp::Pipeline>,
-        watcher: Option<watch::Running>,
-        warnings: Vec<String>,
-    ) -> Self {
+    pub(crate) fn new(stats: Arc<Stats>, parts: Vec<Arc<dyn Part>>, warnings: Vec<String>) -> Self {
         Self {
             stats,
-            monitor,
-            server,
-            otel,
-            watcher,
+            parts: parts.into(),
             warnings: warnings.into(),
         }
     }
 
-    /// The alerts pending or firing now, when alert rules run.
-    pub fn alerts(&self) -> Option<watch::AlertsDocument> {
-        self.watcher.as_ref().map(|w| w.alerts())
-    }
-
-    /// The last comparison of the live window with the baseline, when one is loaded
-    /// ([`Builder::baseline`](crate::Builder::baseline)).
-    pub fn regressions(&self) -> Option<watch::RegressionsDocument> {
-        self.watcher.as_ref().and_then(|w| w.regressions())
+    /// The running part of type `T`, if any.
+    pub(crate) fn part<T: Part>(&self) -> Option<&T> {
+        self.parts
+            .iter()
+            .find_map(|p| p.as_any().downcast_ref::<T>())
     }
 
     /// What the build warned about (e.g. an HTTP API on a non-loopback address). Each
@@ -131,46 +154,73 @@ impl Vidperf {
         }
     }
 
-    /// Exports everything pending over OTLP now (a no-op without OTLP export).
+    /// Exports everything pending over OTLP now (spans and metrics; a no-op without
+    /// OTLP export).
     pub fn flush(&self) -> Result<(), ShutdownError> {
-        match &self.otel {
-            Some(o) => otlp::flush(o),
-            None => Ok(()),
+        let failures: Vec<PartFailure> =
+            self.parts.iter().filter_map(|p| p.flush().err()).collect();
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(ShutdownError {
+                what: "flush",
+                failures,
+                report: ShutdownReport::default(),
+            })
         }
     }
 
     /// Whether OTLP export is on.
     pub fn exports_otlp(&self) -> bool {
-        self.otel.is_some()
+        self.parts.iter().any(|p| p.name() == "otlp")
     }
 
-    /// The resource monitor, when one runs.
-    #[cfg(any(feature = "system", feature = "gpu"))]
-    #[cfg_attr(docsrs, doc(cfg(any(feature = "system", feature = "gpu"))))]
-    pub fn resource_monitor(&self) -> Option<&vidperf_sampler::ResourceMonitor> {
-        self.monitor.as_deref()
-    }
-
-    /// Stops the background work — the HTTP server (letting in-flight requests finish),
-    /// the resource monitor's thread and the OTLP export (flushing what is queued) —
-    /// waiting at most `timeout` for each. Statistics and exports keep working
-    /// afterwards; operations that close later get no resource peaks.
-    pub fn shutdown(&self, timeout: Duration) -> Result<(), ShutdownError> {
-        let http = match &self.server {
-            Some(s) => http::shutdown(s, timeout),
-            None => Ok(()),
-        };
-        if let Some(w) = &self.watcher {
-            watch::shutdown(w, timeout);
+    /// Stops the background parts, the last started first — the HTTP server (letting
+    /// in-flight requests finish), the alert watcher, the OTLP export (flushing what is
+    /// queued) and the resource monitor's thread — waiting at most `timeout` for each,
+    /// and says what happened: each part's time, the spans delivered, those lost before
+    /// the shutdown (reported, counted when they happened) and during it.
+    ///
+    /// It fails only for what went wrong in the shutdown itself: a part that did not stop
+    /// in time, or spans queued at the start of the shutdown that could not be
+    /// delivered. Statistics and exports keep working afterwards; operations still open
+    /// keep their resource peaks, those opened afterwards get none.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let vidperf = vidperf::init()?;
+    /// // ... the service ...
+    /// let report = vidperf.shutdown(std::time::Duration::from_secs(5))?;
+    /// if report.spans_lost_before > 0 {
+    ///     eprintln!("{} spans were lost while running (see health.export)", report.spans_lost_before);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn shutdown(&self, timeout: Duration) -> Result<ShutdownReport, ShutdownError> {
+        let mut report = ShutdownReport::default();
+        let mut failures = Vec::new();
+        for part in self.parts.iter().rev() {
+            let started = Instant::now();
+            let stopped = part.shutdown(timeout);
+            if let Some(spans) = stopped.spans {
+                report.spans_exported = Some(spans.exported);
+                report.spans_lost_before += spans.lost_before;
+                report.spans_lost_at_shutdown += spans.lost_at_shutdown;
+            }
+            if let Err(failure) = stopped.result {
+                failures.push(failure);
+            }
+            report.parts.push((part.name(), started.elapsed()));
         }
-        let monitor = match &self.monitor {
-            Some(m) => resources::shutdown(m, timeout),
-            None => Ok(()),
-        };
-        let otel = match &self.otel {
-            Some(o) => otlp::shutdown(o, timeout),
-            None => Ok(()),
-        };
-        otel.and(monitor).and(http)
+        if failures.is_empty() {
+            Ok(report)
+        } else {
+            Err(ShutdownError {
+                what: "shutdown",
+                failures,
+                report,
+            })
+        }
     }
 }

@@ -4,14 +4,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use vidperf_core::Stats;
 pub use vidperf_server::{
     ApiConfig, ApiError, ApiState, METRICS_CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE, ServeError,
     ServerHandle, TokenScope, encode_metrics, encode_openmetrics, router, serve, spawn,
 };
 
 use crate::builder::{BuildError, Builder, env_text};
-use crate::handle::{ShutdownError, Vidperf};
+use crate::handle::{PartFailure, Vidperf};
+use crate::parts::{Part, Stopped, Wiring};
 
 /// `VIDPERF_HTTP_ADDR`: serve the HTTP API on this address (e.g. `127.0.0.1:9464`).
 pub const ENV_HTTP_ADDR: &str = "VIDPERF_HTTP_ADDR";
@@ -25,9 +25,6 @@ pub(crate) struct Setting {
     addr: Option<SocketAddr>,
     config: Option<ApiConfig>,
 }
-
-/// The running server, shared by the handle's clones.
-pub(crate) type Server = Arc<Mutex<Option<ServerHandle>>>;
 
 #[cfg_attr(docsrs, doc(cfg(feature = "http-api")))]
 impl Builder {
@@ -45,16 +42,14 @@ impl Builder {
     }
 }
 
-pub(crate) fn start(
-    setting: &Setting,
-    read_env: bool,
-    stats: &Arc<Stats>,
-    watcher: Option<&crate::watch::Running>,
-    warnings: &mut Vec<String>,
-) -> Result<Option<Server>, BuildError> {
+/// Serves the API when an address is configured (or `VIDPERF_HTTP_ADDR` is set), with
+/// the alert watcher's documents when one runs.
+pub(crate) fn start(builder: &Builder, wiring: &mut Wiring) -> Result<(), BuildError> {
+    let setting = &builder.http;
+    let read_env = wiring.read_env;
     let addr = match setting.addr {
         Some(addr) => Some(addr),
-        None if read_env => match env_text(ENV_HTTP_ADDR)? {
+        None if read_env => match env_text(ENV_HTTP_ADDR)?.filter(|t| !t.trim().is_empty()) {
             None => None,
             Some(text) => Some(text.trim().parse().map_err(|_| BuildError::InvalidEnv {
                 var: ENV_HTTP_ADDR,
@@ -64,7 +59,7 @@ pub(crate) fn start(
         },
         None => None,
     };
-    let Some(addr) = addr else { return Ok(None) };
+    let Some(addr) = addr else { return Ok(()) };
     let config = match &setting.config {
         Some(config) => config.clone(),
         None => {
@@ -88,29 +83,52 @@ pub(crate) fn start(
         }
     };
     if let Some(warning) = vidperf_server::exposure_warning(addr, &config) {
-        warnings.push(warning);
+        wiring.warnings.push(warning);
     }
-    let mut state = ApiState::new(stats.clone(), config);
-    if let Some(watcher) = watcher {
+    let mut state = ApiState::new(wiring.stats.clone(), config);
+    if let Some(watcher) = &wiring.watcher {
         state = state.with_watcher(watcher.clone());
     }
     let server = spawn(addr, state)?;
-    Ok(Some(Arc::new(Mutex::new(Some(server)))))
+    wiring.parts.push(Arc::new(HttpPart {
+        addr: server.local_addr(),
+        server: Mutex::new(Some(server)),
+    }));
+    Ok(())
 }
 
-pub(crate) fn local_addr(server: &Server) -> Option<SocketAddr> {
-    server
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .as_ref()
-        .map(ServerHandle::local_addr)
+/// The running server, as a part.
+#[derive(Debug)]
+pub(crate) struct HttpPart {
+    addr: SocketAddr,
+    server: Mutex<Option<ServerHandle>>,
 }
 
-pub(crate) fn shutdown(server: &Server, timeout: Duration) -> Result<(), ShutdownError> {
-    let taken = server.lock().unwrap_or_else(PoisonError::into_inner).take();
-    match taken {
-        Some(mut s) => Ok(s.shutdown(timeout)?),
-        None => Ok(()),
+impl Part for HttpPart {
+    fn name(&self) -> &'static str {
+        "http"
+    }
+
+    fn shutdown(&self, timeout: Duration) -> Stopped {
+        let taken = self
+            .server
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        match taken {
+            Some(mut server) => server
+                .shutdown(timeout)
+                .map_err(|_| PartFailure::Timeout {
+                    part: "http",
+                    timeout,
+                })
+                .into(),
+            None => Ok(()).into(),
+        }
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 
@@ -120,14 +138,20 @@ impl Vidperf {
     /// your own service.
     pub fn router(&self, config: ApiConfig) -> vidperf_server::axum::Router {
         let mut state = ApiState::new(self.stats().clone(), config);
-        if let Some(watcher) = &self.watcher {
-            state = state.with_watcher(watcher.clone());
+        if let Some(watcher) = self.part::<crate::watch::WatchPart>() {
+            state = state.with_watcher(watcher.0.clone());
         }
         router(state)
     }
 
-    /// Where the HTTP API started by the builder listens, if it runs.
+    /// Where the HTTP API started by the builder listens, while it runs.
     pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.server.as_ref().and_then(local_addr)
+        let part = self.part::<HttpPart>()?;
+        let serving = part
+            .server
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some();
+        serving.then_some(part.addr)
     }
 }

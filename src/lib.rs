@@ -121,19 +121,11 @@ mod handle;
 #[cfg(feature = "http-api")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http-api")))]
 pub mod http;
-#[cfg(not(feature = "http-api"))]
-#[path = "http_off.rs"]
-mod http;
 #[cfg(feature = "otlp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub mod otlp;
-#[cfg(not(feature = "otlp"))]
-#[path = "otlp_off.rs"]
-mod otlp;
+mod parts;
 #[cfg(any(feature = "system", feature = "gpu"))]
-mod resources;
-#[cfg(not(any(feature = "system", feature = "gpu")))]
-#[path = "resources_off.rs"]
 mod resources;
 pub mod watch;
 /// NVTX ranges for spans under Nsight Systems (feature `nvtx`): see [`vidperf_nvtx`].
@@ -156,7 +148,7 @@ pub use builder::{
     BuildError, Builder, Built, ENV_HISTORY_LIMIT, ENV_MAX_ACTIVE, ENV_MAX_KEYS, InstallError,
     global,
 };
-pub use handle::{ShutdownError, ShutdownGuard, Vidperf};
+pub use handle::{PartFailure, ShutdownError, ShutdownGuard, ShutdownReport, Vidperf};
 pub use vidperf_core::operation::{Operation, track_operation};
 pub use vidperf_core::{
     ActiveOperation, DevicePeaks, DeviceRecord, FieldValue, Figure, Figures, FinishedSpan,
@@ -184,9 +176,9 @@ pub mod metrics {
     /// alert rules'. A family without points is left out of a given page.
     pub fn all_families() -> Vec<FamilyDef> {
         let mut out = family_defs();
-        out.extend(crate::resources::family_defs());
-        out.extend(crate::otlp::family_defs());
-        out.extend(vidperf_watch::family::WATCH);
+        for part in crate::parts::FAMILIES {
+            out.extend(part());
+        }
         out
     }
 }

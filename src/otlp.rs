@@ -39,14 +39,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use vidperf_core::{PerfLayerBuilder, Stats};
 pub use vidperf_otel::{
     DEFAULT_MAX_QUEUE_SIZE, ExportHealth, Otel, OtelConfig, OtelError, OtelReport, Protocol,
     Temporality, TraceCounters, TraceSink, attr, span_exporter,
 };
 
 use crate::builder::{BuildError, Builder, env_text};
-use crate::handle::ShutdownError;
+use crate::handle::{PartFailure, Vidperf};
+use crate::parts::{Part, SpanCounts, Stopped, Wiring};
 
 #[derive(Debug, Clone, Default)]
 pub(crate) enum Setting {
@@ -56,8 +56,6 @@ pub(crate) enum Setting {
     On(OtelConfig),
     Off,
 }
-
-pub(crate) type Pipeline = Otel;
 
 #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 impl Builder {
@@ -75,67 +73,102 @@ impl Builder {
     }
 }
 
-pub(crate) fn start(
-    setting: &Setting,
-    read_env: bool,
-    stats: &Arc<Stats>,
-) -> Result<Option<Pipeline>, BuildError> {
-    let config = match setting {
-        Setting::Off => return Ok(None),
+/// Starts the export when configured (or when the standard endpoint variable is set),
+/// registers its trace sink with the layer and its health with the statistics, and
+/// hands the alert rules its dropped-span count.
+pub(crate) fn start(builder: &Builder, wiring: &mut Wiring) -> Result<(), BuildError> {
+    let config = match &builder.otlp {
+        Setting::Off => return Ok(()),
         Setting::On(config) => config.clone(),
         Setting::FromEnv => {
             // An empty value counts as unset (OpenTelemetry's rule for every variable).
             let set = |var| -> Result<bool, BuildError> {
                 Ok(env_text(var)?.is_some_and(|v| !v.trim().is_empty()))
             };
-            let wanted = read_env
+            let wanted = wiring.read_env
                 && (set("OTEL_EXPORTER_OTLP_ENDPOINT")?
                     || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")?);
             if !wanted {
-                return Ok(None);
+                return Ok(());
             }
             OtelConfig::from_env()?
         }
     };
-    Ok(Otel::start(&config, stats)?)
+    let Some(otel) = Otel::start(&config, &wiring.stats)? else {
+        return Ok(());
+    };
+    let otel = Arc::new(otel);
+    wiring.stats.add_health_source(otel.clone());
+    let layer = std::mem::take(&mut wiring.layer);
+    wiring.layer = layer.sink(otel.traces().clone());
+    let counters = otel.traces().counters().clone();
+    wiring.signals =
+        std::mem::take(&mut wiring.signals).with_dropped_spans(move || counters.report().dropped);
+    wiring.parts.push(Arc::new(OtlpPart(otel)));
+    Ok(())
 }
 
-/// Registers the sinks with the layer and the export's counts with the statistics.
-pub(crate) fn attach(
-    mut layer: PerfLayerBuilder,
-    otel: Option<&Pipeline>,
-    stats: &Stats,
-) -> PerfLayerBuilder {
-    if let Some(otel) = otel {
-        stats.add_health_source(otel.clone());
-        layer = layer.sink(otel.traces().clone());
+/// The running export, as a part.
+#[derive(Debug)]
+pub(crate) struct OtlpPart(pub(crate) Arc<Otel>);
+
+impl Part for OtlpPart {
+    fn name(&self) -> &'static str {
+        "otlp"
     }
-    layer
-}
 
-/// The figures of the export that alert rules read.
-pub(crate) fn signals(
-    signals: vidperf_watch::Signals,
-    otel: Option<&Pipeline>,
-) -> vidperf_watch::Signals {
-    match otel {
-        Some(o) => {
-            let counters = o.traces().counters().clone();
-            signals.with_dropped_spans(move || counters.report().dropped)
+    fn flush(&self) -> Result<(), PartFailure> {
+        self.0.flush().map_err(|e| PartFailure::Failed {
+            part: "otlp",
+            reason: e.to_string(),
+        })
+    }
+
+    fn shutdown(&self, timeout: Duration) -> Stopped {
+        // The counts are read around the shutdown whatever becomes of it.
+        let lost = |h: &ExportHealth| h.failed + h.dropped;
+        let before = self.0.health();
+        let result = self.0.shutdown(timeout);
+        let after = self.0.health();
+        let spans = SpanCounts {
+            exported: after.exported,
+            lost_before: lost(&before),
+            lost_at_shutdown: lost(&after).saturating_sub(lost(&before)),
+        };
+        let result = match result {
+            Ok(_) => Ok(()),
+            Err(OtelError::Lost(report)) => Err(PartFailure::Undelivered {
+                part: "otlp",
+                spans: report.lost_at_shutdown,
+                reason: format!(
+                    "{} failed (collector unreachable or refused), {} dropped at shutdown",
+                    report.traces.failed, report.traces.dropped_shutdown
+                ),
+            }),
+            Err(OtelError::Timeout(t)) => Err(PartFailure::Timeout {
+                part: "otlp",
+                timeout: t.timeout,
+            }),
+            Err(other) => Err(PartFailure::Failed {
+                part: "otlp",
+                reason: other.to_string(),
+            }),
+        };
+        Stopped {
+            spans: Some(spans),
+            result,
         }
-        None => signals,
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 
-pub(crate) fn shutdown(otel: &Pipeline, timeout: Duration) -> Result<(), ShutdownError> {
-    Ok(otel.shutdown(timeout).map(drop)?)
-}
-
-pub(crate) fn flush(otel: &Pipeline) -> Result<(), ShutdownError> {
-    Ok(otel.flush()?)
-}
-
-/// The metric families this part exports.
-pub(crate) fn family_defs() -> Vec<vidperf_core::metrics::FamilyDef> {
-    vidperf_otel::family::EXPORT.to_vec()
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+impl Vidperf {
+    /// The OTLP export, when it runs.
+    pub fn otlp(&self) -> Option<&Otel> {
+        self.part::<OtlpPart>().map(|o| &*o.0)
+    }
 }

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use vidperf_core::{PerfLayerBuilder, Stats};
 pub use vidperf_sampler::{GpuStatus, GpuUnavailable, MonitorConfig, NvmlLibrary, ResourceMonitor};
 
 use crate::builder::{BuildError, Builder, env_number, env_switch, env_text};
-use crate::handle::ShutdownError;
+use crate::handle::{PartFailure, Vidperf};
+use crate::parts::{Part, Stopped, Wiring};
 
 /// `VIDPERF_RESOURCE_MONITOR`: `on` (default) or `off` (also `true`/`false`, `1`/`0`).
 pub const ENV_RESOURCE_MONITOR: &str = "VIDPERF_RESOURCE_MONITOR";
@@ -31,8 +31,6 @@ pub(crate) enum Setting {
     Off,
 }
 
-pub(crate) type Monitor = Arc<ResourceMonitor>;
-
 #[cfg_attr(docsrs, doc(cfg(any(feature = "system", feature = "gpu"))))]
 impl Builder {
     /// Samples resources with this configuration instead of the defaults (and instead
@@ -50,8 +48,25 @@ impl Builder {
     }
 }
 
-pub(crate) fn start(setting: &Setting, read_env: bool) -> Result<Option<Monitor>, BuildError> {
-    let config = match setting {
+/// Starts the monitor (unless turned off), attaches its windows to the layer and its
+/// health to the statistics, and hands the alert rules its GPU memory limit.
+pub(crate) fn start(builder: &Builder, wiring: &mut Wiring) -> Result<(), BuildError> {
+    let Some(config) = config(&builder.monitor, wiring.read_env)? else {
+        return Ok(());
+    };
+    let monitor = Arc::new(ResourceMonitor::start(config)?);
+    wiring.stats.add_health_source(monitor.clone());
+    let layer = std::mem::take(&mut wiring.layer);
+    wiring.layer = layer.resources(monitor.clone());
+    let limit = monitor.clone();
+    wiring.signals = std::mem::take(&mut wiring.signals)
+        .with_gpu_memory_limit(move || limit.health().gpu_memory_limit());
+    wiring.parts.push(Arc::new(MonitorPart(monitor)));
+    Ok(())
+}
+
+fn config(setting: &Setting, read_env: bool) -> Result<Option<MonitorConfig>, BuildError> {
+    Ok(Some(match setting {
         Setting::Off => return Ok(None),
         Setting::Config(config) => config.clone(),
         Setting::Default => {
@@ -66,54 +81,47 @@ pub(crate) fn start(setting: &Setting, read_env: bool) -> Result<Option<Monitor>
                 if let Some(on) = env_switch(ENV_BOUNDARY_READS)? {
                     config = config.with_boundary_reads(on);
                 }
-                if let Some(lib) = env_text(ENV_NVML_LIBRARY)? {
+                if let Some(lib) = env_text(ENV_NVML_LIBRARY)?.filter(|l| !l.trim().is_empty()) {
                     config = config.with_nvml(if lib.trim().eq_ignore_ascii_case("off") {
                         NvmlLibrary::Disabled
                     } else {
-                        NvmlLibrary::Path(lib.into())
+                        NvmlLibrary::Path(lib.trim().into())
                     });
                 }
             }
             config
         }
-    };
-    Ok(Some(Arc::new(ResourceMonitor::start(config)?)))
+    }))
 }
 
-/// Attaches the monitor's peaks to operations and its state to the statistics' health.
-pub(crate) fn attach(
-    layer: PerfLayerBuilder,
-    monitor: Option<&Monitor>,
-    stats: &Stats,
-) -> PerfLayerBuilder {
-    match monitor {
-        Some(m) => {
-            stats.add_health_source(m.clone());
-            layer.resources(m.clone())
-        }
-        None => layer,
+/// The running monitor, as a part.
+#[derive(Debug)]
+pub(crate) struct MonitorPart(pub(crate) Arc<ResourceMonitor>);
+
+impl Part for MonitorPart {
+    fn name(&self) -> &'static str {
+        "monitor"
+    }
+
+    fn shutdown(&self, timeout: Duration) -> Stopped {
+        self.0
+            .shutdown(timeout)
+            .map_err(|_| PartFailure::Timeout {
+                part: "monitor",
+                timeout,
+            })
+            .into()
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 
-/// The figures of the monitor that alert rules read.
-pub(crate) fn signals(
-    signals: vidperf_watch::Signals,
-    monitor: Option<&Monitor>,
-) -> vidperf_watch::Signals {
-    match monitor {
-        Some(m) => {
-            let m = m.clone();
-            signals.with_gpu_memory_limit(move || m.health().gpu_memory_limit())
-        }
-        None => signals,
+#[cfg_attr(docsrs, doc(cfg(any(feature = "system", feature = "gpu"))))]
+impl Vidperf {
+    /// The resource monitor, when one runs.
+    pub fn resource_monitor(&self) -> Option<&ResourceMonitor> {
+        self.part::<MonitorPart>().map(|m| &*m.0)
     }
-}
-
-pub(crate) fn shutdown(monitor: &Monitor, timeout: Duration) -> Result<(), ShutdownError> {
-    Ok(monitor.shutdown(timeout)?)
-}
-
-/// The metric families this part exports.
-pub(crate) fn family_defs() -> Vec<vidperf_core::metrics::FamilyDef> {
-    vidperf_sampler::family_defs()
 }

@@ -34,7 +34,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use vidperf_core::Stats;
 pub use vidperf_watch::baseline::{Baseline, BaselineError, RegressionGauge, RegressionsDocument};
 pub use vidperf_watch::compare::{CompareConfig, Comparison, Figure, Verdict};
 pub use vidperf_watch::{
@@ -44,6 +43,8 @@ pub use vidperf_watch::{
 use vidperf_watch::{Deliver, Watcher};
 
 use crate::builder::{BuildError, Builder, env_text};
+use crate::handle::{PartFailure, Vidperf};
+use crate::parts::{Part, Stopped, Wiring};
 
 /// `VIDPERF_ALERT_RULES`: a TOML file of alert rules.
 pub const ENV_ALERT_RULES: &str = "VIDPERF_ALERT_RULES";
@@ -70,8 +71,6 @@ enum Rules {
     File(PathBuf),
     Set(RuleSet),
 }
-
-pub(crate) type Running = Arc<Watcher>;
 
 impl Builder {
     /// Evaluates the alert rules in this TOML file (instead of `VIDPERF_ALERT_RULES`).
@@ -117,30 +116,28 @@ impl Builder {
     }
 }
 
+/// Delivery to the Alertmanager at `url`.
+#[cfg(feature = "alertmanager")]
 fn delivery(url: &str) -> Result<Arc<dyn Deliver>, BuildError> {
-    #[cfg(feature = "alertmanager")]
-    {
-        Ok(Arc::new(vidperf_watch::alertmanager::Alertmanager::start(
-            url,
-        )?))
-    }
-    #[cfg(not(feature = "alertmanager"))]
-    {
-        let _ = url;
-        Err(BuildError::FeatureNotBuilt {
-            var: ENV_ALERTMANAGER_URL,
-            feature: "alertmanager",
-        })
-    }
+    Ok(Arc::new(vidperf_watch::alertmanager::Alertmanager::start(
+        url,
+    )?))
 }
 
-/// Starts the watcher when rules are configured; registers its health with `stats`.
-pub(crate) fn start(
-    setting: &Setting,
-    read_env: bool,
-    stats: &Arc<Stats>,
-    signals: vidperf_watch::Signals,
-) -> Result<Option<Running>, BuildError> {
+/// This build has no Alertmanager delivery.
+#[cfg(not(feature = "alertmanager"))]
+fn delivery(_url: &str) -> Result<Arc<dyn Deliver>, BuildError> {
+    Err(BuildError::FeatureNotBuilt {
+        var: ENV_ALERTMANAGER_URL,
+        feature: "alertmanager",
+    })
+}
+
+/// Starts the watcher when rules or a baseline are configured; registers its health
+/// with the statistics.
+pub(crate) fn start(builder: &Builder, wiring: &mut Wiring) -> Result<(), BuildError> {
+    let (setting, read_env, stats) = (&builder.watch, wiring.read_env, wiring.stats.clone());
+    let stats = &stats;
     let from_env = |var| -> Result<Option<String>, BuildError> {
         Ok(if read_env {
             env_text(var)?.filter(|v| !v.trim().is_empty())
@@ -198,18 +195,30 @@ pub(crate) fn start(
         }
         None => None,
     };
-    if rules.is_none() && url.is_some() {
-        return Err(BuildError::InvalidEnv {
-            var: ENV_ALERTMANAGER_URL,
-            value: url.unwrap_or_default(),
-            expected: "alert rules too (VIDPERF_ALERT_RULES): without rules there is nothing to deliver",
+    if rules.is_none()
+        && let Some(url) = url
+    {
+        let expected =
+            "alert rules too (VIDPERF_ALERT_RULES): without rules there is nothing to deliver";
+        return Err(match setting.alertmanager {
+            Some(_) => BuildError::InvalidSetting {
+                setting: "Builder::alertmanager",
+                value: url,
+                expected,
+            },
+            None => BuildError::InvalidEnv {
+                var: ENV_ALERTMANAGER_URL,
+                value: url,
+                expected,
+            },
         });
     }
     if rules.is_none() && baseline.is_none() {
-        return Ok(None);
+        return Ok(());
     }
     let rules = rules.unwrap_or_default();
     let delivery = url.as_deref().map(delivery).transpose()?;
+    let signals = std::mem::take(&mut wiring.signals);
     let watcher = Arc::new(Watcher::start(
         stats.clone(),
         signals,
@@ -218,9 +227,44 @@ pub(crate) fn start(
         baseline,
     )?);
     stats.add_health_source(watcher.clone());
-    Ok(Some(watcher))
+    wiring.watcher = Some(watcher.clone());
+    wiring.parts.push(Arc::new(WatchPart(watcher)));
+    Ok(())
 }
 
-pub(crate) fn shutdown(watcher: &Running, timeout: Duration) {
-    watcher.shutdown(timeout);
+/// The running watcher, as a part.
+#[derive(Debug)]
+pub(crate) struct WatchPart(pub(crate) Arc<Watcher>);
+
+impl Part for WatchPart {
+    fn name(&self) -> &'static str {
+        "watch"
+    }
+
+    fn shutdown(&self, timeout: Duration) -> Stopped {
+        self.0
+            .shutdown(timeout)
+            .map_err(|t| PartFailure::Timeout {
+                part: t.thread,
+                timeout: t.timeout,
+            })
+            .into()
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl Vidperf {
+    /// The alerts pending or firing now, when alert rules run.
+    pub fn alerts(&self) -> Option<AlertsDocument> {
+        self.part::<WatchPart>().map(|w| w.0.alerts())
+    }
+
+    /// The last comparison of the live window with the baseline, when one is loaded
+    /// ([`Builder::baseline`]).
+    pub fn regressions(&self) -> Option<RegressionsDocument> {
+        self.part::<WatchPart>().and_then(|w| w.0.regressions())
+    }
 }

@@ -28,6 +28,7 @@ mod span;
 pub mod stats;
 mod value;
 mod wire;
+pub mod worker;
 
 pub use fields::{OperationFields, Resolution};
 pub use figure::{Figure, Figures};

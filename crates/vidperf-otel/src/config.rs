@@ -74,15 +74,15 @@ pub enum OtelError {
     /// The metrics export did not deliver.
     #[error("OTLP metrics export: {0}")]
     MetricsExport(String),
-    /// A part did not stop within the deadline.
-    #[error("the OTLP export did not stop within {0:?}")]
-    Timeout(Duration),
-    /// Shutdown finished, but not everything was delivered.
+    /// A thread of the export did not stop within the deadline.
+    #[error(transparent)]
+    Timeout(#[from] vidperf_core::worker::StopTimeout),
+    /// Spans queued when the shutdown began were not delivered.
     #[error(
-        "OTLP export lost spans: {} emitted, {} exported, {} failed (collector unreachable or refused), {} dropped with the queue full, {} dropped at shutdown",
-        .0.emitted, .0.exported, .0.failed, .0.dropped_queue_full, .0.dropped_shutdown
+        "OTLP export lost {} spans at shutdown ({} emitted, {} exported, {} failed: collector unreachable or refused, {} dropped with the queue full, {} dropped at shutdown)",
+        .0.lost_at_shutdown, .0.traces.emitted, .0.traces.exported, .0.traces.failed, .0.traces.dropped_queue_full, .0.traces.dropped_shutdown
     )]
-    Lost(ExportHealth),
+    Lost(Box<OtelReport>),
     /// Flush or shutdown failed or timed out.
     #[error("OpenTelemetry shutdown: {0}")]
     Shutdown(String),
@@ -418,8 +418,13 @@ impl OtelConfig {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct OtelReport {
-    /// The spans (and the metrics requests).
+    /// The spans (and the metrics requests), after the shutdown.
     pub traces: ExportHealth,
+    /// Spans lost before the shutdown began (failed or dropped), each counted when it
+    /// happened.
+    pub lost_before: u64,
+    /// Spans queued when the shutdown began that were not delivered.
+    pub lost_at_shutdown: u64,
 }
 
 /// The running bridge: the trace sink to register with the layer, the metrics export
@@ -551,6 +556,7 @@ impl Otel {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner),
             );
+            health.metric_export_panicked = m.panicked();
         }
         health
     }
@@ -570,22 +576,37 @@ impl Otel {
         traces.and(metrics)
     }
 
-    /// Flushes and stops both pipelines, waiting at most `timeout` for each, then says
-    /// whether every span was delivered: `Err(OtelError::Lost)` names what was lost.
+    /// Flushes and stops both pipelines, waiting at most `timeout` for each. The report
+    /// says what was delivered and what was lost, before the shutdown and during it;
+    /// it fails only for what went wrong in the shutdown itself: spans queued when it
+    /// began that were not delivered ([`OtelError::Lost`]), or a thread that did not
+    /// stop in time ([`OtelError::Timeout`]). Losses earlier on (a full queue, a
+    /// collector that was down) were counted when they happened and are in the report.
     pub fn shutdown(&self, timeout: Duration) -> Result<OtelReport, OtelError> {
+        let before = self.health();
         let traces = self.traces.shutdown(timeout);
-        if let Some(m) = &self.metrics
-            && !m.shutdown(timeout)
-        {
-            return Err(OtelError::Timeout(timeout));
-        }
+        let metrics = self.metrics.as_ref().map(|m| m.shutdown(timeout));
+        let after = self.health();
+        let lost = |h: &ExportHealth| h.failed + h.dropped;
         let report = OtelReport {
-            traces: self.health(),
+            lost_before: lost(&before),
+            lost_at_shutdown: lost(&after).saturating_sub(lost(&before)),
+            traces: after,
         };
-        if report.traces.failed > 0 || report.traces.dropped > 0 {
-            return Err(OtelError::Lost(report.traces));
+        if let Err(e) = traces {
+            return Err(match e {
+                opentelemetry_sdk::error::OTelSdkError::Timeout(_) => OtelError::Timeout(
+                    vidperf_core::worker::StopTimeout::new("OTLP span export", timeout),
+                ),
+                other => OtelError::Shutdown(other.to_string()),
+            });
         }
-        traces.map_err(|e| OtelError::Shutdown(e.to_string()))?;
+        if let Some(Err(timed_out)) = metrics {
+            return Err(OtelError::Timeout(timed_out));
+        }
+        if report.lost_at_shutdown > 0 {
+            return Err(OtelError::Lost(Box::new(report)));
+        }
         Ok(report)
     }
 }

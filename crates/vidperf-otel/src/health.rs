@@ -41,6 +41,10 @@ pub struct ExportHealth {
     /// Why the last metrics request failed, if one did.
     #[serde(default)]
     pub metric_export_error: Option<String>,
+    /// Why the metrics export's thread ended in a panic, if it did (no metrics are sent
+    /// after that).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric_export_panicked: Option<String>,
 }
 
 impl ExportHealth {

@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -18,6 +17,7 @@ use opentelemetry_proto::tonic::metrics::v1 as proto;
 use prost::Message as _;
 use vidperf_core::Stats;
 use vidperf_core::metrics::{Family, Kind, Metrics, Value};
+use vidperf_core::worker::{StopTimeout, Worker as Thread};
 
 use crate::transport::Transport;
 
@@ -239,11 +239,11 @@ enum Command {
 #[derive(Debug)]
 pub(crate) struct MetricsExport {
     commands: SyncSender<Command>,
-    thread: Mutex<Option<(JoinHandle<()>, Receiver<()>)>>,
+    worker: Thread,
     pub(crate) counters: Arc<MetricCounters>,
 }
 
-struct Worker {
+struct Exporter {
     stats: Arc<Stats>,
     resource: Vec<KeyValue>,
     temporality: Temporality,
@@ -252,7 +252,7 @@ struct Worker {
     counters: Arc<MetricCounters>,
 }
 
-impl Worker {
+impl Exporter {
     fn export(&mut self) -> Result<(), String> {
         let metrics = self.stats.metrics();
         let request = request(
@@ -317,7 +317,7 @@ impl MetricsExport {
         interval: Duration,
     ) -> std::io::Result<Self> {
         let counters = Arc::new(MetricCounters::default());
-        let worker = Worker {
+        let worker = Exporter {
             stats,
             resource,
             temporality,
@@ -326,22 +326,14 @@ impl MetricsExport {
             counters: counters.clone(),
         };
         let (commands, receive) = sync_channel(4);
-        let (done_tx, done) = sync_channel(1);
-        let handle = std::thread::Builder::new()
-            .name("vidperf-otlp-metrics".into())
-            .spawn(move || {
-                // The export's own HTTP calls must not feed the statistics they report.
-                tracing::subscriber::with_default(
-                    tracing::subscriber::NoSubscriber::default(),
-                    || {
-                        worker.run(&receive, interval.max(Duration::from_millis(10)));
-                    },
-                );
-                let _ = done_tx.send(());
-            })?;
+        // (A worker runs under no subscriber: the export's own HTTP calls never feed the
+        // statistics they report.)
+        let thread = Thread::spawn("vidperf-otlp-metrics", move || {
+            worker.run(&receive, interval.max(Duration::from_millis(10)));
+        })?;
         Ok(Self {
             commands,
-            thread: Mutex::new(Some((handle, done))),
+            worker: thread,
             counters,
         })
     }
@@ -358,25 +350,15 @@ impl MetricsExport {
         }
     }
 
-    /// Exports one last time and stops, waiting at most `timeout`; `false` when the
-    /// thread did not stop in time.
-    pub(crate) fn shutdown(&self, timeout: Duration) -> bool {
+    /// Exports one last time and stops, waiting at most `timeout`.
+    pub(crate) fn shutdown(&self, timeout: Duration) -> Result<(), StopTimeout> {
         let _ = self.commands.try_send(Command::Stop);
-        let taken = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        let Some((handle, done)) = taken else {
-            return true;
-        };
-        match done.recv_timeout(timeout) {
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => {
-                let _ = handle.join();
-                true
-            }
-            Err(RecvTimeoutError::Timeout) => false,
-        }
+        self.worker.join(timeout)
+    }
+
+    /// Why the export's thread ended in a panic, if it did.
+    pub(crate) fn panicked(&self) -> Option<String> {
+        self.worker.panicked()
     }
 }
 

@@ -29,6 +29,9 @@ pub struct DeviceNow {
 pub struct MonitorHealth {
     /// Whether the sampling thread is running (it may be parked while idle).
     pub running: bool,
+    /// Why the sampling thread ended in a panic, if it did (no figure is measured
+    /// after that).
+    pub panicked: Option<String>,
     /// Whether it is parked because no operation is open.
     pub parked: bool,
     /// Sampling interval, seconds.
@@ -95,6 +98,8 @@ impl MonitorHealth {
 #[derive(Serialize, Deserialize)]
 struct Wire {
     running: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    panicked: Option<String>,
     parked: bool,
     interval_seconds: f64,
     samples: u64,
@@ -139,6 +144,7 @@ impl Serialize for MonitorHealth {
         };
         Wire {
             running: self.running,
+            panicked: self.panicked.clone(),
             parked: self.parked,
             interval_seconds: self.interval_seconds,
             samples: self.samples,
@@ -226,6 +232,7 @@ impl<'de> Deserialize<'de> for MonitorHealth {
             .collect();
         Ok(Self {
             running: w.running,
+            panicked: w.panicked,
             parked: w.parked,
             interval_seconds: w.interval_seconds,
             samples: w.samples,

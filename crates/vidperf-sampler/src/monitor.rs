@@ -3,14 +3,13 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use vidperf_core::figure::{Across, Unit};
 use vidperf_core::metrics::Family;
 use vidperf_core::stats::{Health, HealthSource};
+use vidperf_core::worker::Worker;
 use vidperf_core::{DevicePeaks, Figure, Figures, ResourcePeaks, ResourceWindows, WindowStart};
 
 use crate::MAX_DEVICES;
@@ -420,7 +419,6 @@ struct Shared {
     /// Samples taken on request.
     requested_samples: AtomicU64,
     stop: AtomicBool,
-    running: AtomicBool,
     tick_nanos: AtomicU64,
     ticks: AtomicU64,
     gpu_status: GpuStatus,
@@ -462,7 +460,7 @@ struct Shared {
 #[derive(Debug)]
 pub struct ResourceMonitor {
     shared: Arc<Shared>,
-    thread: Mutex<Option<(JoinHandle<()>, Receiver<()>)>>,
+    worker: Worker,
 }
 
 struct Sampler {
@@ -525,7 +523,6 @@ impl ResourceMonitor {
             requested: AtomicBool::new(false),
             requested_samples: AtomicU64::new(0),
             stop: AtomicBool::new(false),
-            running: AtomicBool::new(true),
             tick_nanos: AtomicU64::new(0),
             ticks: AtomicU64::new(0),
             gpu_status,
@@ -543,20 +540,12 @@ impl ResourceMonitor {
         };
         // A first sample now, so operations that start right away have a start value.
         sampler.tick(&shared, None);
-        let (done_tx, done_rx) = sync_channel(1);
         let thread_shared = shared.clone();
-        let handle = std::thread::Builder::new()
-            .name("vidperf-monitor".into())
-            .spawn(move || {
-                run(&thread_shared, sampler);
-                thread_shared.running.store(false, Ordering::Release);
-                let _ = done_tx.send(());
-            })
-            .map_err(StartError::Thread)?;
-        Ok(Self {
-            shared,
-            thread: Mutex::new(Some((handle, done_rx))),
+        let worker = Worker::spawn("vidperf-monitor", move || {
+            run(&thread_shared, sampler);
         })
+        .map_err(StartError::Thread)?;
+        Ok(Self { shared, worker })
     }
 
     /// Samples taken because an operation opened after a quiet spell
@@ -597,7 +586,8 @@ impl ResourceMonitor {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         MonitorHealth {
-            running: s.running.load(Ordering::Acquire),
+            running: self.worker.is_running(),
+            panicked: self.worker.panicked(),
             parked: s.gate.is_parked(),
             interval_seconds: s.config.interval.as_secs_f64(),
             samples,
@@ -617,21 +607,9 @@ impl ResourceMonitor {
     pub fn shutdown(&self, timeout: Duration) -> Result<(), ShutdownError> {
         self.shared.stop.store(true, Ordering::Release);
         self.shared.gate.notify();
-        let taken = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        let Some((handle, done)) = taken else {
-            return Ok(());
-        };
-        match done.recv_timeout(timeout) {
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => {
-                let _ = handle.join();
-                Ok(())
-            }
-            Err(RecvTimeoutError::Timeout) => Err(ShutdownError::Timeout(timeout)),
-        }
+        self.worker
+            .join(timeout)
+            .map_err(|_| ShutdownError::Timeout(timeout))
     }
 }
 

@@ -4,8 +4,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use axum::Router;
@@ -15,6 +13,8 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+
+use vidperf_core::worker::Worker;
 
 use crate::error::ApiError;
 use crate::{ApiConfig, ApiState, head, router};
@@ -232,7 +232,7 @@ pub fn exposure_warning(addr: SocketAddr, config: &ApiConfig) -> Option<String> 
 pub struct ServerHandle {
     local_addr: SocketAddr,
     stop: Option<watch::Sender<bool>>,
-    thread: Option<(JoinHandle<()>, Receiver<()>)>,
+    worker: Worker,
 }
 
 /// Binds `addr` now (so a taken port is an error here, not later) and serves the API on
@@ -256,30 +256,25 @@ pub fn spawn(addr: SocketAddr, state: ApiState) -> Result<ServerHandle, ServeErr
         .build()
         .map_err(ServeError::Start)?;
     let (stop_tx, mut stop_rx) = watch::channel(false);
-    let (done_tx, done_rx) = sync_channel(1);
     let config = state.config().clone();
     let app = router(state);
-    let thread = std::thread::Builder::new()
-        .name("vidperf-http".into())
-        .spawn(move || {
-            runtime.block_on(async move {
-                match TcpListener::from_std(listener) {
-                    Ok(listener) => {
-                        let stop = async move {
-                            let _ = stop_rx.wait_for(|stop| *stop).await;
-                        };
-                        serve(listener, app, &config, stop).await;
-                    }
-                    Err(e) => tracing::warn!(target: "vidperf::http", error = %e, "cannot serve the HTTP API"),
-                }
-            });
-            let _ = done_tx.send(());
-        })
-        .map_err(ServeError::Start)?;
+    let worker = Worker::spawn("vidperf-http", move || {
+        runtime.block_on(async move {
+            // A listener the runtime cannot take has nothing to serve: the thread ends
+            // (`ServerHandle::is_running` says so).
+            if let Ok(listener) = TcpListener::from_std(listener) {
+                let stop = async move {
+                    let _ = stop_rx.wait_for(|stop| *stop).await;
+                };
+                serve(listener, app, &config, stop).await;
+            }
+        });
+    })
+    .map_err(ServeError::Start)?;
     Ok(ServerHandle {
         local_addr,
         stop: Some(stop_tx),
-        thread: Some((thread, done_rx)),
+        worker,
     })
 }
 
@@ -289,21 +284,25 @@ impl ServerHandle {
         self.local_addr
     }
 
+    /// Whether the server thread is serving (false once stopped, or if it ended in a
+    /// panic: [`ServerHandle::panicked`]).
+    pub fn is_running(&self) -> bool {
+        self.worker.is_running()
+    }
+
+    /// Why the server thread ended in a panic, if it did.
+    pub fn panicked(&self) -> Option<String> {
+        self.worker.panicked()
+    }
+
     /// Stops accepting, lets in-flight requests finish, and waits at most `timeout`.
     pub fn shutdown(&mut self, timeout: Duration) -> Result<(), ServeError> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(true);
         }
-        let Some((thread, done)) = self.thread.take() else {
-            return Ok(());
-        };
-        match done.recv_timeout(timeout) {
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => {
-                let _ = thread.join();
-                Ok(())
-            }
-            Err(RecvTimeoutError::Timeout) => Err(ServeError::ShutdownTimeout(timeout)),
-        }
+        self.worker
+            .join(timeout)
+            .map_err(|_| ServeError::ShutdownTimeout(timeout))
     }
 }
 

@@ -13,10 +13,11 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub use crate::health::DeliveryHealth;
+
+use vidperf_core::worker::{StopTimeout, Worker};
 
 use crate::Notification;
 
@@ -62,7 +63,7 @@ pub struct Alertmanager {
     url: String,
     tx: SyncSender<Message>,
     counters: Arc<Counters>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    worker: Worker,
 }
 
 impl Alertmanager {
@@ -79,15 +80,15 @@ impl Alertmanager {
         let counters = Arc::new(Counters::default());
         let (tx, rx) = sync_channel(64);
         let worker_counters = counters.clone();
-        let thread = std::thread::Builder::new()
-            .name("vidperf-alertmanager".into())
-            .spawn(move || deliver(&endpoint, &rx, &worker_counters))
-            .map_err(|e| AlertmanagerError::Thread(e.to_string()))?;
+        let worker = Worker::spawn("vidperf-alertmanager", move || {
+            deliver(&endpoint, &rx, &worker_counters);
+        })
+        .map_err(|e| AlertmanagerError::Thread(e.to_string()))?;
         Ok(Self {
             url: base.to_owned(),
             tx,
             counters,
-            thread: Mutex::new(Some(thread)),
+            worker,
         })
     }
 
@@ -128,29 +129,23 @@ impl Alertmanager {
         }
     }
 
-    /// Sends what is pending (one last attempt) and stops, waiting at most `timeout`.
-    pub fn shutdown(&self, timeout: Duration) {
+    /// Sends what is pending (one last attempt) and stops, waiting at most `timeout`;
+    /// [`StopTimeout`] when the delivery thread did not stop in time (an Alertmanager
+    /// that does not answer).
+    pub fn shutdown(&self, timeout: Duration) -> Result<(), StopTimeout> {
         let _ = self.tx.try_send(Message::Stop);
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(thread) = thread {
-            let deadline = Instant::now() + timeout;
-            while !thread.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            if thread.is_finished() {
-                let _ = thread.join();
-            }
-        }
+        self.worker.join(timeout)
+    }
+
+    /// Why the delivery thread ended in a panic, if it did.
+    pub fn panicked(&self) -> Option<String> {
+        self.worker.panicked()
     }
 }
 
 impl Drop for Alertmanager {
     fn drop(&mut self) {
-        self.shutdown(Duration::from_secs(2));
+        let _ = self.shutdown(Duration::from_secs(2));
     }
 }
 

@@ -30,6 +30,9 @@ pub struct WatchHealth {
     pub regressed: u64,
     /// The delivery to Alertmanager, when configured.
     pub alertmanager: Option<DeliveryHealth>,
+    /// Why the evaluation or delivery thread ended in a panic, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub panicked: Option<String>,
 }
 
 /// Alertmanager delivery, in [`WatchHealth::alertmanager`].

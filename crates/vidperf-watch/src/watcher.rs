@@ -6,14 +6,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::thread::JoinHandle;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use vidperf_core::Stats;
 use vidperf_core::metrics::Family;
 use vidperf_core::stats::{Health, HealthSource, StatsSnapshot};
+use vidperf_core::worker::{StopTimeout, Worker as Thread};
 
 use crate::health::{DeliveryHealth, Signals, WatchHealth};
 
@@ -27,14 +27,20 @@ pub trait Deliver: Send + Sync + 'static {
     /// Hands notifications over; must not block.
     fn send(&self, notifications: Vec<crate::Notification>);
 
+    /// Why the delivery's thread ended in a panic, if it did.
+    fn panicked(&self) -> Option<String> {
+        None
+    }
+
     /// How delivery is going, for the health figures.
     fn health(&self) -> Option<DeliveryHealth> {
         None
     }
 
     /// Stops, waiting at most `timeout`.
-    fn shutdown(&self, timeout: Duration) {
+    fn shutdown(&self, timeout: Duration) -> Result<(), StopTimeout> {
         let _ = timeout;
+        Ok(())
     }
 }
 
@@ -48,8 +54,12 @@ impl Deliver for crate::alertmanager::Alertmanager {
         Some(crate::alertmanager::Alertmanager::health(self))
     }
 
-    fn shutdown(&self, timeout: Duration) {
-        crate::alertmanager::Alertmanager::shutdown(self, timeout);
+    fn panicked(&self) -> Option<String> {
+        crate::alertmanager::Alertmanager::panicked(self)
+    }
+
+    fn shutdown(&self, timeout: Duration) -> Result<(), StopTimeout> {
+        crate::alertmanager::Alertmanager::shutdown(self, timeout)
     }
 }
 
@@ -93,7 +103,7 @@ pub struct Watcher {
     view: Arc<RwLock<View>>,
     delivery: Option<Arc<dyn Deliver>>,
     stop: SyncSender<()>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    worker: Thread,
 }
 
 impl std::fmt::Debug for Watcher {
@@ -152,7 +162,7 @@ impl Watcher {
             ..View::default()
         }));
         let (stop, stopped) = sync_channel(1);
-        let mut worker = Worker {
+        let mut worker = Evaluator {
             live: Live { stats, signals },
             alerts: Alerts::new(rules),
             view: view.clone(),
@@ -163,15 +173,13 @@ impl Watcher {
             baseline_due: Instant::now(),
             regressed: BTreeSet::new(),
         };
-        let thread = std::thread::Builder::new()
-            .name("vidperf-watch".into())
-            .spawn(move || worker.run(&stopped))
+        let worker = Thread::spawn_reporting("vidperf-watch", move || worker.run(&stopped))
             .map_err(WatchError::Thread)?;
         Ok(Self {
             view,
             delivery,
             stop,
-            thread: Mutex::new(Some(thread)),
+            worker,
         })
     }
 
@@ -212,32 +220,27 @@ impl Watcher {
     }
 
     /// Stops the thread (and the delivery, after one last attempt), waiting at most
-    /// `timeout`.
-    pub fn shutdown(&self, timeout: Duration) {
+    /// `timeout` for each; [`StopTimeout`] names the thread that did not stop in time.
+    pub fn shutdown(&self, timeout: Duration) -> Result<(), StopTimeout> {
         let _ = self.stop.try_send(());
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(thread) = thread {
-            let deadline = Instant::now() + timeout;
-            while !thread.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            if thread.is_finished() {
-                let _ = thread.join();
-            }
-        }
-        if let Some(delivery) = &self.delivery {
-            delivery.shutdown(timeout);
-        }
+        let evaluator = self.worker.join(timeout);
+        let delivery = match &self.delivery {
+            Some(delivery) => delivery.shutdown(timeout),
+            None => Ok(()),
+        };
+        evaluator.and(delivery)
+    }
+
+    /// Why the evaluation thread ended in a panic, if it did (no rule is evaluated after
+    /// that; `health.watch.panicked` says so).
+    pub fn panicked(&self) -> Option<String> {
+        self.worker.panicked()
     }
 }
 
 impl Drop for Watcher {
     fn drop(&mut self) {
-        self.shutdown(Duration::from_secs(2));
+        let _ = self.shutdown(Duration::from_secs(2));
     }
 }
 
@@ -251,6 +254,10 @@ impl HealthSource for Watcher {
             .health
             .clone();
         watch.alertmanager = self.delivery.as_ref().and_then(|d| d.health());
+        watch.panicked = self
+            .worker
+            .panicked()
+            .or_else(|| self.delivery.as_ref().and_then(|d| d.panicked()));
         health.set_part("watch", &watch);
     }
 
@@ -286,7 +293,7 @@ impl crate::alerts::Figures for Live {
     }
 }
 
-struct Worker {
+struct Evaluator {
     live: Live,
     alerts: Alerts,
     view: Arc<RwLock<View>>,
@@ -301,7 +308,7 @@ struct Worker {
     regressed: BTreeSet<(String, String, Figure)>,
 }
 
-impl Worker {
+impl Evaluator {
     fn run(&mut self, stopped: &Receiver<()>) {
         let interval = match &self.baseline {
             Some(b) if self.alerts.rules().rules.is_empty() => b.interval,
@@ -410,6 +417,7 @@ impl Worker {
             pending,
             regressed: self.regressed.len() as u64,
             alertmanager: None,
+            panicked: None,
         };
     }
 

@@ -1,0 +1,142 @@
+//! The facade's parts — the resource monitor, the OTLP export, the alert watcher, the
+//! HTTP server — all follow one protocol: a part is started by the builder from its
+//! setting and the environment, attaches itself to the layer and the statistics
+//! (sinks, resource windows, health, the signals the rules read), and afterwards only
+//! flushes and shuts down with a deadline, reporting a typed result. A part this build
+//! leaves out (its feature off) is simply absent: nothing stands in for it, and a
+//! variable that asks for it is a build error naming the feature.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use vidperf_core::{PerfLayerBuilder, Stats};
+
+use crate::builder::{BuildError, Builder, env_text};
+use crate::handle::PartFailure;
+
+/// A running part.
+pub(crate) trait Part: Send + Sync + fmt::Debug + 'static {
+    /// Its name in reports (`monitor`, `otlp`, `watch`, `http`).
+    fn name(&self) -> &'static str;
+
+    /// Exports what is pending now; a part that exports nothing does nothing.
+    fn flush(&self) -> Result<(), PartFailure> {
+        Ok(())
+    }
+
+    /// Stops, waiting at most `timeout`: what it says of the spans it delivered and
+    /// lost (if it exports spans), whether or not the shutdown went well.
+    fn shutdown(&self, timeout: Duration) -> Stopped;
+
+    /// The part itself, for the handle's typed accessors.
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// What a part's shutdown did.
+#[derive(Debug)]
+pub(crate) struct Stopped {
+    pub(crate) spans: Option<SpanCounts>,
+    pub(crate) result: Result<(), PartFailure>,
+}
+
+impl From<Result<(), PartFailure>> for Stopped {
+    fn from(result: Result<(), PartFailure>) -> Self {
+        Self {
+            spans: None,
+            result,
+        }
+    }
+}
+
+/// What a part that exports spans says at shutdown.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SpanCounts {
+    pub(crate) exported: u64,
+    pub(crate) lost_before: u64,
+    pub(crate) lost_at_shutdown: u64,
+}
+
+/// What the parts started so far hand to the next, and to the handle.
+pub(crate) struct Wiring {
+    pub(crate) read_env: bool,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) layer: PerfLayerBuilder,
+    /// What the alert rules read of the other parts.
+    pub(crate) signals: vidperf_watch::Signals,
+    /// The alert watcher, for the HTTP API.
+    pub(crate) watcher: Option<Arc<vidperf_watch::Watcher>>,
+    pub(crate) warnings: Vec<String>,
+    pub(crate) parts: Vec<Arc<dyn Part>>,
+}
+
+/// Starts a part from the builder's settings, or leaves it out.
+pub(crate) type Start = fn(&Builder, &mut Wiring) -> Result<(), BuildError>;
+
+/// The parts this build has, in the order they start: the watcher reads the monitor's
+/// and the export's signals, and the server shows the watcher. They stop in the
+/// reverse order.
+pub(crate) const PARTS: &[Start] = &[
+    #[cfg(any(feature = "system", feature = "gpu"))]
+    crate::resources::start,
+    #[cfg(feature = "otlp")]
+    crate::otlp::start,
+    crate::watch::start,
+    #[cfg(feature = "http-api")]
+    crate::http::start,
+];
+
+/// Variables of the parts this build leaves out, with the feature that builds each.
+const NOT_BUILT: &[(&str, &str)] = &[
+    #[cfg(not(any(feature = "system", feature = "gpu")))]
+    ("VIDPERF_SAMPLE_INTERVAL_MS", "system` or `gpu"),
+    #[cfg(not(any(feature = "system", feature = "gpu")))]
+    ("VIDPERF_NVML_LIBRARY", "system` or `gpu"),
+    #[cfg(not(any(feature = "system", feature = "gpu")))]
+    ("VIDPERF_BOUNDARY_READS", "system` or `gpu"),
+    #[cfg(not(feature = "http-api"))]
+    ("VIDPERF_HTTP_ADDR", "http-api"),
+    #[cfg(not(feature = "http-api"))]
+    ("VIDPERF_HTTP_TOKEN", "http-api"),
+];
+
+/// A variable that asks for a part this build leaves out is an error naming the
+/// feature (`VIDPERF_RESOURCE_MONITOR=off` is fine: it asks for nothing).
+pub(crate) fn check_not_built(read_env: bool) -> Result<(), BuildError> {
+    if !read_env {
+        return Ok(());
+    }
+    for (var, feature) in NOT_BUILT {
+        if env_text(var)?.is_some_and(|v| !v.trim().is_empty()) {
+            return Err(BuildError::FeatureNotBuilt { var, feature });
+        }
+    }
+    monitor_not_built()
+}
+
+/// `VIDPERF_RESOURCE_MONITOR=on` without a monitor built.
+#[cfg(not(any(feature = "system", feature = "gpu")))]
+fn monitor_not_built() -> Result<(), BuildError> {
+    if crate::builder::env_switch("VIDPERF_RESOURCE_MONITOR")? == Some(true) {
+        return Err(BuildError::FeatureNotBuilt {
+            var: "VIDPERF_RESOURCE_MONITOR",
+            feature: "system` or `gpu",
+        });
+    }
+    Ok(())
+}
+
+#[cfg(any(feature = "system", feature = "gpu"))]
+fn monitor_not_built() -> Result<(), BuildError> {
+    Ok(())
+}
+
+/// The metric families of the parts this build has.
+pub(crate) const FAMILIES: &[fn() -> Vec<vidperf_core::metrics::FamilyDef>] = &[
+    #[cfg(any(feature = "system", feature = "gpu"))]
+    vidperf_sampler::family_defs,
+    #[cfg(feature = "otlp")]
+    || vidperf_otel::family::EXPORT.to_vec(),
+    || vidperf_watch::family::WATCH.to_vec(),
+];
