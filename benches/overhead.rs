@@ -664,7 +664,7 @@ fn stats_section(rounds: usize) {
     );
     println!(
         "| statistics' heap, 64 strategies × 1 operation type, 10^6 operations (10,000 history rows, time slots in use) | {:.1} MiB | | |",
-        large.stats().heap_bytes() as f64 / (1024.0 * 1024.0)
+        large.snapshot().health.heap_bytes as f64 / (1024.0 * 1024.0)
     );
     println!(
         "| CSV export, {} rows | {:.0} rows/s ({:.1} MB/s) | | |",

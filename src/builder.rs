@@ -26,6 +26,7 @@ pub struct Builder {
     pub(crate) http: crate::http::Setting,
     #[cfg(feature = "otlp")]
     pub(crate) otlp: crate::otlp::Setting,
+    #[cfg(feature = "watch")]
     pub(crate) watch: crate::watch::Setting,
 }
 
@@ -91,12 +92,18 @@ pub enum BuildError {
     #[error(transparent)]
     Otlp(#[from] vidperf_otel::OtelError),
     /// The alert rule file is wrong (the error names the file, line and field).
+    #[cfg(feature = "watch")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "watch")))]
     #[error(transparent)]
     Rules(#[from] vidperf_watch::RuleError),
     /// The alert rules cannot run (e.g. a window longer than the statistics keep).
+    #[cfg(feature = "watch")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "watch")))]
     #[error(transparent)]
     Watch(#[from] vidperf_watch::WatchError),
     /// The baseline export cannot be read (the error names the file and why).
+    #[cfg(feature = "watch")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "watch")))]
     #[error(transparent)]
     Baseline(#[from] vidperf_watch::baseline::BaselineError),
     /// The Alertmanager URL is wrong.
@@ -288,8 +295,9 @@ impl Builder {
             read_env: self.reads_env(),
             stats: stats.clone(),
             layer: PerfLayer::builder().sink(stats.clone()),
-            signals: vidperf_watch::Signals::default(),
-            watcher: None,
+            signals: vidperf_core::signals::Signals::default(),
+            #[cfg(feature = "http-api")]
+            watch: None,
             warnings: Vec::new(),
             parts: Vec::new(),
         };

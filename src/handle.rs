@@ -112,6 +112,17 @@ impl Vidperf {
     }
 
     /// The running part of type `T`, if any.
+    // reason: the accessors of the parts a build has use it; a build with none has none.
+    #[cfg_attr(
+        not(any(
+            feature = "system",
+            feature = "gpu",
+            feature = "otlp",
+            feature = "watch",
+            feature = "http-api"
+        )),
+        allow(dead_code)
+    )]
     pub(crate) fn part<T: Part>(&self) -> Option<&T> {
         self.parts
             .iter()
@@ -137,10 +148,11 @@ impl Vidperf {
         self.stats.snapshot()
     }
 
-    /// Shorthand for `stats().write_files(dir)`: writes `vidperf-export.json` and
+    /// Shorthand for [`export::write_stats_files`](vidperf_core::export::write_stats_files)
+    /// of the statistics: writes `vidperf-export.json` and
     /// `vidperf-export.csv` into `dir`, each atomically (temporary file, then rename).
     pub fn write_exports(&self, dir: &Path) -> Result<ExportPaths, WriteError> {
-        self.stats.write_files(dir)
+        vidperf_core::export::write_stats_files(dir, &self.stats)
     }
 
     /// A guard that calls [`Vidperf::shutdown`] with `timeout` when dropped — at the end

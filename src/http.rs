@@ -82,14 +82,12 @@ pub(crate) fn start(builder: &Builder, wiring: &mut Wiring) -> Result<(), BuildE
             }
         }
     };
-    if let Some(warning) = vidperf_server::exposure_warning(addr, &config) {
-        wiring.warnings.push(warning);
-    }
     let mut state = ApiState::new(wiring.stats.clone(), config);
-    if let Some(watcher) = &wiring.watcher {
-        state = state.with_watcher(watcher.clone());
+    if let Some(watch) = &wiring.watch {
+        state = state.with_watch(watch.clone());
     }
     let server = spawn(addr, state)?;
+    wiring.warnings.extend(server.warning().map(str::to_owned));
     wiring.parts.push(Arc::new(HttpPart {
         addr: server.local_addr(),
         server: Mutex::new(Some(server)),
@@ -137,11 +135,8 @@ impl Vidperf {
     /// The HTTP API over this instance's statistics, as an axum router to mount in
     /// your own service.
     pub fn router(&self, config: ApiConfig) -> vidperf_server::axum::Router {
-        let mut state = ApiState::new(self.stats().clone(), config);
-        if let Some(watcher) = self.part::<crate::watch::WatchPart>() {
-            state = state.with_watcher(watcher.0.clone());
-        }
-        router(state)
+        let state = ApiState::new(self.stats().clone(), config);
+        router(self.serve_watch(state))
     }
 
     /// Where the HTTP API started by the builder listens, while it runs.
@@ -153,5 +148,13 @@ impl Vidperf {
             .unwrap_or_else(PoisonError::into_inner)
             .is_some();
         serving.then_some(part.addr)
+    }
+}
+
+/// Without alert rules built in, the API has no watcher to show.
+#[cfg(not(feature = "watch"))]
+impl Vidperf {
+    pub(crate) fn serve_watch(&self, state: ApiState) -> ApiState {
+        state
     }
 }

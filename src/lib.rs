@@ -74,7 +74,8 @@
 //! | `otlp` | yes | [`otlp`]: every span as an OpenTelemetry span and per-strategy metrics, over OTLP (HTTP/protobuf, blocking client: no async runtime needed) to any collector |
 //! | `otlp-grpc` | no | OTLP over gRPC as well (tonic): [`otlp::Protocol::Grpc`] or `OTEL_EXPORTER_OTLP_PROTOCOL=grpc`; build vidperf inside a tokio runtime (outside one the build returns an error saying so) |
 //! | `http-api` | yes | [`http`]: `/performance/stats`, `/performance/export`, Prometheus `/metrics`, `/healthz` (axum), as a router to mount or a server the builder starts |
-//! | `alertmanager` | yes | delivery of alerts to a Prometheus Alertmanager (API v2) |
+//! | `watch` | yes | alert rules and regression detection against a baseline, in the service ([`watch`]) |
+//! | `alertmanager` | yes | delivery of alerts to a Prometheus Alertmanager (API v2); implies `watch` |
 //! | `nvtx` | no | `nvtx`: every span as an NVTX range under Nsight Systems; [`Builder::install`] adds the layer when a tool is attached (`NVTX_INJECTION64_PATH`), with your own subscriber add `vidperf::nvtx::NvtxLayer::if_attached()` |
 //!
 //! # Environment variables
@@ -85,15 +86,20 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `VIDPERF_HISTORY_LIMIT` | 10000 | finished-operation records kept for export |
-//! | `VIDPERF_MAX_KEYS` | 64 | distinct strategies / operation types before `__overflow__` |
+//! | `VIDPERF_HISTORY_LIMIT` | 10000 | finished-operation records kept for export (statistics count everything) |
+//! | `VIDPERF_MAX_KEYS` | 64 | distinct strategies / operation types before the rest count under `__overflow__` |
 //! | `VIDPERF_MAX_ACTIVE` | 10000 | active operations listed (the count stays exact) |
-//! | `VIDPERF_RESOURCE_MONITOR` | on | `off` disables the resource monitor |
-//! | `VIDPERF_SAMPLE_INTERVAL_MS` | 10 | milliseconds between resource samples while operations are open |
+//! | `VIDPERF_RESOURCE_MONITOR` | on | `on` or `off` (also `true`/`false`, `1`/`0`); anything else is an error |
+//! | `VIDPERF_SAMPLE_INTERVAL_MS` | 10 | milliseconds between resource samples while operations are open (the monitor parks when none is; an operation opening after a quiet spell of 5 ms or more gets a sample of its own) |
 //! | `VIDPERF_NVML_LIBRARY` | the system's | path to `libnvidia-ml.so`, or `off` for no GPU sampling |
-//! | `VIDPERF_BOUNDARY_READS` | off | `on`: also read memory on the operation's thread at its start and end (exact peaks for operations shorter than the sampling interval, at a few µs per end; see `MonitorConfig::boundary_reads`) |
+//! | `VIDPERF_BOUNDARY_READS` | off | `on`: also read this process's memory and the GPUs' memory on the operation's own thread at its start and end, so operations shorter than the sampling interval get exact peaks (a few µs per end without a GPU, 10–20 µs per GPU with one; off by default because it is I/O on your thread) |
 //! | `VIDPERF_HTTP_ADDR` | unset (no server) | serve the HTTP API on this address, e.g. `127.0.0.1:9464` |
-//! | `VIDPERF_HTTP_TOKEN` | unset | bearer token required on `POST /performance/export` |
+//! | `VIDPERF_HTTP_TOKEN` | unset | bearer token required on the routes that return operation records (stats, stream, export); `/metrics`, `/healthz`, `/performance/alerts` and the page stay open |
+//! | `VIDPERF_ALERT_RULES` | unset | a TOML file of alert rules ([`watch`]) |
+//! | `VIDPERF_ALERTMANAGER_URL` | unset | deliver alerts to this Alertmanager (`http://host:port`) |
+//! | `VIDPERF_BASELINE` | unset | a JSON export the live window is compared with ([`watch`]) |
+//! | `VIDPERF_BASELINE_WINDOW` | `10m` | the live window compared with the baseline |
+//! | `VIDPERF_BASELINE_INTERVAL` | `30s` | how often the live window is compared with the baseline |
 //! | `OTEL_EXPORTER_OTLP_ENDPOINT` (or `_TRACES_ENDPOINT`) | unset (no export) | turns OTLP export on; the other standard `OTEL_*` variables apply (see [`otlp`]) |
 //!
 //! # Costs and limits
@@ -127,6 +133,8 @@ pub mod otlp;
 mod parts;
 #[cfg(any(feature = "system", feature = "gpu"))]
 mod resources;
+#[cfg(feature = "watch")]
+#[cfg_attr(docsrs, doc(cfg(feature = "watch")))]
 pub mod watch;
 /// NVTX ranges for spans under Nsight Systems (feature `nvtx`): see [`vidperf_nvtx`].
 #[cfg(feature = "nvtx")]

@@ -31,6 +31,17 @@ pub(crate) trait Part: Send + Sync + fmt::Debug + 'static {
     fn shutdown(&self, timeout: Duration) -> Stopped;
 
     /// The part itself, for the handle's typed accessors.
+    // reason: the accessors of the parts a build has use it; a build with none has none.
+    #[cfg_attr(
+        not(any(
+            feature = "system",
+            feature = "gpu",
+            feature = "otlp",
+            feature = "watch",
+            feature = "http-api"
+        )),
+        allow(dead_code)
+    )]
     fn as_any(&self) -> &dyn Any;
 }
 
@@ -59,14 +70,28 @@ pub(crate) struct SpanCounts {
 }
 
 /// What the parts started so far hand to the next, and to the handle.
+// reason: a build with no part (every feature off) reads none of it.
+#[cfg_attr(
+    not(any(
+        feature = "system",
+        feature = "gpu",
+        feature = "otlp",
+        feature = "watch",
+        feature = "http-api"
+    )),
+    allow(dead_code)
+)]
 pub(crate) struct Wiring {
     pub(crate) read_env: bool,
     pub(crate) stats: Arc<Stats>,
     pub(crate) layer: PerfLayerBuilder,
     /// What the alert rules read of the other parts.
-    pub(crate) signals: vidperf_watch::Signals,
-    /// The alert watcher, for the HTTP API.
-    pub(crate) watcher: Option<Arc<vidperf_watch::Watcher>>,
+    // reason: only the alert watcher (feature `watch`) reads them.
+    #[cfg_attr(not(feature = "watch"), allow(dead_code))]
+    pub(crate) signals: vidperf_core::signals::Signals,
+    /// The alert watcher's documents, for the HTTP API.
+    #[cfg(feature = "http-api")]
+    pub(crate) watch: Option<Arc<dyn vidperf_server::Watch>>,
     pub(crate) warnings: Vec<String>,
     pub(crate) parts: Vec<Arc<dyn Part>>,
 }
@@ -82,6 +107,7 @@ pub(crate) const PARTS: &[Start] = &[
     crate::resources::start,
     #[cfg(feature = "otlp")]
     crate::otlp::start,
+    #[cfg(feature = "watch")]
     crate::watch::start,
     #[cfg(feature = "http-api")]
     crate::http::start,
@@ -99,6 +125,16 @@ const NOT_BUILT: &[(&str, &str)] = &[
     ("VIDPERF_HTTP_ADDR", "http-api"),
     #[cfg(not(feature = "http-api"))]
     ("VIDPERF_HTTP_TOKEN", "http-api"),
+    #[cfg(not(feature = "watch"))]
+    ("VIDPERF_ALERT_RULES", "watch"),
+    #[cfg(not(feature = "watch"))]
+    ("VIDPERF_ALERTMANAGER_URL", "watch"),
+    #[cfg(not(feature = "watch"))]
+    ("VIDPERF_BASELINE", "watch"),
+    #[cfg(not(feature = "watch"))]
+    ("VIDPERF_BASELINE_WINDOW", "watch"),
+    #[cfg(not(feature = "watch"))]
+    ("VIDPERF_BASELINE_INTERVAL", "watch"),
 ];
 
 /// A variable that asks for a part this build leaves out is an error naming the
@@ -138,5 +174,6 @@ pub(crate) const FAMILIES: &[fn() -> Vec<vidperf_core::metrics::FamilyDef>] = &[
     vidperf_sampler::family_defs,
     #[cfg(feature = "otlp")]
     || vidperf_otel::family::EXPORT.to_vec(),
+    #[cfg(feature = "watch")]
     || vidperf_watch::family::WATCH.to_vec(),
 ];

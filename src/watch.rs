@@ -227,9 +227,38 @@ pub(crate) fn start(builder: &Builder, wiring: &mut Wiring) -> Result<(), BuildE
         baseline,
     )?);
     stats.add_health_source(watcher.clone());
-    wiring.watcher = Some(watcher.clone());
+    serve(wiring, &watcher);
     wiring.parts.push(Arc::new(WatchPart(watcher)));
     Ok(())
+}
+
+/// Hands the watcher's documents to the HTTP API.
+#[cfg(feature = "http-api")]
+fn serve(wiring: &mut Wiring, watcher: &Arc<Watcher>) {
+    wiring.watch = Some(Arc::new(Served(watcher.clone())));
+}
+
+#[cfg(not(feature = "http-api"))]
+fn serve(_: &mut Wiring, _: &Arc<Watcher>) {}
+
+/// The watcher as the HTTP API shows it.
+#[cfg(feature = "http-api")]
+#[derive(Debug)]
+pub(crate) struct Served(pub(crate) Arc<Watcher>);
+
+#[cfg(feature = "http-api")]
+impl vidperf_server::Watch for Served {
+    fn alerts(&self) -> serde_json::Value {
+        serde_json::to_value(self.0.alerts()).unwrap_or_default()
+    }
+
+    fn alert_list(&self) -> serde_json::Value {
+        serde_json::to_value(self.0.alerts().alerts).unwrap_or_default()
+    }
+
+    fn regressions(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(self.0.regressions()?).ok()
+    }
 }
 
 /// The running watcher, as a part.
@@ -266,5 +295,16 @@ impl Vidperf {
     /// ([`Builder::baseline`]).
     pub fn regressions(&self) -> Option<RegressionsDocument> {
         self.part::<WatchPart>().and_then(|w| w.0.regressions())
+    }
+}
+
+#[cfg(feature = "http-api")]
+impl Vidperf {
+    /// `state` with the watcher's documents, when one runs.
+    pub(crate) fn serve_watch(&self, state: vidperf_server::ApiState) -> vidperf_server::ApiState {
+        match self.part::<WatchPart>() {
+            Some(w) => state.with_watch(Arc::new(Served(w.0.clone()))),
+            None => state,
+        }
     }
 }

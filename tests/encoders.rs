@@ -245,7 +245,7 @@ proptest! {
         }
 
         let mut json = Vec::new();
-        vidperf.stats().write_json(&mut json).expect("write json");
+        vidperf::export::write_stats_json(&mut json, vidperf.stats()).expect("write json");
         let back = export::read_json(json.as_slice()).expect("read json");
         prop_assert_eq!(&back.operations, &expected);
         prop_assert_eq!(back.statistics.summary.total_operations, ops.len() as u64);

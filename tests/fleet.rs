@@ -120,8 +120,7 @@ fn write_baseline(dir: &Path) -> PathBuf {
         ));
     }
     let path = dir.join("baseline.json");
-    stats
-        .write_json(std::fs::File::create(&path).expect("create"))
+    vidperf::export::write_stats_json(std::fs::File::create(&path).expect("create"), &stats)
         .expect("write");
     path
 }

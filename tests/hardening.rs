@@ -151,7 +151,7 @@ fn a_token_protects_every_route_with_records_and_its_scheme_is_case_insensitive(
         get_with(addr, "/performance/stats", Some("Bearer s3cre")),
         401
     );
-    for open in ["/metrics", "/healthz", "/"] {
+    for open in ["/metrics", "/healthz", "/", "/performance/alerts"] {
         assert_eq!(get_with(addr, open, None), 200, "{open} stays open");
     }
     let _ = vidperf.shutdown(Duration::from_secs(5));

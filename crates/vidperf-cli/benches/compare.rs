@@ -82,11 +82,13 @@ fn main() {
     for (name, slow) in [("a", 1.0), ("b", 1.2)] {
         let stats = stats(slow);
         let file = |n: String| BufWriter::new(std::fs::File::create(n).expect("create"));
-        stats
-            .write_json(file(path(&format!("{name}.json"))))
+        vidperf_core::export::write_stats_json(file(path(&format!("{name}.json"))), &stats)
             .expect("write");
         // The same operations without the per-pair distributions.
-        let (snapshot, records) = stats.snapshot_and_records(SnapshotOptions::default());
+        let (snapshot, records) = (
+            stats.snapshot_with(SnapshotOptions::default()),
+            stats.records(),
+        );
         vidperf_core::export::write_json(
             file(path(&format!("{name}-records.json"))),
             &snapshot,

@@ -49,6 +49,16 @@ pub enum InputError {
         /// Why.
         error: ReadError,
     },
+    /// A CSV export was given where a JSON export is read.
+    #[error(
+        "{source_name}: {error} (this reads JSON exports, vidperf-export.json; a CSV export has no duration distributions)"
+    )]
+    CsvGiven {
+        /// The path given.
+        source_name: String,
+        /// What reading it as JSON said.
+        error: ReadError,
+    },
     /// The service could not be reached or answered an error.
     #[error("{source_name}: {message}")]
     Fetch {
@@ -92,12 +102,9 @@ pub fn load(source: &str, options: &FetchOptions) -> Result<Side, InputError> {
                 .extension()
                 .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
             match error {
-                ReadError::Syntax(message) if is_csv => InputError::Read {
+                error @ ReadError::Json(_) if is_csv => InputError::CsvGiven {
                     source_name: source.to_owned(),
-                    error: ReadError::Syntax(format!(
-                        "{message} (this reads JSON exports, vidperf-export.json; \
-                         a CSV export has no duration distributions)"
-                    )),
+                    error,
                 },
                 error => InputError::Read {
                     source_name: source.to_owned(),

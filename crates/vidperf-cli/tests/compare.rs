@@ -86,8 +86,7 @@ fn write_export(path: &str, n: usize, seedvr2_factor: f64, seed: u64) {
             stats.record(&span);
         }
     }
-    stats
-        .write_json(std::fs::File::create(path).expect("create"))
+    vidperf_core::export::write_stats_json(std::fs::File::create(path).expect("create"), &stats)
         .expect("write");
 }
 
@@ -234,7 +233,7 @@ fn bad_input_exits_2_naming_the_file_and_the_fault() {
     std::fs::write(&truncated, &bytes[..bytes.len() / 4]).expect("write");
     refused(
         &["compare", &good, &truncated],
-        &format!("current {truncated}: malformed export"),
+        &format!("current {truncated}: malformed JSON export"),
     );
 
     let csv = dir.path("export.csv");

@@ -23,6 +23,7 @@ mod outcome;
 pub mod propagation;
 mod record;
 mod resources;
+pub mod signals;
 mod sink;
 mod span;
 pub mod stats;

@@ -51,6 +51,9 @@ pub struct MonitorHealth {
     pub tick_micros: Option<f64>,
     /// Windows whose peak may be over-estimated because a sample stack overflowed.
     pub inexact_merges: u64,
+    /// Of the samples, those taken because an operation opened after a quiet spell
+    /// ([`MonitorConfig::boundary_gap`](crate::MonitorConfig::boundary_gap)).
+    pub samples_on_request: u64,
     /// The newest sample of this process: resident memory and CPU.
     pub process: Figures,
     /// The newest sample of each GPU, by device index.
@@ -112,6 +115,8 @@ struct Wire {
     gpu_errors: std::collections::BTreeMap<String, u64>,
     tick_micros: Option<f64>,
     inexact_merges: u64,
+    #[serde(default)]
+    samples_on_request: u64,
     current_process_memory_bytes: Option<u64>,
     current_process_cpu_utilization: Option<f64>,
     current_gpu_memory_bytes: Vec<Option<u64>>,
@@ -161,6 +166,7 @@ impl Serialize for MonitorHealth {
                 .collect(),
             tick_micros: self.tick_micros,
             inexact_merges: self.inexact_merges,
+            samples_on_request: self.samples_on_request,
             current_process_memory_bytes: self.process.bytes(Figure::ProcessMemory),
             current_process_cpu_utilization: self.process.get(Figure::ProcessCpu),
             current_gpu_memory_bytes: self
@@ -242,6 +248,7 @@ impl<'de> Deserialize<'de> for MonitorHealth {
             gpu_errors: ErrorKind::ALL.map(|k| w.gpu_errors.get(k.name()).copied().unwrap_or(0)),
             tick_micros: w.tick_micros,
             inexact_merges: w.inexact_merges,
+            samples_on_request: w.samples_on_request,
             process: Figures::none()
                 .with_opt(
                     Figure::ProcessMemory,

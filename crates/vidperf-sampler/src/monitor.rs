@@ -548,12 +548,6 @@ impl ResourceMonitor {
         Ok(Self { shared, worker })
     }
 
-    /// Samples taken because an operation opened after a quiet spell
-    /// ([`MonitorConfig::boundary_gap`]).
-    pub fn samples_on_request(&self) -> u64 {
-        self.shared.requested_samples.load(Ordering::Relaxed)
-    }
-
     /// What GPU sampling can do on this machine.
     pub fn gpu_status(&self) -> &GpuStatus {
         &self.shared.gpu_status
@@ -598,6 +592,7 @@ impl ResourceMonitor {
             tick_micros: (ticks > 0)
                 .then(|| s.tick_nanos.load(Ordering::Relaxed) as f64 / ticks as f64 / 1e3),
             inexact_merges,
+            samples_on_request: s.requested_samples.load(Ordering::Relaxed),
             process: now.process,
             devices: now.devices,
         }

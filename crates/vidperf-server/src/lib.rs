@@ -48,7 +48,7 @@ use vidperf_core::Stats;
 /// The axum version the router is built with.
 pub use axum;
 pub use error::ApiError;
-pub use serve::{ServeError, ServerHandle, exposure_warning, serve, spawn};
+pub use serve::{ServeError, ServerHandle, serve, spawn};
 pub use vidperf_core::metrics::{
     OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE as METRICS_CONTENT_TYPE, encode_openmetrics,
     encode_prometheus as encode_metrics,
@@ -206,7 +206,22 @@ pub struct ApiState {
     encoders: Arc<tokio::sync::Semaphore>,
     streams: Arc<tokio::sync::Semaphore>,
     publishers: Arc<stream::Publishers>,
-    watcher: Option<Arc<vidperf_watch::Watcher>>,
+    watch: Option<Arc<dyn Watch>>,
+}
+
+/// What the service's alert rules and baseline show over HTTP
+/// (`GET /performance/alerts`, `GET /performance/regressions`, the stream's `alerts`),
+/// from whoever evaluates them (the `vidperf` facade hands its alert watcher in).
+pub trait Watch: Send + Sync + 'static {
+    /// The alerts document: when the rules were last evaluated, how many there are, and
+    /// the alerts pending or firing.
+    fn alerts(&self) -> serde_json::Value;
+
+    /// The alerts pending or firing, as the stream carries them.
+    fn alert_list(&self) -> serde_json::Value;
+
+    /// The last comparison of the live window with the baseline; `None` without one.
+    fn regressions(&self) -> Option<serde_json::Value>;
 }
 
 impl std::fmt::Debug for ApiState {
@@ -228,24 +243,22 @@ impl ApiState {
             encoders: Arc::new(tokio::sync::Semaphore::new(STATS_ENCODERS)),
             streams: Arc::new(tokio::sync::Semaphore::new(config.max_streams)),
             publishers: Arc::default(),
-            watcher: None,
+            watch: None,
             config: Arc::new(config),
         }
     }
 
-    /// Serves the alerts of `watcher` too (`/performance/alerts`, the stream's `alerts`,
-    /// `vidperf_alert_state` on `/metrics`).
+    /// Serves the alerts and the baseline comparison of `watch` too
+    /// (`/performance/alerts`, `/performance/regressions`, the stream's `alerts`).
     #[must_use]
-    pub fn with_watcher(mut self, watcher: Arc<vidperf_watch::Watcher>) -> Self {
-        self.watcher = Some(watcher);
+    pub fn with_watch(mut self, watch: Arc<dyn Watch>) -> Self {
+        self.watch = Some(watch);
         self
     }
 
-    /// The alerts document the stream and `/performance/alerts` show, when alert rules
-    /// run.
+    /// The alerts the stream shows, when alert rules run.
     pub(crate) fn alerts_document(&self) -> Option<serde_json::Value> {
-        let watcher = self.watcher.as_ref()?;
-        serde_json::to_value(watcher.alerts().alerts).ok()
+        Some(self.watch.as_ref()?.alert_list())
     }
 
     /// The statistics served.

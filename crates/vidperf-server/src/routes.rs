@@ -136,9 +136,9 @@ pub(crate) async fn export(
         let _permit = permit;
         let mut out = ChunkWriter::new(tx.clone());
         let written = if json {
-            view.write_json(&mut out)
+            vidperf_core::export::write_view_json(&mut out, &view)
         } else {
-            view.write_csv(&mut out)
+            vidperf_core::export::write_view_csv(&mut out, &view)
         };
         let finished = written
             .map_err(std::io::Error::other)
@@ -261,11 +261,10 @@ pub(crate) async fn alerts(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     query::parse(raw.as_deref(), &[])?;
-    let document = state
-        .watcher
-        .as_ref()
-        .map(|w| w.alerts())
-        .unwrap_or_default();
+    let document = state.watch.as_ref().map_or_else(
+        || serde_json::json!({"evaluated_at": null, "rules": 0, "alerts": []}),
+        |w| w.alerts(),
+    );
     let body = serde_json::to_vec(&document).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok((
         [(
@@ -285,7 +284,7 @@ pub(crate) async fn regressions(
 ) -> Result<Response, ApiError> {
     query::parse(raw.as_deref(), &[])?;
     let document = state
-        .watcher
+        .watch
         .as_ref()
         .and_then(|w| w.regressions())
         .ok_or_else(|| {

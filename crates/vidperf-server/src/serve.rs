@@ -212,7 +212,7 @@ impl ConnectionLimits {
 
 /// The warning [`spawn`] gives for `addr` with `config`, if any: a non-loopback address
 /// puts the statistics (and, without a token, the records and exports) on the network.
-pub fn exposure_warning(addr: SocketAddr, config: &ApiConfig) -> Option<String> {
+pub(crate) fn exposure_warning(addr: SocketAddr, config: &ApiConfig) -> Option<String> {
     if addr.ip().is_loopback() {
         return None;
     }
@@ -233,13 +233,15 @@ pub struct ServerHandle {
     local_addr: SocketAddr,
     stop: Option<watch::Sender<bool>>,
     worker: Worker,
+    warning: Option<String>,
 }
 
 /// Binds `addr` now (so a taken port is an error here, not later) and serves the API on
 /// a background thread named `vidperf-http`. A non-loopback `addr` is served, with a
 /// warning: the statistics and exports then reach the network.
 pub fn spawn(addr: SocketAddr, state: ApiState) -> Result<ServerHandle, ServeError> {
-    if let Some(warning) = exposure_warning(addr, state.config()) {
+    let warning = exposure_warning(addr, state.config());
+    if let Some(warning) = &warning {
         tracing::warn!(target: "vidperf::http", %addr, "{warning}");
     }
     let listener =
@@ -275,6 +277,7 @@ pub fn spawn(addr: SocketAddr, state: ApiState) -> Result<ServerHandle, ServeErr
         local_addr,
         stop: Some(stop_tx),
         worker,
+        warning,
     })
 }
 
@@ -282,6 +285,12 @@ impl ServerHandle {
     /// The address the server listens on (useful after binding port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// What [`spawn`] warned about (an address beyond loopback without a token), also
+    /// emitted as a `WARN` event on `vidperf::http`.
+    pub fn warning(&self) -> Option<&str> {
+        self.warning.as_deref()
     }
 
     /// Whether the server thread is serving (false once stopped, or if it ended in a

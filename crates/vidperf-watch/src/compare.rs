@@ -33,7 +33,6 @@
 //! at any sample size.
 
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -50,7 +49,7 @@ pub struct CompareConfig {
     /// Significance level of the tests. Default 0.01.
     pub alpha: f64,
     /// Relative change of a duration quantile that counts as noise: a regression's
-    /// whole interval must lie above `1 + noise`. Default 0.05.
+    /// whole interval must lie above `1 + noise`. Default 0.02.
     pub noise: f64,
     /// Failure-rate increase that counts as noise (absolute). Default 0.01.
     pub failure_noise: f64,
@@ -508,15 +507,25 @@ fn pair_verdict(figures: &[FigureChange]) -> Verdict {
     }
 }
 
+/// FNV-1a (64-bit) of `parts`, each followed by a zero byte: stable across builds and
+/// platforms.
+fn fnv1a(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in parts.iter().flat_map(|p| p.bytes().chain([0])) {
+        h ^= u64::from(byte);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
 fn compare_pair(b: &PairStatistics, c: &PairStatistics, config: &CompareConfig) -> PairComparison {
     let hb = Buckets::new(b);
     let hc = Buckets::new(c);
     let mw = (hb.total > 0 && hc.total > 0).then(|| mann_whitney(&hb, &hc));
-    let seed = |figure: Figure| {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (b.operation_type.as_str(), b.strategy.as_str(), figure).hash(&mut h);
-        config.seed ^ h.finish()
-    };
+    // A stable hash (std does not promise `DefaultHasher`'s algorithm), so a comparison
+    // is the same on every build.
+    let seed =
+        |figure: Figure| config.seed ^ fnv1a(&[&b.operation_type, &b.strategy, figure.name()]);
     let mut figures = vec![
         duration(
             Figure::P50Duration,
@@ -885,6 +894,47 @@ fn quality(b: &PairStatistics, c: &PairStatistics, config: &CompareConfig) -> Fi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The default each field's documentation quotes ("Default 0.02."), read from this
+    /// file's source.
+    fn documented_default(field: &str) -> f64 {
+        let source = include_str!("compare.rs");
+        let at = source
+            .find(&format!("    pub {field}: "))
+            .unwrap_or_else(|| panic!("no field {field}"));
+        let doc_start = source[..at].rfind("pub ").map_or(0, |p| p + 4);
+        let doc = &source[doc_start..at];
+        let value = doc
+            .split("Default ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{field}: no default documented in {doc:?}"));
+        let number: String = value
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ',')
+            .filter(|c| *c != ',')
+            .collect();
+        number
+            .trim_end_matches('.')
+            .parse()
+            .unwrap_or_else(|_| panic!("{field}: {number:?}"))
+    }
+
+    #[test]
+    fn the_documented_defaults_are_the_defaults() {
+        let c = CompareConfig::default();
+        for (field, value) in [
+            ("alpha", c.alpha),
+            ("noise", c.noise),
+            ("failure_noise", c.failure_noise),
+            ("quality_noise", c.quality_noise),
+            ("min_samples", c.min_samples as f64),
+            ("min_samples_p95", c.min_samples_p95 as f64),
+            ("confidence", c.confidence),
+            ("resamples", c.resamples as f64),
+        ] {
+            assert_eq!(documented_default(field), value, "{field}");
+        }
+    }
 
     /// A pair whose durations are the given buckets `(low ns, count)` (width 1 ns).
     fn pair(strategy: &str, buckets: &[(u64, u64)], failures: u64) -> PairStatistics {

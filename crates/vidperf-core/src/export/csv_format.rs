@@ -118,7 +118,7 @@ fn json_cell<T: serde::Serialize>(value: &T, empty: bool) -> Result<Cow<'static,
     }
     serde_json::to_string(value)
         .map(Cow::Owned)
-        .map_err(|e| WriteError::Encode(e.to_string()))
+        .map_err(WriteError::Json)
 }
 
 fn read_json_cell<T: serde::de::DeserializeOwned + Default>(cell: &str) -> Result<T, String> {
@@ -345,9 +345,22 @@ where
 }
 
 fn csv_error(e: csv::Error) -> WriteError {
+    match split_io(e) {
+        Ok(io) => WriteError::from(io),
+        Err(e) => WriteError::Csv(e),
+    }
+}
+
+/// The I/O error inside a CSV error, or the CSV error itself when it is
+/// about the data.
+fn split_io(e: csv::Error) -> Result<std::io::Error, csv::Error> {
+    if !e.is_io_error() {
+        return Err(e);
+    }
     match e.into_kind() {
-        csv::ErrorKind::Io(io) => WriteError::from(io),
-        other => WriteError::Encode(format!("{other:?}")),
+        csv::ErrorKind::Io(io) => Ok(io),
+        // `is_io_error` said it was one.
+        other => Ok(std::io::Error::other(format!("{other:?}"))),
     }
 }
 
@@ -380,9 +393,9 @@ pub fn read_csv<R: Read>(input: R) -> Result<Vec<OperationRecord>, ReadError> {
 }
 
 fn read_error(e: csv::Error) -> ReadError {
-    match e.into_kind() {
-        csv::ErrorKind::Io(io) => ReadError::Io(io),
-        other => ReadError::Syntax(format!("{other:?}")),
+    match split_io(e) {
+        Ok(io) => ReadError::Io(io),
+        Err(e) => ReadError::Csv(e),
     }
 }
 

@@ -96,7 +96,7 @@ where
         if e.is_io() {
             WriteError::from(std::io::Error::from(e))
         } else {
-            WriteError::Encode(e.to_string())
+            WriteError::Json(e)
         }
     })?;
     out.write_all(b"\n")?;
@@ -113,7 +113,7 @@ pub fn read_json<R: Read>(input: R) -> Result<JsonExport, ReadError> {
         if e.is_io() {
             ReadError::Io(std::io::Error::from(e))
         } else {
-            ReadError::Syntax(e.to_string())
+            ReadError::Json(e)
         }
     })?;
     if export.format_version > JSON_FORMAT_VERSION {

@@ -18,7 +18,7 @@ pub use json_format::{JSON_FORMAT_VERSION, JsonExport, read_json, write_json, wr
 pub use summary::{ExportSummary, read_summary};
 
 use crate::record::OperationRecord;
-use crate::stats::StatsSnapshot;
+use crate::stats::{ExportView, Stats, StatsSnapshot};
 
 /// File name of the JSON export written by [`write_files`].
 pub const JSON_FILE_NAME: &str = "vidperf-export.json";
@@ -38,9 +38,12 @@ pub enum WriteError {
         #[source]
         source: io::Error,
     },
-    /// A value could not be encoded.
-    #[error("cannot encode export: {0}")]
-    Encode(String),
+    /// A value could not be encoded as JSON.
+    #[error("cannot encode the JSON export: {0}")]
+    Json(#[source] serde_json::Error),
+    /// A record could not be encoded as CSV.
+    #[error("cannot encode the CSV export: {0}")]
+    Csv(#[source] csv::Error),
 }
 
 impl WriteError {
@@ -68,9 +71,15 @@ pub enum ReadError {
     /// The source failed.
     #[error("cannot read export: {0}")]
     Io(#[from] io::Error),
-    /// The text is not well-formed JSON or CSV.
-    #[error("malformed export: {0}")]
-    Syntax(String),
+    /// The text is not well-formed JSON (the error says where).
+    #[error("malformed JSON export: {0}")]
+    Json(#[source] serde_json::Error),
+    /// The text is not well-formed CSV (the error says where).
+    #[error("malformed CSV export: {0}")]
+    Csv(#[source] csv::Error),
+    /// Well-formed JSON, but not a vidperf export.
+    #[error("not a vidperf JSON export: {0}")]
+    NotAnExport(&'static str),
     /// The CSV header is not the documented one.
     #[error("unexpected CSV columns: expected {expected:?}, found {found:?}")]
     Columns {
@@ -130,12 +139,37 @@ pub fn write_files(
     )
 }
 
-/// [`write_files`] for an [`ExportView`](crate::stats::ExportView).
-pub(crate) fn write_view_files(
-    dir: &Path,
-    view: &crate::stats::ExportView,
-) -> Result<ExportPaths, WriteError> {
-    write_pair(dir, |w| view.write_json(w), |w| view.write_csv(w))
+/// Writes the JSON export of an [`ExportView`]: its snapshot and records, each record
+/// built from the view's compact rows as it is written.
+pub fn write_view_json<W: io::Write>(out: W, view: &ExportView) -> Result<(), WriteError> {
+    write_json_from(out, view.snapshot(), view.records())
+}
+
+/// Writes the CSV export of an [`ExportView`].
+pub fn write_view_csv<W: io::Write>(out: W, view: &ExportView) -> Result<(), WriteError> {
+    write_csv_from(out, view.records())
+}
+
+/// Writes the JSON export of everything `stats` holds now (statistics and every record,
+/// from one [`Stats::export_view`]).
+pub fn write_stats_json<W: io::Write>(out: W, stats: &Stats) -> Result<(), WriteError> {
+    write_view_json(out, &stats.export_view())
+}
+
+/// Writes the CSV export of every record `stats` holds now.
+pub fn write_stats_csv<W: io::Write>(out: W, stats: &Stats) -> Result<(), WriteError> {
+    write_view_csv(out, &stats.export_view())
+}
+
+/// Writes [`JSON_FILE_NAME`] and [`CSV_FILE_NAME`] of everything `stats` holds into
+/// `dir`, from one view, as [`write_files`] does.
+pub fn write_stats_files(dir: &Path, stats: &Stats) -> Result<ExportPaths, WriteError> {
+    let view = stats.export_view();
+    write_pair(
+        dir,
+        |w| write_view_json(w, &view),
+        |w| write_view_csv(w, &view),
+    )
 }
 
 type Body<'a> = &'a dyn Fn(&mut io::BufWriter<fs::File>) -> Result<(), WriteError>;

@@ -62,7 +62,7 @@ pub fn read_summary<R: Read>(input: R) -> Result<ExportSummary, ReadError> {
     }
     let format_version = found
         .format_version
-        .ok_or_else(|| ReadError::Syntax("not a vidperf JSON export: no format_version".into()))?;
+        .ok_or(ReadError::NotAnExport("no format_version"))?;
     let (pairs, from_records) = match (found.pairs, found.rebuilt) {
         (_, Some(stats)) => {
             let options = SnapshotOptions::default()
@@ -73,9 +73,7 @@ pub fn read_summary<R: Read>(input: R) -> Result<ExportSummary, ReadError> {
         }
         (Some(pairs), None) => (pairs, false),
         (None, None) => {
-            return Err(ReadError::Syntax(
-                "not a vidperf JSON export: no statistics and no operations".into(),
-            ));
+            return Err(ReadError::NotAnExport("no statistics and no operations"));
         }
     };
     Ok(ExportSummary {
@@ -90,7 +88,7 @@ fn syntax(e: serde_json::Error) -> ReadError {
     if e.is_io() {
         ReadError::Io(std::io::Error::from(e))
     } else {
-        ReadError::Syntax(e.to_string())
+        ReadError::Json(e)
     }
 }
 
@@ -254,7 +252,7 @@ mod tests {
 
     fn export(stats: &Stats) -> Vec<u8> {
         let mut out = Vec::new();
-        stats.write_json(&mut out).expect("write");
+        crate::export::write_stats_json(&mut out, stats).expect("write");
         out
     }
 
@@ -329,16 +327,16 @@ mod tests {
         truncated.truncate(truncated.len() / 3);
         assert!(matches!(
             read_summary(truncated.as_slice()),
-            Err(ReadError::Syntax(m)) if m.contains("EOF")
+            Err(ReadError::Json(e)) if e.is_eof()
         ));
         let csv = b"operation_id,operation_type,strategy\n1,enhancement,vsrm\n";
         assert!(matches!(
             read_summary(csv.as_slice()),
-            Err(ReadError::Syntax(_))
+            Err(ReadError::Json(_))
         ));
         assert!(matches!(
             read_summary(b"{}".as_slice()),
-            Err(ReadError::Syntax(m)) if m.contains("format_version")
+            Err(ReadError::NotAnExport(m)) if m.contains("format_version")
         ));
     }
 }

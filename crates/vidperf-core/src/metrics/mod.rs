@@ -331,8 +331,16 @@ pub mod family {
         "Panics caught in sinks (each lost one span for that sink).",
     );
 
+    /// Bytes the statistics hold on the heap.
+    pub const HEAP: FamilyDef = FamilyDef::new(
+        "vidperf.stats.heap",
+        "By",
+        Kind::Gauge,
+        "Bytes the statistics hold on the heap (an estimate from capacities).",
+    );
+
     /// Every family of the statistics but the figures' (see [`super::family_defs`]).
-    pub const STATS: [FamilyDef; 11] = [
+    pub const STATS: [FamilyDef; 12] = [
         OPERATION_DURATION,
         OPERATION_FRAMES,
         OPERATION_SEGMENTS,
@@ -344,6 +352,7 @@ pub mod family {
         HISTORY_PURGED,
         OVERFLOW,
         SINK_PANICS,
+        HEAP,
     ];
 }
 

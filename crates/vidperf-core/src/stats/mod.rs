@@ -18,14 +18,12 @@ mod tests;
 mod window;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use histogram::HistogramBuckets;
 pub use snapshot::*;
 
-use crate::export::{self, ExportPaths, WriteError};
 use crate::hash::FxHashMap;
 use crate::ids::SpanId;
 use crate::record::{OperationRecord, Parts};
@@ -657,18 +655,6 @@ impl Stats {
         self.assemble(gathered, &options)
     }
 
-    /// A snapshot and every record held, taken at the same instant, so that an export's
-    /// statistics and its records agree.
-    pub fn snapshot_and_records(
-        &self,
-        options: SnapshotOptions,
-    ) -> (StatsSnapshot, Vec<OperationRecord>) {
-        let mut gathered = self.gather(&options, None, None, true);
-        let rows = std::mem::take(&mut gathered.records);
-        let records = rows_to_records(&rows, &gathered.names);
-        (self.assemble(gathered, &options), records)
-    }
-
     /// Everything an export writes, taken at one instant: the snapshot and the history's
     /// rows (compact, about 180 bytes each), from which records are built one at a time
     /// while they are written — an export of 10,000 records never holds them all.
@@ -721,24 +707,6 @@ impl Stats {
         rows_to_records(&rows, &names)
     }
 
-    /// Writes the JSON export (statistics and every record held).
-    pub fn write_json<W: std::io::Write>(&self, out: W) -> Result<(), WriteError> {
-        self.export_view().write_json(out)
-    }
-
-    /// Writes the CSV export (one row per record held).
-    pub fn write_csv<W: std::io::Write>(&self, out: W) -> Result<(), WriteError> {
-        self.export_view().write_csv(out)
-    }
-
-    /// Writes `vidperf-export.json` and `vidperf-export.csv` into `dir` from one view:
-    /// both files are written under temporary names before either is renamed into
-    /// place, so a failure leaves the previous pair (see
-    /// [`export::write_files`]).
-    pub fn write_files(&self, dir: &Path) -> Result<ExportPaths, WriteError> {
-        export::write_view_files(dir, &self.export_view())
-    }
-
     /// Forgets everything recorded so far (active operations stay listed).
     pub fn reset(&self) {
         let mut inner = self.inner();
@@ -755,8 +723,7 @@ impl Stats {
     /// Bytes the statistics hold on the heap (an estimate from capacities: the
     /// aggregates, time slots, name table and history buffers, not the text of
     /// metadata held in the history).
-    pub fn heap_bytes(&self) -> usize {
-        let inner = self.inner();
+    fn heap_bytes(inner: &Inner) -> usize {
         let pairs: usize = inner
             .pairs
             .iter()
@@ -819,6 +786,7 @@ impl Stats {
         }
         families.push(overflow);
         families.push(one(family::SINK_PANICS, health.sink_panics as f64));
+        families.push(one(family::HEAP, health.heap_bytes as f64));
         for source in &sources {
             source.metrics(&mut families);
         }
@@ -841,6 +809,7 @@ impl Stats {
             active_untracked: inner.active.untracked,
             pair_overflow: inner.pair_overflow,
             window_late: inner.window_late,
+            heap_bytes: Self::heap_bytes(inner) as u64,
             ..Health::default()
         }
     }
@@ -1151,16 +1120,6 @@ impl ExportView {
         self.rows[self.skip..]
             .iter()
             .map(|row| row_to_record(row, &self.names))
-    }
-
-    /// Writes the JSON export of this view.
-    pub fn write_json<W: std::io::Write>(&self, out: W) -> Result<(), WriteError> {
-        export::write_json_from(out, &self.snapshot, self.records())
-    }
-
-    /// Writes the CSV export of this view.
-    pub fn write_csv<W: std::io::Write>(&self, out: W) -> Result<(), WriteError> {
-        export::write_csv_from(out, self.records())
     }
 }
 

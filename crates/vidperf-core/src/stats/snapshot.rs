@@ -361,6 +361,11 @@ pub struct Health {
     pub window_late: u64,
     /// Panics caught in sinks (each lost one span for that sink).
     pub sink_panics: u64,
+    /// Bytes the statistics hold on the heap: an estimate from capacities (the
+    /// aggregates, time slots, name table and history buffers, not the text of metadata
+    /// held in the history). Bounded by the limits of [`StatsConfig`](super::StatsConfig).
+    #[serde(default)]
+    pub heap_bytes: u64,
     /// Every other part's health, by its name (`monitor`, `export`, `watch`).
     #[serde(flatten, deserialize_with = "parts")]
     pub(crate) parts: BTreeMap<String, serde_json::Value>,
@@ -390,6 +395,7 @@ impl Serialize for Health {
         map.serialize_entry("pair_overflow", &self.pair_overflow)?;
         map.serialize_entry("window_late", &self.window_late)?;
         map.serialize_entry("sink_panics", &self.sink_panics)?;
+        map.serialize_entry("heap_bytes", &self.heap_bytes)?;
         for name in PARTS_SINCE_0_1 {
             map.serialize_entry(name, &self.parts.get(name))?;
         }

@@ -384,12 +384,13 @@ fn an_operation_after_a_quiet_spell_gets_a_sample_of_its_own() {
         std::thread::sleep(Duration::from_millis(5));
         let value = 2 * GIB + run;
         fake.set_memory(0, value, TOTAL);
-        let requested = monitor.samples_on_request();
+        let requested = monitor.health().samples_on_request;
         let window = monitor.open(Instant::now());
         std::thread::sleep(Duration::from_millis(5));
         let peaks = monitor.close(window, Instant::now());
         assert!(peaks.samples.unwrap_or(0) >= 1, "{peaks:?}");
-        if peaks.bytes(Figure::GpuMemory) == Some(value) && monitor.samples_on_request() > requested
+        if peaks.bytes(Figure::GpuMemory) == Some(value)
+            && monitor.health().samples_on_request > requested
         {
             own += 1;
         }
