@@ -5,6 +5,8 @@ use std::sync::{Arc, OnceLock};
 
 use tracing_subscriber::layer::SubscriberExt as _;
 
+use crate::env::env_number;
+use crate::error::BuildError;
 use crate::handle::Vidperf;
 use crate::parts::Wiring;
 use vidperf_core::{PerfLayer, PerfLayerBuilder, Sink, Stats, StatsConfig};
@@ -42,77 +44,6 @@ impl std::fmt::Debug for Sinks {
     }
 }
 
-/// Why the configuration was rejected.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BuildError {
-    /// An environment variable holds something other than what it documents.
-    #[error("environment variable {var}={value:?} is invalid: expected {expected}")]
-    InvalidEnv {
-        /// The variable.
-        var: &'static str,
-        /// Its value.
-        value: String,
-        /// What it should hold.
-        expected: &'static str,
-    },
-    /// A setting made in code holds something other than what it documents.
-    #[error("{setting} {value:?} is invalid: expected {expected}")]
-    InvalidSetting {
-        /// The setting (`Builder::alertmanager`, …).
-        setting: &'static str,
-        /// Its value.
-        value: String,
-        /// What it should hold.
-        expected: &'static str,
-    },
-    /// An environment variable asks for a part this build of vidperf leaves out.
-    #[error(
-        "environment variable {var} is set, but vidperf was built without its `{feature}` feature"
-    )]
-    FeatureNotBuilt {
-        /// The variable.
-        var: &'static str,
-        /// The cargo feature that builds the part.
-        feature: &'static str,
-    },
-    /// The resource monitor could not start.
-    #[cfg(any(feature = "system", feature = "gpu"))]
-    #[cfg_attr(docsrs, doc(cfg(any(feature = "system", feature = "gpu"))))]
-    #[error(transparent)]
-    Monitor(#[from] vidperf_sampler::StartError),
-    /// The HTTP API could not start (e.g. the address is taken).
-    #[cfg(feature = "http-api")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "http-api")))]
-    #[error(transparent)]
-    Http(#[from] vidperf_server::ServeError),
-    /// The OTLP export could not be configured or started.
-    #[cfg(feature = "otlp")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
-    #[error(transparent)]
-    Otlp(#[from] vidperf_otel::OtelError),
-    /// The alert rule file is wrong (the error names the file, line and field).
-    #[cfg(feature = "watch")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "watch")))]
-    #[error(transparent)]
-    Rules(#[from] vidperf_watch::RuleError),
-    /// The alert rules cannot run (e.g. a window longer than the statistics keep).
-    #[cfg(feature = "watch")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "watch")))]
-    #[error(transparent)]
-    Watch(#[from] vidperf_watch::WatchError),
-    /// The baseline export cannot be read (the error names the file and why).
-    #[cfg(feature = "watch")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "watch")))]
-    #[error(transparent)]
-    Baseline(#[from] vidperf_watch::baseline::BaselineError),
-    /// The Alertmanager URL is wrong.
-    #[cfg(feature = "alertmanager")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "alertmanager")))]
-    #[error(transparent)]
-    Alertmanager(#[from] vidperf_watch::alertmanager::AlertmanagerError),
-}
-
 /// What [`Builder::build`] made: the layer to add to a subscriber and the handle
 /// whose background parts (resource monitor, HTTP server, OTLP export) already run.
 #[derive(Debug)]
@@ -148,52 +79,6 @@ pub const ENV_MAX_KEYS: &str = "VIDPERF_MAX_KEYS";
 pub const ENV_MAX_ACTIVE: &str = "VIDPERF_MAX_ACTIVE";
 
 static GLOBAL: OnceLock<Vidperf> = OnceLock::new();
-
-/// The value of `var`, `None` when unset; a build error when it is not UTF-8.
-pub(crate) fn env_text(var: &'static str) -> Result<Option<String>, BuildError> {
-    match std::env::var(var) {
-        Ok(value) => Ok(Some(value)),
-        Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(std::env::VarError::NotUnicode(raw)) => Err(BuildError::InvalidEnv {
-            var,
-            value: raw.to_string_lossy().into_owned(),
-            expected: "UTF-8 text",
-        }),
-    }
-}
-
-/// An on/off switch in `var`: `on`, `true`, `1` or `off`, `false`, `0` (any case);
-/// `None` when unset or empty, a build error for anything else.
-pub(crate) fn env_switch(var: &'static str) -> Result<Option<bool>, BuildError> {
-    let Some(value) = env_text(var)? else {
-        return Ok(None);
-    };
-    match value.trim().to_ascii_lowercase().as_str() {
-        "" => Ok(None),
-        "on" | "true" | "1" => Ok(Some(true)),
-        "off" | "false" | "0" => Ok(Some(false)),
-        _ => Err(BuildError::InvalidEnv {
-            var,
-            value,
-            expected: "on, off, true, false, 1 or 0",
-        }),
-    }
-}
-
-/// The whole number in `var`, `None` when unset; a build error when malformed.
-pub(crate) fn env_number(var: &'static str) -> Result<Option<usize>, BuildError> {
-    match env_text(var)? {
-        None => Ok(None),
-        Some(value) => match value.trim().parse() {
-            Ok(n) => Ok(Some(n)),
-            Err(_) => Err(BuildError::InvalidEnv {
-                var,
-                value,
-                expected: "a non-negative whole number",
-            }),
-        },
-    }
-}
 
 /// The handle of the vidperf instance installed with [`Builder::install`] or
 /// [`init`](crate::init), if any — the original design's `get_performance_tracker()`.
@@ -291,6 +176,17 @@ impl Builder {
         // routes, the exports, the OTLP metrics): each part registers its health with
         // them, and their sink comes first.
         let stats = Arc::new(Stats::new(config));
+        // reason: a build with no part (every feature off) starts none.
+        #[cfg_attr(
+            not(any(
+                feature = "system",
+                feature = "gpu",
+                feature = "otlp",
+                feature = "watch",
+                feature = "http-api"
+            )),
+            allow(unused_mut)
+        )]
         let mut wiring = Wiring {
             read_env: self.reads_env(),
             stats: stats.clone(),
@@ -301,9 +197,17 @@ impl Builder {
             warnings: Vec::new(),
             parts: Vec::new(),
         };
-        for start in crate::parts::PARTS {
-            start(&self, &mut wiring)?;
-        }
+        // The parts in the order they start: the watcher reads the monitor's and the
+        // export's signals, and the server shows the watcher. They stop in the reverse
+        // order.
+        #[cfg(any(feature = "system", feature = "gpu"))]
+        crate::resources::start(&self.monitor, &mut wiring)?;
+        #[cfg(feature = "otlp")]
+        crate::otlp::start(&self.otlp, &mut wiring)?;
+        #[cfg(feature = "watch")]
+        crate::watch::start(&self.watch, &mut wiring)?;
+        #[cfg(feature = "http-api")]
+        crate::http::start(&self.http, &mut wiring)?;
         let mut layer = wiring.layer;
         for add in self.sinks.0 {
             layer = add(layer);
@@ -332,5 +236,102 @@ impl Builder {
         }
         let _ = GLOBAL.set(handle.clone());
         Ok(handle)
+    }
+}
+
+#[cfg(any(feature = "system", feature = "gpu"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "system", feature = "gpu"))))]
+impl Builder {
+    /// Samples resources with this configuration instead of the defaults (and instead
+    /// of the `VIDPERF_SAMPLE_INTERVAL_MS` / `VIDPERF_NVML_LIBRARY` /
+    /// `VIDPERF_BOUNDARY_READS` variables).
+    pub fn resource_monitor(mut self, config: crate::resources::MonitorConfig) -> Self {
+        self.monitor = crate::resources::Setting::Config(config);
+        self
+    }
+
+    /// No resource monitor: the resource columns stay empty.
+    pub fn without_resource_monitor(mut self) -> Self {
+        self.monitor = crate::resources::Setting::Off;
+        self
+    }
+}
+
+#[cfg(feature = "http-api")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http-api")))]
+impl Builder {
+    /// Serves the HTTP API on `addr` from a background thread once built. Bind
+    /// `127.0.0.1` unless the API must be reachable from elsewhere (then set a token).
+    pub fn http_api(mut self, addr: std::net::SocketAddr) -> Self {
+        self.http.addr = Some(addr);
+        self
+    }
+
+    /// Limits and token of the HTTP API (instead of the defaults and `VIDPERF_HTTP_TOKEN`).
+    pub fn http_api_config(mut self, config: crate::http::ApiConfig) -> Self {
+        self.http.config = Some(config);
+        self
+    }
+}
+
+#[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+impl Builder {
+    /// Exports traces and metrics over OTLP with this configuration (start from
+    /// [`OtelConfig::from_env`](crate::otlp::OtelConfig::from_env) to keep the standard variables).
+    pub fn otlp(mut self, config: crate::otlp::OtelConfig) -> Self {
+        self.otlp = crate::otlp::Setting::On(config);
+        self
+    }
+
+    /// No OTLP export, whatever the environment says.
+    pub fn without_otlp(mut self) -> Self {
+        self.otlp = crate::otlp::Setting::Off;
+        self
+    }
+}
+
+#[cfg(feature = "watch")]
+impl Builder {
+    /// Evaluates the alert rules in this TOML file (instead of `VIDPERF_ALERT_RULES`).
+    /// A mistake in it is a build error naming the file, the line and the field.
+    pub fn alert_rules_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.watch.rules = Some(crate::watch::Rules::File(path.into()));
+        self
+    }
+
+    /// Evaluates these alert rules.
+    pub fn alert_rules(mut self, rules: crate::watch::RuleSet) -> Self {
+        self.watch.rules = Some(crate::watch::Rules::Set(rules));
+        self
+    }
+
+    /// Delivers alerts to the Alertmanager at `url` (instead of
+    /// `VIDPERF_ALERTMANAGER_URL`).
+    pub fn alertmanager(mut self, url: impl Into<String>) -> Self {
+        self.watch.alertmanager = Some(url.into());
+        self
+    }
+
+    /// Compares the live window with the JSON export at `path` every 30 seconds
+    /// (instead of `VIDPERF_BASELINE`). A file that cannot be read is a build error
+    /// naming it.
+    pub fn baseline(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.watch.baseline = Some(path.into());
+        self
+    }
+
+    /// The live window compared with the baseline (instead of
+    /// `VIDPERF_BASELINE_WINDOW`; default 10 minutes, at most what the statistics keep).
+    pub fn baseline_window(mut self, window: std::time::Duration) -> Self {
+        self.watch.baseline_window = Some(window);
+        self
+    }
+
+    /// How often the live window is compared with the baseline (default 30 s; at
+    /// least 100 ms).
+    pub fn baseline_interval(mut self, interval: std::time::Duration) -> Self {
+        self.watch.baseline_interval = Some(interval);
+        self
     }
 }

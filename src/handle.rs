@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use vidperf_core::export::{ExportPaths, WriteError};
 use vidperf_core::{Stats, StatsSnapshot};
 
-use crate::parts::Part;
+use crate::parts::{Part, PartFailure};
 
 /// A cheap-to-clone handle on a running vidperf.
 ///
@@ -39,39 +39,6 @@ impl Drop for ShutdownGuard {
             tracing::warn!(target: "vidperf", error = %e, "vidperf shutdown did not complete cleanly");
         }
     }
-}
-
-/// What went wrong in one part during a flush or a shutdown.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum PartFailure {
-    /// The part did not stop within the deadline (a driver call that hangs, a
-    /// collector that does not answer); its thread was left to end on its own.
-    #[error("{part} did not stop within {timeout:?}")]
-    Timeout {
-        /// The part (`monitor`, `otlp`, `watch`, `http`, or one of their threads).
-        part: &'static str,
-        /// The deadline it had.
-        timeout: Duration,
-    },
-    /// Spans queued when the shutdown began were not delivered.
-    #[error("{part} lost {spans} spans at shutdown: {reason}")]
-    Undelivered {
-        /// The part.
-        part: &'static str,
-        /// How many.
-        spans: u64,
-        /// Why.
-        reason: String,
-    },
-    /// A flush failed.
-    #[error("{part}: {reason}")]
-    Failed {
-        /// The part.
-        part: &'static str,
-        /// Why.
-        reason: String,
-    },
 }
 
 /// What [`Vidperf::shutdown`] did.
@@ -233,6 +200,74 @@ impl Vidperf {
                 failures,
                 report,
             })
+        }
+    }
+}
+
+#[cfg(any(feature = "system", feature = "gpu"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "system", feature = "gpu"))))]
+impl Vidperf {
+    /// The resource monitor, when one runs.
+    pub fn resource_monitor(&self) -> Option<&crate::resources::ResourceMonitor> {
+        self.part::<crate::resources::MonitorPart>().map(|m| &*m.0)
+    }
+}
+
+#[cfg(feature = "http-api")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http-api")))]
+impl Vidperf {
+    /// The HTTP API over this instance's statistics, as an axum router to mount in
+    /// your own service.
+    pub fn router(&self, config: crate::http::ApiConfig) -> vidperf_server::axum::Router {
+        let state = crate::http::ApiState::new(self.stats().clone(), config);
+        crate::http::router(self.serve_watch(state))
+    }
+
+    /// Where the HTTP API started by the builder listens, while it runs.
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.part::<crate::http::HttpPart>()?.serving_addr()
+    }
+}
+
+/// Without alert rules built in, the API has no watcher to show.
+#[cfg(all(feature = "http-api", not(feature = "watch")))]
+impl Vidperf {
+    pub(crate) fn serve_watch(&self, state: crate::http::ApiState) -> crate::http::ApiState {
+        state
+    }
+}
+
+#[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+impl Vidperf {
+    /// The OTLP export, when it runs.
+    pub fn otlp(&self) -> Option<&crate::otlp::Otel> {
+        self.part::<crate::otlp::OtlpPart>().map(|o| &*o.0)
+    }
+}
+
+#[cfg(feature = "watch")]
+impl Vidperf {
+    /// The alerts pending or firing now, when alert rules run.
+    pub fn alerts(&self) -> Option<crate::watch::AlertsDocument> {
+        self.part::<crate::watch::WatchPart>().map(|w| w.0.alerts())
+    }
+
+    /// The last comparison of the live window with the baseline, when one is loaded
+    /// ([`Builder::baseline`]).
+    pub fn regressions(&self) -> Option<crate::watch::RegressionsDocument> {
+        self.part::<crate::watch::WatchPart>()
+            .and_then(|w| w.0.regressions())
+    }
+}
+
+#[cfg(all(feature = "watch", feature = "http-api"))]
+impl Vidperf {
+    /// `state` with the watcher's documents, when one runs.
+    pub(crate) fn serve_watch(&self, state: vidperf_server::ApiState) -> vidperf_server::ApiState {
+        match self.part::<crate::watch::WatchPart>() {
+            Some(w) => state.with_watch(Arc::new(crate::watch::Served(w.0.clone()))),
+            None => state,
         }
     }
 }

@@ -9,9 +9,9 @@ pub use vidperf_server::{
     ServerHandle, TokenScope, encode_metrics, encode_openmetrics, router, serve, spawn,
 };
 
-use crate::builder::{BuildError, Builder, env_text};
-use crate::handle::{PartFailure, Vidperf};
-use crate::parts::{Part, Stopped, Wiring};
+use crate::env::env_text;
+use crate::error::BuildError;
+use crate::parts::{Part, PartFailure, Stopped, Wiring};
 
 /// `VIDPERF_HTTP_ADDR`: serve the HTTP API on this address (e.g. `127.0.0.1:9464`).
 pub const ENV_HTTP_ADDR: &str = "VIDPERF_HTTP_ADDR";
@@ -22,34 +22,17 @@ pub const ENV_HTTP_TOKEN: &str = "VIDPERF_HTTP_TOKEN";
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Setting {
-    addr: Option<SocketAddr>,
-    config: Option<ApiConfig>,
-}
-
-#[cfg_attr(docsrs, doc(cfg(feature = "http-api")))]
-impl Builder {
-    /// Serves the HTTP API on `addr` from a background thread once built. Bind
-    /// `127.0.0.1` unless the API must be reachable from elsewhere (then set a token).
-    pub fn http_api(mut self, addr: SocketAddr) -> Self {
-        self.http.addr = Some(addr);
-        self
-    }
-
-    /// Limits and token of the HTTP API (instead of the defaults and `VIDPERF_HTTP_TOKEN`).
-    pub fn http_api_config(mut self, config: ApiConfig) -> Self {
-        self.http.config = Some(config);
-        self
-    }
+    pub(crate) addr: Option<SocketAddr>,
+    pub(crate) config: Option<ApiConfig>,
 }
 
 /// Serves the API when an address is configured (or `VIDPERF_HTTP_ADDR` is set), with
 /// the alert watcher's documents when one runs.
-pub(crate) fn start(builder: &Builder, wiring: &mut Wiring) -> Result<(), BuildError> {
-    let setting = &builder.http;
+pub(crate) fn start(setting: &Setting, wiring: &mut Wiring) -> Result<(), BuildError> {
     let read_env = wiring.read_env;
     let addr = match setting.addr {
         Some(addr) => Some(addr),
-        None if read_env => match env_text(ENV_HTTP_ADDR)?.filter(|t| !t.trim().is_empty()) {
+        None if read_env => match env_text(ENV_HTTP_ADDR)? {
             None => None,
             Some(text) => Some(text.trim().parse().map_err(|_| BuildError::InvalidEnv {
                 var: ENV_HTTP_ADDR,
@@ -69,15 +52,16 @@ pub(crate) fn start(builder: &Builder, wiring: &mut Wiring) -> Result<(), BuildE
                 None
             };
             match token {
-                // An empty token would silently mean "no protection".
-                Some(token) if token.trim().is_empty() => {
-                    return Err(BuildError::InvalidEnv {
-                        var: ENV_HTTP_TOKEN,
-                        value: token,
-                        expected: "a non-empty token (unset the variable for no token)",
-                    });
+                Some(token) => {
+                    if let Err(expected) = vidperf_server::check_token(&token) {
+                        return Err(BuildError::InvalidEnv {
+                            var: ENV_HTTP_TOKEN,
+                            value: token,
+                            expected,
+                        });
+                    }
+                    ApiConfig::default().with_token(token, TokenScope::RecordRoutes)
                 }
-                Some(token) => ApiConfig::default().with_token(token, TokenScope::RecordRoutes),
                 None => ApiConfig::default(),
             }
         }
@@ -100,6 +84,18 @@ pub(crate) fn start(builder: &Builder, wiring: &mut Wiring) -> Result<(), BuildE
 pub(crate) struct HttpPart {
     addr: SocketAddr,
     server: Mutex<Option<ServerHandle>>,
+}
+
+impl HttpPart {
+    /// Where the server listens, while it runs.
+    pub(crate) fn serving_addr(&self) -> Option<SocketAddr> {
+        let serving = self
+            .server
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some();
+        serving.then_some(self.addr)
+    }
 }
 
 impl Part for HttpPart {
@@ -127,34 +123,5 @@ impl Part for HttpPart {
 
     fn as_any(&self) -> &dyn std::any::Any {
         self
-    }
-}
-
-#[cfg_attr(docsrs, doc(cfg(feature = "http-api")))]
-impl Vidperf {
-    /// The HTTP API over this instance's statistics, as an axum router to mount in
-    /// your own service.
-    pub fn router(&self, config: ApiConfig) -> vidperf_server::axum::Router {
-        let state = ApiState::new(self.stats().clone(), config);
-        router(self.serve_watch(state))
-    }
-
-    /// Where the HTTP API started by the builder listens, while it runs.
-    pub fn http_addr(&self) -> Option<SocketAddr> {
-        let part = self.part::<HttpPart>()?;
-        let serving = part
-            .server
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_some();
-        serving.then_some(part.addr)
-    }
-}
-
-/// Without alert rules built in, the API has no watcher to show.
-#[cfg(not(feature = "watch"))]
-impl Vidperf {
-    pub(crate) fn serve_watch(&self, state: ApiState) -> ApiState {
-        state
     }
 }

@@ -123,6 +123,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
+mod env;
+mod error;
 mod handle;
 #[cfg(feature = "http-api")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http-api")))]
@@ -153,10 +155,11 @@ pub mod monitor {
 }
 
 pub use builder::{
-    BuildError, Builder, Built, ENV_HISTORY_LIMIT, ENV_MAX_ACTIVE, ENV_MAX_KEYS, InstallError,
-    global,
+    Builder, Built, ENV_HISTORY_LIMIT, ENV_MAX_ACTIVE, ENV_MAX_KEYS, InstallError, global,
 };
-pub use handle::{PartFailure, ShutdownError, ShutdownGuard, ShutdownReport, Vidperf};
+pub use error::BuildError;
+pub use handle::{ShutdownError, ShutdownGuard, ShutdownReport, Vidperf};
+pub use parts::PartFailure;
 pub use vidperf_core::operation::{Operation, track_operation};
 pub use vidperf_core::{
     ActiveOperation, DevicePeaks, DeviceRecord, FieldValue, Figure, Figures, FinishedSpan,

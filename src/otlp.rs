@@ -44,9 +44,9 @@ pub use vidperf_otel::{
     Temporality, TraceCounters, TraceSink, attr, span_exporter,
 };
 
-use crate::builder::{BuildError, Builder, env_text};
-use crate::handle::{PartFailure, Vidperf};
-use crate::parts::{Part, SpanCounts, Stopped, Wiring};
+use crate::env::env_text;
+use crate::error::BuildError;
+use crate::parts::{Part, PartFailure, SpanCounts, Stopped, Wiring};
 
 #[derive(Debug, Clone, Default)]
 pub(crate) enum Setting {
@@ -57,27 +57,11 @@ pub(crate) enum Setting {
     Off,
 }
 
-#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
-impl Builder {
-    /// Exports traces and metrics over OTLP with this configuration (start from
-    /// [`OtelConfig::from_env`] to keep the standard variables).
-    pub fn otlp(mut self, config: OtelConfig) -> Self {
-        self.otlp = Setting::On(config);
-        self
-    }
-
-    /// No OTLP export, whatever the environment says.
-    pub fn without_otlp(mut self) -> Self {
-        self.otlp = Setting::Off;
-        self
-    }
-}
-
 /// Starts the export when configured (or when the standard endpoint variable is set),
 /// registers its trace sink with the layer and its health with the statistics, and
 /// hands the alert rules its dropped-span count.
-pub(crate) fn start(builder: &Builder, wiring: &mut Wiring) -> Result<(), BuildError> {
-    let config = match &builder.otlp {
+pub(crate) fn start(setting: &Setting, wiring: &mut Wiring) -> Result<(), BuildError> {
+    let config = match setting {
         Setting::Off => return Ok(()),
         Setting::On(config) => config.clone(),
         Setting::FromEnv => {
@@ -162,13 +146,5 @@ impl Part for OtlpPart {
 
     fn as_any(&self) -> &dyn std::any::Any {
         self
-    }
-}
-
-#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
-impl Vidperf {
-    /// The OTLP export, when it runs.
-    pub fn otlp(&self) -> Option<&Otel> {
-        self.part::<OtlpPart>().map(|o| &*o.0)
     }
 }

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use vidperf_core::{PerfLayerBuilder, Stats};
 
-use crate::builder::{BuildError, Builder, env_text};
-use crate::handle::PartFailure;
+use crate::env::env_text;
+use crate::error::BuildError;
 
 /// A running part.
 pub(crate) trait Part: Send + Sync + fmt::Debug + 'static {
@@ -43,6 +43,39 @@ pub(crate) trait Part: Send + Sync + fmt::Debug + 'static {
         allow(dead_code)
     )]
     fn as_any(&self) -> &dyn Any;
+}
+
+/// What went wrong in one part during a flush or a shutdown.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PartFailure {
+    /// The part did not stop within the deadline (a driver call that hangs, a
+    /// collector that does not answer); its thread was left to end on its own.
+    #[error("{part} did not stop within {timeout:?}")]
+    Timeout {
+        /// The part (`monitor`, `otlp`, `watch`, `http`, or one of their threads).
+        part: &'static str,
+        /// The deadline it had.
+        timeout: Duration,
+    },
+    /// Spans queued when the shutdown began were not delivered.
+    #[error("{part} lost {spans} spans at shutdown: {reason}")]
+    Undelivered {
+        /// The part.
+        part: &'static str,
+        /// How many.
+        spans: u64,
+        /// Why.
+        reason: String,
+    },
+    /// A flush failed.
+    #[error("{part}: {reason}")]
+    Failed {
+        /// The part.
+        part: &'static str,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// What a part's shutdown did.
@@ -96,23 +129,6 @@ pub(crate) struct Wiring {
     pub(crate) parts: Vec<Arc<dyn Part>>,
 }
 
-/// Starts a part from the builder's settings, or leaves it out.
-pub(crate) type Start = fn(&Builder, &mut Wiring) -> Result<(), BuildError>;
-
-/// The parts this build has, in the order they start: the watcher reads the monitor's
-/// and the export's signals, and the server shows the watcher. They stop in the
-/// reverse order.
-pub(crate) const PARTS: &[Start] = &[
-    #[cfg(any(feature = "system", feature = "gpu"))]
-    crate::resources::start,
-    #[cfg(feature = "otlp")]
-    crate::otlp::start,
-    #[cfg(feature = "watch")]
-    crate::watch::start,
-    #[cfg(feature = "http-api")]
-    crate::http::start,
-];
-
 /// Variables of the parts this build leaves out, with the feature that builds each.
 const NOT_BUILT: &[(&str, &str)] = &[
     #[cfg(not(any(feature = "system", feature = "gpu")))]
@@ -144,7 +160,7 @@ pub(crate) fn check_not_built(read_env: bool) -> Result<(), BuildError> {
         return Ok(());
     }
     for (var, feature) in NOT_BUILT {
-        if env_text(var)?.is_some_and(|v| !v.trim().is_empty()) {
+        if env_text(var)?.is_some() {
             return Err(BuildError::FeatureNotBuilt { var, feature });
         }
     }
@@ -154,7 +170,7 @@ pub(crate) fn check_not_built(read_env: bool) -> Result<(), BuildError> {
 /// `VIDPERF_RESOURCE_MONITOR=on` without a monitor built.
 #[cfg(not(any(feature = "system", feature = "gpu")))]
 fn monitor_not_built() -> Result<(), BuildError> {
-    if crate::builder::env_switch("VIDPERF_RESOURCE_MONITOR")? == Some(true) {
+    if crate::env::env_switch("VIDPERF_RESOURCE_MONITOR")? == Some(true) {
         return Err(BuildError::FeatureNotBuilt {
             var: "VIDPERF_RESOURCE_MONITOR",
             feature: "system` or `gpu",

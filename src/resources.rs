@@ -5,9 +5,9 @@ use std::time::Duration;
 
 pub use vidperf_sampler::{GpuStatus, GpuUnavailable, MonitorConfig, NvmlLibrary, ResourceMonitor};
 
-use crate::builder::{BuildError, Builder, env_number, env_switch, env_text};
-use crate::handle::{PartFailure, Vidperf};
-use crate::parts::{Part, Stopped, Wiring};
+use crate::env::{env_number, env_switch, env_text};
+use crate::error::BuildError;
+use crate::parts::{Part, PartFailure, Stopped, Wiring};
 
 /// `VIDPERF_RESOURCE_MONITOR`: `on` (default) or `off` (also `true`/`false`, `1`/`0`).
 pub const ENV_RESOURCE_MONITOR: &str = "VIDPERF_RESOURCE_MONITOR";
@@ -31,27 +31,10 @@ pub(crate) enum Setting {
     Off,
 }
 
-#[cfg_attr(docsrs, doc(cfg(any(feature = "system", feature = "gpu"))))]
-impl Builder {
-    /// Samples resources with this configuration instead of the defaults (and instead
-    /// of the `VIDPERF_SAMPLE_INTERVAL_MS` / `VIDPERF_NVML_LIBRARY` /
-    /// `VIDPERF_BOUNDARY_READS` variables).
-    pub fn resource_monitor(mut self, config: MonitorConfig) -> Self {
-        self.monitor = Setting::Config(config);
-        self
-    }
-
-    /// No resource monitor: the resource columns stay empty.
-    pub fn without_resource_monitor(mut self) -> Self {
-        self.monitor = Setting::Off;
-        self
-    }
-}
-
 /// Starts the monitor (unless turned off), attaches its windows to the layer and its
 /// health to the statistics, and hands the alert rules its GPU memory limit.
-pub(crate) fn start(builder: &Builder, wiring: &mut Wiring) -> Result<(), BuildError> {
-    let Some(config) = config(&builder.monitor, wiring.read_env)? else {
+pub(crate) fn start(setting: &Setting, wiring: &mut Wiring) -> Result<(), BuildError> {
+    let Some(config) = config(setting, wiring.read_env)? else {
         return Ok(());
     };
     let monitor = Arc::new(ResourceMonitor::start(config)?);
@@ -115,13 +98,5 @@ impl Part for MonitorPart {
 
     fn as_any(&self) -> &dyn std::any::Any {
         self
-    }
-}
-
-#[cfg_attr(docsrs, doc(cfg(any(feature = "system", feature = "gpu"))))]
-impl Vidperf {
-    /// The resource monitor, when one runs.
-    pub fn resource_monitor(&self) -> Option<&ResourceMonitor> {
-        self.part::<MonitorPart>().map(|m| &*m.0)
     }
 }

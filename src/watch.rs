@@ -42,9 +42,9 @@ pub use vidperf_watch::{
 };
 use vidperf_watch::{Deliver, Watcher};
 
-use crate::builder::{BuildError, Builder, env_text};
-use crate::handle::{PartFailure, Vidperf};
-use crate::parts::{Part, Stopped, Wiring};
+use crate::env::env_text;
+use crate::error::BuildError;
+use crate::parts::{Part, PartFailure, Stopped, Wiring};
 
 /// `VIDPERF_ALERT_RULES`: a TOML file of alert rules.
 pub const ENV_ALERT_RULES: &str = "VIDPERF_ALERT_RULES";
@@ -59,61 +59,17 @@ pub const ENV_BASELINE_INTERVAL: &str = "VIDPERF_BASELINE_INTERVAL";
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Setting {
-    rules: Option<Rules>,
-    alertmanager: Option<String>,
-    baseline: Option<PathBuf>,
-    baseline_window: Option<Duration>,
-    baseline_interval: Option<Duration>,
+    pub(crate) rules: Option<Rules>,
+    pub(crate) alertmanager: Option<String>,
+    pub(crate) baseline: Option<PathBuf>,
+    pub(crate) baseline_window: Option<Duration>,
+    pub(crate) baseline_interval: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
-enum Rules {
+pub(crate) enum Rules {
     File(PathBuf),
     Set(RuleSet),
-}
-
-impl Builder {
-    /// Evaluates the alert rules in this TOML file (instead of `VIDPERF_ALERT_RULES`).
-    /// A mistake in it is a build error naming the file, the line and the field.
-    pub fn alert_rules_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.watch.rules = Some(Rules::File(path.into()));
-        self
-    }
-
-    /// Evaluates these alert rules.
-    pub fn alert_rules(mut self, rules: RuleSet) -> Self {
-        self.watch.rules = Some(Rules::Set(rules));
-        self
-    }
-
-    /// Delivers alerts to the Alertmanager at `url` (instead of
-    /// `VIDPERF_ALERTMANAGER_URL`).
-    pub fn alertmanager(mut self, url: impl Into<String>) -> Self {
-        self.watch.alertmanager = Some(url.into());
-        self
-    }
-
-    /// Compares the live window with the JSON export at `path` every 30 seconds
-    /// (instead of `VIDPERF_BASELINE`). A file that cannot be read is a build error
-    /// naming it.
-    pub fn baseline(mut self, path: impl Into<PathBuf>) -> Self {
-        self.watch.baseline = Some(path.into());
-        self
-    }
-
-    /// The live window compared with the baseline (instead of
-    /// `VIDPERF_BASELINE_WINDOW`; default 10 minutes, at most what the statistics keep).
-    pub fn baseline_window(mut self, window: Duration) -> Self {
-        self.watch.baseline_window = Some(window);
-        self
-    }
-
-    /// How often the live window is compared with the baseline (default 30 s; at
-    /// least 100 ms).
-    pub fn baseline_interval(mut self, interval: Duration) -> Self {
-        self.watch.baseline_interval = Some(interval);
-        self
-    }
 }
 
 /// Delivery to the Alertmanager at `url`.
@@ -135,8 +91,8 @@ fn delivery(_url: &str) -> Result<Arc<dyn Deliver>, BuildError> {
 
 /// Starts the watcher when rules or a baseline are configured; registers its health
 /// with the statistics.
-pub(crate) fn start(builder: &Builder, wiring: &mut Wiring) -> Result<(), BuildError> {
-    let (setting, read_env, stats) = (&builder.watch, wiring.read_env, wiring.stats.clone());
+pub(crate) fn start(setting: &Setting, wiring: &mut Wiring) -> Result<(), BuildError> {
+    let (read_env, stats) = (wiring.read_env, wiring.stats.clone());
     let stats = &stats;
     let from_env = |var| -> Result<Option<String>, BuildError> {
         Ok(if read_env {
@@ -282,29 +238,5 @@ impl Part for WatchPart {
 
     fn as_any(&self) -> &dyn std::any::Any {
         self
-    }
-}
-
-impl Vidperf {
-    /// The alerts pending or firing now, when alert rules run.
-    pub fn alerts(&self) -> Option<AlertsDocument> {
-        self.part::<WatchPart>().map(|w| w.0.alerts())
-    }
-
-    /// The last comparison of the live window with the baseline, when one is loaded
-    /// ([`Builder::baseline`]).
-    pub fn regressions(&self) -> Option<RegressionsDocument> {
-        self.part::<WatchPart>().and_then(|w| w.0.regressions())
-    }
-}
-
-#[cfg(feature = "http-api")]
-impl Vidperf {
-    /// `state` with the watcher's documents, when one runs.
-    pub(crate) fn serve_watch(&self, state: vidperf_server::ApiState) -> vidperf_server::ApiState {
-        match self.part::<WatchPart>() {
-            Some(w) => state.with_watch(Arc::new(Served(w.0.clone()))),
-            None => state,
-        }
     }
 }

@@ -217,12 +217,15 @@ fn bad_flags_and_settings_are_rejected_clearly() {
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
-    // VIDPERF switches and the token: a value outside the documented set, or an empty
-    // token, is an error naming the variable, never a silent default.
+    // VIDPERF switches and the token: a value outside the documented set, or a token a
+    // client cannot send (beyond visible ASCII, a line break), is an error naming the
+    // variable, never a silent default.
     for (var, value) in [
         ("VIDPERF_RESOURCE_MONITOR", "no"),
         ("VIDPERF_RESOURCE_MONITOR", "maybe"),
-        ("VIDPERF_HTTP_TOKEN", ""),
+        ("VIDPERF_HTTP_TOKEN", "токен"),
+        ("VIDPERF_HTTP_TOKEN", "two\nlines"),
+        ("VIDPERF_HTTP_TOKEN", "with space"),
     ] {
         let out = command(&["--clips", "1", "--serve", "127.0.0.1:0"])
             .env(var, value)
@@ -496,4 +499,30 @@ fn serve_keeps_the_api_up_until_sigterm_then_writes_the_exports() {
         .expect("parses");
     assert_eq!(csv.len(), 16);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// An empty value is unset for every variable the README documents (a deployment
+/// template that leaves one blank gets the default, never a refused start).
+#[test]
+fn every_documented_variable_left_empty_means_unset() {
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .expect("README");
+    let vars: Vec<&str> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `VIDPERF_"))
+        .filter_map(|l| l.split('`').next())
+        .collect();
+    assert!(vars.len() >= 14, "{vars:?}");
+    let mut cmd = command(&["--clips", "2"]);
+    for var in &vars {
+        cmd.env(format!("VIDPERF_{var}"), "");
+    }
+    let out = cmd.output().expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{vars:?}: {stderr}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("operations"),
+        "the run did its work"
+    );
 }

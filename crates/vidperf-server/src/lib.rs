@@ -48,7 +48,7 @@ use vidperf_core::Stats;
 /// The axum version the router is built with.
 pub use axum;
 pub use error::ApiError;
-pub use serve::{ServeError, ServerHandle, serve, spawn};
+pub use serve::{ServeError, ServerHandle, check_token, serve, spawn};
 pub use vidperf_core::metrics::{
     OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE as METRICS_CONTENT_TYPE, encode_openmetrics,
     encode_prometheus as encode_metrics,

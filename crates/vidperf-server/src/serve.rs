@@ -38,9 +38,25 @@ pub enum ServeError {
     /// The server's runtime or thread could not be created.
     #[error("cannot start the HTTP server: {0}")]
     Start(#[source] std::io::Error),
+    /// The configured token cannot be sent by a client (see [`check_token`]).
+    #[error("the HTTP API token is invalid: expected {0}")]
+    InvalidToken(&'static str),
     /// Shutdown did not finish in time; the server thread was left to finish alone.
     #[error("the HTTP server did not stop within {0:?}")]
     ShutdownTimeout(Duration),
+}
+
+/// What a bearer token may hold: 1 to 4096 visible ASCII characters (`!` to `~`), what
+/// an HTTP header carries intact and a browser will send (RFC 6750's `b64token` is
+/// narrower; anything visible is accepted). `Err` says what is expected.
+pub fn check_token(token: &str) -> Result<(), &'static str> {
+    const EXPECTED: &str =
+        "1 to 4096 visible ASCII characters (no spaces, no line breaks, no letters beyond ASCII)";
+    let visible = token.bytes().all(|b| b.is_ascii_graphic());
+    if token.is_empty() || token.len() > 4096 || !visible {
+        return Err(EXPECTED);
+    }
+    Ok(())
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then lets in-flight requests
@@ -240,6 +256,9 @@ pub struct ServerHandle {
 /// a background thread named `vidperf-http`. A non-loopback `addr` is served, with a
 /// warning: the statistics and exports then reach the network.
 pub fn spawn(addr: SocketAddr, state: ApiState) -> Result<ServerHandle, ServeError> {
+    if let Some(token) = &state.config().token {
+        check_token(token).map_err(ServeError::InvalidToken)?;
+    }
     let warning = exposure_warning(addr, state.config());
     if let Some(warning) = &warning {
         tracing::warn!(target: "vidperf::http", %addr, "{warning}");
