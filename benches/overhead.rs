@@ -753,6 +753,40 @@ fn vidperf_otel_setup(config: &vidperf::otlp::OtelConfig) -> (Setup, vidperf::ot
     (setup, otel)
 }
 
+/// The OpenTelemetry SDK's OTLP/HTTP span exporter on a blocking ureq client (no async
+/// runtime), for tracing-opentelemetry's pipeline.
+mod sdk {
+    use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
+    use opentelemetry_otlp::{SpanExporter, WithExportConfig as _, WithHttpConfig as _};
+
+    #[derive(Debug, Clone)]
+    struct Ureq(ureq::Agent);
+
+    #[async_trait::async_trait]
+    impl HttpClient for Ureq {
+        async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
+            let (parts, body) = request.into_parts();
+            let response = self.0.run(Request::from_parts(parts, body.to_vec()))?;
+            let (parts, mut body) = response.into_parts();
+            let bytes = body.with_config().limit(4 * 1024 * 1024).read_to_vec()?;
+            Ok(Response::from_parts(parts, Bytes::from(bytes)))
+        }
+    }
+
+    pub(crate) fn exporter(base: &str) -> SpanExporter {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        SpanExporter::builder()
+            .with_http()
+            .with_http_client(Ureq(agent))
+            .with_endpoint(format!("{}/v1/traces", base.trim_end_matches('/')))
+            .build()
+            .expect("exporter")
+    }
+}
+
 /// Spans held for export at most in the comparison: every measured batch (20,000
 /// spans) fits, so nothing is dropped unconverted.
 const OTEL_QUEUE: usize = 32_768;
@@ -763,7 +797,7 @@ const OTEL_QUEUE: usize = 32_768;
 /// CPU (exporter threads included) per span.
 fn otel_section(rounds: usize) {
     use opentelemetry::trace::TracerProvider as _;
-    use vidperf::otlp::{OtelConfig, span_exporter};
+    use vidperf::otlp::OtelConfig;
 
     // Every measured batch fits the queues and is flushed inside its CPU measurement:
     // each setup pays for converting and exporting every span it produced.
@@ -774,16 +808,15 @@ fn otel_section(rounds: usize) {
     };
     let endpoint = loopback_otlp_sink();
     let config = OtelConfig::default()
-        .with_endpoint(endpoint)
+        .with_endpoint(endpoint.clone())
         .with_max_queue_size(OTEL_QUEUE)
         .with_metrics_interval(std::time::Duration::from_secs(3600));
     let (full, otel) = vidperf_otel_setup(&config);
     let provider = || {
-        let processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(
-            span_exporter(&config).expect("exporter"),
-        )
-        .with_batch_config(batch_config())
-        .build();
+        let processor =
+            opentelemetry_sdk::trace::BatchSpanProcessor::builder(sdk::exporter(&endpoint))
+                .with_batch_config(batch_config())
+                .build();
         opentelemetry_sdk::trace::SdkTracerProvider::builder()
             .with_span_processor(processor)
             .build()

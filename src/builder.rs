@@ -280,13 +280,23 @@ impl Builder {
     /// Exports traces and metrics over OTLP with this configuration (start from
     /// [`OtelConfig::from_env`](crate::otlp::OtelConfig::from_env) to keep the standard variables).
     pub fn otlp(mut self, config: crate::otlp::OtelConfig) -> Self {
-        self.otlp = crate::otlp::Setting::On(config);
+        self.otlp.export = crate::otlp::Export::On(Box::new(config));
         self
     }
 
     /// No OTLP export, whatever the environment says.
     pub fn without_otlp(mut self) -> Self {
-        self.otlp = crate::otlp::Setting::Off;
+        self.otlp.export = crate::otlp::Export::Off;
+        self
+    }
+
+    /// Decides with `config` which local traces are exported, when they end (instead
+    /// of `VIDPERF_TAIL_SAMPLING=on`, which uses the defaults): every failed trace,
+    /// every operation slower than its pair's live p95, operations near the GPU's
+    /// memory, and a background fraction. Statistics and metrics still count every
+    /// operation; exemplars point only at exported traces.
+    pub fn tail_sampling(mut self, config: crate::otlp::TailConfig) -> Self {
+        self.otlp.tail = Some(config);
         self
     }
 }

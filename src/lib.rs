@@ -100,6 +100,7 @@
 //! | `VIDPERF_BASELINE` | unset | a JSON export the live window is compared with ([`watch`]) |
 //! | `VIDPERF_BASELINE_WINDOW` | `10m` | the live window compared with the baseline |
 //! | `VIDPERF_BASELINE_INTERVAL` | `30s` | how often the live window is compared with the baseline |
+//! | `VIDPERF_TAIL_SAMPLING` | `off` | `on`: decide which local traces are exported when they end (failures, operations over their pair's live p95, near the GPU's memory, 1% background); see Traces and metrics |
 //! | `OTEL_EXPORTER_OTLP_ENDPOINT` (or `_TRACES_ENDPOINT`) | unset (no export) | turns OTLP export on; the other standard `OTEL_*` variables apply (see [`otlp`]) |
 //!
 //! # Costs and limits
@@ -160,6 +161,8 @@ pub use builder::{
 pub use error::BuildError;
 pub use handle::{ShutdownError, ShutdownGuard, ShutdownReport, Vidperf};
 pub use parts::PartFailure;
+#[allow(deprecated)]
+pub use vidperf_core::TraceParent;
 pub use vidperf_core::operation::{Operation, track_operation};
 pub use vidperf_core::{
     ActiveOperation, DevicePeaks, DeviceRecord, FieldValue, Figure, Figures, FinishedSpan,
@@ -168,8 +171,8 @@ pub use vidperf_core::{
     SnapshotOptions, SpanId, SpanInterest, Stats, StatsConfig, StatsSnapshot, TraceId, WindowStart,
     record_error, record_field, record_outcome, span_ids,
 };
-pub use vidperf_core::{SpanExt, TraceParent, operation_span};
-pub use vidperf_core::{export, fields, figure, propagation, stats};
+pub use vidperf_core::{SpanExt, TraceContext, TraceFlags, TraceState, operation_span};
+pub use vidperf_core::{export, fields, figure, propagation, sampler, stats};
 
 #[cfg(feature = "macros")]
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]

@@ -40,20 +40,33 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use vidperf_otel::{
-    DEFAULT_MAX_QUEUE_SIZE, ExportHealth, Otel, OtelConfig, OtelError, OtelReport, Protocol,
-    Temporality, TraceCounters, TraceSink, attr, span_exporter,
+    BatchConfig, DEFAULT_MAX_QUEUE_SIZE, Early, ExportError, ExportHealth, GpuMemoryLimit, Otel,
+    OtelConfig, OtelError, OtelReport, Protocol, Reason, Root, Sampler, SpanExport, TailConfig,
+    TailHealth, Temporality, TraceCounters, TraceSink, TraceSinkBuilder, attr,
 };
 
-use crate::env::env_text;
+use crate::env::{env_switch, env_text};
 use crate::error::BuildError;
 use crate::parts::{Part, PartFailure, SpanCounts, Stopped, Wiring};
 
+/// `VIDPERF_TAIL_SAMPLING`: `on` to decide which local traces are exported when they
+/// end ([`TailConfig`]'s defaults); `off` (default) exports what the head sampler
+/// (`OTEL_TRACES_SAMPLER`) sampled.
+pub const ENV_TAIL_SAMPLING: &str = "VIDPERF_TAIL_SAMPLING";
+
+/// What the builder does about OTLP.
 #[derive(Debug, Clone, Default)]
-pub(crate) enum Setting {
+pub(crate) struct Setting {
+    pub(crate) export: Export,
+    pub(crate) tail: Option<TailConfig>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) enum Export {
     /// On when `OTEL_EXPORTER_OTLP_ENDPOINT` (or the traces endpoint) is set.
     #[default]
     FromEnv,
-    On(OtelConfig),
+    On(Box<OtelConfig>),
     Off,
 }
 
@@ -61,10 +74,10 @@ pub(crate) enum Setting {
 /// registers its trace sink with the layer and its health with the statistics, and
 /// hands the alert rules its dropped-span count.
 pub(crate) fn start(setting: &Setting, wiring: &mut Wiring) -> Result<(), BuildError> {
-    let config = match setting {
-        Setting::Off => return Ok(()),
-        Setting::On(config) => config.clone(),
-        Setting::FromEnv => {
+    let mut config = match &setting.export {
+        Export::Off => return Ok(()),
+        Export::On(config) => (**config).clone(),
+        Export::FromEnv => {
             // An empty value counts as unset (OpenTelemetry's rule for every variable).
             let set = |var| -> Result<bool, BuildError> {
                 Ok(env_text(var)?.is_some_and(|v| !v.trim().is_empty()))
@@ -78,13 +91,27 @@ pub(crate) fn start(setting: &Setting, wiring: &mut Wiring) -> Result<(), BuildE
             OtelConfig::from_env()?
         }
     };
+    if let Some(tail) = &setting.tail {
+        config.tail = Some(tail.clone());
+    } else if config.tail.is_none()
+        && wiring.read_env
+        && env_switch(ENV_TAIL_SAMPLING)? == Some(true)
+    {
+        config.tail = Some(TailConfig::default());
+    }
+    if config.gpu_memory_limit.is_none()
+        && let Some(limit) = wiring.signals.gpu_memory_limit.clone()
+    {
+        config.gpu_memory_limit = Some(GpuMemoryLimit::from(limit));
+    }
     let Some(otel) = Otel::start(&config, &wiring.stats)? else {
         return Ok(());
     };
     let otel = Arc::new(otel);
     wiring.stats.add_health_source(otel.clone());
+    // The head sampler decides in the layer, when a trace starts here.
     let layer = std::mem::take(&mut wiring.layer);
-    wiring.layer = layer.sink(otel.traces().clone());
+    wiring.layer = layer.sampler(config.sampler).sink(otel.traces().clone());
     let counters = otel.traces().counters().clone();
     wiring.signals =
         std::mem::take(&mut wiring.signals).with_dropped_spans(move || counters.report().dropped);

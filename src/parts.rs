@@ -151,6 +151,8 @@ const NOT_BUILT: &[(&str, &str)] = &[
     ("VIDPERF_BASELINE_WINDOW", "watch"),
     #[cfg(not(feature = "watch"))]
     ("VIDPERF_BASELINE_INTERVAL", "watch"),
+    #[cfg(not(feature = "otlp"))]
+    ("VIDPERF_TAIL_SAMPLING", "otlp"),
 ];
 
 /// A variable that asks for a part this build leaves out is an error naming the

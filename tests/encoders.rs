@@ -293,50 +293,31 @@ proptest! {
 }
 
 /// The OTLP trace encoding (feature `otlp`): whatever user code records, every span
-/// reaches the SDK with its values typed and intact, and survives the protobuf encoding
-/// the exporter sends.
+/// arrives in the protobuf a collector receives with its values typed and intact.
+#[cfg(feature = "otlp")]
+#[path = "support/spans.rs"]
+mod spans;
+
 #[cfg(feature = "otlp")]
 mod otlp {
-    use std::sync::Arc;
-
-    use opentelemetry::{KeyValue, Value};
-    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    use opentelemetry_proto::tonic::common::v1::any_value;
-    use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
-    use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
-    use opentelemetry_sdk::Resource;
-    use opentelemetry_sdk::trace::{InMemorySpanExporter, Sampler};
-    use prost::Message as _;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
     use vidperf::PerfLayer;
-    use vidperf::otlp::{DEFAULT_MAX_QUEUE_SIZE, TraceSink};
 
     use super::*;
-
-    fn attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a Value> {
-        attributes
-            .iter()
-            .find(|kv| kv.key.as_str() == key)
-            .map(|kv| &kv.value)
-    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(128))]
 
         #[test]
-        fn hostile_values_arrive_typed_and_survive_the_protobuf_encoding(
+        fn hostile_values_arrive_typed_in_the_protobuf(
             strategy in text(),
             note in text(),
             frames in 0u64..=i64::MAX as u64,
             quality in number(),
             error in proptest::option::of(text()),
         ) {
-            let spans = InMemorySpanExporter::default();
-            let traces = Arc::new(TraceSink::with_exporter(
-                spans.clone(),
-                &Resource::builder_empty().build(),
-                Sampler::AlwaysOn,
-                DEFAULT_MAX_QUEUE_SIZE,
-            ));
+            let (traces, memory) = super::spans::memory_sink();
             let layer = PerfLayer::builder().sink(traces.clone()).build();
             tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
                 let span = info_span!(
@@ -352,66 +333,39 @@ mod otlp {
                 }
             });
             traces.flush().expect("flush");
-            let exported = spans.get_finished_spans().expect("spans");
+            let exported = memory.spans();
             prop_assert_eq!(exported.len(), 1);
             let span = &exported[0];
-            let attrs = &span.attributes;
-            prop_assert_eq!(
-                attribute(attrs, "vidperf.strategy"),
-                Some(&Value::from(strategy.clone()))
-            );
-            prop_assert_eq!(attribute(attrs, "note"), Some(&Value::from(note.clone())));
-            prop_assert_eq!(
-                attribute(attrs, "frames_processed"),
-                Some(&Value::I64(frames as i64))
-            );
-            // A quality score is a double whatever it is: NaN and infinities included
-            // (OTLP doubles carry them).
-            match attribute(attrs, "quality_score") {
-                Some(Value::F64(v)) => prop_assert!(
-                    v.to_bits() == quality.to_bits(),
-                    "quality {} arrived as {}", quality, v
-                ),
-                other => prop_assert!(false, "quality {} arrived as {:?}", quality, other),
-            }
-            match &error {
-                // An empty error message still marks the failure, with a placeholder.
-                Some(message) if message.is_empty() => prop_assert_eq!(
-                    &span.status,
-                    &opentelemetry::trace::Status::error("error (no message)")
-                ),
-                Some(message) => prop_assert_eq!(
-                    &span.status,
-                    &opentelemetry::trace::Status::error(message.clone())
-                ),
-                None => prop_assert_eq!(&span.status, &opentelemetry::trace::Status::Unset),
-            }
-
-            // The OTLP encoding: protobuf out and back, strings intact.
-            let resource = ResourceAttributesWithSchema::from(&Resource::builder_empty().build());
-            let request = ExportTraceServiceRequest {
-                resource_spans: group_spans_by_resource_and_scope(exported, &resource),
-            };
-            let bytes = request.encode_to_vec();
-            let decoded = ExportTraceServiceRequest::decode(bytes.as_slice()).expect("decode");
-            let proto = &decoded.resource_spans[0].scope_spans[0].spans[0];
             let value = |key: &str| {
-                proto
-                    .attributes
+                span.attributes
                     .iter()
                     .find(|kv| kv.key == key)
                     .and_then(|kv| kv.value.as_ref())
                     .and_then(|v| v.value.clone())
             };
-            prop_assert_eq!(
-                value("vidperf.strategy"),
-                Some(any_value::Value::StringValue(strategy))
-            );
-            prop_assert_eq!(value("note"), Some(any_value::Value::StringValue(note)));
-            prop_assert_eq!(
-                value("frames_processed"),
-                Some(any_value::Value::IntValue(frames as i64))
-            );
+            prop_assert_eq!(value("vidperf.strategy"), Some(Value::StringValue(strategy)));
+            prop_assert_eq!(value("note"), Some(Value::StringValue(note)));
+            prop_assert_eq!(value("frames_processed"), Some(Value::IntValue(frames as i64)));
+            // A quality score is a double whatever it is: NaN and infinities included
+            // (OTLP doubles carry them).
+            match value("quality_score") {
+                Some(Value::DoubleValue(v)) => prop_assert!(
+                    v.to_bits() == quality.to_bits(),
+                    "quality {} arrived as {}", quality, v
+                ),
+                other => prop_assert!(false, "quality {} arrived as {:?}", quality, other),
+            }
+            let status = span.status.clone().unwrap_or_default();
+            match &error {
+                // An empty error message still marks the failure, with a placeholder.
+                Some(message) => {
+                    let expected = if message.is_empty() { "error (no message)" } else { message.as_str() };
+                    prop_assert_eq!(status.code(), StatusCode::Error);
+                    prop_assert_eq!(status.message.as_str(), expected);
+                    prop_assert_eq!(value("error.type"), Some(Value::StringValue("_OTHER".into())));
+                }
+                None => prop_assert_eq!(status.code(), StatusCode::Unset),
+            }
         }
     }
 }

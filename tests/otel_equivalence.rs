@@ -1,19 +1,23 @@
-//! The bridge against tracing-opentelemetry: one program, run once under each with the
-//! SDK's in-memory exporter, must give the same OpenTelemetry spans — names, tree, trace
-//! grouping, kinds, error status, events, links and every attribute tracing-opentelemetry
-//! sets, with the same types. vidperf may add attributes (resource peaks, `vidperf.*`);
-//! it must not lose or retype one.
+//! The bridge against tracing-opentelemetry: one program, run once under each, must give
+//! the same OTLP spans — names, tree, trace grouping, kinds, error status, events,
+//! links and every attribute tracing-opentelemetry sets, with the same types. Both are
+//! compared as the collector receives them: tracing-opentelemetry's spans through the
+//! SDK's OTLP transform, vidperf's as it encodes them. vidperf may add attributes
+//! (resource peaks, `vidperf.*`); it must not lose or retype one.
+
+#[path = "support/spans.rs"]
+mod spans;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
-use opentelemetry::trace::{SpanKind, Status, TracerProvider as _};
-use opentelemetry::{Key, Value};
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::{InMemorySpanExporter, Sampler, SdkTracerProvider, SpanData};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value::Value};
+use opentelemetry_proto::tonic::trace::v1::{Span as SpanData, span::SpanKind, status::StatusCode};
+use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
+use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 use tracing::{Instrument as _, info_span};
 use tracing_subscriber::prelude::*;
-use vidperf::otlp::{DEFAULT_MAX_QUEUE_SIZE, TraceSink};
 
 /// The program: a request tree with typed fields, an event, a failure, a job on
 /// another thread, an async task, and a span that follows from another.
@@ -85,17 +89,16 @@ fn with_tracing_opentelemetry() -> Vec<SpanData> {
     let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("equivalence"));
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), program);
     provider.force_flush().expect("flush");
-    exporter.get_finished_spans().expect("spans")
+    let spans = exporter.get_finished_spans().expect("spans");
+    group_spans_by_resource_and_scope(spans, &ResourceAttributesWithSchema::default())
+        .into_iter()
+        .flat_map(|rs| rs.scope_spans)
+        .flat_map(|ss| ss.spans)
+        .collect()
 }
 
 fn with_vidperf() -> Vec<SpanData> {
-    let exporter = InMemorySpanExporter::default();
-    let traces = Arc::new(TraceSink::with_exporter(
-        exporter.clone(),
-        &Resource::builder_empty().build(),
-        Sampler::AlwaysOn,
-        DEFAULT_MAX_QUEUE_SIZE,
-    ));
+    let (traces, memory) = spans::memory_sink();
     let (layer, _vidperf) = vidperf::builder()
         .without_env()
         .without_resource_monitor()
@@ -105,7 +108,7 @@ fn with_vidperf() -> Vec<SpanData> {
         .expect("build");
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), program);
     traces.flush().expect("flush");
-    exporter.get_finished_spans().expect("spans")
+    memory.spans()
 }
 
 /// What must match, per span name.
@@ -125,39 +128,38 @@ fn is_bookkeeping(key: &str) -> bool {
         || matches!(key, "busy_ns" | "idle_ns" | "target" | "level")
 }
 
-fn fields(attributes: &[opentelemetry::KeyValue]) -> BTreeMap<String, Value> {
+fn fields(attributes: &[KeyValue]) -> BTreeMap<String, Value> {
     attributes
         .iter()
         .filter(|kv| !is_bookkeeping(kv.key.as_str()))
-        .map(|kv| (kv.key.to_string(), kv.value.clone()))
+        .filter_map(|kv| Some((kv.key.clone(), kv.value.clone()?.value?)))
         .collect()
 }
 
 fn shapes(spans: &[SpanData]) -> BTreeMap<String, Shape> {
-    let name_of = |id| {
+    let name_of = |id: &[u8]| {
         spans
             .iter()
-            .find(|s| s.span_context.span_id() == id)
+            .find(|s| s.span_id == id)
             .map(|s| s.name.to_string())
     };
     spans
         .iter()
         .map(|s| {
             let shape = Shape {
-                parent: name_of(s.parent_span_id),
-                kind: format!("{:?}", s.span_kind),
-                failed: matches!(s.status, Status::Error { .. }),
+                parent: name_of(&s.parent_span_id),
+                kind: format!("{:?}", s.kind()),
+                failed: s
+                    .status
+                    .as_ref()
+                    .is_some_and(|st| st.code() == StatusCode::Error),
                 events: s
                     .events
                     .iter()
                     .filter(|e| e.name != "exception")
                     .map(|e| (e.name.to_string(), fields(&e.attributes)))
                     .collect(),
-                links: s
-                    .links
-                    .iter()
-                    .filter_map(|l| name_of(l.span_context.span_id()))
-                    .collect(),
+                links: s.links.iter().filter_map(|l| name_of(&l.span_id)).collect(),
             };
             (s.name.to_string(), shape)
         })
@@ -167,12 +169,13 @@ fn shapes(spans: &[SpanData]) -> BTreeMap<String, Shape> {
 /// Equal, or `theirs` is text and `ours` the same value typed (vidperf keeps an integer
 /// an integer where tracing-opentelemetry sometimes writes it as a string).
 fn same(ours: &Value, theirs: &Value) -> bool {
-    ours == theirs
-        || matches!(
-            (ours, theirs),
-            (Value::I64(_) | Value::F64(_) | Value::Bool(_), Value::String(s))
-                if ours.as_str() == s.as_str()
-        )
+    let text = match ours {
+        Value::IntValue(i) => i.to_string(),
+        Value::DoubleValue(f) => f.to_string(),
+        Value::BoolValue(b) => b.to_string(),
+        _ => String::new(),
+    };
+    ours == theirs || matches!(theirs, Value::StringValue(s) if !text.is_empty() && *s == text)
 }
 
 /// Span names grouped by trace.
@@ -180,7 +183,7 @@ fn traces(spans: &[SpanData]) -> BTreeSet<BTreeSet<String>> {
     let mut by_trace: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for s in spans {
         by_trace
-            .entry(s.span_context.trace_id().to_string())
+            .entry(format!("{:?}", s.trace_id))
             .or_default()
             .insert(s.name.to_string());
     }
@@ -230,12 +233,8 @@ fn the_bridge_exports_what_tracing_opentelemetry_exports() {
     }
     assert_eq!(our_shapes, their_shapes);
     assert_eq!(traces(&ours), traces(&theirs));
-    let kind = |spans: &[SpanData], name: &str| {
-        spans
-            .iter()
-            .find(|s| s.name == name)
-            .map(|s| s.span_kind.clone())
-    };
+    let kind =
+        |spans: &[SpanData], name: &str| spans.iter().find(|s| s.name == name).map(SpanData::kind);
     assert_eq!(kind(&ours, "api_request"), Some(SpanKind::Server));
     assert_eq!(kind(&ours, "background_job"), Some(SpanKind::Consumer));
 
@@ -268,9 +267,7 @@ fn the_bridge_exports_what_tracing_opentelemetry_exports() {
         .expect("failed span");
     assert!(
         failed.events.iter().any(|e| e.name == "exception"
-            && e.attributes
-                .iter()
-                .any(|kv| kv.key == Key::new("exception.message"))),
+            && e.attributes.iter().any(|kv| kv.key == "exception.message")),
         "{failed:#?}"
     );
 }

@@ -48,6 +48,13 @@ pub const QUALITY_SCORE: &str = "quality_score";
 pub const ENHANCEMENT_FACTOR: &str = "enhancement_factor";
 /// `error`: marks the operation failed.
 pub const ERROR: &str = "error";
+/// `error.type`: the class of a failure (the OpenTelemetry semantic conventions'
+/// attribute): the error's type name when `#[vidperf::track]` or
+/// [`record_outcome`](crate::record_outcome) records an `Err`, `panic` for a panic, or
+/// what the span records under this name; [`ERROR_TYPE_OTHER`] otherwise.
+pub const ERROR_TYPE: &str = "error.type";
+/// The `error.type` of a failure whose class is not known.
+pub const ERROR_TYPE_OTHER: &str = "_OTHER";
 
 /// The strategy reported for an operation whose `strategy` field was never recorded.
 pub const UNKNOWN_STRATEGY: &str = "unknown";

@@ -24,8 +24,12 @@ impl TraceId {
         self.0
     }
 
-    /// Parses 32 lowercase or uppercase hex digits; `None` for anything else or all zeros.
+    /// Parses 32 lowercase or uppercase hex digits; `None` for anything else (a sign
+    /// included) or all zeros.
     pub fn from_hex(hex: &str) -> Option<Self> {
+        if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
         let value = u128::from_str_radix(hex, 16).ok().filter(|v| *v != 0)?;
         (hex.len() == 32).then(|| Self(value.to_be_bytes()))
     }
@@ -48,8 +52,11 @@ impl SpanId {
         self.0
     }
 
-    /// Parses 16 hex digits; `None` for anything else or all zeros.
+    /// Parses 16 hex digits; `None` for anything else (a sign included) or all zeros.
     pub fn from_hex(hex: &str) -> Option<Self> {
+        if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
         let value = u64::from_str_radix(hex, 16).ok().filter(|v| *v != 0)?;
         (hex.len() == 16).then(|| Self(value.to_be_bytes()))
     }

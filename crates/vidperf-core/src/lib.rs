@@ -23,6 +23,7 @@ mod outcome;
 pub mod propagation;
 mod record;
 mod resources;
+pub mod sampler;
 pub mod signals;
 mod sink;
 mod span;
@@ -47,7 +48,9 @@ pub use layer::{
 #[doc(hidden)]
 pub use outcome::specialize as __specialize;
 pub use outcome::{OperationOutcome, record_outcome};
-pub use propagation::{SpanExt, TraceParent};
+#[allow(deprecated)]
+pub use propagation::TraceParent;
+pub use propagation::{SpanExt, TraceContext, TraceFlags, TraceState};
 pub use record::{DeviceRecord, OperationRecord};
 pub use resources::{ResourceWindows, WindowStart};
 pub use sink::{Sink, SpanInterest};

@@ -58,6 +58,11 @@ pub trait OperationOutcome {
     fn error_message(&self) -> Option<String> {
         None
     }
+    /// The class of the failure, recorded as `error.type` (for `Result<T, E>`, `E`'s
+    /// type name); `_OTHER` when a failure has none.
+    fn error_type(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 impl OperationOutcome for () {}
@@ -87,6 +92,9 @@ impl<T: OperationOutcome + ?Sized> OperationOutcome for &T {
     fn error_message(&self) -> Option<String> {
         (**self).error_message()
     }
+    fn error_type(&self) -> Option<&'static str> {
+        (**self).error_type()
+    }
 }
 
 impl<T: OperationOutcome, E: Display> OperationOutcome for Result<T, E> {
@@ -115,6 +123,12 @@ impl<T: OperationOutcome, E: Display> OperationOutcome for Result<T, E> {
         match self {
             Ok(v) => v.error_message(),
             Err(e) => Some(e.to_string()),
+        }
+    }
+    fn error_type(&self) -> Option<&'static str> {
+        match self {
+            Ok(v) => v.error_type(),
+            Err(_) => Some(std::any::type_name::<E>()),
         }
     }
 }
@@ -161,6 +175,9 @@ pub fn record_outcome<O: OperationOutcome + ?Sized>(span: &Span, outcome: &O) {
         }
     }
     if let Some(message) = outcome.error_message() {
+        if let Some(kind) = outcome.error_type() {
+            record(span, fields::ERROR_TYPE, kind.into());
+        }
         record(span, fields::ERROR, message.into());
     }
 }
@@ -247,6 +264,9 @@ pub mod specialize {
     impl<E: Display> OperationOutcome for Failed<'_, E> {
         fn error_message(&self) -> Option<String> {
             Some(self.0.to_string())
+        }
+        fn error_type(&self) -> Option<&'static str> {
+            Some(std::any::type_name::<E>())
         }
     }
 }

@@ -9,6 +9,7 @@ use tracing::Level;
 use crate::fields::OperationFields;
 use crate::figure::{Figure, Figures};
 use crate::ids::{SpanId, TraceId};
+use crate::propagation::{TraceFlags, TraceState};
 use crate::value::FieldValue;
 
 /// A span that has closed, with everything vidperf collected about it.
@@ -59,6 +60,19 @@ pub struct FinishedSpan {
     /// Events not kept because the span had already collected
     /// [`MAX_EVENTS_PER_SPAN`](crate::MAX_EVENTS_PER_SPAN).
     pub dropped_events: u32,
+    /// The sampling decision the span carried (and propagated), with the random trace
+    /// id flag.
+    pub flags: TraceFlags,
+    /// The parent's sampled flag, when the span had a parent (local or remote).
+    pub parent_sampled: Option<bool>,
+    /// The span's `tracestate`.
+    pub trace_state: TraceState,
+    /// The first span of this trace in this process (the span's own id for a local
+    /// root): what a tail sampler decides on.
+    pub local_root: SpanId,
+    /// The class of the failure ([`fields::ERROR_TYPE`](crate::fields::ERROR_TYPE)), set
+    /// whenever [`error`](Self::error) is.
+    pub error_type: Option<Cow<'static, str>>,
 }
 
 /// A `tracing` event emitted inside a span.
@@ -121,7 +135,17 @@ impl FinishedSpan {
             otel: Vec::new(),
             events: Vec::new(),
             dropped_events: 0,
+            flags: TraceFlags::SAMPLED,
+            parent_sampled: None,
+            trace_state: TraceState::new(),
+            local_root: span_id,
+            error_type: None,
         }
+    }
+
+    /// Whether this span is the first of its trace in this process.
+    pub fn is_local_root(&self) -> bool {
+        self.local_root == self.span_id
     }
 
     /// Whether the operation succeeded (no error field, error event or panic).

@@ -6,16 +6,15 @@ use std::time::Duration;
 use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
 
-use opentelemetry_otlp::{SpanExporter, WithExportConfig as _, WithHttpConfig as _};
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::Sampler;
 use vidperf_core::Stats;
+use vidperf_core::sampler::{Root, Sampler};
 use vidperf_core::stats::{Health, HealthSource};
 
-use crate::client::UreqClient;
+use crate::batch::BatchConfig;
 use crate::health::ExportHealth;
 use crate::metrics::{MetricsExport, Temporality};
-use crate::transport::Transport;
+use crate::tail::TailConfig;
+use crate::transport::{ExportError, Transport};
 
 use crate::traces::{DEFAULT_MAX_QUEUE_SIZE, TraceSink};
 
@@ -58,9 +57,9 @@ pub enum OtelError {
         /// Why.
         reason: &'static str,
     },
-    /// The exporter could not be built.
-    #[error("cannot build the OTLP exporter: {0}")]
-    Exporter(String),
+    /// A thread of the export could not be started.
+    #[error("cannot start the OTLP export thread: {0}")]
+    Thread(#[source] std::io::Error),
     /// OTLP over gRPC was asked for, but this build does not include it.
     #[error(
         "OTLP over gRPC is not built in: enable vidperf's `otlp-grpc` feature, or use http/protobuf (OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf)"
@@ -73,7 +72,7 @@ pub enum OtelError {
     NoRuntime,
     /// The metrics export did not deliver.
     #[error("OTLP metrics export: {0}")]
-    MetricsExport(String),
+    MetricsExport(#[source] ExportError),
     /// A thread of the export did not stop within the deadline.
     #[error(transparent)]
     Timeout(#[from] vidperf_core::worker::StopTimeout),
@@ -83,9 +82,30 @@ pub enum OtelError {
         .0.lost_at_shutdown, .0.traces.emitted, .0.traces.exported, .0.traces.failed, .0.traces.dropped_queue_full, .0.traces.dropped_shutdown
     )]
     Lost(Box<OtelReport>),
-    /// Flush or shutdown failed or timed out.
-    #[error("OpenTelemetry shutdown: {0}")]
-    Shutdown(String),
+}
+
+/// The GPU's memory in bytes, when known: what the tail sampler's VRAM rule compares an
+/// operation's peak with (the facade hands over the resource monitor's).
+#[derive(Clone)]
+pub struct GpuMemoryLimit(pub(crate) Arc<dyn Fn() -> Option<u64> + Send + Sync>);
+
+impl GpuMemoryLimit {
+    /// The limit `f` reads (asked once a second).
+    pub fn new(f: impl Fn() -> Option<u64> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+}
+
+impl From<Arc<dyn Fn() -> Option<u64> + Send + Sync>> for GpuMemoryLimit {
+    fn from(f: Arc<dyn Fn() -> Option<u64> + Send + Sync>) -> Self {
+        Self(f)
+    }
+}
+
+impl std::fmt::Debug for GpuMemoryLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GpuMemoryLimit")
+    }
 }
 
 /// What the bridge is told to do; [`OtelConfig::from_env`] fills it from the standard
@@ -97,8 +117,15 @@ pub struct OtelConfig {
     pub enabled: bool,
     /// Transport.
     pub protocol: Protocol,
-    /// Trace sampler.
+    /// The head sampler: decides when a trace starts here whether it is sampled
+    /// (`OTEL_TRACES_SAMPLER`, default `parentbased_always_on`). The facade gives it to
+    /// the layer, which stores the decision in every span.
     pub sampler: Sampler,
+    /// The tail sampler, when on (`VIDPERF_TAIL_SAMPLING` in the facade): which local
+    /// traces are exported, decided when they end.
+    pub tail: Option<TailConfig>,
+    /// The GPU's memory, for the tail sampler's VRAM rule.
+    pub gpu_memory_limit: Option<GpuMemoryLimit>,
     /// Whether to export metrics too. Default true.
     pub metrics: bool,
     /// Metrics export interval. Default 60 s (`OTEL_METRIC_EXPORT_INTERVAL`, ms).
@@ -116,6 +143,9 @@ pub struct OtelConfig {
     /// Spans held for export at most (queued or in a batch being sent); more are
     /// dropped and counted. Default [`DEFAULT_MAX_QUEUE_SIZE`] (`OTEL_BSP_MAX_QUEUE_SIZE`).
     pub max_queue_size: Option<usize>,
+    /// The rest of the batching (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`,
+    /// `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_EXPORT_TIMEOUT`).
+    pub batch: BatchConfig,
 }
 
 impl Default for OtelConfig {
@@ -123,13 +153,16 @@ impl Default for OtelConfig {
         Self {
             enabled: true,
             protocol: Protocol::HttpProtobuf,
-            sampler: Sampler::AlwaysOn,
+            sampler: Sampler::default(),
+            tail: None,
+            gpu_memory_limit: None,
             metrics: true,
             metrics_interval: Duration::from_secs(60),
             temporality: Temporality::Cumulative,
             export_timeout: Duration::from_secs(10),
             endpoint: None,
             max_queue_size: None,
+            batch: BatchConfig::default(),
         }
     }
 }
@@ -254,10 +287,10 @@ fn check_pairs(var: &'static str, value: &str) -> Result<(), OtelError> {
 impl OtelConfig {
     /// Reads `OTEL_SDK_DISABLED`, `OTEL_EXPORTER_OTLP_PROTOCOL` and
     /// `OTEL_EXPORTER_OTLP_TIMEOUT` (and their traces variants),
-    /// `OTEL_TRACES_SAMPLER(_ARG)`, `OTEL_METRIC_EXPORT_INTERVAL` and
-    /// `OTEL_BSP_MAX_QUEUE_SIZE`. The endpoint, headers, resource and the other batch
-    /// settings are read by the SDK and the exporter themselves when the pipeline
-    /// starts.
+    /// `OTEL_TRACES_SAMPLER(_ARG)`, `OTEL_METRIC_EXPORT_INTERVAL`,
+    /// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` and the `OTEL_BSP_*` batch
+    /// settings. The endpoints, headers and resource (`OTEL_SERVICE_NAME`,
+    /// `OTEL_RESOURCE_ATTRIBUTES`) are read when the pipeline starts.
     ///
     /// It also checks, so that a setting that could only fail later fails now, naming the
     /// variable: the endpoints (`OTEL_EXPORTER_OTLP_ENDPOINT` and its `TRACES_` /
@@ -309,9 +342,12 @@ impl OtelConfig {
         let ratio = ratio(arg)?;
         if let Some(s) = var("OTEL_TRACES_SAMPLER") {
             config.sampler = match s.as_str() {
-                "always_on" | "parentbased_always_on" => Sampler::AlwaysOn,
-                "always_off" | "parentbased_always_off" => Sampler::AlwaysOff,
-                "traceidratio" | "parentbased_traceidratio" => Sampler::TraceIdRatioBased(ratio),
+                "always_on" => Sampler::AlwaysOn,
+                "always_off" => Sampler::AlwaysOff,
+                "traceidratio" => Sampler::TraceIdRatio(ratio),
+                "parentbased_always_on" => Sampler::ParentBased(Root::AlwaysOn),
+                "parentbased_always_off" => Sampler::ParentBased(Root::AlwaysOff),
+                "parentbased_traceidratio" => Sampler::ParentBased(Root::TraceIdRatio(ratio)),
                 _ => {
                     return Err(OtelError::InvalidEnv {
                         var: "OTEL_TRACES_SAMPLER",
@@ -345,8 +381,31 @@ impl OtelConfig {
         if let Some(ms) = var("OTEL_METRIC_EXPORT_INTERVAL") {
             config.metrics_interval = millis("OTEL_METRIC_EXPORT_INTERVAL", ms)?;
         }
-        // Read here rather than by the SDK, because vidperf bounds the queue itself
-        // (see `TraceCounters`).
+        let count = |name: &'static str, what: &'static str| -> Result<Option<usize>, OtelError> {
+            match var(name) {
+                None => Ok(None),
+                Some(text) => match text.parse::<usize>() {
+                    Ok(n) if n > 0 => Ok(Some(n)),
+                    _ => Err(OtelError::InvalidEnv {
+                        var: name,
+                        value: text,
+                        reason: what,
+                    }),
+                },
+            }
+        };
+        if let Some(n) = count(
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+            "expected a number of spans, at least 1",
+        )? {
+            config.batch.max_export_batch_size = n;
+        }
+        if let Some(ms) = var("OTEL_BSP_SCHEDULE_DELAY") {
+            config.batch.schedule_delay = millis("OTEL_BSP_SCHEDULE_DELAY", ms)?;
+        }
+        if let Some(ms) = var("OTEL_BSP_EXPORT_TIMEOUT") {
+            config.batch.export_timeout = millis("OTEL_BSP_EXPORT_TIMEOUT", ms)?;
+        }
         if let Some(size) = var("OTEL_BSP_MAX_QUEUE_SIZE") {
             config.max_queue_size = match size.parse::<usize>() {
                 Ok(n) if n > 0 => Some(n),
@@ -385,10 +444,31 @@ impl OtelConfig {
         self
     }
 
-    /// Sets the trace sampler.
+    /// Sets the head sampler.
     #[must_use]
     pub fn with_sampler(mut self, sampler: Sampler) -> Self {
         self.sampler = sampler;
+        self
+    }
+
+    /// Turns the tail sampler on with `config`.
+    #[must_use]
+    pub fn with_tail_sampling(mut self, config: TailConfig) -> Self {
+        self.tail = Some(config);
+        self
+    }
+
+    /// The GPU's memory for the tail sampler's VRAM rule.
+    #[must_use]
+    pub fn with_gpu_memory_limit(mut self, limit: GpuMemoryLimit) -> Self {
+        self.gpu_memory_limit = Some(limit);
+        self
+    }
+
+    /// Sets the batching (the queue size keeps its own setting).
+    #[must_use]
+    pub fn with_batch(mut self, batch: BatchConfig) -> Self {
+        self.batch = batch;
         self
     }
 
@@ -435,67 +515,19 @@ pub struct Otel {
     metrics: Option<Arc<MetricsExport>>,
 }
 
-/// The OTLP span exporter the bridge uses (HTTP/protobuf over a blocking client, or
-/// gRPC), for building other pipelines on the same transport — e.g. to compare with
-/// another tracing bridge on an identical SDK pipeline.
-pub fn span_exporter(config: &OtelConfig) -> Result<SpanExporter, OtelError> {
-    let built = match config.protocol {
-        Protocol::HttpProtobuf => {
-            let mut spans = SpanExporter::builder()
-                .with_http()
-                .with_http_client(UreqClient::new(config.export_timeout))
-                .with_timeout(config.export_timeout);
-            if let Some(base) = &config.endpoint {
-                spans = spans.with_endpoint(format!("{}/v1/traces", base.trim_end_matches('/')));
-            }
-            spans.build()
-        }
-        #[cfg(feature = "grpc")]
-        Protocol::Grpc => {
-            in_runtime()?;
-            let mut spans = SpanExporter::builder()
-                .with_tonic()
-                .with_timeout(config.export_timeout);
-            if let Some(endpoint) = &config.endpoint {
-                spans = spans.with_endpoint(endpoint.clone());
-            }
-            spans.build()
-        }
-        #[cfg(not(feature = "grpc"))]
-        Protocol::Grpc => return Err(OtelError::GrpcNotBuilt),
-    };
-    built.map_err(|e| OtelError::Exporter(e.to_string()))
-}
-
-/// tonic spawns its connection task on the current tokio runtime when an exporter is
-/// built (it would panic outside one), so that is checked first.
-#[cfg(feature = "grpc")]
-fn in_runtime() -> Result<(), OtelError> {
-    tokio::runtime::Handle::try_current()
-        .map(drop)
-        .map_err(|_| OtelError::NoRuntime)
-}
-
-/// The resource's attributes as OTLP key-values (service name, the SDK's detectors,
-/// `OTEL_RESOURCE_ATTRIBUTES`).
+/// The resource's attributes as OTLP key-values, for the metrics requests.
 fn resource_attributes(
-    resource: &Resource,
+    resource: &[(String, String)],
 ) -> Vec<opentelemetry_proto::tonic::common::v1::KeyValue> {
     use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
     resource
         .iter()
-        .map(|(k, v)| {
-            let value = match v {
-                opentelemetry::Value::Bool(b) => any_value::Value::BoolValue(*b),
-                opentelemetry::Value::I64(i) => any_value::Value::IntValue(*i),
-                opentelemetry::Value::F64(f) => any_value::Value::DoubleValue(*f),
-                other => any_value::Value::StringValue(other.to_string()),
-            };
-            KeyValue {
-                key: k.to_string(),
-                value: Some(AnyValue { value: Some(value) }),
-                ..Default::default()
-            }
+        .map(|(k, v)| KeyValue {
+            key: k.clone(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(v.clone())),
+            }),
+            ..Default::default()
         })
         .collect()
 }
@@ -511,14 +543,20 @@ impl Otel {
         if let Some(endpoint) = &config.endpoint {
             check_endpoint("OtelConfig::endpoint", endpoint)?;
         }
-        let resource = Resource::builder().build();
-        let spans = span_exporter(config)?;
-        let traces = TraceSink::with_exporter(
-            spans,
-            &resource,
-            config.sampler.clone(),
-            config.max_queue_size.unwrap_or(DEFAULT_MAX_QUEUE_SIZE),
-        );
+        let resource = crate::resource::from_env();
+        let spans = Transport::for_signal(config, "traces")?;
+        let mut batch = config.batch;
+        batch.max_queue_size = config.max_queue_size.unwrap_or(DEFAULT_MAX_QUEUE_SIZE);
+        let mut traces = TraceSink::builder(spans)
+            .resource(resource.clone())
+            .batch(batch);
+        if let Some(tail) = &config.tail {
+            traces = traces.tail(tail.clone(), stats.clone());
+            if let Some(limit) = &config.gpu_memory_limit {
+                traces = traces.gpu_memory_limit(limit.clone());
+            }
+        }
+        let traces = traces.start().map_err(OtelError::Thread)?;
         let metrics = if config.metrics {
             let transport = Transport::for_signal(config, "metrics")?;
             let export = MetricsExport::start(
@@ -528,7 +566,7 @@ impl Otel {
                 transport,
                 config.metrics_interval,
             )
-            .map_err(|e| OtelError::Exporter(format!("cannot start the metrics thread: {e}")))?;
+            .map_err(OtelError::Thread)?;
             Some(Arc::new(export))
         } else {
             None
@@ -546,7 +584,7 @@ impl Otel {
 
     /// What became of the spans and the metrics requests so far.
     pub fn health(&self) -> ExportHealth {
-        let mut health = self.traces.counters().report();
+        let mut health = self.traces.health();
         if let Some(m) = &self.metrics {
             health.metric_exports = m.counters.exports.load(Ordering::Relaxed);
             health.metric_export_failures = m.counters.failed.load(Ordering::Relaxed);
@@ -563,14 +601,9 @@ impl Otel {
 
     /// Exports everything pending now: the queued spans, and the metrics.
     pub fn flush(&self) -> Result<(), OtelError> {
-        let traces = self
-            .traces
-            .flush()
-            .map_err(|e| OtelError::Shutdown(e.to_string()));
+        let traces = self.traces.flush().map_err(OtelError::Timeout);
         let metrics = match &self.metrics {
-            Some(m) => m
-                .flush(Duration::from_secs(30))
-                .map_err(OtelError::MetricsExport),
+            Some(m) => m.flush(Duration::from_secs(30)),
             None => Ok(()),
         };
         traces.and(metrics)
@@ -593,13 +626,8 @@ impl Otel {
             lost_at_shutdown: lost(&after).saturating_sub(lost(&before)),
             traces: after,
         };
-        if let Err(e) = traces {
-            return Err(match e {
-                opentelemetry_sdk::error::OTelSdkError::Timeout(_) => OtelError::Timeout(
-                    vidperf_core::worker::StopTimeout::new("OTLP span export", timeout),
-                ),
-                other => OtelError::Shutdown(other.to_string()),
-            });
+        if let Err(timed_out) = traces {
+            return Err(OtelError::Timeout(timed_out));
         }
         if let Some(Err(timed_out)) = metrics {
             return Err(OtelError::Timeout(timed_out));

@@ -45,6 +45,19 @@ pub struct ExportHealth {
     /// after that).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metric_export_panicked: Option<String>,
+    /// Tries of span batches sent again after a retryable failure.
+    #[serde(default)]
+    pub retries: u64,
+    /// Why the last span batch that failed did (the collector's status, or why it could
+    /// not be reached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Why the span export's thread ended in a panic, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_panicked: Option<String>,
+    /// What the tail sampler decided, when it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail: Option<crate::tail::TailHealth>,
 }
 
 impl ExportHealth {
@@ -72,6 +85,14 @@ impl ExportHealth {
     #[must_use]
     pub fn with_queued(mut self, queued: u64) -> Self {
         self.queued = queued;
+        self
+    }
+
+    /// Retried batches, and the last failure.
+    #[must_use]
+    pub fn with_errors(mut self, retries: u64, last_error: Option<String>) -> Self {
+        self.retries = retries;
+        self.last_error = last_error;
         self
     }
 }
@@ -110,8 +131,49 @@ pub mod family {
         "OTLP metrics requests, by outcome (delivered, failed).",
     );
 
+    /// Retried span batches.
+    pub const RETRIES: FamilyDef = FamilyDef::new(
+        "vidperf.export.retries",
+        "{request}",
+        Kind::Counter,
+        "Span batches sent again after a retryable failure (HTTP 429/502/503/504, gRPC UNAVAILABLE, no answer).",
+    );
+
+    /// Local traces the tail sampler decided, by decision and reason.
+    pub const TAIL_TRACES: FamilyDef = FamilyDef::new(
+        "vidperf.export.tail.traces",
+        "{trace}",
+        Kind::Counter,
+        "Local traces the tail sampler decided: kept, by reason (error, parent, slow, resource, warmup, background), or dropped.",
+    );
+
+    /// Traces decided before their local root closed.
+    pub const TAIL_EARLY: FamilyDef = FamilyDef::new(
+        "vidperf.export.tail.early",
+        "{trace}",
+        Kind::Counter,
+        "Local traces decided before their root closed, by why (trace_bytes, buffer_bytes, age, shutdown).",
+    );
+
+    /// Bytes waiting for a tail decision.
+    pub const TAIL_BUFFERED: FamilyDef = FamilyDef::new(
+        "vidperf.export.tail.buffered",
+        "By",
+        Kind::Gauge,
+        "Bytes of encoded spans waiting for their trace's tail decision.",
+    );
+
     /// Every family of the export.
-    pub const EXPORT: [FamilyDef; 4] = [SPANS, SPANS_DROPPED, SPANS_QUEUED, METRIC_EXPORTS];
+    pub const EXPORT: [FamilyDef; 8] = [
+        SPANS,
+        SPANS_DROPPED,
+        SPANS_QUEUED,
+        METRIC_EXPORTS,
+        RETRIES,
+        TAIL_TRACES,
+        TAIL_EARLY,
+        TAIL_BUFFERED,
+    ];
 }
 
 impl ExportHealth {
@@ -143,6 +205,34 @@ impl ExportHealth {
         ] {
             metrics.push(vec![("outcome", Cow::Borrowed(outcome))], n as f64);
         }
-        out.extend([spans, dropped, queued, metrics]);
+        let mut retries = Family::new(family::RETRIES);
+        retries.push(Vec::new(), self.retries as f64);
+        out.extend([spans, dropped, queued, metrics, retries]);
+        if let Some(tail) = &self.tail {
+            let mut traces = Family::new(family::TAIL_TRACES);
+            for (reason, n) in &tail.kept {
+                traces.push(
+                    vec![
+                        ("decision", Cow::Borrowed("kept")),
+                        ("reason", Cow::Owned(reason.clone())),
+                    ],
+                    *n as f64,
+                );
+            }
+            traces.push(
+                vec![
+                    ("decision", Cow::Borrowed("dropped")),
+                    ("reason", Cow::Borrowed("none")),
+                ],
+                tail.dropped_traces as f64,
+            );
+            let mut early = Family::new(family::TAIL_EARLY);
+            for (reason, n) in &tail.early {
+                early.push(vec![("reason", Cow::Owned(reason.clone()))], *n as f64);
+            }
+            let mut buffered = Family::new(family::TAIL_BUFFERED);
+            buffered.push(Vec::new(), tail.buffered_bytes as f64);
+            out.extend([traces, early, buffered]);
+        }
     }
 }

@@ -19,7 +19,8 @@ use vidperf_core::Stats;
 use vidperf_core::metrics::{Family, Kind, Metrics, Value};
 use vidperf_core::worker::{StopTimeout, Worker as Thread};
 
-use crate::transport::Transport;
+use crate::config::OtelError;
+use crate::transport::{ExportError, Signal, Transport};
 
 /// How cumulative series are reported.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -231,7 +232,7 @@ pub(crate) struct MetricCounters {
 }
 
 enum Command {
-    Flush(SyncSender<Result<(), String>>),
+    Flush(SyncSender<Result<(), ExportError>>),
     Stop,
 }
 
@@ -253,7 +254,7 @@ struct Exporter {
 }
 
 impl Exporter {
-    fn export(&mut self) -> Result<(), String> {
+    fn export(&mut self) -> Result<(), ExportError> {
         let metrics = self.stats.metrics();
         let request = request(
             &metrics,
@@ -263,7 +264,7 @@ impl Exporter {
         );
         let result = self
             .transport
-            .send_metrics(&request.encode_to_vec(), &request);
+            .send(Signal::Metrics, &request.encode_to_vec());
         match &result {
             Ok(()) => {
                 self.counters.exports.fetch_add(1, Ordering::Relaxed);
@@ -274,7 +275,7 @@ impl Exporter {
                     .counters
                     .last_error
                     .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(e.clone());
+                    .unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
                 // The next export repeats what this one would have said (cumulative), or
                 // its change with the next (delta: nothing is lost, only later).
                 if self.temporality == Temporality::Delta {
@@ -339,14 +340,15 @@ impl MetricsExport {
     }
 
     /// Exports now, waiting at most `timeout` for the answer.
-    pub(crate) fn flush(&self, timeout: Duration) -> Result<(), String> {
+    pub(crate) fn flush(&self, timeout: Duration) -> Result<(), OtelError> {
+        let busy = || OtelError::Timeout(StopTimeout::new("vidperf-otlp-metrics", timeout));
         let (reply, answer) = sync_channel(1);
         self.commands
             .try_send(Command::Flush(reply))
-            .map_err(|_| "the metrics export is stopped or busy".to_owned())?;
+            .map_err(|_| busy())?;
         match answer.recv_timeout(timeout) {
-            Ok(result) => result,
-            Err(_) => Err(format!("no answer within {timeout:?}")),
+            Ok(result) => result.map_err(OtelError::MetricsExport),
+            Err(_) => Err(busy()),
         }
     }
 

@@ -1,27 +1,23 @@
-//! [`TraceSink`]: every finished span, as the SDK's span data, into a batch span
-//! processor and the OTLP exporter — with every span accounted for.
+//! [`TraceSink`]: every finished span that is sampled (by the head sampler's flag, or
+//! by the tail sampler when it runs) encoded as OTLP once, at close, and queued for the
+//! batch export — with every span accounted for.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
-use opentelemetry::InstrumentationScope;
-use opentelemetry::trace::{SpanKind, TraceId};
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, Sampler, SamplingDecision, ShouldSample, SpanData,
-    SpanExporter, SpanProcessor,
-};
 use vidperf_core::metrics::Family;
 use vidperf_core::stats::{Health, HealthSource};
+use vidperf_core::worker::StopTimeout;
+use vidperf_core::{FinishedSpan, Sink, SpanInterest, Stats};
 
+use crate::batch::{BatchConfig, Batcher, SpanExport};
+use crate::encode::{self, Envelope};
 use crate::health::ExportHealth;
-use vidperf_core::{FinishedSpan, Sink, SpanInterest};
+use crate::tail::{Tail, TailConfig};
+use crate::transport::ExportError;
 
-use crate::convert::span_data;
-
-/// The batch span processor's queue size unless configured (the SDK's default).
+/// Spans held for export unless configured (`OTEL_BSP_MAX_QUEUE_SIZE`'s default).
 pub const DEFAULT_MAX_QUEUE_SIZE: usize = 2048;
 
 /// Spans counted on their way out: every report adds up
@@ -30,11 +26,8 @@ pub const DEFAULT_MAX_QUEUE_SIZE: usize = 2048;
 /// exporter finishes after shutdown stopped waiting for it moves from
 /// `dropped_shutdown` to `exported` or `failed`.)
 ///
-/// The queue is bounded here rather than inside the SDK's batch processor, which
-/// drops spans that find its channel full without saying how many: a span is admitted
-/// only while fewer than the queue size are in flight (queued, or in a batch being
-/// exported), so the processor's own channel, of the same size, never overflows and
-/// every drop is counted with its reason.
+/// A span is admitted only while fewer than the queue size are in flight (queued, or in
+/// a batch being exported); every drop is counted with its reason as it happens.
 #[derive(Debug)]
 pub struct TraceCounters {
     emitted: AtomicU64,
@@ -48,6 +41,8 @@ pub struct TraceCounters {
     in_flight: AtomicU64,
     capacity: u64,
     shut_down: AtomicBool,
+    retries: AtomicU64,
+    last_error: Mutex<Option<String>>,
 }
 
 impl TraceCounters {
@@ -62,7 +57,20 @@ impl TraceCounters {
             in_flight: AtomicU64::new(0),
             capacity: capacity.max(1) as u64,
             shut_down: AtomicBool::new(false),
+            retries: AtomicU64::new(0),
+            last_error: Mutex::new(None),
         }
+    }
+
+    pub(crate) fn set_error(&self, error: &ExportError) {
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(error.to_string());
+    }
+
+    pub(crate) fn retried(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The counts now.
@@ -93,6 +101,13 @@ impl TraceCounters {
         )
         .with_dropped(dropped_queue_full, dropped_shutdown)
         .with_queued(queued)
+        .with_errors(
+            self.retries.load(Ordering::Relaxed),
+            self.last_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        )
     }
 
     /// Takes a place in the queue for one span, or counts it dropped.
@@ -111,7 +126,7 @@ impl TraceCounters {
     }
 
     /// A batch of `n` spans left the queue, delivered or not.
-    fn finished(&self, n: u64, delivered: bool) {
+    pub(crate) fn finished(&self, n: u64, delivered: bool) {
         let counter = if delivered {
             &self.exported
         } else {
@@ -122,118 +137,182 @@ impl TraceCounters {
     }
 }
 
-/// Wraps the real exporter to count what it delivered and what it failed.
-#[derive(Debug)]
-pub(crate) struct CountingExporter<E> {
-    inner: E,
-    counters: Arc<TraceCounters>,
-}
-
-impl<E> CountingExporter<E> {
-    pub(crate) fn new(inner: E, counters: Arc<TraceCounters>) -> Self {
-        Self { inner, counters }
-    }
-}
-
-impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let n = batch.len() as u64;
-        let result = self.inner.export(batch).await;
-        self.counters.finished(n, result.is_ok());
-        result
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
-    }
-}
-
 /// The trace side of the bridge: a [`Sink`] for every span.
-#[derive(Debug)]
 pub struct TraceSink {
-    processor: BatchSpanProcessor,
-    sampler: Sampler,
-    scope: InstrumentationScope,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     counters: Arc<TraceCounters>,
+    batcher: OnceLock<Batcher>,
+    tail: Option<Tail>,
+    flush_timeout: Duration,
+}
+
+impl std::fmt::Debug for TraceSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TraceSink")
+            .field("tail", &self.inner.tail.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    /// Takes a place in the queue for an encoded span, or counts it dropped.
+    fn enqueue(&self, span: Vec<u8>) {
+        if self.counters.admit()
+            && let Some(batcher) = self.batcher.get()
+        {
+            batcher.push(span);
+        }
+    }
+}
+
+/// Builds a [`TraceSink`]: where its batches go, the resource they are reported under,
+/// the batching, and optionally the tail sampler.
+#[must_use]
+pub struct TraceSinkBuilder {
+    export: Arc<dyn SpanExport>,
+    resource: Vec<(String, String)>,
+    batch: BatchConfig,
+    tail: Option<(TailConfig, Arc<Stats>)>,
+    gpu_memory_limit: Option<crate::GpuMemoryLimit>,
+}
+
+impl std::fmt::Debug for TraceSinkBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TraceSinkBuilder")
+            .field("batch", &self.batch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TraceSinkBuilder {
+    /// The resource's attributes (`service.name`, …).
+    pub fn resource(mut self, attributes: Vec<(String, String)>) -> Self {
+        self.resource = attributes;
+        self
+    }
+
+    /// How spans are batched.
+    pub fn batch(mut self, batch: BatchConfig) -> Self {
+        self.batch = batch;
+        self
+    }
+
+    /// Decides by [`TailConfig`] which local traces are exported, with the live
+    /// quantiles of `stats`; only operations whose trace is exported become
+    /// exemplars.
+    pub fn tail(mut self, config: TailConfig, stats: Arc<Stats>) -> Self {
+        self.tail = Some((config, stats));
+        self
+    }
+
+    /// The GPU's memory, for the tail sampler's VRAM rule.
+    pub fn gpu_memory_limit(mut self, limit: crate::GpuMemoryLimit) -> Self {
+        self.gpu_memory_limit = Some(limit);
+        self
+    }
+
+    /// Starts the export thread.
+    pub fn start(self) -> std::io::Result<TraceSink> {
+        let counters = Arc::new(TraceCounters::new(self.batch.max_queue_size));
+        let tail = self
+            .tail
+            .map(|(config, stats)| Tail::new(config, stats, self.gpu_memory_limit.map(|l| l.0)));
+        let inner = Arc::new(Inner {
+            counters: counters.clone(),
+            batcher: OnceLock::new(),
+            tail,
+            flush_timeout: self.batch.export_timeout,
+        });
+        let tick = inner.tail.is_some().then(|| {
+            let weak: Weak<Inner> = Arc::downgrade(&inner);
+            Box::new(move || {
+                if let Some(inner) = weak.upgrade()
+                    && let Some(tail) = &inner.tail
+                {
+                    tail.tick(&mut |span| inner.enqueue(span));
+                }
+            }) as crate::batch::Tick
+        });
+        let batcher = Batcher::start(
+            self.export,
+            Envelope::new(&self.resource),
+            self.batch,
+            counters,
+            tick,
+        )?;
+        let _ = inner.batcher.set(batcher);
+        Ok(TraceSink { inner })
+    }
 }
 
 impl TraceSink {
-    /// Spans go through `exporter` (wrapped to count) in a batch processor holding at
-    /// most `max_queue_size` spans (see [`DEFAULT_MAX_QUEUE_SIZE`]); its other settings
-    /// come from the `OTEL_BSP_*` variables as in the SDK. `sampler` decides per trace
-    /// id.
-    pub fn with_exporter<E: SpanExporter + 'static>(
-        exporter: E,
-        resource: &Resource,
-        sampler: Sampler,
-        max_queue_size: usize,
-    ) -> Self {
-        let counters = Arc::new(TraceCounters::new(max_queue_size));
-        let batch = BatchConfigBuilder::default()
-            .with_max_queue_size(max_queue_size.max(1))
-            .build();
-        let mut processor =
-            BatchSpanProcessor::builder(CountingExporter::new(exporter, counters.clone()))
-                .with_batch_config(batch)
-                .build();
-        processor.set_resource(resource);
-        let scope = InstrumentationScope::builder("vidperf")
-            .with_version(env!("CARGO_PKG_VERSION"))
-            .build();
-        Self {
-            processor,
-            sampler,
-            scope,
-            counters,
+    /// A sink whose batches go to `export`.
+    pub fn builder(export: impl SpanExport) -> TraceSinkBuilder {
+        TraceSinkBuilder {
+            export: Arc::new(export),
+            resource: Vec::new(),
+            batch: BatchConfig::default(),
+            tail: None,
+            gpu_memory_limit: None,
         }
     }
 
     /// What happened to the spans so far.
     pub fn counters(&self) -> &Arc<TraceCounters> {
-        &self.counters
+        &self.inner.counters
     }
 
-    /// Exports everything queued.
-    pub fn flush(&self) -> OTelSdkResult {
-        self.processor.force_flush()
+    /// What the export says of itself: the span counts, and the tail sampler's.
+    pub fn health(&self) -> ExportHealth {
+        let mut health = self.inner.counters.report();
+        health.tail = self.inner.tail.as_ref().map(Tail::health);
+        health.export_panicked = self.inner.batcher.get().and_then(Batcher::panicked);
+        health
     }
 
-    /// Flushes and stops the processor, waiting at most `timeout`. What is still
-    /// queued then, and every span that finishes afterwards, is counted as
-    /// [`ExportHealth::dropped_shutdown`].
-    pub fn shutdown(&self, timeout: Duration) -> OTelSdkResult {
-        let result = self.processor.shutdown_with_timeout(timeout);
-        self.counters.shut_down.store(true, Ordering::Release);
+    /// Exports everything queued, waiting at most the export timeout.
+    pub fn flush(&self) -> Result<(), StopTimeout> {
+        match self.inner.batcher.get() {
+            Some(b) => b.flush(self.inner.flush_timeout),
+            None => Ok(()),
+        }
+    }
+
+    /// Decides the traces still open (by what their spans said so far), exports what is
+    /// queued and stops, waiting at most `timeout`. What is still queued then, and every
+    /// span that finishes afterwards, is counted as [`ExportHealth::dropped_shutdown`].
+    pub fn shutdown(&self, timeout: Duration) -> Result<(), StopTimeout> {
+        if let Some(tail) = &self.inner.tail {
+            tail.drain(&mut |span| self.inner.enqueue(span));
+        }
+        let result = match self.inner.batcher.get() {
+            Some(b) => b.shutdown(timeout),
+            None => Ok(()),
+        };
+        self.inner.counters.shut_down.store(true, Ordering::Release);
         result
-    }
-
-    /// The sampler decides on the trace id alone, so every span of a trace gets the
-    /// same decision wherever and whenever it closes.
-    fn sampled(&self, span: &FinishedSpan) -> bool {
-        let trace_id = TraceId::from_bytes(span.trace_id.to_bytes());
-        let result =
-            self.sampler
-                .should_sample(None, trace_id, span.name, &SpanKind::Internal, &[], &[]);
-        !matches!(result.decision, SamplingDecision::Drop)
     }
 }
 
 impl Sink for TraceSink {
     fn on_finish(&self, span: &FinishedSpan) {
-        if !self.sampled(span) {
-            self.counters.unsampled.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        if self.counters.admit() {
-            self.processor.on_end(span_data(span, &self.scope));
+        let inner = &*self.inner;
+        match &inner.tail {
+            Some(tail) => tail.on_finish(span, &mut |bytes| inner.enqueue(bytes)),
+            None if !span.flags.is_sampled() => {
+                inner.counters.unsampled.fetch_add(1, Ordering::Relaxed);
+            }
+            // The place first: a span the full queue drops is never encoded.
+            None => {
+                if inner.counters.admit()
+                    && let Some(batcher) = inner.batcher.get()
+                {
+                    batcher.push(encode::span(span));
+                }
+            }
         }
     }
 
@@ -246,10 +325,10 @@ impl Sink for TraceSink {
 /// families.
 impl HealthSource for TraceSink {
     fn report(&self, health: &mut Health) {
-        health.set_part("export", &self.counters().report());
+        health.set_part("export", &self.health());
     }
 
     fn metrics(&self, families: &mut Vec<Family>) {
-        self.counters().report().families(families);
+        self.health().families(families);
     }
 }

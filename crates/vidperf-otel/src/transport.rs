@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-
 use crate::config::{OtelConfig, OtelError, Protocol};
 
 /// Where one signal's requests go.
@@ -14,8 +12,6 @@ pub(crate) struct Transport {
     /// For HTTP the whole URL (`…/v1/metrics`); for gRPC the server's base URL.
     endpoint: String,
     headers: Vec<(String, String)>,
-    // reason: only the gRPC transport bounds its calls itself (the HTTP agent holds it).
-    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
     timeout: Duration,
     kind: Kind,
 }
@@ -44,35 +40,76 @@ fn var(name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// `key=value,…` with `%XX` escapes decoded (checked when the configuration was read).
-fn parse_headers(text: &str) -> Vec<(String, String)> {
-    text.split(',')
-        .filter_map(|item| {
-            let (k, v) = item.split_once('=')?;
-            Some((k.trim().to_owned(), percent_decode(v.trim())))
-        })
-        .filter(|(k, _)| !k.is_empty())
-        .collect()
+/// Why an OTLP request was not delivered.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExportError {
+    /// The collector could not be reached (connection refused, DNS, TLS, reset).
+    #[error("{endpoint}: {source}")]
+    Unreachable {
+        /// Where the request went.
+        endpoint: String,
+        /// What the client said.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The collector answered with an error status.
+    #[error("{endpoint}: HTTP {status}")]
+    Status {
+        /// Where the request went.
+        endpoint: String,
+        /// The status.
+        status: u16,
+        /// The delay the collector asked for (`Retry-After`), if any.
+        retry_after: Option<Duration>,
+    },
+    /// The collector answered a gRPC call with an error.
+    #[error("{endpoint}: gRPC status {code}: {message}")]
+    Grpc {
+        /// Where the request went.
+        endpoint: String,
+        /// The gRPC status code.
+        code: i32,
+        /// Its message.
+        message: String,
+    },
+    /// No answer within the export timeout.
+    #[error("{endpoint}: no answer within {timeout:?}")]
+    Timeout {
+        /// Where the request went.
+        endpoint: String,
+        /// The timeout.
+        timeout: Duration,
+    },
 }
 
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%' && i + 2 < bytes.len())
-            .then(|| std::str::from_utf8(&bytes[i + 1..i + 3]).ok())
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        if let Some(b) = escaped {
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
+impl ExportError {
+    /// Whether sending again may succeed (OTLP's retryable answers: HTTP 429, 502, 503,
+    /// 504; gRPC `UNAVAILABLE`, `RESOURCE_EXHAUSTED` and kin; no answer at all).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Unreachable { .. } | Self::Timeout { .. } => true,
+            Self::Status { status, .. } => matches!(status, 429 | 502 | 503 | 504),
+            // CANCELLED, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, OUT_OF_RANGE,
+            // UNAVAILABLE, DATA_LOSS.
+            Self::Grpc { code, .. } => matches!(code, 1 | 4 | 8 | 10 | 11 | 14 | 15),
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+
+    /// The delay the collector asked for before the next try.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// Which OTLP service a request is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Signal {
+    Traces,
+    Metrics,
 }
 
 impl Transport {
@@ -104,7 +141,7 @@ impl Transport {
         };
         let headers = var(&format!("OTEL_EXPORTER_OTLP_{upper}_HEADERS"))
             .or_else(|| var("OTEL_EXPORTER_OTLP_HEADERS"))
-            .map(|h| parse_headers(&h))
+            .map(|h| crate::resource::parse_pairs(&h))
             .unwrap_or_default();
         let kind = match config.protocol {
             Protocol::HttpProtobuf => Kind::Http(
@@ -129,93 +166,126 @@ impl Transport {
         })
     }
 
-    /// Sends an encoded metrics request (`body`; gRPC sends `request` itself); the error
-    /// says what went wrong.
-    pub(crate) fn send_metrics(
-        &self,
-        body: &[u8],
-        request: &ExportMetricsServiceRequest,
-    ) -> Result<(), String> {
+    /// Sends one encoded `Export{Trace,Metrics}ServiceRequest`.
+    pub(crate) fn send(&self, signal: Signal, body: &[u8]) -> Result<(), ExportError> {
+        #[cfg(not(feature = "grpc"))]
+        let _ = signal;
         match &self.kind {
-            Kind::Http(agent) => {
-                let _ = request;
-                self.post(agent, body)
-            }
+            Kind::Http(agent) => self.post(agent, body),
             #[cfg(feature = "grpc")]
-            Kind::Grpc(runtime) => {
-                let _ = body;
-                self.grpc_metrics(runtime, request.clone())
-            }
+            Kind::Grpc(runtime) => self.grpc(runtime, signal, body),
         }
     }
 
-    fn post(&self, agent: &ureq::Agent, body: &[u8]) -> Result<(), String> {
+    fn post(&self, agent: &ureq::Agent, body: &[u8]) -> Result<(), ExportError> {
         let mut request = agent
             .post(&self.endpoint)
             .header("content-type", "application/x-protobuf");
         for (k, v) in &self.headers {
             request = request.header(k.as_str(), v.as_str());
         }
-        let response = request
-            .send(body)
-            .map_err(|e| format!("{}: {e}", self.endpoint))?;
+        let response = request.send(body).map_err(|e| match e {
+            ureq::Error::Timeout(_) => ExportError::Timeout {
+                endpoint: self.endpoint.clone(),
+                timeout: self.timeout,
+            },
+            other => ExportError::Unreachable {
+                endpoint: self.endpoint.clone(),
+                source: Box::new(other),
+            },
+        })?;
         let status = response.status();
         if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!("{}: HTTP {status}", self.endpoint))
+            return Ok(());
         }
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        Err(ExportError::Status {
+            endpoint: self.endpoint.clone(),
+            status: status.as_u16(),
+            retry_after,
+        })
     }
 
     #[cfg(feature = "grpc")]
-    fn grpc_metrics(
+    fn grpc(
         &self,
         runtime: &tokio::runtime::Handle,
-        request: ExportMetricsServiceRequest,
-    ) -> Result<(), String> {
+        signal: Signal,
+        body: &[u8],
+    ) -> Result<(), ExportError> {
+        use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
         use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+        use prost::Message as _;
         let endpoint = self.endpoint.clone();
         let headers = self.headers.clone();
         let timeout = self.timeout;
-        runtime.block_on(async move {
-            let call = async {
-                let mut client = MetricsServiceClient::connect(endpoint.clone())
-                    .await
-                    .map_err(|e| format!("{endpoint}: {e}"))?;
-                let mut request = tonic::Request::new(request);
-                for (k, v) in &headers {
-                    if let (Ok(k), Ok(v)) = (
-                        tonic::metadata::MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes()),
-                        v.parse(),
-                    ) {
-                        request.metadata_mut().insert(k, v);
-                    }
+        let unreachable = |e: Box<dyn std::error::Error + Send + Sync>| ExportError::Unreachable {
+            endpoint: endpoint.clone(),
+            source: e,
+        };
+        let status = |s: tonic::Status| ExportError::Grpc {
+            endpoint: endpoint.clone(),
+            code: s.code() as i32,
+            message: s.message().to_owned(),
+        };
+        fn request<T>(message: T, headers: &[(String, String)]) -> tonic::Request<T> {
+            let mut request = tonic::Request::new(message);
+            for (k, v) in headers {
+                if let (Ok(k), Ok(v)) = (
+                    tonic::metadata::MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes()),
+                    v.parse(),
+                ) {
+                    request.metadata_mut().insert(k, v);
                 }
-                client
-                    .export(request)
-                    .await
-                    .map(drop)
-                    .map_err(|e| format!("{endpoint}: {e}"))
-            };
+            }
+            request
+        }
+        // tonic sends messages, not bytes: the request is decoded once more here (gRPC
+        // only; HTTP sends the bytes as they are).
+        let call = async {
+            match signal {
+                Signal::Traces => {
+                    let message = ExportTraceServiceRequest::decode(body)
+                        .map_err(|e| unreachable(Box::new(e)))?;
+                    let mut client = TraceServiceClient::connect(endpoint.clone())
+                        .await
+                        .map_err(|e| unreachable(Box::new(e)))?;
+                    client
+                        .export(request(message, &headers))
+                        .await
+                        .map(drop)
+                        .map_err(status)
+                }
+                Signal::Metrics => {
+                    let message = ExportMetricsServiceRequest::decode(body)
+                        .map_err(|e| unreachable(Box::new(e)))?;
+                    let mut client = MetricsServiceClient::connect(endpoint.clone())
+                        .await
+                        .map_err(|e| unreachable(Box::new(e)))?;
+                    client
+                        .export(request(message, &headers))
+                        .await
+                        .map(drop)
+                        .map_err(status)
+                }
+            }
+        };
+        runtime.block_on(async {
             tokio::time::timeout(timeout, call)
                 .await
-                .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
+                .unwrap_or_else(|_| {
+                    Err(ExportError::Timeout {
+                        endpoint: endpoint.clone(),
+                        timeout,
+                    })
+                })
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn headers_are_split_and_decoded() {
-        assert_eq!(
-            parse_headers("api-key=a%2Cb, x = y ,=z"),
-            vec![
-                ("api-key".to_owned(), "a,b".to_owned()),
-                ("x".to_owned(), "y".to_owned())
-            ]
-        );
     }
 }

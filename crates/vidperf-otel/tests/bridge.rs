@@ -1,32 +1,54 @@
-//! The bridge with the SDK's in-memory span exporter: sampling is consistent per trace,
-//! every operation reaches the metrics and statistics whatever the sampler drops, and
-//! the export queue is bounded with every drop counted by reason as it happens.
+//! The bridge with an exporter that keeps what it is sent (decoded with the reference
+//! OTLP types): sampling is consistent per trace, every operation reaches the metrics
+//! and statistics whatever the sampler drops, and the export queue is bounded with every
+//! drop counted by reason as it happens.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{InMemorySpanExporter, Sampler, SpanData, SpanExporter};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::Span as SpanData;
+use prost::Message as _;
 use tracing::info_span;
 use tracing_subscriber::prelude::*;
 use vidperf_core::metrics::Value;
+use vidperf_core::sampler::Sampler;
 use vidperf_core::{PerfLayer, Stats};
 use vidperf_otel::ExportHealth as TraceReport;
-use vidperf_otel::{DEFAULT_MAX_QUEUE_SIZE, TraceSink};
+use vidperf_otel::{BatchConfig, DEFAULT_MAX_QUEUE_SIZE, ExportError, SpanExport, TraceSink};
+
+/// Keeps every span it is sent.
+#[derive(Clone, Debug, Default)]
+struct Memory(Arc<Mutex<Vec<SpanData>>>);
+
+impl SpanExport for Memory {
+    fn export(&self, request: &[u8]) -> Result<(), ExportError> {
+        let request = ExportTraceServiceRequest::decode(request).expect("a valid request");
+        let mut spans = self.0.lock().expect("spans");
+        for rs in request.resource_spans {
+            for ss in rs.scope_spans {
+                spans.extend(ss.spans);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Memory {
+    fn spans(&self) -> Vec<SpanData> {
+        self.0.lock().expect("spans").clone()
+    }
+}
 
 #[test]
 fn unsampled_traces_still_count_in_metrics_and_statistics() {
-    let spans = InMemorySpanExporter::default();
-    let traces = sink(
-        spans.clone(),
-        Sampler::TraceIdRatioBased(0.5),
-        DEFAULT_MAX_QUEUE_SIZE,
-    );
+    let spans = Memory::default();
+    let traces = sink(spans.clone(), DEFAULT_MAX_QUEUE_SIZE);
     let stats = Arc::new(Stats::default());
     let layer = PerfLayer::builder()
         .sink(stats.clone())
         .sink(traces.clone())
+        .sampler(Sampler::TraceIdRatio(0.5))
         .build();
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
         for i in 0..200u64 {
@@ -41,7 +63,7 @@ fn unsampled_traces_still_count_in_metrics_and_statistics() {
     assert_eq!(stats.snapshot().summary.total_operations, 400);
 
     // Traces: about half of the traces, and always whole (parent and child together).
-    let exported = spans.get_finished_spans().expect("spans");
+    let exported = spans.spans();
     let report = traces.counters().report();
     assert_eq!(report.emitted as usize, exported.len());
     assert_eq!(report.emitted + report.unsampled, 400);
@@ -52,7 +74,7 @@ fn unsampled_traces_still_count_in_metrics_and_statistics() {
     );
     let mut per_trace = std::collections::HashMap::new();
     for s in &exported {
-        *per_trace.entry(s.span_context.trace_id()).or_insert(0) += 1;
+        *per_trace.entry(s.trace_id.clone()).or_insert(0) += 1;
     }
     assert!(
         per_trace.values().all(|n| *n == 2),
@@ -64,7 +86,7 @@ fn unsampled_traces_still_count_in_metrics_and_statistics() {
         .expect("a child");
     let parent = exported
         .iter()
-        .find(|s| s.span_context.span_id() == child.parent_span_id)
+        .find(|s| s.span_id == child.parent_span_id)
         .expect("its parent");
     assert_eq!(parent.name, "request");
 
@@ -86,56 +108,57 @@ fn unsampled_traces_still_count_in_metrics_and_statistics() {
 
 #[test]
 fn remote_parents_and_follows_from_links_reach_the_span_data() {
-    use vidperf_core::{SpanExt, TraceParent};
-    let spans = InMemorySpanExporter::default();
-    let traces = sink(spans.clone(), Sampler::AlwaysOn, DEFAULT_MAX_QUEUE_SIZE);
+    use vidperf_core::{SpanExt, TraceContext};
+    let spans = Memory::default();
+    let traces = sink(spans.clone(), DEFAULT_MAX_QUEUE_SIZE);
     let layer = PerfLayer::builder().sink(traces.clone()).build();
-    let remote: TraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    let remote: TraceContext = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         .parse()
         .expect("valid");
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
         let job = info_span!("background_job", strategy = "vsrm");
-        assert!(job.set_parent(remote));
+        assert!(job.set_parent(remote.clone()));
         job.in_scope(|| info_span!("child").in_scope(|| {}));
         let batch = info_span!("batch");
         batch.follows_from(&job);
         assert_eq!(job.context().map(|c| c.trace_id), Some(remote.trace_id));
     });
     traces.flush().expect("flush");
-    let exported = spans.get_finished_spans().expect("spans");
+    let exported = spans.spans();
     let job = exported
         .iter()
         .find(|s| s.name == "background_job")
         .expect("job");
+    assert_eq!(job.trace_id, remote.trace_id.to_bytes());
+    assert_eq!(job.parent_span_id, remote.span_id.to_bytes());
     assert_eq!(
-        job.span_context.trace_id().to_string(),
-        remote.trace_id.to_string()
+        job.flags & 0x300,
+        0x300,
+        "the parent is remote: {:x}",
+        job.flags
     );
-    assert_eq!(job.parent_span_id.to_string(), remote.span_id.to_string());
-    assert!(job.parent_span_is_remote);
+    assert_eq!(job.flags & 0xff, 0x01, "sampled, not random upstream");
     let child = exported.iter().find(|s| s.name == "child").expect("child");
     assert_eq!(
-        child.span_context.trace_id(),
-        job.span_context.trace_id(),
+        child.trace_id, job.trace_id,
         "children join the remote trace"
     );
-    assert_eq!(child.parent_span_id, job.span_context.span_id());
+    assert_eq!(child.parent_span_id, job.span_id);
+    assert_eq!(child.flags & 0x300, 0x100, "a local parent");
     let batch = exported.iter().find(|s| s.name == "batch").expect("batch");
-    assert_eq!(batch.links.links.len(), 1);
-    assert_eq!(
-        batch.links.links[0].span_context.span_id(),
-        job.span_context.span_id()
-    );
+    assert_eq!(batch.links.len(), 1);
+    assert_eq!(batch.links[0].span_id, job.span_id);
 }
 
-/// A trace sink exporting through `exporter`.
-fn sink(exporter: impl SpanExporter + 'static, sampler: Sampler, queue: usize) -> Arc<TraceSink> {
-    Arc::new(TraceSink::with_exporter(
-        exporter,
-        &Resource::builder_empty().build(),
-        sampler,
-        queue,
-    ))
+/// A trace sink exporting through `exporter`, batches sent as soon as they are asked for.
+fn sink(exporter: impl SpanExport, queue: usize) -> Arc<TraceSink> {
+    let batch = BatchConfig::default().with_max_queue_size(queue);
+    Arc::new(
+        TraceSink::builder(exporter)
+            .batch(batch)
+            .start()
+            .expect("start"),
+    )
 }
 
 /// An exporter that holds every batch until the test opens its gate.
@@ -152,8 +175,8 @@ impl GatedExporter {
     }
 }
 
-impl SpanExporter for GatedExporter {
-    async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+impl SpanExport for GatedExporter {
+    fn export(&self, _request: &[u8]) -> Result<(), ExportError> {
         let (open, changed) = &*self.gate;
         let mut open = open.lock().expect("gate");
         while !*open {
@@ -188,7 +211,7 @@ fn growing(r: &TraceReport) -> [u64; 6] {
 #[test]
 fn the_queue_bound_is_exact_and_drops_are_counted_as_they_happen() {
     let exporter = GatedExporter::default();
-    let traces = sink(exporter.clone(), Sampler::AlwaysOn, 100);
+    let traces = sink(exporter.clone(), 100);
     emit(&traces, 250);
     let stuck = traces.counters().report();
     assert_eq!(
@@ -238,7 +261,7 @@ fn the_queue_bound_is_exact_and_drops_are_counted_as_they_happen() {
 #[test]
 fn what_shutdown_could_not_send_is_dropped_at_shutdown() {
     let exporter = GatedExporter::default();
-    let traces = sink(exporter.clone(), Sampler::AlwaysOn, 100);
+    let traces = sink(exporter.clone(), 100);
     emit(&traces, 50);
     assert_eq!(traces.counters().report().queued, 50);
     traces

@@ -135,6 +135,11 @@ fn span(i: u64, op: &Op) -> FinishedSpan {
         otel: Vec::new(),
         events: Vec::new(),
         dropped_events: 0,
+        flags: crate::TraceFlags::SAMPLED,
+        parent_sampled: None,
+        trace_state: crate::TraceState::new(),
+        local_root: SpanId::from_bytes((0x00f0_67aa_0ba9_02b7u64 + i).to_be_bytes()),
+        error_type: None,
     }
 }
 

@@ -17,15 +17,16 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::fields;
 use crate::ids::{SpanId, TraceId};
+use crate::propagation::{TraceFlags, TraceState};
 use crate::resources::ResourceWindows;
+use crate::sampler::Sampler;
 use crate::sink::{Sink, SpanInterest};
 use crate::span::{ActiveOperation, ResourcePeaks};
 use crate::stats::{Health, HealthSource};
 use crate::value::FieldValue;
 
 pub use state::MAX_EVENTS_PER_SPAN;
-pub(crate) use state::PANIC_MESSAGE;
-use state::{Deferred, ErrorMessage, EventRecorder, Recorder, RunsUserCode, SpanState};
+use state::{Deferred, ErrorMessage, EventRecorder, Position, Recorder, RunsUserCode, SpanState};
 
 /// The layer that recognises operations, measures them and hands each finished span to
 /// the registered [`Sink`]s.
@@ -62,6 +63,7 @@ struct Inner {
     sinks: Vec<(Arc<dyn SinkDebug>, SpanInterest)>,
     all_spans: bool,
     resources: Option<Arc<dyn WindowsDebug>>,
+    sampler: Sampler,
     health: LayerHealth,
 }
 
@@ -125,6 +127,7 @@ impl HealthSource for PerfLayer {
 pub struct PerfLayerBuilder {
     sinks: Vec<(Arc<dyn SinkDebug>, SpanInterest)>,
     resources: Option<Arc<dyn WindowsDebug>>,
+    sampler: Sampler,
 }
 
 impl PerfLayerBuilder {
@@ -143,6 +146,17 @@ impl PerfLayerBuilder {
         self
     }
 
+    /// Decides with `sampler` whether each new local root — and so its local trace — is
+    /// sampled (default [`Sampler::ParentBased`] on [`AlwaysOn`](crate::sampler::Root::AlwaysOn)).
+    /// The decision is each span's sampled flag: what a trace sink exports and what
+    /// [`TraceContext`](crate::propagation::TraceContext) propagates. Statistics count
+    /// every operation whatever it decides.
+    #[must_use]
+    pub fn sampler(mut self, sampler: Sampler) -> Self {
+        self.sampler = sampler;
+        self
+    }
+
     /// The layer.
     pub fn build(self) -> PerfLayer {
         let all_spans = self.sinks.iter().any(|(_, i)| *i == SpanInterest::All);
@@ -151,6 +165,7 @@ impl PerfLayerBuilder {
                 sinks: self.sinks,
                 all_spans,
                 resources: self.resources,
+                sampler: self.sampler,
                 health: LayerHealth::default(),
             }),
         }
@@ -193,22 +208,40 @@ where
             return;
         }
         let Some(span) = ctx.span(id) else { return };
-        // The nearest tracked ancestor gives the trace and the parent (walking up from
-        // the parent: `scope()` would look the span itself up again first).
-        let mut trace = None;
+        // The nearest tracked ancestor gives the trace, the parent, the sampling
+        // decision and the tracestate (walking up from the parent: `scope()` would look
+        // the span itself up again first).
+        let mut position = None;
         let mut ancestor = span.parent();
         while let Some(current) = ancestor {
             if let Some(parent) = current.extensions().get::<SpanState>() {
-                trace = Some((parent.trace_id, parent.span_id));
+                position = Some(Position {
+                    trace_id: parent.trace_id,
+                    parent: Some(parent.span_id),
+                    flags: parent.flags,
+                    parent_sampled: Some(parent.flags.is_sampled()),
+                    trace_state: parent.trace_state.clone(),
+                    local_root: Some(parent.local_root),
+                });
                 break;
             }
             ancestor = current.parent();
         }
-        let (trace_id, parent) = match trace {
-            Some((trace_id, parent)) => (trace_id, Some(parent)),
-            None => (TraceId::random(), None),
-        };
-        let mut state = SpanState::new(trace_id, parent, is_operation);
+        let position = position.unwrap_or_else(|| {
+            // A new local root: a new random trace id, sampled as the sampler says.
+            let trace_id = TraceId::random();
+            let sampled = self.inner.sampler.should_sample(trace_id, None);
+            Position {
+                trace_id,
+                parent: None,
+                flags: TraceFlags::RANDOM.with_sampled(sampled),
+                parent_sampled: None,
+                trace_state: TraceState::new(),
+                local_root: None,
+            }
+        });
+        let trace_id = position.trace_id;
+        let mut state = SpanState::new(position, is_operation);
         if is_operation && let Some(resources) = &self.inner.resources {
             state.window = Some(resources.open(state.started));
         }
@@ -354,7 +387,7 @@ where
                 return;
             };
             if std::thread::panicking() {
-                state.fail(PANIC_MESSAGE);
+                state.fail_panicked();
             }
             let window = state.window.take();
             (
@@ -379,7 +412,7 @@ where
     if let Some(span) = ctx.span(id)
         && let Some(state) = span.extensions_mut().get_mut::<SpanState>()
     {
-        state.fail(PANIC_MESSAGE);
+        state.fail_panicked();
     }
 }
 
@@ -394,6 +427,23 @@ pub(crate) fn with_state<R>(span: &Span, f: impl FnOnce(&mut SpanState) -> R) ->
         let mut extensions = data.extensions_mut();
         let state = extensions.get_mut::<SpanState>()?;
         f.take().map(|f| f(state))
+    })
+    .flatten()
+}
+
+/// Runs `f` on the state of `span` and the sampler of the [`PerfLayer`] tracking it.
+pub(crate) fn with_state_and_sampler<R>(
+    span: &Span,
+    f: impl FnOnce(&mut SpanState, &Sampler) -> R,
+) -> Option<R> {
+    let mut f = Some(f);
+    span.with_subscriber(|(id, dispatch)| {
+        let layer = dispatch.downcast_ref::<PerfLayer>()?;
+        let registry = dispatch.downcast_ref::<Registry>()?;
+        let data = registry.span(id)?;
+        let mut extensions = data.extensions_mut();
+        let state = extensions.get_mut::<SpanState>()?;
+        f.take().map(|f| f(state, &layer.inner.sampler))
     })
     .flatten()
 }

@@ -11,6 +11,7 @@ use tracing::field::{Field, Visit};
 use crate::fields::{self, OperationFields};
 use crate::ids::{SpanId, TraceId};
 use crate::intern::intern;
+use crate::propagation::{TraceFlags, TraceState};
 use crate::resources::WindowStart;
 use crate::span::{FinishedSpan, OperationKey, ResourcePeaks, SpanEvent};
 use crate::value::{FieldValue, MAX_STRING_VALUE_BYTES, truncate};
@@ -43,19 +44,38 @@ pub(crate) struct SpanState {
     pub(crate) dropped_events: u32,
     pub(crate) parent_is_remote: bool,
     pub(crate) links: Vec<(TraceId, SpanId)>,
+    /// The sampling decision (and the random trace id flag), as propagated.
+    pub(crate) flags: TraceFlags,
+    /// The parent's sampled flag, when the span has a parent.
+    pub(crate) parent_sampled: Option<bool>,
+    pub(crate) trace_state: TraceState,
+    /// The first span of this trace in this process (the span itself for a root).
+    pub(crate) local_root: SpanId,
+    /// The error's class (`error.type`), when known.
+    pub(crate) error_type: Option<Cow<'static, str>>,
+}
+
+/// Where a new span stands in its trace, from its nearest tracked ancestor or as a new
+/// local root.
+#[derive(Debug)]
+pub(crate) struct Position {
+    pub(crate) trace_id: TraceId,
+    pub(crate) parent: Option<SpanId>,
+    pub(crate) flags: TraceFlags,
+    pub(crate) parent_sampled: Option<bool>,
+    pub(crate) trace_state: TraceState,
+    /// `None` for a new local root.
+    pub(crate) local_root: Option<SpanId>,
 }
 
 impl SpanState {
-    pub(crate) fn new(
-        trace_id: TraceId,
-        parent_span_id: Option<SpanId>,
-        is_operation: bool,
-    ) -> Self {
+    pub(crate) fn new(position: Position, is_operation: bool) -> Self {
         let started = Instant::now();
+        let span_id = SpanId::random();
         Self {
-            trace_id,
-            span_id: SpanId::random(),
-            parent_span_id,
+            trace_id: position.trace_id,
+            span_id,
+            parent_span_id: position.parent,
             is_operation,
             started,
             start_time: crate::clock::wall_time(started),
@@ -71,7 +91,28 @@ impl SpanState {
             dropped_events: 0,
             parent_is_remote: false,
             links: Vec::new(),
+            flags: position.flags,
+            parent_sampled: position.parent_sampled,
+            trace_state: position.trace_state,
+            local_root: position.local_root.unwrap_or(span_id),
+            error_type: None,
         }
+    }
+
+    /// A root of a new trace, sampled as `sampled` says (for tests).
+    #[cfg(test)]
+    pub(crate) fn root(sampled: bool) -> Self {
+        Self::new(
+            Position {
+                trace_id: TraceId::random(),
+                parent: None,
+                flags: TraceFlags::RANDOM.with_sampled(sampled),
+                parent_sampled: None,
+                trace_state: TraceState::new(),
+                local_root: None,
+            },
+            true,
+        )
     }
 
     /// Names an operation whose `operation` or `strategy` field was not given at
@@ -99,6 +140,14 @@ impl SpanState {
             };
             self.error = Some(truncate(message, MAX_ERROR_BYTES));
         }
+    }
+
+    /// Marks the span failed by a panic unwinding through it.
+    pub(crate) fn fail_panicked(&mut self) {
+        if self.error.is_none() {
+            self.error_type = Some(Cow::Borrowed("panic"));
+        }
+        self.fail(PANIC_MESSAGE);
     }
 
     /// Adds a link, at most 32 per span.
@@ -136,6 +185,10 @@ impl SpanState {
                     fields::OPERATION => self.operation_type = Some(intern(&text)),
                     _ => self.fail(&text),
                 }
+                true
+            }
+            fields::ERROR_TYPE => {
+                self.error_type = Some(Cow::Owned(truncate(&value.to_string(), 256)));
                 true
             }
             fields::FRAMES_PROCESSED => set(&mut f.frames_processed, value.as_u64()),
@@ -186,6 +239,11 @@ impl SpanState {
                 FieldValue::from(self.metadata_dropped),
             ));
         }
+        let error_type = self.error.is_some().then(|| {
+            self.error_type
+                .take()
+                .unwrap_or(Cow::Borrowed(fields::ERROR_TYPE_OTHER))
+        });
         FinishedSpan {
             trace_id: self.trace_id,
             span_id: self.span_id,
@@ -206,6 +264,11 @@ impl SpanState {
             dropped_events: self.dropped_events,
             parent_is_remote: self.parent_is_remote,
             links: std::mem::take(&mut self.links),
+            flags: self.flags,
+            parent_sampled: self.parent_sampled,
+            trace_state: std::mem::take(&mut self.trace_state),
+            local_root: self.local_root,
+            error_type,
         }
     }
 }
@@ -593,7 +656,7 @@ mod tests {
         }
         read.record_debug(&field("strategy"), &"seedvr2");
         read.record_str(&field("error"), "out of memory");
-        let mut state = SpanState::new(TraceId::random(), None, true);
+        let mut state = SpanState::root(true);
         read.apply(&mut state);
         let names: Vec<_> = state.metadata.iter().map(|(n, _)| n.as_ref()).collect();
         assert_eq!(names, ["a", "b", "c", "d", "e", "f"]);

@@ -153,7 +153,7 @@ impl HistogramValue {
 }
 
 /// One observation with the trace and span it came from.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct Exemplar {
     /// The observed value.

@@ -24,6 +24,8 @@ pub(crate) const BOUNDS_NANOS: [u64; DURATION_BUCKETS.len()] = {
 /// What one finished operation contributes to the statistics, in base units.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub(crate) struct Measured {
+    /// The operation as an exemplar of its duration bucket, when its trace is exported.
+    pub(crate) exemplar: Option<crate::metrics::Exemplar>,
     pub(crate) nanos: u64,
     pub(crate) success: bool,
     pub(crate) frames: Option<u64>,

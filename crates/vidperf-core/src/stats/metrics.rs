@@ -9,7 +9,7 @@ use super::aggregate::{BOUNDS_NANOS, Measured};
 use super::snapshot::DURATION_BUCKETS;
 use crate::figure::{FIGURES, Figure};
 use crate::metrics::{
-    Family, HistogramValue, Point, Value, attr, family, figure_family, figure_max_family,
+    Exemplar, Family, HistogramValue, Point, Value, attr, family, figure_family, figure_max_family,
     per_frame_family,
 };
 
@@ -83,6 +83,9 @@ fn bucket_of(bounds: &[f64], value: f64) -> usize {
 pub(crate) struct Cumulative {
     /// Durations in seconds, by outcome ([`OUTCOMES`]).
     duration: [Buckets<{ DURATION_BUCKETS.len() + 1 }>; 2],
+    /// The newest operation of each duration bucket whose trace is exported, by
+    /// outcome.
+    exemplars: [[Option<Exemplar>; DURATION_BUCKETS.len() + 1]; 2],
     frames: u64,
     /// Operations that recorded frames, and their duration in nanoseconds.
     frame_operations: u64,
@@ -100,6 +103,9 @@ impl Cumulative {
         let outcome = usize::from(!m.success);
         let bucket = BOUNDS_NANOS.partition_point(|bound| *bound < m.nanos);
         self.duration[outcome].add(bucket, m.nanos as f64 / 1e9);
+        if let Some(e) = &m.exemplar {
+            self.offer(outcome, bucket, *e);
+        }
         if let Some(frames) = m.frames {
             self.frames = self.frames.saturating_add(frames);
             self.frame_operations += 1;
@@ -125,6 +131,17 @@ impl Cumulative {
         }
     }
 
+    /// Makes `exemplar` the one of its duration bucket.
+    pub(crate) fn offer(&mut self, outcome: usize, bucket: usize, exemplar: Exemplar) {
+        if let Some(slot) = self
+            .exemplars
+            .get_mut(outcome)
+            .and_then(|row| row.get_mut(bucket))
+        {
+            *slot = Some(exemplar);
+        }
+    }
+
     /// Adds this pair's points to `families` (indexed as [`Families::new`] lays them out).
     pub(crate) fn points(&self, operation: &str, strategy: &str, families: &mut Families) {
         let key = || -> Vec<(&'static str, Cow<'static, str>)> {
@@ -133,14 +150,18 @@ impl Cumulative {
                 (attr::STRATEGY, Cow::Owned(strategy.to_owned())),
             ]
         };
-        for (outcome, buckets) in OUTCOMES.iter().zip(&self.duration) {
+        for ((outcome, buckets), exemplars) in
+            OUTCOMES.iter().zip(&self.duration).zip(&self.exemplars)
+        {
             if buckets.count > 0 {
                 let mut attributes = key();
                 attributes.push((attr::OUTCOME, Cow::Borrowed(*outcome)));
-                families.duration.points.push(Point::new(
-                    attributes,
-                    Value::Histogram(buckets.value(&DURATION_BUCKETS)),
-                ));
+                let mut value = buckets.value(&DURATION_BUCKETS);
+                value.exemplars = exemplars.iter().flatten().copied().collect();
+                families
+                    .duration
+                    .points
+                    .push(Point::new(attributes, Value::Histogram(value)));
             }
         }
         if self.frame_operations > 0 {

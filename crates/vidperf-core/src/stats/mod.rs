@@ -236,6 +236,9 @@ pub struct Stats {
     started_at: SystemTime,
     inner: Mutex<Inner>,
     sources: RwLock<Vec<Arc<dyn HealthSource>>>,
+    /// Whether the trace sink offers the exemplars ([`Stats::offer_exemplar`]) rather
+    /// than every sampled operation being one.
+    exemplars_offered: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Stats {
@@ -245,6 +248,16 @@ impl std::fmt::Debug for Stats {
             .field("started_at", &self.started_at)
             .finish_non_exhaustive()
     }
+}
+
+/// `span` as the exemplar of its duration (in seconds).
+fn exemplar(span: &FinishedSpan, nanos: u64) -> crate::metrics::Exemplar {
+    crate::metrics::Exemplar::new(
+        nanos as f64 / 1e9,
+        span.end_time,
+        span.trace_id.to_bytes(),
+        span.span_id.to_bytes(),
+    )
 }
 
 /// A pair key part: a name id, or the overflow key.
@@ -519,6 +532,31 @@ impl Stats {
             started_at: SystemTime::now(),
             inner: Mutex::default(),
             sources: RwLock::default(),
+            exemplars_offered: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Exemplars come only from [`Stats::offer_exemplar`] from now on: a trace sink that
+    /// decides after the operation ended which traces it exports (a tail sampler) says
+    /// so, so that every exemplar's trace is one that was exported. Otherwise every
+    /// operation whose trace is sampled is its bucket's newest exemplar.
+    pub fn exemplars_from_offers(&self) {
+        self.exemplars_offered
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Makes `span` (an operation recorded earlier) its duration bucket's exemplar: its
+    /// trace was exported.
+    pub fn offer_exemplar(&self, span: &FinishedSpan) {
+        let Some(key) = &span.operation else { return };
+        let nanos = u64::try_from(span.duration.as_nanos()).unwrap_or(u64::MAX);
+        let bucket = aggregate::BOUNDS_NANOS.partition_point(|bound| *bound < nanos);
+        let exemplar = exemplar(span, nanos);
+        let mut inner = self.inner();
+        let resolved = inner.resolve(key, &self.config);
+        if let Some(pair) = inner.pairs.get_mut(resolved.pair as usize) {
+            pair.cumulative
+                .offer(usize::from(!span.is_success()), bucket, exemplar);
         }
     }
 
@@ -560,8 +598,13 @@ impl Stats {
         let slot = self.slots.number_at(end);
         let Some(key) = &span.operation else { return };
         let r = &span.resources;
+        let nanos = u64::try_from(span.duration.as_nanos()).unwrap_or(u64::MAX);
+        let offered = self
+            .exemplars_offered
+            .load(std::sync::atomic::Ordering::Relaxed);
         let m = Measured {
-            nanos: u64::try_from(span.duration.as_nanos()).unwrap_or(u64::MAX),
+            exemplar: (span.flags.is_sampled() && !offered).then(|| exemplar(span, nanos)),
+            nanos,
             success: span.is_success(),
             frames: span.fields.frames_processed,
             segments: span.fields.segments,

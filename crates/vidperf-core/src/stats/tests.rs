@@ -89,6 +89,11 @@ fn span(i: usize, end: SystemTime, op: &Op) -> FinishedSpan {
         otel: Vec::new(),
         events: Vec::new(),
         dropped_events: 0,
+        flags: crate::TraceFlags::SAMPLED,
+        parent_sampled: None,
+        trace_state: crate::TraceState::new(),
+        local_root: SpanId::from_bytes((i as u64 + 1).to_be_bytes()),
+        error_type: None,
     }
 }
 
