@@ -753,6 +753,34 @@ fn vidperf_otel_setup(config: &vidperf::otlp::OtelConfig) -> (Setup, vidperf::ot
     (setup, otel)
 }
 
+/// vidperf's full stack with the tail sampler keeping failed traces, operations over
+/// their pair's live p95 and 1% of the rest (its defaults), the statistics the builder
+/// wires feeding its thresholds.
+fn vidperf_tail_setup(config: &vidperf::otlp::OtelConfig) -> (Setup, vidperf::Vidperf) {
+    let mut config = config
+        .clone()
+        .with_tail_sampling(vidperf::otlp::TailConfig::default());
+    config.metrics = false;
+    let (layer, handle) = vidperf::builder()
+        .without_env()
+        .otlp(config)
+        .build()
+        .expect("vidperf with tail sampling");
+    let setup = Setup::new(
+        "vidperf + tail sampler (failures, > p95, 1%) → OTLP",
+        Dispatch::new(tracing_subscriber::registry().with(layer)),
+    )
+    .with_flush({
+        let handle = handle.clone();
+        move || {
+            if let Some(otlp) = handle.otlp() {
+                drop(otlp.traces().flush());
+            }
+        }
+    });
+    (setup, handle)
+}
+
 /// The OpenTelemetry SDK's OTLP/HTTP span exporter on a blocking ureq client (no async
 /// runtime), for tracing-opentelemetry's pipeline.
 mod sdk {
@@ -847,7 +875,8 @@ fn otel_section(rounds: usize) {
         "bare registry",
         Dispatch::new(tracing_subscriber::registry()),
     );
-    let setups = [bare, full, theirs, with_fmt];
+    let (tail, tail_handle) = vidperf_tail_setup(&config);
+    let setups = [bare, full, theirs, with_fmt, tail];
 
     println!(
         "| shape | setup | wall ns/span | spread p25–p75 | CPU ns/span (all threads) | wall vs tracing-opentelemetry | CPU vs tracing-opentelemetry | allocations/span |"
@@ -908,6 +937,12 @@ fn otel_section(rounds: usize) {
         "\nvidperf's exporter: {} spans emitted, {} exported, {} failed, {} dropped with the queue ({OTEL_QUEUE}) full.",
         export.emitted, export.exported, export.failed, export.dropped_queue_full
     );
+    if let Some(tail) = tail_handle.otlp().and_then(|o| o.health().tail) {
+        println!(
+            "Tail sampler: kept {:?}, dropped {} traces.",
+            tail.kept, tail.dropped_traces
+        );
+    }
     let _ = provider.shutdown();
     let _ = provider7.shutdown();
 }

@@ -323,8 +323,8 @@ fn every_reader_and_every_output_sees_the_same_figures() {
         .expect("captured")
         .iter()
         .rev()
-        .find(|(path, _)| path == "/v1/metrics")
-        .map(|(_, body)| body.clone())
+        .find(|c| c.path == "/v1/metrics")
+        .map(|c| c.body.clone())
         .expect("a metrics request");
     let request = ExportMetricsServiceRequest::decode(&metrics_body[..]).expect("OTLP protobuf");
 

@@ -85,6 +85,7 @@ fn opentelemetry_names_in_the_docs_are_exported() {
             attr::SAMPLES,
             attr::FPS,
             attr::OUTCOME,
+            attr::SAMPLING_REASON,
             "vidperf.metadata_dropped",
         ])
         .collect();

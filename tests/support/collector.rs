@@ -76,8 +76,19 @@ fn serve(listener: TcpListener, script: Script) -> (String, Arc<AtomicUsize>) {
     (format!("http://{addr}"), requests)
 }
 
-/// What a capturing collector received: each request's path and body.
-pub(crate) type Received = Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+/// One request a capturing collector received.
+// reason: the benchmark shares the file and reads none of it; tests read what they check.
+#[allow(dead_code)]
+#[derive(Clone, Debug)]
+pub(crate) struct Captured {
+    pub(crate) path: String,
+    /// Every header line, names lowercased, in order.
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+}
+
+/// What a capturing collector received, in order.
+pub(crate) type Received = Arc<std::sync::Mutex<Vec<Captured>>>;
 
 /// An OTLP/HTTP endpoint on loopback that keeps every request's path and body, and
 /// answers `200 OK` to `/v1/metrics` and `status` to everything else (say, a
@@ -100,6 +111,7 @@ pub(crate) fn capturing_collector(status: &'static str) -> (String, Received) {
                         let mut length = 0usize;
                         let mut line = String::new();
                         let mut path = String::new();
+                        let mut headers = Vec::new();
                         loop {
                             line.clear();
                             if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -107,6 +119,8 @@ pub(crate) fn capturing_collector(status: &'static str) -> (String, Received) {
                             }
                             if path.is_empty() {
                                 path = line.split(' ').nth(1).unwrap_or_default().to_owned();
+                            } else if let Some((k, v)) = line.split_once(':') {
+                                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
                             }
                             if let Some(v) =
                                 line.to_ascii_lowercase().strip_prefix("content-length:")
@@ -126,8 +140,14 @@ pub(crate) fn capturing_collector(status: &'static str) -> (String, Received) {
                         } else {
                             status
                         };
-                        keep.lock().expect("captured").push((path, body));
-                        let reply = format!("HTTP/1.1 {answer}\r\nContent-Length: 0\r\n\r\n");
+                        keep.lock().expect("captured").push(Captured {
+                            path,
+                            headers,
+                            body,
+                        });
+                        let reply = format!(
+                            "HTTP/1.1 {answer}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n[]"
+                        );
                         if reader.get_mut().write_all(reply.as_bytes()).is_err() {
                             return;
                         }

@@ -73,6 +73,9 @@ pub struct FinishedSpan {
     /// The class of the failure ([`fields::ERROR_TYPE`](crate::fields::ERROR_TYPE)), set
     /// whenever [`error`](Self::error) is.
     pub error_type: Option<Cow<'static, str>>,
+    /// Whether a tracked span was created under this one (a span without children has
+    /// no descendant that can close after it).
+    pub had_children: bool,
 }
 
 /// A `tracing` event emitted inside a span.
@@ -140,6 +143,7 @@ impl FinishedSpan {
             trace_state: TraceState::new(),
             local_root: span_id,
             error_type: None,
+            had_children: false,
         }
     }
 

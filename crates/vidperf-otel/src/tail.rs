@@ -167,6 +167,28 @@ pub struct TailHealth {
     pub buffered_bytes: u64,
 }
 
+/// FxHash (rustc's): the pairs' names are short and hashed on every operation.
+#[derive(Default)]
+struct Fx(u64);
+
+impl std::hash::Hasher for Fx {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+}
+
+/// The pairs' live thresholds.
+type Thresholds = HashMap<OperationKey, Threshold, std::hash::BuildHasherDefault<Fx>>;
+
 /// One pair's live threshold.
 #[derive(Clone, Copy, Debug)]
 struct Threshold {
@@ -224,7 +246,7 @@ pub(crate) struct Tail {
     config: TailConfig,
     stats: Arc<Stats>,
     gpu_memory_limit: Option<Arc<dyn Fn() -> Option<u64> + Send + Sync>>,
-    thresholds: RwLock<Arc<HashMap<OperationKey, Threshold>>>,
+    thresholds: RwLock<Thresholds>,
     /// The device's memory in bytes, 0 while unknown.
     vram: AtomicU64,
     background: Sampler,
@@ -321,8 +343,7 @@ impl Tail {
         let thresholds = self
             .thresholds
             .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+            .unwrap_or_else(PoisonError::into_inner);
         let by_time = match thresholds.get(key) {
             Some(t) if t.samples >= self.config.min_samples => {
                 (span.duration.as_secs_f64() > t.seconds).then_some(Reason::Slow)
@@ -396,6 +417,20 @@ impl Tail {
     /// of its trace when that was decided, buffered otherwise.
     pub(crate) fn on_finish(&self, span: &FinishedSpan, emit: Emit<'_>) {
         let key = (span.trace_id, span.local_root);
+        if span.is_local_root() && !span.had_children {
+            // A trace of one span: nothing waits for it and nothing can close after it.
+            match self.verdict(span, None) {
+                Some(r) => {
+                    self.kept[r as usize].fetch_add(1, Ordering::Relaxed);
+                    self.keep(encode::span(span), r, Self::offer(span), emit);
+                }
+                None => {
+                    self.dropped_traces.fetch_add(1, Ordering::Relaxed);
+                    self.dropped_spans.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            return;
+        }
         if span.is_local_root() {
             let (decided, pending) = {
                 let mut shard = self.shard(&key);
@@ -503,7 +538,7 @@ impl Tail {
                 .with_active(0)
                 .with_pairs(),
         );
-        let thresholds: HashMap<OperationKey, Threshold> = snapshot
+        let thresholds: Thresholds = snapshot
             .pairs
             .iter()
             .filter_map(|p| {
@@ -524,7 +559,7 @@ impl Tail {
         *self
             .thresholds
             .write()
-            .unwrap_or_else(PoisonError::into_inner) = Arc::new(thresholds);
+            .unwrap_or_else(PoisonError::into_inner) = thresholds;
         if let Some(limit) = self.gpu_memory_limit.as_ref().and_then(|f| f()) {
             self.vram.store(limit, Ordering::Relaxed);
         }

@@ -189,7 +189,8 @@ fn children_before_and_after_their_root_follow_its_decision() {
     }
     std::thread::sleep(Duration::from_millis(1500));
     // A failing child closes first; the root is fast; a late child closes after it.
-    let failing_root = root(10.0);
+    let mut failing_root = root(10.0);
+    failing_root.had_children = true;
     let mut early = child(&failing_root, 5.0);
     early.error = Some("decode failed".into());
     finish(&stats, &traces, &early);
@@ -197,7 +198,8 @@ fn children_before_and_after_their_root_follow_its_decision() {
     let late = child(&failing_root, 5.0);
     finish(&stats, &traces, &late);
     // A fast trace with a child: dropped whole, the late child too.
-    let fast_root = root(10.0);
+    let mut fast_root = root(10.0);
+    fast_root.had_children = true;
     finish(&stats, &traces, &child(&fast_root, 5.0));
     finish(&stats, &traces, &fast_root);
     finish(&stats, &traces, &child(&fast_root, 5.0));
@@ -233,7 +235,8 @@ fn open_traces_are_bounded_and_decided_early() {
     config.max_buffer_bytes = 200_000;
     let (traces, memory) = sink(config, &stats);
     // A root that never closes: its children stop at the per-trace bound.
-    let never = root(10.0);
+    let mut never = root(10.0);
+    never.had_children = true;
     for _ in 0..1_000 {
         finish(&stats, &traces, &child(&never, 1.0));
     }
@@ -241,7 +244,13 @@ fn open_traces_are_bounded_and_decided_early() {
     assert!(tail.early["trace_bytes"] >= 1, "{tail:?}");
     assert!(tail.buffered_bytes <= 20_000, "{tail:?}");
     // 10,000 traces open at once, each with a child waiting: the total bound holds.
-    let roots: Vec<FinishedSpan> = (0..10_000).map(|_| root(10.0)).collect();
+    let roots: Vec<FinishedSpan> = (0..10_000)
+        .map(|_| {
+            let mut r = root(10.0);
+            r.had_children = true;
+            r
+        })
+        .collect();
     for r in &roots {
         finish(&stats, &traces, &child(r, 1.0));
         assert!(traces.health().tail.expect("tail").buffered_bytes <= 200_000 + 2_000);

@@ -215,6 +215,9 @@ where
         let mut ancestor = span.parent();
         while let Some(current) = ancestor {
             if let Some(parent) = current.extensions().get::<SpanState>() {
+                parent
+                    .had_children
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 position = Some(Position {
                     trace_id: parent.trace_id,
                     parent: Some(parent.span_id),

@@ -53,6 +53,9 @@ pub(crate) struct SpanState {
     pub(crate) local_root: SpanId,
     /// The error's class (`error.type`), when known.
     pub(crate) error_type: Option<Cow<'static, str>>,
+    /// Whether a tracked span was created under this one (set through a shared
+    /// reference by the child, which only reads its parent's extensions).
+    pub(crate) had_children: std::sync::atomic::AtomicBool,
 }
 
 /// Where a new span stands in its trace, from its nearest tracked ancestor or as a new
@@ -96,6 +99,7 @@ impl SpanState {
             trace_state: position.trace_state,
             local_root: position.local_root.unwrap_or(span_id),
             error_type: None,
+            had_children: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -269,6 +273,7 @@ impl SpanState {
             trace_state: std::mem::take(&mut self.trace_state),
             local_root: self.local_root,
             error_type,
+            had_children: self.had_children.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 }

@@ -94,6 +94,7 @@ fn span(i: usize, end: SystemTime, op: &Op) -> FinishedSpan {
         trace_state: crate::TraceState::new(),
         local_root: SpanId::from_bytes((i as u64 + 1).to_be_bytes()),
         error_type: None,
+        had_children: false,
     }
 }
 
