@@ -8,6 +8,8 @@
 #   prometheus-alertmanager  the Alertmanager the alerting test delivers to
 #   chromium, chromium-driver  the browser the dashboard test drives over WebDriver
 #   rotel (pip)              the OTLP collector of the export tests
+#   cargo-nextest (cargo)    the test runner (built from crates.io, about 10 minutes on
+#                            2 cores; once per machine)
 #
 # VIDPERF_TEST_NO_INSTALL=1 installs nothing: the tests that need a missing tool then
 # fail with a message naming it.
@@ -43,4 +45,9 @@ fi
 if ! python3 -c "import rotel" >/dev/null 2>&1; then
     echo "installing rotel (pip)" >&2
     python3 -m pip install --quiet --disable-pip-version-check rotel
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+    echo "installing cargo-nextest (cargo install, once per machine)" >&2
+    cargo install --locked --quiet cargo-nextest@0.9.151
 fi
