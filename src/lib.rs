@@ -165,11 +165,12 @@ pub use parts::PartFailure;
 pub use vidperf_core::TraceParent;
 pub use vidperf_core::operation::{Operation, track_operation};
 pub use vidperf_core::{
-    ActiveOperation, DevicePeaks, DeviceRecord, FieldValue, Figure, Figures, FinishedSpan,
-    LayerHealth, MAX_STRING_VALUE_BYTES, OperationFields, OperationKey, OperationOutcome,
-    OperationRecord, PerfLayer, PerfLayerBuilder, Resolution, ResourcePeaks, ResourceWindows, Sink,
-    SnapshotOptions, SpanId, SpanInterest, Stats, StatsConfig, StatsSnapshot, TraceId, WindowStart,
-    record_error, record_field, record_outcome, span_ids,
+    ActiveOperation, CANCELLED, CancelAware, CancelExt, DevicePeaks, DeviceRecord, FieldValue,
+    Figure, Figures, FinishedSpan, LayerHealth, MAX_STRING_VALUE_BYTES, OperationFields,
+    OperationKey, OperationOutcome, OperationRecord, Outcome, PerfLayer, PerfLayerBuilder,
+    Resolution, ResourcePeaks, ResourceWindows, Sink, SnapshotOptions, SpanId, SpanInterest, Stats,
+    StatsConfig, StatsSnapshot, TraceId, WindowStart, record_cancelled, record_error, record_field,
+    record_outcome, span_ids,
 };
 pub use vidperf_core::{SpanExt, TraceContext, TraceFlags, TraceState, operation_span};
 pub use vidperf_core::{export, fields, figure, propagation, sampler, stats};
@@ -218,6 +219,7 @@ pub struct ReadmeDoctests;
 pub mod __private {
     pub use tracing;
     pub use tracing::Instrument;
+    pub use vidperf_core::__CancelGuard as CancelGuard;
     pub use vidperf_core::__specialize::{RecordError, RecordFigures, RecordNothing, Returned};
     pub use vidperf_core::record_outcome;
 }

@@ -92,8 +92,8 @@ fn operations_carry_their_peaks_into_records_stats_and_exports() {
     // utilization, power, energy here) are in the JSON export only.
     let in_csv: Vec<_> = records
         .iter()
-        .cloned()
-        .map(|mut r| {
+        .map(|r| {
+            let mut r = r.as_in_csv();
             r.figures = r.figures.iter().filter(|(f, _)| f.def().csv).collect();
             r
         })

@@ -9,6 +9,7 @@
 #![cfg_attr(test, deny(warnings))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod cancel;
 mod clock;
 pub mod export;
 pub mod fields;
@@ -40,10 +41,13 @@ pub use figure::{Figure, Figures};
 pub mod __private {
     pub use tracing;
 }
+#[doc(hidden)]
+pub use cancel::CancelGuard as __CancelGuard;
+pub use cancel::{CancelAware, CancelExt};
 pub use ids::{SpanId, TraceId};
 pub use layer::{
-    LayerHealth, MAX_EVENTS_PER_SPAN, PerfLayer, PerfLayerBuilder, record_error, record_field,
-    span_ids,
+    CANCELLED, LayerHealth, MAX_EVENTS_PER_SPAN, PerfLayer, PerfLayerBuilder, record_cancelled,
+    record_error, record_field, span_ids,
 };
 #[doc(hidden)]
 pub use outcome::specialize as __specialize;
@@ -55,7 +59,7 @@ pub use record::{DeviceRecord, OperationRecord};
 pub use resources::{ResourceWindows, WindowStart};
 pub use sink::{Sink, SpanInterest};
 pub use span::{
-    ActiveOperation, DevicePeaks, FinishedSpan, OperationKey, ResourcePeaks, SpanEvent,
+    ActiveOperation, DevicePeaks, FinishedSpan, OperationKey, Outcome, ResourcePeaks, SpanEvent,
 };
 pub use stats::{HealthSource, SnapshotOptions, Stats, StatsConfig, StatsSnapshot, WindowError};
 pub use value::{FieldValue, MAX_STRING_VALUE_BYTES};

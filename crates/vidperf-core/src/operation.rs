@@ -12,9 +12,11 @@ use crate::value::FieldValue;
 /// A manually tracked operation. It is a `tracing` span with every contract field
 /// declared, so other layers (and exporters) see it like any `#[instrument]` span.
 ///
-/// The operation ends when the guard is finished or dropped. Dropping it while a panic
-/// unwinds records a failure; dropping it otherwise is a success unless an error was
-/// recorded.
+/// The operation ends when the guard is finished or dropped: [`finish`](Self::finish)
+/// (or [`finish_with`](Self::finish_with) an `Ok`) is a success unless an error was
+/// recorded, [`fail`](Self::fail) a failure, dropping it while a panic unwinds a
+/// failure, and dropping it otherwise — the work abandoned before it said it was done,
+/// as when a timeout drops the future holding it — a cancellation.
 ///
 /// ```
 /// # use std::sync::Arc;
@@ -40,6 +42,15 @@ use crate::value::FieldValue;
 #[must_use = "the operation ends when this guard is dropped"]
 pub struct Operation {
     span: Span,
+    ended: bool,
+}
+
+impl Drop for Operation {
+    fn drop(&mut self) {
+        if !self.ended && !std::thread::panicking() {
+            crate::record_cancelled(&self.span);
+        }
+    }
 }
 
 impl fmt::Debug for Operation {
@@ -61,7 +72,7 @@ impl Operation {
             operation = operation_type,
             strategy = strategy
         );
-        Self { span }
+        Self { span, ended: false }
     }
 
     /// Adds metadata (or a contract field) and returns the guard, for chaining at start.
@@ -104,18 +115,22 @@ impl Operation {
     }
 
     /// Ends the operation successfully (unless an error was recorded).
-    pub fn finish(self) {}
+    pub fn finish(mut self) {
+        self.ended = true;
+    }
 
     /// Ends the operation as failed with `error`'s message.
-    pub fn fail(self, error: impl Display) {
+    pub fn fail(mut self, error: impl Display) {
         self.record_error(error);
+        self.ended = true;
     }
 
     /// Ends the operation, failed if `result` is `Err`.
-    pub fn finish_with<T, E: Display>(self, result: &Result<T, E>) {
+    pub fn finish_with<T, E: Display>(mut self, result: &Result<T, E>) {
         if let Err(e) = result {
             self.record_error(e);
         }
+        self.ended = true;
     }
 }
 

@@ -73,6 +73,23 @@ pub struct OperationRecord {
     /// Per-GPU figures, on machines with more than one GPU (empty otherwise).
     #[serde(default)]
     pub gpu_devices: Vec<DeviceRecord>,
+    /// Whether it was cancelled: dropped before it completed (then `success` is false
+    /// and `error_message` is `cancelled`). Written only when true.
+    #[serde(default)]
+    pub cancelled: bool,
+    /// The span it ran under (the request it belonged to), 16 hex digits; written only
+    /// when it had one.
+    #[serde(default)]
+    pub parent_span_id: Option<String>,
+    /// Whether that parent lives in another process (joined with
+    /// `SpanExt::set_parent`); written only with a parent.
+    #[serde(default)]
+    pub parent_is_remote: bool,
+    /// How many other operations of this process ran alongside it at most (0: it had
+    /// the process and its GPUs to itself, so its peaks are its own); written only when
+    /// known.
+    #[serde(default)]
+    pub overlapping_operations: Option<u32>,
 }
 
 fn record_figures<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Figures, D::Error> {
@@ -113,6 +130,16 @@ impl Serialize for OperationRecord {
         map.serialize_entry("span_id", &self.span_id)?;
         map.serialize_entry("metadata", &self.metadata)?;
         map.serialize_entry("gpu_devices", &self.gpu_devices)?;
+        if self.cancelled {
+            map.serialize_entry("cancelled", &true)?;
+        }
+        if let Some(parent) = &self.parent_span_id {
+            map.serialize_entry("parent_span_id", parent)?;
+            map.serialize_entry("parent_is_remote", &self.parent_is_remote)?;
+        }
+        if let Some(n) = self.overlapping_operations {
+            map.serialize_entry("overlapping_operations", &n)?;
+        }
         map.end()
     }
 }
@@ -172,6 +199,9 @@ pub(crate) struct Parts<'a> {
     pub(crate) error: Option<&'a str>,
     pub(crate) metadata: &'a [(std::borrow::Cow<'static, str>, FieldValue)],
     pub(crate) resources: &'a ResourcePeaks,
+    pub(crate) cancelled: bool,
+    pub(crate) parent: Option<(SpanId, bool)>,
+    pub(crate) overlap: Option<u32>,
 }
 
 impl OperationRecord {
@@ -189,6 +219,9 @@ impl OperationRecord {
             error: span.error.as_deref(),
             metadata: &span.metadata,
             resources: &span.resources,
+            cancelled: span.cancelled,
+            parent: span.parent_span_id.map(|p| (p, span.parent_is_remote)),
+            overlap: None,
         }))
     }
 
@@ -229,6 +262,24 @@ impl OperationRecord {
                     figures: at_wire_precision(&d.figures),
                 })
                 .collect(),
+            cancelled: p.cancelled,
+            parent_span_id: p.parent.map(|(id, _)| id.to_string()),
+            parent_is_remote: p.parent.is_some_and(|(_, remote)| remote),
+            overlapping_operations: p.overlap,
+        }
+    }
+
+    /// What a CSV export keeps of this record: the CSV has the original design's
+    /// columns, so the JSON-only fields — the parent and how many operations overlapped
+    /// it — are absent; a cancellation reads back from `success = false` and
+    /// `error_message = cancelled`.
+    #[must_use]
+    pub fn as_in_csv(&self) -> Self {
+        Self {
+            parent_span_id: None,
+            parent_is_remote: false,
+            overlapping_operations: None,
+            ..self.clone()
         }
     }
 
@@ -257,6 +308,10 @@ impl OperationRecord {
             span_id: String::new(),
             metadata: BTreeMap::new(),
             gpu_devices: Vec::new(),
+            cancelled: false,
+            parent_span_id: None,
+            parent_is_remote: false,
+            overlapping_operations: None,
         }
     }
 

@@ -76,6 +76,9 @@ pub struct FinishedSpan {
     /// Whether a tracked span was created under this one (a span without children has
     /// no descendant that can close after it).
     pub had_children: bool,
+    /// Whether the operation was dropped before it completed (then
+    /// [`error`](Self::error) is `cancelled`).
+    pub cancelled: bool,
 }
 
 /// A `tracing` event emitted inside a span.
@@ -144,6 +147,7 @@ impl FinishedSpan {
             local_root: span_id,
             error_type: None,
             had_children: false,
+            cancelled: false,
         }
     }
 
@@ -152,9 +156,19 @@ impl FinishedSpan {
         self.local_root == self.span_id
     }
 
-    /// Whether the operation succeeded (no error field, error event or panic).
+    /// Whether the operation succeeded (no error field, error event, panic or
+    /// cancellation).
     pub fn is_success(&self) -> bool {
         self.error.is_none()
+    }
+
+    /// Whether it succeeded, failed, or was cancelled.
+    pub fn outcome(&self) -> Outcome {
+        match (&self.error, self.cancelled) {
+            (None, _) => Outcome::Success,
+            (Some(_), true) => Outcome::Cancelled,
+            (Some(_), false) => Outcome::Failure,
+        }
     }
 
     /// A total figure (energy) per frame processed, when both were recorded.
@@ -168,6 +182,32 @@ impl FinishedSpan {
         let frames = self.fields.frames_processed?;
         let secs = self.duration.as_secs_f64();
         (secs > 0.0).then(|| frames as f64 / secs)
+    }
+}
+
+/// How an operation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// It completed without an error.
+    Success,
+    /// It recorded an error, or panicked.
+    Failure,
+    /// It was dropped before it completed (a timeout, an aborted task).
+    Cancelled,
+}
+
+impl Outcome {
+    /// Every outcome, in order.
+    pub const ALL: [Self; 3] = [Self::Success, Self::Failure, Self::Cancelled];
+
+    /// Its name on metrics (`vidperf.outcome`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Failure => "failure",
+            Self::Cancelled => "cancelled",
+        }
     }
 }
 

@@ -168,6 +168,11 @@ pub struct PeakStats {
     /// Sum over the operations, for figures that are totals (energy); absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total: Option<f64>,
+    /// Highest value among the operations that overlapped no other (their figure is
+    /// theirs alone, not shared with concurrent work on the process or the GPU); absent
+    /// when none did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclusive_max: Option<f64>,
 }
 
 fn peak_to_wire(def: &FigureDef, p: &PeakStats) -> PeakStats {
@@ -179,12 +184,14 @@ fn peak_to_wire(def: &FigureDef, p: &PeakStats) -> PeakStats {
             mean: mib(p.mean),
             operations: p.operations,
             total,
+            exclusive_max: p.exclusive_max.map(mib),
         },
         _ => PeakStats {
             max: to_wire(def, p.max),
             mean: to_wire(def, p.mean),
             operations: p.operations,
             total,
+            exclusive_max: p.exclusive_max.map(|v| to_wire(def, v)),
         },
     }
 }
@@ -196,12 +203,14 @@ fn peak_from_wire(def: &FigureDef, p: PeakStats) -> PeakStats {
             mean: p.mean * MIB,
             operations: p.operations,
             total: p.total.map(|t| t * MIB),
+            exclusive_max: p.exclusive_max.map(bytes_from_mib),
         },
         Wire::Percent => PeakStats {
             max: ratio_from_percent(p.max),
             mean: ratio_from_percent(p.mean),
             operations: p.operations,
             total: p.total.map(ratio_from_percent),
+            exclusive_max: p.exclusive_max.map(ratio_from_percent),
         },
         Wire::Base => p,
     }

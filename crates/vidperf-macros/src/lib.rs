@@ -113,12 +113,15 @@ fn expand(args: Args, item: ItemFn) -> syn::Result<TokenStream2> {
     let body = if sig.asyncness.is_some() {
         quote_spanned! {block.span()=>
             let __vidperf_span = #make_span;
+            // Dropped before the body returns (a timeout, an abort): cancelled.
+            let __vidperf_guard = #private::CancelGuard::new(&__vidperf_span);
             #[allow(clippy::let_unit_value)]
             let __vidperf_result #annotated = #private::Instrument::instrument(
                 async move #block,
                 ::core::clone::Clone::clone(&__vidperf_span),
             )
             .await;
+            __vidperf_guard.completed();
             {
                 #[allow(unused_imports)]
                 use #private::{RecordError as _, RecordFigures as _, RecordNothing as _};

@@ -193,7 +193,7 @@ pub(crate) fn span(span: &FinishedSpan) -> Vec<u8> {
             }
         });
     }
-    if let Some(message) = &span.error {
+    if let Some(message) = span.error.as_ref().filter(|_| !span.cancelled) {
         // OpenTelemetry's convention for a failure: an `exception` event too.
         w.message(11, |w| {
             w.fixed64(1, nanos(span.end_time));

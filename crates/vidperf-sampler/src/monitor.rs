@@ -854,8 +854,9 @@ impl ResourceWindows for ResourceMonitor {
         s.gate.leave();
         let latest = s.latest_seq.load(Ordering::Acquire);
         let mut peaks = ResourcePeaks::none();
+        // No sample inside (the monitor stopped, or the operation was shorter than the
+        // first one): nothing measured, so `samples` is absent like every figure.
         if latest == NO_SAMPLE || latest < start.first_sample {
-            peaks.samples = Some(0);
             return peaks;
         }
         peaks.samples = Some(latest - start.first_sample + 1);

@@ -12,7 +12,7 @@ use vidperf_core::export;
 use crate::error::ApiError;
 use crate::{ApiState, TokenScope, query};
 
-const STATS_PARAMS: &[&str] = &["recent", "strategy", "operation", "window"];
+const STATS_PARAMS: &[&str] = &["recent", "strategy", "operation", "window", "parent"];
 const EXPORT_PARAMS: &[&str] = &["format"];
 const FORMATS: &[&str] = &["json", "csv"];
 
@@ -38,6 +38,15 @@ pub(crate) async fn stats(
         },
     };
     let mut options = SnapshotOptions::default().with_recent(recent);
+    if let Some(text) = params.get("parent") {
+        let parent = vidperf_core::SpanId::from_hex(text).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_parent",
+                format!("parent must be a span id, 16 hex digits; got {text:?}"),
+            )
+        })?;
+        options = options.with_parent(parent);
+    }
     if let Some(text) = params.get("window") {
         let max = state.stats.max_window();
         let window = query::duration(text)

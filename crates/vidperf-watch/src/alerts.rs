@@ -457,6 +457,10 @@ fn reading(
             (s.count > 0).then(|| s.failures as f64 / s.count as f64),
             s.count,
         ),
+        Metric::CancelledRate => (
+            (s.count > 0).then(|| s.cancelled as f64 / s.count as f64),
+            s.count,
+        ),
         Metric::Fps => (s.frames_per_second, s.count),
         Metric::Quality => (s.mean_quality_score, s.quality_samples),
         Metric::PeakMemoryBytes => (

@@ -36,8 +36,12 @@ pub enum Metric {
     DurationP95,
     /// 99th-percentile duration, seconds.
     DurationP99,
-    /// Failed operations over all operations, 0–1.
+    /// Failed operations (an error or a panic) over all operations, 0–1. Cancelled
+    /// operations count in the denominator, not as failures (`cancelled_rate`).
     FailureRate,
+    /// Cancelled operations (dropped before they completed: timeouts, aborts) over all
+    /// operations, 0–1.
+    CancelledRate,
     /// Frames per second.
     Fps,
     /// Mean quality score, 0–1.
@@ -54,10 +58,11 @@ pub enum Metric {
 
 impl Metric {
     /// Every metric with its name in rule files.
-    pub const ALL: [(&'static str, Metric); 10] = [
+    pub const ALL: [(&'static str, Metric); 11] = [
         ("duration_p50", Metric::DurationP50),
         ("duration_p95", Metric::DurationP95),
         ("duration_p99", Metric::DurationP99),
+        ("cancelled_rate", Metric::CancelledRate),
         ("failure_rate", Metric::FailureRate),
         ("fps", Metric::Fps),
         ("quality", Metric::Quality),

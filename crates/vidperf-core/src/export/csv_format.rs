@@ -387,6 +387,8 @@ pub fn read_csv<R: Read>(input: R) -> Result<Vec<OperationRecord>, ReadError> {
                     message,
                 })?;
         }
+        record.cancelled =
+            !record.success && record.error_message.as_deref() == Some(crate::CANCELLED);
         out.push(record);
     }
     Ok(out)

@@ -141,6 +141,7 @@ fn span(i: u64, op: &Op) -> FinishedSpan {
         local_root: SpanId::from_bytes((0x00f0_67aa_0ba9_02b7u64 + i).to_be_bytes()),
         error_type: None,
         had_children: false,
+        cancelled: false,
     }
 }
 

@@ -25,7 +25,7 @@ use crate::span::{ActiveOperation, ResourcePeaks};
 use crate::stats::{Health, HealthSource};
 use crate::value::FieldValue;
 
-pub use state::MAX_EVENTS_PER_SPAN;
+pub use state::{CANCELLED, MAX_EVENTS_PER_SPAN};
 use state::{Deferred, ErrorMessage, EventRecorder, Position, Recorder, RunsUserCode, SpanState};
 
 /// The layer that recognises operations, measures them and hands each finished span to
@@ -466,6 +466,17 @@ pub fn record_field(span: &Span, name: &str, value: FieldValue) -> bool {
 /// Marks `span` as failed with `message`, if it is tracked and not already failed.
 pub fn record_error(span: &Span, message: &str) -> bool {
     with_state(span, |state| state.fail(message)).is_some()
+}
+
+/// Marks `span` cancelled — its work was dropped before it completed (a timeout, an
+/// aborted task) — unless it already failed. A cancelled operation is neither a success
+/// nor a failure: counted apart, with `error_message = "cancelled"` and `error.type =
+/// cancelled` in its exports, and left out of the duration figures by default.
+/// `#[vidperf::track]` on an `async fn`, an [`Operation`](crate::operation::Operation)
+/// dropped without `finish`, and [`CancelExt::cancel_aware`](crate::CancelExt::cancel_aware)
+/// call it for you.
+pub fn record_cancelled(span: &Span) -> bool {
+    with_state(span, SpanState::cancel).is_some()
 }
 
 /// The trace and span ids vidperf assigned to `span`, if it is tracked.

@@ -22,6 +22,8 @@ pub(crate) const MAX_ERROR_BYTES: usize = MAX_STRING_VALUE_BYTES;
 pub(crate) const MAX_METADATA_ENTRIES: usize = 64;
 /// The message recorded when a panic unwinds through an operation.
 pub(crate) const PANIC_MESSAGE: &str = "panicked";
+/// The error message and `error.type` of a cancelled operation.
+pub const CANCELLED: &str = "cancelled";
 
 /// Everything vidperf tracks for one open span. Private: lives in extensions only.
 #[derive(Debug)]
@@ -56,6 +58,8 @@ pub(crate) struct SpanState {
     /// Whether a tracked span was created under this one (set through a shared
     /// reference by the child, which only reads its parent's extensions).
     pub(crate) had_children: std::sync::atomic::AtomicBool,
+    /// Whether the operation was dropped before it completed.
+    pub(crate) cancelled: bool,
 }
 
 /// Where a new span stands in its trace, from its nearest tracked ancestor or as a new
@@ -100,6 +104,7 @@ impl SpanState {
             local_root: position.local_root.unwrap_or(span_id),
             error_type: None,
             had_children: std::sync::atomic::AtomicBool::new(false),
+            cancelled: false,
         }
     }
 
@@ -143,6 +148,16 @@ impl SpanState {
                 message
             };
             self.error = Some(truncate(message, MAX_ERROR_BYTES));
+        }
+    }
+
+    /// Marks the operation cancelled (dropped before it completed), unless it failed
+    /// first: its error is `cancelled`, its class `cancelled`.
+    pub(crate) fn cancel(&mut self) {
+        if self.error.is_none() {
+            self.cancelled = true;
+            self.error = Some(CANCELLED.to_owned());
+            self.error_type = Some(Cow::Borrowed(CANCELLED));
         }
     }
 
@@ -274,6 +289,7 @@ impl SpanState {
             local_root: self.local_root,
             error_type,
             had_children: self.had_children.load(std::sync::atomic::Ordering::Relaxed),
+            cancelled: self.cancelled,
         }
     }
 }

@@ -28,6 +28,13 @@ pub(crate) struct Measured {
     pub(crate) exemplar: Option<crate::metrics::Exemplar>,
     pub(crate) nanos: u64,
     pub(crate) success: bool,
+    /// Dropped before it completed (then `success` is false too).
+    pub(crate) cancelled: bool,
+    /// Whether its duration counts in the duration figures (not for a cancelled
+    /// operation unless the configuration says so).
+    pub(crate) timed: bool,
+    /// How many other operations overlapped it at most, when known.
+    pub(crate) overlap: Option<u32>,
     pub(crate) frames: Option<u64>,
     pub(crate) segments: Option<u64>,
     pub(crate) quality: Option<f64>,
@@ -38,6 +45,11 @@ pub(crate) struct Measured {
 pub(crate) struct Aggregate {
     count: u64,
     failures: u64,
+    cancelled: u64,
+    /// Operations in the duration figures.
+    timed: u64,
+    /// Operations that overlapped no other.
+    exclusive: u64,
     nanos_sum: u128,
     min: u64,
     max: u64,
@@ -63,19 +75,35 @@ pub(crate) struct Aggregate {
 }
 
 /// Max, sum and count of the operations' values of one figure (in its base unit).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 struct Peak {
     max: f64,
     sum: f64,
     count: u64,
+    /// The highest among operations that overlapped no other; NaN while none did.
+    exclusive_max: f64,
+}
+
+impl Default for Peak {
+    fn default() -> Self {
+        Self {
+            max: 0.0,
+            sum: 0.0,
+            count: 0,
+            exclusive_max: f64::NAN,
+        }
+    }
 }
 
 impl Peak {
-    fn add(&mut self, value: Option<f64>) {
+    fn add(&mut self, value: Option<f64>, exclusive: bool) {
         if let Some(v) = value.filter(|v| v.is_finite()) {
             self.max = if self.count == 0 { v } else { self.max.max(v) };
             self.sum += v;
             self.count += 1;
+            if exclusive {
+                self.exclusive_max = self.exclusive_max.max(v);
+            }
         }
     }
 
@@ -88,6 +116,8 @@ impl Peak {
             };
             self.sum += other.sum;
             self.count += other.count;
+            // NaN-aware: `max` keeps the other when one is NaN.
+            self.exclusive_max = self.exclusive_max.max(other.exclusive_max);
         }
     }
 
@@ -97,6 +127,7 @@ impl Peak {
             mean: self.sum / self.count as f64,
             operations: self.count,
             total: total.then_some(self.sum),
+            exclusive_max: (!self.exclusive_max.is_nan()).then_some(self.exclusive_max),
         })
     }
 }
@@ -108,20 +139,26 @@ fn seconds(nanos: u128) -> f64 {
 impl Aggregate {
     pub(crate) fn record(&mut self, m: &Measured) {
         let nanos = m.nanos;
-        if self.count == 0 {
-            self.min = nanos;
-            self.max = nanos;
-        } else {
-            self.min = self.min.min(nanos);
-            self.max = self.max.max(nanos);
-        }
         self.count += 1;
-        self.failures += u64::from(!m.success);
-        self.nanos_sum += u128::from(nanos);
-        self.histogram.record(nanos);
-        let bucket = BOUNDS_NANOS.partition_point(|bound| *bound < nanos);
-        if let Some(n) = self.le.get_mut(bucket) {
-            *n += 1;
+        self.failures += u64::from(!m.success && !m.cancelled);
+        self.cancelled += u64::from(m.cancelled);
+        let exclusive = m.overlap == Some(0);
+        self.exclusive += u64::from(exclusive);
+        if m.timed {
+            if self.timed == 0 {
+                self.min = nanos;
+                self.max = nanos;
+            } else {
+                self.min = self.min.min(nanos);
+                self.max = self.max.max(nanos);
+            }
+            self.timed += 1;
+            self.nanos_sum += u128::from(nanos);
+            self.histogram.record(nanos);
+            let bucket = BOUNDS_NANOS.partition_point(|bound| *bound < nanos);
+            if let Some(n) = self.le.get_mut(bucket) {
+                *n += 1;
+            }
         }
         if let Some(frames) = m.frames {
             self.frames = self.frames.saturating_add(frames);
@@ -139,7 +176,7 @@ impl Aggregate {
             self.quality_count += 1;
         }
         for (figure, peak) in Figure::ALL.iter().zip(&mut self.figures) {
-            peak.add(m.figures.get(*figure));
+            peak.add(m.figures.get(*figure), exclusive);
         }
         if let Some(frames) = m.frames.filter(|f| *f > 0) {
             for def in FIGURES.iter().filter(|d| d.per_frame.is_some()) {
@@ -157,15 +194,20 @@ impl Aggregate {
         if other.count == 0 {
             return;
         }
-        if self.count == 0 {
-            self.min = other.min;
-            self.max = other.max;
-        } else {
-            self.min = self.min.min(other.min);
-            self.max = self.max.max(other.max);
+        if other.timed > 0 {
+            if self.timed == 0 {
+                self.min = other.min;
+                self.max = other.max;
+            } else {
+                self.min = self.min.min(other.min);
+                self.max = self.max.max(other.max);
+            }
         }
         self.count += other.count;
         self.failures += other.failures;
+        self.cancelled += other.cancelled;
+        self.timed += other.timed;
+        self.exclusive += other.exclusive;
         self.nanos_sum += other.nanos_sum;
         self.histogram.merge(&other.histogram);
         self.frame_time.merge(&other.frame_time);
@@ -231,7 +273,7 @@ impl Aggregate {
     }
 
     pub(crate) fn successes(&self) -> u64 {
-        self.count - self.failures
+        self.count - self.failures - self.cancelled
     }
 
     /// Bytes held on the heap.
@@ -247,9 +289,9 @@ impl Aggregate {
                 .quantile(q)
                 .map_or(max, |v| (v as f64 / 1e9).clamp(min, max))
         };
-        let duration = (self.count > 0).then(|| DurationStats {
+        let duration = (self.timed > 0).then(|| DurationStats {
             min_seconds: min,
-            mean_seconds: seconds(self.nanos_sum) / self.count as f64,
+            mean_seconds: seconds(self.nanos_sum) / self.timed as f64,
             max_seconds: max,
             p50_seconds: quantile(0.50),
             p95_seconds: quantile(0.95),
@@ -261,6 +303,8 @@ impl Aggregate {
             count: self.count,
             successes: self.successes(),
             failures: self.failures,
+            cancelled: self.cancelled,
+            exclusive_operations: self.exclusive,
             success_rate: rate(self.successes(), self.count),
             duration,
             frames_processed_total: self.frames,
@@ -310,8 +354,33 @@ mod tests {
         Measured {
             nanos,
             success: true,
+            timed: true,
             ..Measured::default()
         }
+    }
+
+    #[test]
+    fn cancelled_operations_count_apart_and_stay_out_of_the_durations() {
+        let mut a = Aggregate::default();
+        a.record(&op(10_000_000));
+        a.record(&Measured {
+            nanos: 1_000,
+            cancelled: true,
+            ..Measured::default()
+        });
+        a.record(&Measured {
+            nanos: 20_000_000,
+            timed: true,
+            ..Measured::default()
+        });
+        let s = a.stats();
+        assert_eq!(
+            (s.count, s.successes, s.failures, s.cancelled),
+            (3, 1, 1, 1)
+        );
+        let d = s.duration.expect("durations");
+        assert_eq!(d.min_seconds, 0.01, "the cancelled 1 µs is not a duration");
+        assert_eq!(d.mean_seconds, 0.015);
     }
 
     #[test]

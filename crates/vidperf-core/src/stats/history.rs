@@ -220,6 +220,11 @@ impl Extra {
 pub(crate) struct Row {
     pub(crate) trace_id: TraceId,
     pub(crate) span_id: SpanId,
+    /// The parent span, and whether it is remote.
+    parent: Option<(SpanId, bool)>,
+    /// Operations that ran alongside it at most; `u32::MAX` when not known.
+    overlap: u32,
+    cancelled: bool,
     operation: u32,
     strategy: u32,
     start_nanos: u64,
@@ -230,10 +235,14 @@ pub(crate) struct Row {
 }
 
 impl Row {
-    fn new(span: &FinishedSpan, end_nanos: u64, operation: u32, strategy: u32) -> Self {
+    fn new(span: &FinishedSpan, end_nanos: u64, ids: (u32, u32), overlap: Option<u32>) -> Self {
+        let (operation, strategy) = ids;
         let mut row = Self {
             trace_id: span.trace_id,
             span_id: span.span_id,
+            parent: None,
+            overlap: u32::MAX,
+            cancelled: false,
             operation,
             strategy,
             start_nanos: 0,
@@ -242,15 +251,25 @@ impl Row {
             peaks: PackedPeaks::default(),
             extra: None,
         };
-        row.assign(span, end_nanos, operation, strategy);
+        row.assign(span, end_nanos, (operation, strategy), overlap);
         row
     }
 
     /// Overwrites the row with `span`, reusing its buffers.
     /// `end_nanos`: the span's end, nanoseconds since the Unix epoch.
-    fn assign(&mut self, span: &FinishedSpan, end_nanos: u64, operation: u32, strategy: u32) {
+    fn assign(
+        &mut self,
+        span: &FinishedSpan,
+        end_nanos: u64,
+        (operation, strategy): (u32, u32),
+        overlap: Option<u32>,
+    ) {
         self.trace_id = span.trace_id;
         self.span_id = span.span_id;
+        self.parent = span.parent_span_id.map(|p| (p, span.parent_is_remote));
+        // (u32::MAX is "not known": a count that high is kept one below.)
+        self.overlap = overlap.map_or(u32::MAX, |n| n.min(u32::MAX - 1));
+        self.cancelled = span.cancelled;
         self.operation = operation;
         self.strategy = strategy;
         self.duration_nanos = u64::try_from(span.duration.as_nanos()).unwrap_or(u64::MAX);
@@ -315,6 +334,18 @@ impl Row {
         self.error().is_none()
     }
 
+    pub(crate) fn cancelled(&self) -> bool {
+        self.cancelled
+    }
+
+    pub(crate) fn parent(&self) -> Option<(SpanId, bool)> {
+        self.parent
+    }
+
+    pub(crate) fn overlap(&self) -> Option<u32> {
+        (self.overlap != u32::MAX).then_some(self.overlap)
+    }
+
     /// The row's operation type and strategy, from `names` (a copy of the table).
     pub(crate) fn names<'a>(&'a self, names: &'a [Arc<str>]) -> (&'a str, &'a str) {
         let spilled = self.extra.as_ref().and_then(|e| e.spilled.as_ref());
@@ -346,19 +377,19 @@ impl History {
         &mut self,
         span: &FinishedSpan,
         end_nanos: u64,
-        (operation, strategy): (u32, u32),
+        ids: (u32, u32),
+        overlap: Option<u32>,
         limit: usize,
     ) -> bool {
         if limit == 0 {
             return true;
         }
         if self.ring.len() < limit {
-            self.ring
-                .push(Row::new(span, end_nanos, operation, strategy));
+            self.ring.push(Row::new(span, end_nanos, ids, overlap));
             return false;
         }
         if let Some(row) = self.ring.get_mut(self.head) {
-            row.assign(span, end_nanos, operation, strategy);
+            row.assign(span, end_nanos, ids, overlap);
         }
         self.head = (self.head + 1) % self.ring.len().max(1);
         true

@@ -21,8 +21,18 @@ pub(crate) const QUALITY_BOUNDS: [f64; 12] = [
 /// The most buckets a figure's histogram has (its bounds plus `+Inf`).
 const MAX_FIGURE_BUCKETS: usize = 16;
 
-/// The outcomes the duration histogram is split by, in order.
-pub(crate) const OUTCOMES: [&str; 2] = ["success", "failure"];
+/// The outcomes the duration histogram is split by, in order (as
+/// [`Outcome::ALL`](crate::Outcome::ALL)).
+pub(crate) const OUTCOMES: [&str; 3] = ["success", "failure", "cancelled"];
+
+/// The index of an operation's outcome in [`OUTCOMES`].
+pub(crate) fn outcome_index(success: bool, cancelled: bool) -> usize {
+    match (success, cancelled) {
+        (true, _) => 0,
+        (false, false) => 1,
+        (false, true) => 2,
+    }
+}
 
 /// One bucketed series: counts per bucket, count and sum (and the extremes).
 #[derive(Clone, Copy, Debug)]
@@ -82,10 +92,10 @@ fn bucket_of(bounds: &[f64], value: f64) -> usize {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Cumulative {
     /// Durations in seconds, by outcome ([`OUTCOMES`]).
-    duration: [Buckets<{ DURATION_BUCKETS.len() + 1 }>; 2],
+    duration: [Buckets<{ DURATION_BUCKETS.len() + 1 }>; 3],
     /// The newest operation of each duration bucket whose trace is exported, by
     /// outcome.
-    exemplars: [[Option<Exemplar>; DURATION_BUCKETS.len() + 1]; 2],
+    exemplars: [[Option<Exemplar>; DURATION_BUCKETS.len() + 1]; 3],
     frames: u64,
     /// Operations that recorded frames, and their duration in nanoseconds.
     frame_operations: u64,
@@ -100,7 +110,7 @@ pub(crate) struct Cumulative {
 
 impl Cumulative {
     pub(crate) fn record(&mut self, m: &Measured) {
-        let outcome = usize::from(!m.success);
+        let outcome = outcome_index(m.success, m.cancelled);
         let bucket = BOUNDS_NANOS.partition_point(|bound| *bound < m.nanos);
         self.duration[outcome].add(bucket, m.nanos as f64 / 1e9);
         if let Some(e) = &m.exemplar {

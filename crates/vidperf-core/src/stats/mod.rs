@@ -12,6 +12,7 @@ mod aggregate;
 mod histogram;
 mod history;
 mod metrics;
+mod overlap;
 mod snapshot;
 #[cfg(test)]
 mod tests;
@@ -63,6 +64,10 @@ pub struct StatsConfig {
     /// Time slots kept: the longest window is `window_slot × window_slots`. Default 60
     /// (10 minutes).
     pub window_slots: usize,
+    /// Whether cancelled operations' durations count in the duration figures
+    /// (quantiles, mean, extremes, buckets). Default false: a request a timeout cut short
+    /// would otherwise make the p95 look better exactly when the service fails.
+    pub cancelled_durations: bool,
 }
 
 impl Default for StatsConfig {
@@ -77,11 +82,19 @@ impl Default for StatsConfig {
             trend_windows: 60,
             window_slot: Duration::from_secs(10),
             window_slots: 60,
+            cancelled_durations: false,
         }
     }
 }
 
 impl StatsConfig {
+    /// Sets [`StatsConfig::cancelled_durations`].
+    #[must_use]
+    pub fn with_cancelled_durations(mut self, include: bool) -> Self {
+        self.cancelled_durations = include;
+        self
+    }
+
     /// Sets [`StatsConfig::history_limit`].
     #[must_use]
     pub fn with_history_limit(mut self, limit: usize) -> Self {
@@ -154,6 +167,9 @@ pub struct SnapshotOptions {
     /// Lists every (operation type, strategy) pair with its whole duration
     /// distribution ([`StatsSnapshot::pairs`]), as JSON exports do. Default: no.
     pub pairs: bool,
+    /// Lists in `recent` only the operations that ran under this span (a request's
+    /// enhancement and analysis, say). Default: any.
+    pub parent: Option<crate::ids::SpanId>,
 }
 
 impl Default for SnapshotOptions {
@@ -164,11 +180,20 @@ impl Default for SnapshotOptions {
             window: None,
             now: None,
             pairs: false,
+            parent: None,
         }
     }
 }
 
 impl SnapshotOptions {
+    /// Lists in `recent` only the operations whose parent is `span` (the request they
+    /// belonged to).
+    #[must_use]
+    pub fn with_parent(mut self, span: crate::ids::SpanId) -> Self {
+        self.parent = Some(span);
+        self
+    }
+
     /// Sets how many recent operations are listed.
     #[must_use]
     pub fn with_recent(mut self, recent: usize) -> Self {
@@ -311,6 +336,7 @@ struct Inner {
     purged: u64,
     trend: VecDeque<TrendWindow>,
     active: ActiveTable,
+    overlap: overlap::Overlap,
 }
 
 /// Resolutions cached by address at most.
@@ -327,6 +353,8 @@ struct TrendWindow {
 #[derive(Debug)]
 struct ActiveRow {
     trace_id: crate::ids::TraceId,
+    /// Its start's event number in the overlap tracker.
+    overlap_seq: u64,
     /// Name ids; the names themselves when the table was full.
     names: (u32, u32),
     spilled: Option<Box<(Arc<str>, Arc<str>)>>,
@@ -555,8 +583,11 @@ impl Stats {
         let mut inner = self.inner();
         let resolved = inner.resolve(key, &self.config);
         if let Some(pair) = inner.pairs.get_mut(resolved.pair as usize) {
-            pair.cumulative
-                .offer(usize::from(!span.is_success()), bucket, exemplar);
+            pair.cumulative.offer(
+                metrics::outcome_index(span.is_success(), span.cancelled),
+                bucket,
+                exemplar,
+            );
         }
     }
 
@@ -588,13 +619,19 @@ impl Stats {
     pub fn record(&self, span: &FinishedSpan) {
         if span.operation.is_some() {
             let end = window::epoch_nanos(span.end_time);
-            self.record_locked(span, end, &mut self.inner());
+            self.record_locked(span, end, &mut self.inner(), None);
         }
     }
 
     /// `end`: the span's end, nanoseconds since the Unix epoch (read once, outside the
-    /// lock).
-    fn record_locked(&self, span: &FinishedSpan, end: u64, inner: &mut Inner) {
+    /// lock); `overlap`: how many operations ran alongside it at most, when tracked.
+    fn record_locked(
+        &self,
+        span: &FinishedSpan,
+        end: u64,
+        inner: &mut Inner,
+        overlap: Option<u32>,
+    ) {
         let slot = self.slots.number_at(end);
         let Some(key) = &span.operation else { return };
         let r = &span.resources;
@@ -606,6 +643,9 @@ impl Stats {
             exemplar: (span.flags.is_sampled() && !offered).then(|| exemplar(span, nanos)),
             nanos,
             success: span.is_success(),
+            cancelled: span.cancelled,
+            timed: !span.cancelled || self.config.cancelled_durations,
+            overlap,
             frames: span.fields.frames_processed,
             segments: span.fields.segments,
             quality: span.fields.quality_score,
@@ -630,6 +670,7 @@ impl Stats {
             span,
             end,
             (resolved.operation, resolved.strategy),
+            overlap,
             self.config.history_limit,
         ) {
             inner.purged += 1;
@@ -954,11 +995,16 @@ impl Stats {
             };
             out.insert(text.to_owned(), aggregate.stats());
         }
+        let under_parent = |r: &Row| {
+            options
+                .parent
+                .is_none_or(|p| r.parent().is_some_and(|(id, _)| id == p))
+        };
         let recent: Vec<Row> = inner
             .history
             .iter()
             .rev()
-            .filter(|r| row_matches(r))
+            .filter(|r| row_matches(r) && under_parent(r))
             .take(options.recent)
             .cloned()
             .collect();
@@ -1106,6 +1152,9 @@ fn row_to_record(row: &Row, names: &[Arc<str>]) -> OperationRecord {
         error: row.error(),
         metadata: row.metadata(),
         resources: &row.resources(),
+        cancelled: row.cancelled(),
+        parent: row.parent(),
+        overlap: row.overlap(),
     })
 }
 
@@ -1173,19 +1222,26 @@ impl Sink for Stats {
         }
         let end = window::epoch_nanos(span.end_time);
         let mut inner = self.inner();
-        let table = &mut inner.active;
-        if table.map.remove(&span.span_id).is_none() {
-            table.untracked = table.untracked.saturating_sub(1);
-        }
-        self.record_locked(span, end, &mut inner);
+        let inner = &mut *inner;
+        let overlap = match inner.active.map.remove(&span.span_id) {
+            Some(row) => Some(inner.overlap.finish(row.overlap_seq)),
+            None => {
+                inner.active.untracked = inner.active.untracked.saturating_sub(1);
+                inner.overlap.finish_untracked();
+                None
+            }
+        };
+        self.record_locked(span, end, inner, overlap);
     }
 
     fn on_start(&self, operation: &ActiveOperation<'_>) {
         let mut inner = self.inner();
         if inner.active.map.len() >= self.config.max_active {
             inner.active.untracked += 1;
+            inner.overlap.start_untracked();
             return;
         }
+        let overlap_seq = inner.overlap.start();
         let names = (
             inner.names.resolve(operation.operation_type),
             inner.names.resolve(operation.strategy),
@@ -1194,6 +1250,7 @@ impl Sink for Stats {
             .then(|| Box::new((operation.operation_type.clone(), operation.strategy.clone())));
         let row = ActiveRow {
             trace_id: operation.trace_id,
+            overlap_seq,
             names,
             spilled,
             start_time: operation.start_time,

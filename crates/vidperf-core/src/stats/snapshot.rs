@@ -121,11 +121,21 @@ pub struct AggregateStats {
     pub count: u64,
     /// Of which succeeded.
     pub successes: u64,
-    /// Of which failed.
+    /// Of which failed (an error or a panic).
     pub failures: u64,
+    /// Of which were cancelled: dropped before they completed (a timeout, an abort).
+    /// Neither successes nor failures; their durations are left out of `duration`
+    /// unless [`StatsConfig::with_cancelled_durations`](crate::StatsConfig::with_cancelled_durations).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cancelled: u64,
+    /// Of which overlapped no other operation (their resource peaks are theirs alone:
+    /// each figure's `exclusive_max`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub exclusive_operations: u64,
     /// `successes / count`.
     pub success_rate: Option<f64>,
-    /// Duration figures; `None` only when `count` is 0.
+    /// Duration figures; `None` when no operation is timed (none yet, or only
+    /// cancelled ones).
     pub duration: Option<DurationStats>,
     /// Sum of `frames_processed`.
     pub frames_processed_total: u64,
@@ -431,4 +441,10 @@ impl Health {
     pub fn parts(&self) -> impl Iterator<Item = &str> {
         self.parts.keys().map(String::as_str)
     }
+}
+
+// reason: serde's `skip_serializing_if` passes a reference.
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

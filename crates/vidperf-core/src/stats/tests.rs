@@ -95,6 +95,7 @@ fn span(i: usize, end: SystemTime, op: &Op) -> FinishedSpan {
         local_root: SpanId::from_bytes((i as u64 + 1).to_be_bytes()),
         error_type: None,
         had_children: false,
+        cancelled: false,
     }
 }
 
