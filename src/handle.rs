@@ -254,7 +254,7 @@ impl Vidperf {
     }
 
     /// The last comparison of the live window with the baseline, when one is loaded
-    /// ([`Builder::baseline`]).
+    /// ([`Builder::baseline`](crate::Builder::baseline)).
     pub fn regressions(&self) -> Option<crate::watch::RegressionsDocument> {
         self.part::<crate::watch::WatchPart>()
             .and_then(|w| w.0.regressions())

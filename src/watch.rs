@@ -1,8 +1,9 @@
 //! Alert rules and a baseline, wired into the builder.
 //!
 //! Rules come from a TOML file (`VIDPERF_ALERT_RULES=path`, or
-//! [`Builder::alert_rules_file`] / [`Builder::alert_rules`]); the format is documented
-//! in [`vidperf_watch::rules`]. They are evaluated on a thread of their own every
+//! [`Builder::alert_rules_file`](crate::Builder::alert_rules_file) /
+//! [`Builder::alert_rules`](crate::Builder::alert_rules)); the format is documented in
+//! [`vidperf_watch::rules`]. They are evaluated on a thread of their own every
 //! `evaluation_interval`, never on the span path. What fires or resolves is:
 //!
 //! - a `tracing` event on the target `vidperf::alert` (`WARN` when firing, `INFO` when
@@ -10,10 +11,12 @@
 //! - `GET /performance/alerts`, the live stream's `alerts`, and
 //!   `vidperf_alert_state{alertname,strategy,operation,severity}` on `/metrics`
 //!   (0 inactive, 1 pending, 2 firing);
-//! - with `VIDPERF_ALERTMANAGER_URL` (or [`Builder::alertmanager`]), Alertmanager's API
-//!   v2, re-sent while firing, retried with backoff, counted in `health.watch`.
+//! - with `VIDPERF_ALERTMANAGER_URL` (or
+//!   [`Builder::alertmanager`](crate::Builder::alertmanager)), Alertmanager's API v2,
+//!   re-sent while firing, retried with backoff, counted in `health.watch`.
 //!
-//! A baseline (`VIDPERF_BASELINE=path`, or [`Builder::baseline`]) is a JSON export —
+//! A baseline (`VIDPERF_BASELINE=path`, or
+//! [`Builder::baseline`](crate::Builder::baseline)) is a JSON export —
 //! a release's, a good day's — that the live window (`VIDPERF_BASELINE_WINDOW`, default
 //! 10 minutes) is compared with every 30 seconds by the rules of `vidperf compare`.
 //! A figure turning regressed or recovering is a `tracing` event on the target

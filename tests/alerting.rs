@@ -332,3 +332,135 @@ fn a_wrong_rule_file_stops_the_start_naming_file_line_and_field() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// More firing alerts than the outage bound (1,024) all reach a healthy Alertmanager:
+/// 250 rules × 5 strategies = 1,250 alerts, posted in batches.
+#[test]
+fn every_firing_alert_reaches_a_healthy_alertmanager() {
+    use tracing_subscriber::prelude::*;
+    let Some(am) = alertmanager::Alertmanager::start() else {
+        return;
+    };
+    let mut text = String::from("evaluation_interval = \"200ms\"\nresend_interval = \"1h\"\n");
+    for i in 0..250 {
+        text.push_str(&format!(
+            "[[rule]]\nname = \"Busy{i}\"\nmetric = \"duration_p50\"\nabove = -1\nmin_samples = 1\n"
+        ));
+    }
+    let rules =
+        vidperf::watch::RuleSet::parse(&text, std::path::Path::new("many.toml")).expect("rules");
+    let (layer, vidperf) = vidperf::builder()
+        .without_env()
+        .without_resource_monitor()
+        .without_otlp()
+        .alert_rules(rules)
+        .alertmanager(am.url.clone())
+        .build()
+        .expect("build");
+    let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+    for s in ["a", "b", "c", "d", "e"] {
+        drop(tracing::info_span!("op", strategy = s));
+    }
+    let started = Instant::now();
+    loop {
+        let received = am.alerts().len();
+        if received >= 1_250 {
+            assert_eq!(received, 1_250);
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "Alertmanager holds {received} of 1250 alerts: {:?}",
+            vidperf
+                .snapshot()
+                .health
+                .part::<vidperf::watch::WatchHealth>("watch")
+                .and_then(|w| w.alertmanager)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let delivery = vidperf
+        .snapshot()
+        .health
+        .part::<vidperf::watch::WatchHealth>("watch")
+        .and_then(|w| w.alertmanager)
+        .expect("delivery");
+    assert_eq!(delivery.dropped, 0, "{delivery:?}");
+    let _ = vidperf.shutdown(Duration::from_secs(5));
+}
+
+/// Durations and text a rule file gives are bounded at parse time, refused naming the
+/// file, line and field: nothing later can overflow, and memory follows the caps.
+#[test]
+fn hostile_rule_files_are_refused_naming_the_field() {
+    let parse = |text: &str| {
+        vidperf::watch::RuleSet::parse(text, std::path::Path::new("hostile.toml"))
+            .expect_err("refused")
+            .to_string()
+    };
+    let rule = "[[rule]]\nname = \"R\"\nmetric = \"duration_p95\"\nabove = 1\n";
+    for (text, needle) in [
+        (
+            format!("resend_interval = \"999999999h\"\n{rule}"),
+            "hostile.toml:1: `resend_interval`: \"999999999h\" is longer than 7 days",
+        ),
+        (
+            format!("resend_interval = \"18446744073709551615s\"\n{rule}"),
+            "`resend_interval`",
+        ),
+        (
+            format!("evaluation_interval = \"30d\"\n{rule}"),
+            "`evaluation_interval`",
+        ),
+        (
+            format!("{rule}for = \"8d\"\n"),
+            "hostile.toml:5: `for`: \"8d\" is longer than 7 days",
+        ),
+        (
+            format!("{rule}keep_firing_for = \"100000h\"\n"),
+            "`keep_firing_for`",
+        ),
+        (
+            format!("{rule}summary = \"{}\"\n", "x".repeat(50_000)),
+            "`summary`: is 50000 characters long; at most 2048",
+        ),
+        (
+            format!("{rule}description = \"{}\"\n", "x".repeat(3_000)),
+            "`description`",
+        ),
+        (
+            format!(
+                "[[rule]]\nname = \"{}\"\nmetric = \"duration_p95\"\nabove = 1\n",
+                "n".repeat(201)
+            ),
+            "`name`: is 201 characters",
+        ),
+        (
+            format!("{rule}[rule.labels]\nteam = \"{}\"\n", "v".repeat(2_000)),
+            "`labels`",
+        ),
+    ] {
+        let error = parse(&text);
+        assert!(error.contains(needle), "{error}");
+    }
+    let many: String = (0..1_001)
+        .map(|i| format!("[[rule]]\nname = \"R{i}\"\nmetric = \"duration_p95\"\nabove = 1\n"))
+        .collect();
+    assert!(
+        parse(&many).contains("1001 rules; at most 1000"),
+        "{}",
+        parse(&many)
+    );
+    // A 50 MB rule file is not read whole.
+    let dir = temp_dir("huge-rules");
+    let path = dir.join("huge.toml");
+    std::fs::write(
+        &path,
+        format!("{rule}summary = \"{}\"\n", "x".repeat(50 << 20)),
+    )
+    .expect("write");
+    let error = vidperf::watch::RuleSet::from_file(&path)
+        .expect_err("refused")
+        .to_string();
+    assert!(error.contains("larger than 4 MiB"), "{error}");
+}

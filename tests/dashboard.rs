@@ -25,7 +25,17 @@ fn free_port() -> u16 {
 
 /// The pipeline serving on `addr`, submitting clips for three minutes.
 fn pipeline(addr: SocketAddr, dir: &std::path::Path) -> Child {
-    let mut child = Command::new(support::example_binary("pipeline"))
+    pipeline_with_token(addr, dir, None)
+}
+
+/// The same, requiring `token` on the record routes (the stream included).
+fn pipeline_with_token(addr: SocketAddr, dir: &std::path::Path, token: Option<&str>) -> Child {
+    let mut command = Command::new(support::example_binary("pipeline"));
+    match token {
+        Some(t) => command.env("VIDPERF_HTTP_TOKEN", t),
+        None => command.env_remove("VIDPERF_HTTP_TOKEN"),
+    };
+    let mut child = command
         .args([
             "--serve",
             &addr.to_string(),
@@ -36,7 +46,6 @@ fn pipeline(addr: SocketAddr, dir: &std::path::Path) -> Child {
             "--export-dir",
             &dir.to_string_lossy(),
         ])
-        .env_remove("VIDPERF_HTTP_TOKEN")
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -187,4 +196,57 @@ fn the_dashboard_shows_every_strategy_live_and_survives_a_restart() {
     );
     stop(second);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A token the browser cannot send (beyond visible ASCII), typed in or left in the
+/// tab's storage, is answered "token rejected" with the form shown again — never an
+/// endless "reconnecting"; the right token then connects.
+#[test]
+fn a_token_the_browser_cannot_send_is_rejected_with_the_form_shown_again() {
+    let Some(browser) = webdriver::Browser::start() else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("vidperf-dashboard-token-{}", std::process::id()));
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let child = pipeline_with_token(addr, &dir, Some("s3cret-token"));
+    browser.open(&format!("http://{addr}/"));
+    let long = Duration::from_secs(30);
+    let form_with = |needle: &str| {
+        format!(
+            "const s = document.querySelector('#auth-section'); const m = document.querySelector('#auth-message');
+             return s && !s.hidden && m.textContent.includes({needle:?}) ? m.textContent : null;"
+        )
+    };
+    browser.wait_for("the token form", &form_with("requires an API token"), long);
+    browser.eval(
+        "document.querySelector('#token').value = 'токен'; document.querySelector('#auth').requestSubmit(); return true;",
+    );
+    browser.wait_for("a typed token rejected", &form_with("Token rejected"), long);
+    // Left in the tab's storage (a reload keeps it): rejected again, not a lock-out.
+    browser
+        .eval("sessionStorage.setItem('vidperf-token', 'токен'); location.reload(); return true;");
+    browser.wait_for(
+        "a stored token rejected",
+        &form_with("Token rejected"),
+        long,
+    );
+    let status: Value = browser.eval("return document.querySelector('#status').dataset.state");
+    assert_eq!(
+        status, "auth",
+        "the page asks, it does not spin reconnecting"
+    );
+    browser.eval(
+        "document.querySelector('#token').value = 's3cret-token'; document.querySelector('#auth').requestSubmit(); return true;",
+    );
+    browser.wait_for(
+        "the stream to go live with the right token",
+        "return document.querySelector('#status')?.dataset.state === 'live'",
+        long,
+    );
+    assert!(
+        script_errors(&browser.console()).is_empty(),
+        "{:?}",
+        browser.console()
+    );
+    stop(child);
 }

@@ -452,3 +452,57 @@ fn a_non_loopback_address_is_served_with_a_warning() {
         "{warnings:?}"
     );
 }
+
+/// Two downloads that read 4 KiB of an export and stop reading do not lock the route:
+/// their connections are cut after the download stall timeout, the next export goes
+/// through, and the busy answer's `Retry-After` says when a slot frees at the latest.
+#[test]
+fn stalled_downloads_are_cut_off_and_the_export_route_recovers() {
+    let api = start(
+        ApiConfig::default()
+            .with_export_limits(2, Duration::from_millis(200))
+            .with_download_stall_timeout(Duration::from_secs(2)),
+    );
+    // About 5 MB of JSON: more than the socket buffers hold.
+    for k in 0..10 {
+        api.record(&format!("strategy-{k}"), 1_000);
+    }
+    let addr: SocketAddr = api
+        .base
+        .trim_start_matches("http://")
+        .parse()
+        .expect("addr");
+    let stuck: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let s = TcpStream::connect(addr).expect("connect");
+            socket2::SockRef::from(&s)
+                .set_recv_buffer_size(4096)
+                .expect("small receive buffer");
+            (&s).write_all(b"POST /performance/export?format=json HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+                .expect("request");
+            let mut first = [0u8; 4096];
+            let _ = (&s).read(&mut first).expect("the download starts");
+            s
+        })
+        .collect();
+    // Both slots are held: a third waits its 200 ms and is told when to come back.
+    let (status, body, headers) = api.post("/performance/export?format=json", None);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(headers["retry-after"], "3", "the stall timeout, rounded up");
+    // Within the stall timeout and a little, the stuck downloads are cut off.
+    let started = Instant::now();
+    loop {
+        let (status, body, _) = api.post("/performance/export?format=json", None);
+        if status == 200 {
+            assert!(export::read_json(body.as_bytes()).is_ok());
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the export route stayed locked: {status} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("export route free again after {:?}", started.elapsed());
+    drop(stuck);
+}

@@ -234,3 +234,32 @@ fn a_client_that_stops_reading_is_dropped_and_nothing_piles_up() {
     drop(stuck);
     let _ = server.vidperf.shutdown(Duration::from_secs(5));
 }
+
+/// Shutting the server down ends an open stream cleanly: its chunked body's last chunk
+/// is written (a client sees the end of the stream, not a cut connection), and the
+/// shutdown does not wait on the stream.
+#[test]
+fn shutdown_ends_open_streams_with_their_last_chunk() {
+    let server = serve(ApiConfig::default());
+    server.record("vsrm", 1);
+    let (status, mut reader) = open(server.addr, "?interval=250ms");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert_eq!(next(&mut reader).event, "snapshot");
+    let started = Instant::now();
+    let report = server.vidperf.shutdown(Duration::from_secs(5));
+    assert!(report.is_ok(), "{report:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "shutdown waited {:?} on the stream",
+        started.elapsed()
+    );
+    let mut rest = Vec::new();
+    reader
+        .read_to_end(&mut rest)
+        .expect("the stream ends, not reset");
+    assert!(
+        rest.ends_with(b"0\r\n\r\n"),
+        "the chunked body ends with its last chunk: {:?}",
+        String::from_utf8_lossy(&rest[rest.len().saturating_sub(80)..])
+    );
+}

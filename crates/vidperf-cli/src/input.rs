@@ -2,9 +2,9 @@
 //! fetched. Either way only what the comparison needs is read (format 2 exports are
 //! read up to their pairs; see [`vidperf_core::export::read_summary`]).
 
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use vidperf_core::export::{ExportSummary, ReadError, read_summary};
@@ -137,6 +137,7 @@ fn fetch(url: &str, options: &FetchOptions) -> Result<ExportSummary, InputError>
         None => true,
         Some(i) => after_scheme[i..].trim_end_matches('/').is_empty(),
     };
+    let started = Instant::now();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(options.timeout))
@@ -178,12 +179,68 @@ fn fetch(url: &str, options: &FetchOptions) -> Result<ExportSummary, InputError>
             }
         )));
     }
-    let reader = response.into_body().into_reader();
-    read_summary(BufReader::with_capacity(1 << 20, reader)).map_err(|error| InputError::Read {
-        source_name: url.to_owned(),
-        error,
+    let body = response.into_body();
+    if let Some(length) = body.content_length()
+        && length > MAX_BODY_BYTES
+    {
+        return Err(fail(format!(
+            "the service announces {length} bytes, larger than {} MiB; compare the export as a file",
+            MAX_BODY_BYTES >> 20
+        )));
+    }
+    let reader = Deadline {
+        inner: body.into_with_config().limit(MAX_BODY_BYTES).reader(),
+        at: started + options.timeout,
+    };
+    read_summary(BufReader::with_capacity(1 << 20, reader)).map_err(|error| match error {
+        ReadError::Io(io) => match io.get_ref().and_then(|e| e.downcast_ref::<ureq::Error>()) {
+            _ if io.kind() == std::io::ErrorKind::TimedOut => fail(format!(
+                "no complete answer within {} s (raise --timeout for a large export)",
+                options.timeout.as_secs_f64()
+            )),
+            Some(ureq::Error::Timeout(_)) => fail(format!(
+                "no complete answer within {} s (raise --timeout for a large export)",
+                options.timeout.as_secs_f64()
+            )),
+            Some(ureq::Error::BodyExceedsLimit(_)) => fail(format!(
+                "the export is larger than {} MiB; compare it as a file",
+                MAX_BODY_BYTES >> 20
+            )),
+            _ => InputError::Read {
+                source_name: url.to_owned(),
+                error: ReadError::Io(io),
+            },
+        },
+        error => InputError::Read {
+            source_name: url.to_owned(),
+            error,
+        },
     })
 }
+
+/// A reader that fails once `at` has passed. ureq's global timeout bounds each socket
+/// read, but a server that drips a byte now and then can keep every read short of it;
+/// this makes the limit hold for the whole body.
+struct Deadline<R> {
+    inner: R,
+    at: Instant,
+}
+
+impl<R: Read> Read for Deadline<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if Instant::now() >= self.at {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the time allowed for the whole exchange has passed",
+            ));
+        }
+        self.inner.read(buf)
+    }
+}
+
+/// The most of a service's answer that is read: an export past it is refused (a
+/// file has no such cap; it is read as a stream).
+pub const MAX_BODY_BYTES: u64 = 256 << 20;
 
 fn fetch_error(e: &ureq::Error, timeout: Duration) -> String {
     match e {

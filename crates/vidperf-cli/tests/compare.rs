@@ -319,3 +319,151 @@ fn a_live_service_is_compared_with_a_file() {
     assert!(stdout.contains("improved"), "{stdout}");
     let _ = vidperf_handle.shutdown(Duration::from_secs(5));
 }
+
+/// A server that sends its headers, then one byte of body every 200 ms, forever.
+fn trickling_server(content_length: &'static str) -> String {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {content_length}\r\n\r\n{{\"format_version\": 2, \"x\": \""
+                );
+                if stream.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                loop {
+                    std::thread::sleep(Duration::from_millis(200));
+                    if stream.write_all(b"a").is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+/// `--timeout` is the whole exchange — connect, headers and body — even against a
+/// server that drips a byte now and then.
+#[test]
+fn the_timeout_is_a_total_deadline_against_a_trickling_server() {
+    let dir = Dir::new("trickle");
+    let good = dir.path("good.json");
+    write_export(&good, 50, 1.0, 8);
+    let url = trickling_server("100000000");
+    let started = std::time::Instant::now();
+    let out = vidperf(&["compare", &good, &url, "--timeout", "2"]);
+    let took = started.elapsed();
+    assert_eq!(code(&out), 2, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("within 2 s"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        took < Duration::from_secs(6),
+        "waited {took:?} for a 2 s timeout"
+    );
+}
+
+/// A body past the cap (256 MiB) is refused, not read into memory.
+#[test]
+fn a_body_over_the_cap_is_refused() {
+    let dir = Dir::new("huge");
+    let good = dir.path("good.json");
+    write_export(&good, 50, 1.0, 9);
+    let url = trickling_server("1073741824");
+    let out = vidperf(&["compare", &good, &url, "--timeout", "1"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        text(&out.stderr).contains("larger than 256 MiB"),
+        "announced at 1 GiB: {}",
+        text(&out.stderr)
+    );
+}
+
+/// Corrupt exports are refused naming what is wrong, never judged: a file cut inside
+/// `operations`, garbage after the document, histograms that cannot be.
+#[test]
+fn corrupt_exports_exit_2_naming_the_fault() {
+    let dir = Dir::new("corrupt");
+    let good = dir.path("good.json");
+    write_export(&good, 60, 1.0, 10);
+    let text_of = std::fs::read_to_string(&good).expect("read");
+    let cut = dir.path("cut.json");
+    let at = text_of.rfind("\"operation_id\"").expect("records");
+    std::fs::write(&cut, &text_of[..at]).expect("write");
+    refused(&["compare", &good, &cut], "malformed JSON export");
+    let tail = dir.path("tail.json");
+    std::fs::write(&tail, format!("{text_of}garbage")).expect("write");
+    refused(&["compare", &good, &tail], "after the export");
+    let doc: serde_json::Value = serde_json::from_str(&text_of).expect("json");
+    let with = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut d = doc.clone();
+        edit(&mut d);
+        let path = dir.path("edited.json");
+        std::fs::write(&path, serde_json::to_string(&d).expect("json")).expect("write");
+        path
+    };
+    let first_pair =
+        |d: &mut serde_json::Value| -> serde_json::Value { d["statistics"]["pairs"][0].clone() };
+    assert!(
+        first_pair(&mut doc.clone()).is_object(),
+        "format 2 has pairs"
+    );
+    for (name, edit, needle) in [
+        (
+            "zero width",
+            Box::new(|d: &mut serde_json::Value| {
+                d["statistics"]["pairs"][0]["duration_histogram"][0][1] = 0.into()
+            }) as Box<dyn Fn(&mut serde_json::Value)>,
+            "duration_histogram",
+        ),
+        (
+            "overflowing width",
+            Box::new(|d: &mut serde_json::Value| {
+                d["statistics"]["pairs"][0]["duration_histogram"][0][1] = u64::MAX.into()
+            }),
+            "duration_histogram",
+        ),
+        (
+            "unsorted",
+            Box::new(|d: &mut serde_json::Value| {
+                let h = d["statistics"]["pairs"][0]["duration_histogram"]
+                    .as_array_mut()
+                    .expect("histogram");
+                h.reverse();
+            }),
+            "duration_histogram",
+        ),
+        (
+            "counts that do not add up",
+            Box::new(|d: &mut serde_json::Value| {
+                d["statistics"]["pairs"][0]["statistics"]["count"] = 1_000_000.into()
+            }),
+            "count",
+        ),
+        (
+            "u64 overflow",
+            Box::new(|d: &mut serde_json::Value| {
+                d["statistics"]["pairs"][0]["duration_histogram"][0][2] = (u64::MAX - 5).into()
+            }),
+            "duration_histogram",
+        ),
+    ] {
+        let path = with(&*edit);
+        let out = vidperf(&["compare", &good, &path]);
+        assert_eq!(code(&out), 2, "{name}: {}", text(&out.stdout));
+        assert!(
+            text(&out.stderr).contains(needle),
+            "{name}: {}",
+            text(&out.stderr)
+        );
+    }
+}

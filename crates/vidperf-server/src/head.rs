@@ -223,6 +223,9 @@ pub(crate) struct Prefixed<S> {
 pub(crate) struct Progress {
     since: std::time::Instant,
     last_write_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// When a write found the socket full and has not made progress since, ms since
+    /// accepted; `u64::MAX` while no write waits.
+    blocked_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Progress {
@@ -230,6 +233,7 @@ impl Progress {
         Self {
             since: std::time::Instant::now(),
             last_write_ms: std::sync::Arc::default(),
+            blocked_ms: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
         }
     }
 
@@ -237,6 +241,30 @@ impl Progress {
         let ms = self.since.elapsed().as_millis() as u64;
         self.last_write_ms
             .store(ms, std::sync::atomic::Ordering::Relaxed);
+        self.blocked_ms
+            .store(u64::MAX, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn blocked(&self) {
+        let ms = self.since.elapsed().as_millis() as u64;
+        let _ = self.blocked_ms.compare_exchange(
+            u64::MAX,
+            ms,
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// How long a write has been waiting for the client to read (zero while none
+    /// waits): a download whose client stopped reading.
+    pub(crate) fn blocked_for(&self) -> std::time::Duration {
+        let at = self.blocked_ms.load(std::sync::atomic::Ordering::Relaxed);
+        if at == u64::MAX {
+            return std::time::Duration::ZERO;
+        }
+        self.since
+            .elapsed()
+            .saturating_sub(std::time::Duration::from_millis(at))
     }
 
     /// How long since the last write made progress (or since the start).
@@ -290,10 +318,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = &result
-            && *n > 0
-        {
-            self.progress.wrote();
+        match &result {
+            Poll::Ready(Ok(n)) if *n > 0 => self.progress.wrote(),
+            Poll::Pending => self.progress.blocked(),
+            _ => {}
         }
         result
     }

@@ -109,6 +109,10 @@ pub struct ApiConfig {
     /// (a healthy stream writes at least a keep-alive every 15 s) — is disconnected.
     /// Default 30 s.
     pub stream_stall_timeout: Duration,
+    /// A response whose client stops reading — a write waits this long without progress
+    /// (a download of an export read 4 KiB and left hanging) — is disconnected, and its
+    /// export slot freed. Default 10 s.
+    pub download_stall_timeout: Duration,
     /// Connections with a complete request, served at once; more get `503`. Default 512.
     pub max_connections: usize,
     /// Connections still sending their request head; more get `503`. Default 1,024.
@@ -132,6 +136,7 @@ impl Default for ApiConfig {
             stream_max_duration: Duration::from_secs(3600),
             max_streams: 16,
             stream_stall_timeout: Duration::from_secs(30),
+            download_stall_timeout: Duration::from_secs(10),
             max_connections: 512,
             max_pending_connections: 1024,
         }
@@ -175,6 +180,13 @@ impl ApiConfig {
     #[must_use]
     pub fn with_max_connections(mut self, n: usize) -> Self {
         self.max_connections = n.max(1);
+        self
+    }
+
+    /// Sets [`ApiConfig::download_stall_timeout`].
+    #[must_use]
+    pub fn with_download_stall_timeout(mut self, stall: Duration) -> Self {
+        self.download_stall_timeout = stall;
         self
     }
 

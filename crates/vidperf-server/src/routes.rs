@@ -123,13 +123,16 @@ pub(crate) async fn export(
     )
     .await
     else {
+        // A slot frees when an export finishes or, at the latest, when a client that
+        // stopped reading is cut off: the stall timeout, rounded up.
+        let retry = state.config.download_stall_timeout.as_secs().max(1) + 1;
         return Err(ApiError::unavailable(
             "exports_busy",
             format!(
-                "{} exports are being written; retry shortly",
+                "{} exports are being written; retry in {retry} s",
                 state.config.max_concurrent_exports
             ),
-            5,
+            retry,
         ));
     };
 
@@ -229,11 +232,13 @@ impl std::io::Write for ChunkWriter {
 /// `GET /performance/stream`: Server-Sent Events (see `stream.rs`).
 pub(crate) async fn stream(
     State(state): State<ApiState>,
+    closing: Option<axum::Extension<crate::serve::Closing>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = query::parse(raw.as_deref(), STREAM_PARAMS)?;
     let (interval, window) = crate::stream::parse(&params, &state.stats)?;
-    crate::stream::respond(state, interval, window).await
+    let closing = closing.map(|axum::Extension(c)| c.0);
+    crate::stream::respond(state, interval, window, closing).await
 }
 
 const STREAM_PARAMS: &[&str] = &["interval", "window"];

@@ -19,6 +19,13 @@ use vidperf_core::worker::Worker;
 use crate::error::ApiError;
 use crate::{ApiConfig, ApiState, head, router};
 
+/// Set to `true` when the server starts closing; a live stream's body ends on it.
+#[derive(Clone, Debug)]
+pub(crate) struct Closing(pub(crate) watch::Receiver<bool>);
+
+/// How long a live stream may take to write its end once shutdown starts.
+const STREAM_GRACE: Duration = Duration::from_millis(500);
+
 /// How long in-flight requests may finish once shutdown starts.
 const GRACE: Duration = Duration::from_secs(5);
 
@@ -68,6 +75,12 @@ pub fn check_token(token: &str) -> Result<(), &'static str> {
 /// error. Only a complete head takes a *serving* slot ([`ApiConfig::max_connections`]),
 /// so clients that send their headers slowly never crowd out the scraper. A connection
 /// over either cap is answered `503` with `Retry-After` at once, never reset.
+///
+/// One request per connection is a decision: every answer says `connection: close`, so
+/// a client that pipelines resends the rest on new connections (RFC 9112 §9.3.2); with
+/// keep-alive one client could hold a serving slot across requests, past the stall and
+/// lifetime limits that keep `/metrics` answering. At shutdown a live stream ends with
+/// its last chunk, a clean end of stream its client reconnects from.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -77,6 +90,8 @@ pub async fn serve(
     let pending = Arc::new(Semaphore::new(config.max_pending_connections));
     let serving = Arc::new(Semaphore::new(config.max_connections));
     let (closing_tx, closing_rx) = watch::channel(false);
+    // Live streams watch it too, to end with their last chunk when the server closes.
+    let app = app.layer(axum::Extension(Closing(closing_rx.clone())));
     let mut connections = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
     let limits = head::Limits {
@@ -155,12 +170,19 @@ pub async fn serve(
             let watchdog = {
                 let progress = progress.clone();
                 async move {
-                    if !is_stream {
-                        return std::future::pending().await;
-                    }
+                    // A stream writes at least a keep-alive every 15 s: no progress at all
+                    // for the stall time means its client stopped reading. A download
+                    // (an export, a large document) only counts while a write waits for
+                    // its client, so the time spent encoding never counts.
+                    let (stall, stalled): (Duration, fn(&head::Progress) -> Duration) = if is_stream
+                    {
+                        (config.stall, head::Progress::stalled_for)
+                    } else {
+                        (config.download_stall, head::Progress::blocked_for)
+                    };
                     loop {
-                        tokio::time::sleep(config.stall / 4).await;
-                        if progress.stalled_for() > config.stall {
+                        tokio::time::sleep(stall / 4).await;
+                        if stalled(&progress) > stall {
                             return;
                         }
                     }
@@ -178,15 +200,15 @@ pub async fn serve(
             tokio::select! {
                 _ = connection.as_mut() => {}
                 _ = closing.changed() => {
-                    // A live stream never finishes by itself: it ends now (its client
-                    // reconnects); a request gets the grace period to finish.
-                    if !is_stream {
-                        connection.as_mut().graceful_shutdown();
-                        let _ = tokio::time::timeout(GRACE, connection).await;
-                    }
+                    // A request gets the grace period to finish; a live stream ends
+                    // itself on the same signal (its body's last chunk, then the client
+                    // reconnects) and gets a moment to write it.
+                    connection.as_mut().graceful_shutdown();
+                    let grace = if is_stream { STREAM_GRACE } else { GRACE };
+                    let _ = tokio::time::timeout(grace, connection).await;
                 }
                 () = tokio::time::sleep(lifetime) => {} // dropped: the connection closes
-                () = watchdog => {} // a stream whose client stopped reading
+                () = watchdog => {} // a client that stopped reading
             }
         });
         while connections.try_join_next().is_some() {}
@@ -213,6 +235,7 @@ struct ConnectionLimits {
     lifetime: Duration,
     stream: Duration,
     stall: Duration,
+    download_stall: Duration,
 }
 
 impl ConnectionLimits {
@@ -222,6 +245,9 @@ impl ConnectionLimits {
             lifetime: config.connection_timeout,
             stream: config.stream_max_duration,
             stall: config.stream_stall_timeout.max(Duration::from_millis(100)),
+            download_stall: config
+                .download_stall_timeout
+                .max(Duration::from_millis(100)),
         }
     }
 }

@@ -190,6 +190,7 @@ pub(crate) async fn respond(
     state: ApiState,
     interval: Duration,
     window: Duration,
+    closing: Option<watch::Receiver<bool>>,
 ) -> Result<Response, ApiError> {
     let Ok(permit) = state.streams.clone().try_acquire_owned() else {
         return Err(ApiError::unavailable(
@@ -213,10 +214,13 @@ pub(crate) async fn respond(
         first: Option<String>,
         last: u64,
         missed: u64,
+        /// The server closing: the stream ends (its last chunk written).
+        closing: Option<watch::Receiver<bool>>,
         _permit: tokio::sync::OwnedSemaphorePermit,
     }
     let client = Client {
         receiver,
+        closing,
         first: Some(first),
         last: 0,
         missed: 0,
@@ -232,7 +236,18 @@ pub(crate) async fn respond(
             return Some((Ok::<_, Infallible>(event), client));
         }
         loop {
-            client.receiver.changed().await.ok()?;
+            let closed = async {
+                match client.closing.as_mut() {
+                    Some(closing) => {
+                        let _ = closing.wait_for(|closed| *closed).await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                changed = client.receiver.changed() => changed.ok()?,
+                () = closed => return None,
+            }
             let Some(published) = client.receiver.borrow_and_update().clone() else {
                 continue;
             };

@@ -3,8 +3,10 @@
 //! notifications over and never waits.
 //!
 //! Notifications are kept by alert (its label set): a newer state replaces an older one
-//! not yet sent, so however long Alertmanager is down, the queue holds at most one
-//! entry per alert ([`MAX_PENDING`]; beyond, the newest are dropped and counted) and
+//! not yet sent, and they are posted in batches of [`BATCH`], so a healthy Alertmanager
+//! receives every firing alert however many there are. While Alertmanager is down (a
+//! delivery failed and is being retried), the queue holds at most one entry per alert
+//! and at most [`MAX_PENDING`] alerts — beyond, the newest are dropped and counted — and
 //! what reaches it at last is each alert's latest state. A failed delivery (unreachable,
 //! or any answer but 2xx) is retried with exponential backoff (1 s doubling to 30 s).
 //! Every delivery, failure and drop is counted ([`DeliveryHealth`]).
@@ -21,8 +23,11 @@ use vidperf_core::worker::{StopTimeout, Worker};
 
 use crate::Notification;
 
-/// Alerts waiting to be delivered at most (one entry per alert).
+/// Alerts waiting to be delivered at most while Alertmanager is down (one entry per
+/// alert).
 pub const MAX_PENDING: usize = 1024;
+/// Alerts per request to Alertmanager.
+pub const BATCH: usize = 500;
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -166,27 +171,24 @@ fn deliver(endpoint: &str, rx: &Receiver<Message>, counters: &Counters) {
             None if pending.is_empty() => Duration::from_secs(3600),
             None => Duration::ZERO,
         };
+        // The bound is for an outage: while deliveries succeed, every alert is taken.
+        let outage = retry_at.is_some();
+        let take = |list: Vec<Notification>, pending: &mut BTreeMap<_, Notification>| {
+            for n in list {
+                if outage && pending.len() >= MAX_PENDING && !pending.contains_key(&n.labels) {
+                    counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                pending.insert(n.labels.clone(), n);
+            }
+        };
         match rx.recv_timeout(wait) {
             Ok(Message::Send(list)) => {
-                for n in list {
-                    if pending.len() >= MAX_PENDING && !pending.contains_key(&n.labels) {
-                        counters.dropped.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    pending.insert(n.labels.clone(), n);
-                }
+                take(list, &mut pending);
                 // Take everything already waiting before posting.
                 while let Ok(message) = rx.try_recv() {
                     match message {
-                        Message::Send(list) => {
-                            for n in list {
-                                if pending.len() < MAX_PENDING || pending.contains_key(&n.labels) {
-                                    pending.insert(n.labels.clone(), n);
-                                } else {
-                                    counters.dropped.fetch_add(1, Ordering::Relaxed);
-                                }
-                            }
-                        }
+                        Message::Send(list) => take(list, &mut pending),
                         Message::Stop => stopping = true,
                     }
                 }
@@ -199,24 +201,41 @@ fn deliver(endpoint: &str, rx: &Receiver<Message>, counters: &Counters) {
             .store(pending.len() as u64, Ordering::Relaxed);
         let due = retry_at.is_none_or(|at| Instant::now() >= at);
         if !pending.is_empty() && (due || stopping) {
-            let batch: Vec<&Notification> = pending.values().collect();
-            match post(&agent, endpoint, &batch) {
-                Ok(()) => {
-                    counters
-                        .sent
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    pending.clear();
-                    backoff = FIRST_BACKOFF;
-                    retry_at = None;
-                }
-                Err(e) => {
-                    counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
-                    *counters
-                        .last_error
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner) = Some(e);
-                    retry_at = Some(Instant::now() + backoff);
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+            // In batches; what a failed batch left stays pending, the bound applying
+            // from then on.
+            while !pending.is_empty() {
+                let keys: Vec<BTreeMap<String, String>> =
+                    pending.keys().take(BATCH).cloned().collect();
+                let batch: Vec<&Notification> =
+                    keys.iter().filter_map(|k| pending.get(k)).collect();
+                match post(&agent, endpoint, &batch) {
+                    Ok(()) => {
+                        counters
+                            .sent
+                            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        for k in &keys {
+                            pending.remove(k);
+                        }
+                        backoff = FIRST_BACKOFF;
+                        retry_at = None;
+                    }
+                    Err(e) => {
+                        counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                        *counters
+                            .last_error
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner) = Some(e);
+                        retry_at = Some(Instant::now() + backoff);
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        // An outage now: keep at most the bound.
+                        while pending.len() > MAX_PENDING {
+                            if let Some(last) = pending.keys().next_back().cloned() {
+                                pending.remove(&last);
+                                counters.dropped.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        break;
+                    }
                 }
             }
             counters

@@ -184,12 +184,17 @@ impl Default for RuleSet {
 
 /// A mistake in a rule file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}:{line}: {}{message}", file.display(), field.as_deref().map(|f| format!("`{f}`: ")).unwrap_or_default())]
+#[error(
+    "{}{}: {}{message}",
+    file.display(),
+    if *line > 0 { format!(":{line}") } else { String::new() },
+    field.as_deref().map(|f| format!("`{f}`: ")).unwrap_or_default()
+)]
 #[non_exhaustive]
 pub struct RuleError {
     /// The file (or what was parsed, e.g. `<string>`).
     pub file: PathBuf,
-    /// The line, from 1.
+    /// The line, from 1 (0 when the fault is the whole file: too large, unreadable).
     pub line: usize,
     /// The field, when one is at fault.
     pub field: Option<String>,
@@ -228,9 +233,26 @@ struct RawRule {
     labels: Option<Spanned<BTreeMap<String, String>>>,
 }
 
-/// The longest window a rule may use (the statistics keep 10 minutes by default; the
-/// service checks the rules against its own).
+/// How often rules are evaluated unless the file says.
 pub const DEFAULT_EVALUATION_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The longest duration a rule file may give (`window`, `for`, `keep_firing_for`,
+/// `evaluation_interval`, `resend_interval`): 7 days. Anything longer is refused at
+/// parse time, naming the file, line and field, so that no arithmetic on it can
+/// overflow later.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The most rules a file may hold.
+pub const MAX_RULES: usize = 1_000;
+/// The largest rule file read, in bytes.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+/// The longest `name`, `strategy`, `operation` or `severity`, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+/// The longest `summary` or `description`, in characters.
+pub const MAX_TEXT_CHARS: usize = 2_048;
+/// The most `labels` a rule may add, and the longest label value in characters.
+pub const MAX_LABELS: usize = 32;
+/// See [`MAX_LABELS`].
+pub const MAX_LABEL_VALUE_CHARS: usize = 1_024;
 
 struct Source<'a> {
     file: &'a Path,
@@ -260,28 +282,83 @@ impl Source<'_> {
     }
 
     fn duration(&self, value: &Spanned<String>, field: &str) -> Result<Duration, RuleError> {
-        humantime::parse_duration(value.get_ref().trim()).map_err(|e| {
+        let d = humantime::parse_duration(value.get_ref().trim()).map_err(|e| {
             self.at(
                 value,
                 field,
                 format!(
                     "{:?} is not a duration ({e}); write e.g. 30s, 5m or 1h",
-                    value.get_ref()
+                    short(value.get_ref())
                 ),
             )
-        })
+        })?;
+        if d > MAX_DURATION {
+            return Err(self.at(
+                value,
+                field,
+                format!(
+                    "{:?} is longer than 7 days, the most a rule file may give",
+                    short(value.get_ref())
+                ),
+            ));
+        }
+        Ok(d)
+    }
+
+    /// `value` when at most `max` characters, else an error naming the field.
+    fn text<'t>(
+        &self,
+        value: &'t Spanned<String>,
+        field: &str,
+        max: usize,
+    ) -> Result<&'t str, RuleError> {
+        let text = value.get_ref();
+        if text.chars().count() > max {
+            return Err(self.at(
+                value,
+                field,
+                format!(
+                    "is {} characters long; at most {max} are allowed",
+                    text.chars().count()
+                ),
+            ));
+        }
+        Ok(text)
     }
 }
 
+/// The first 64 characters of `text`, for an error message.
+fn short(text: &str) -> String {
+    let mut out: String = text.chars().take(64).collect();
+    if text.chars().nth(64).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 impl RuleSet {
-    /// Reads and checks a rule file.
+    /// Reads and checks a rule file (at most [`MAX_FILE_BYTES`]).
     pub fn from_file(path: &Path) -> Result<Self, RuleError> {
-        let text = std::fs::read_to_string(path).map_err(|e| RuleError {
+        let error = |message: String| RuleError {
             file: path.to_owned(),
             line: 0,
             field: None,
-            message: format!("cannot read the rule file: {e}"),
-        })?;
+            message,
+        };
+        let file = std::fs::File::open(path)
+            .map_err(|e| error(format!("cannot read the rule file: {e}")))?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut std::io::Read::take(file, MAX_FILE_BYTES + 1),
+            &mut text,
+        )
+        .map_err(|e| error(format!("cannot read the rule file: {e}")))?;
+        if text.len() as u64 > MAX_FILE_BYTES {
+            return Err(error(format!(
+                "the rule file is larger than {} MiB, the most read",
+                MAX_FILE_BYTES >> 20
+            )));
+        }
         Self::parse(&text, path)
     }
 
@@ -307,6 +384,14 @@ impl RuleSet {
             Some(v) => src.duration(v, "resend_interval")?,
             None => Duration::from_secs(60),
         };
+        if raw.rule.len() > MAX_RULES {
+            let at = raw.rule.get(MAX_RULES).map_or(0, |r| r.span().start);
+            return Err(src.error(
+                at,
+                Some("rule"),
+                format!("{} rules; at most {MAX_RULES} are allowed", raw.rule.len()),
+            ));
+        }
         let mut rules = Vec::with_capacity(raw.rule.len());
         let mut names = std::collections::BTreeSet::new();
         for spanned in &raw.rule {
@@ -337,6 +422,18 @@ fn rule(src: &Source<'_>, spanned: &Spanned<RawRule>) -> Result<Rule, RuleError>
     let name = raw.name.as_ref().ok_or_else(|| required("name"))?;
     if name.get_ref().trim().is_empty() {
         return Err(src.at(name, "name", "must not be empty"));
+    }
+    src.text(name, "name", MAX_NAME_CHARS)?;
+    for (value, field, max) in [
+        (&raw.strategy, "strategy", MAX_NAME_CHARS),
+        (&raw.operation, "operation", MAX_NAME_CHARS),
+        (&raw.severity, "severity", MAX_NAME_CHARS),
+        (&raw.summary, "summary", MAX_TEXT_CHARS),
+        (&raw.description, "description", MAX_TEXT_CHARS),
+    ] {
+        if let Some(v) = value {
+            src.text(v, field, max)?;
+        }
     }
     let metric_field = raw.metric.as_ref().ok_or_else(|| required("metric"))?;
     let metric = Metric::ALL
@@ -470,6 +567,27 @@ fn rule(src: &Source<'_>, spanned: &Spanned<RawRule>) -> Result<Rule, RuleError>
         .as_ref()
         .map(|l| l.get_ref().clone())
         .unwrap_or_default();
+    if labels.len() > MAX_LABELS {
+        let at = raw.labels.as_ref().map_or(start, |l| l.span().start);
+        return Err(src.error(
+            at,
+            Some("labels"),
+            format!("{} labels; at most {MAX_LABELS} are allowed", labels.len()),
+        ));
+    }
+    for (key, value) in &labels {
+        if key.chars().count() > MAX_NAME_CHARS || value.chars().count() > MAX_LABEL_VALUE_CHARS {
+            let at = raw.labels.as_ref().map_or(start, |l| l.span().start);
+            return Err(src.error(
+                at,
+                Some("labels"),
+                format!(
+                    "label {:?} is too long: names up to {MAX_NAME_CHARS} characters, values up to {MAX_LABEL_VALUE_CHARS}",
+                    short(key)
+                ),
+            ));
+        }
+    }
     for key in labels.keys() {
         let valid = key
             .chars()

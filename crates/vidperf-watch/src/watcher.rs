@@ -72,8 +72,23 @@ pub struct AlertsDocument {
     pub evaluated_at: Option<SystemTime>,
     /// Rules loaded.
     pub rules: usize,
-    /// Alerts pending or firing, firing first.
+    /// Alerts pending or firing, firing first; at most [`MAX_LISTED_ALERTS`].
     pub alerts: Vec<AlertStatus>,
+    /// Alerts pending or firing beyond those listed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub omitted: usize,
+}
+
+/// Alerts listed at most in the alerts document (`/performance/alerts`, the stream):
+/// with rule text capped ([`MAX_TEXT_CHARS`](crate::rules::MAX_TEXT_CHARS)), the
+/// document stays under about 5 MB; the rest are counted in `omitted`, and every one is
+/// still delivered to Alertmanager and on `/metrics`.
+pub const MAX_LISTED_ALERTS: usize = 1_000;
+
+// reason: serde's `skip_serializing_if` passes a reference.
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 pub(crate) fn optional_time<S: serde::Serializer>(
@@ -377,7 +392,12 @@ impl Evaluator {
         // the service dies.
         let rules = self.alerts.rules();
         let resend = rules.resend_interval;
-        let horizon = resend.max(rules.evaluation_interval) * 4;
+        // (Durations from a rule file are at most 7 days: this cannot overflow, and a
+        // rule set built in code saturates.)
+        let horizon = resend
+            .max(rules.evaluation_interval)
+            .saturating_mul(4)
+            .min(Duration::from_secs(28 * 24 * 3600));
         let active = self.alerts.active();
         for a in active.iter().filter(|a| a.state == State::Firing) {
             let labels = labels(a);
@@ -400,6 +420,8 @@ impl Evaluator {
         }
         let mut document_alerts = active.clone();
         document_alerts.sort_by_key(|a| a.state != State::Firing);
+        let omitted = document_alerts.len().saturating_sub(MAX_LISTED_ALERTS);
+        document_alerts.truncate(MAX_LISTED_ALERTS);
         let firing = active.iter().filter(|a| a.state == State::Firing).count() as u64;
         let pending = active.iter().filter(|a| a.state == State::Pending).count() as u64;
         let mut view = self.view.write().unwrap_or_else(PoisonError::into_inner);
@@ -407,6 +429,7 @@ impl Evaluator {
             evaluated_at: Some(now),
             rules: self.alerts.rules().rules.len(),
             alerts: document_alerts,
+            omitted,
         };
         view.gauges = self.alerts.gauges();
         view.health = WatchHealth {

@@ -99,6 +99,15 @@ pub enum ReadError {
         /// The newest this library reads.
         supported: u32,
     },
+    /// Well-formed, but a figure the export holds cannot be (a histogram with a
+    /// zero-width or overlapping bucket, counts that do not add up).
+    #[error("pair {pair}: {message}")]
+    Inconsistent {
+        /// `operation_type/strategy`.
+        pair: String,
+        /// What is wrong, naming the field.
+        message: String,
+    },
     /// One cell does not hold what its column documents.
     #[error("row {row}, column {column}: {message}")]
     Field {

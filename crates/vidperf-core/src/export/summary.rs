@@ -2,10 +2,13 @@
 //! its records: the format version, when it was written, and every (operation type,
 //! strategy) pair with its duration distribution.
 //!
-//! A format-2 export carries the pairs in `statistics.pairs`, before the records, so
-//! reading stops there: a file of a million records is read only up to its pairs. A
+//! A format-2 export carries the pairs in `statistics.pairs`, before the records; the
+//! records after them are then only checked for syntax, never held, so a file cut
+//! short or with anything after the document is refused rather than judged. A
 //! format-1 export has no pairs; they are rebuilt from its records, each folded into
-//! the statistics as it is read.
+//! the statistics as it is read. Either way the pairs are checked: every histogram's
+//! buckets have a width, do not overlap, and hold as many operations as the pair's
+//! `statistics.count`.
 
 use std::fmt;
 use std::io::Read;
@@ -46,10 +49,13 @@ pub fn read_summary<R: Read>(input: R) -> Result<ExportSummary, ReadError> {
     let result = (&mut de).deserialize_map(TopLevel { found: &mut found });
     match result {
         Ok(()) => {
-            de.end().map_err(syntax)?;
+            de.end().map_err(|e| match e.classify() {
+                serde_json::error::Category::Syntax => ReadError::NotAnExport(
+                    "unexpected text after the export (two documents, or garbage appended)",
+                ),
+                _ => syntax(e),
+            })?;
         }
-        // Stopped on purpose at the records, the pairs in hand.
-        Err(e) if found.stopped => drop(e),
         Err(e) => {
             if let Some(version) = found.newer {
                 return Err(ReadError::NewerFormat {
@@ -63,7 +69,15 @@ pub fn read_summary<R: Read>(input: R) -> Result<ExportSummary, ReadError> {
     let format_version = found
         .format_version
         .ok_or(ReadError::NotAnExport("no format_version"))?;
+    // The pairs, when the export has them, wherever its keys were put (a tool that
+    // sorts keys puts `operations` first, and those were folded on the way).
     let (pairs, from_records) = match (found.pairs, found.rebuilt) {
+        (Some(pairs), _) if !pairs.is_empty() => {
+            for pair in &pairs {
+                check_pair(pair)?;
+            }
+            (pairs, false)
+        }
         (_, Some(stats)) => {
             let options = SnapshotOptions::default()
                 .with_recent(0)
@@ -84,6 +98,57 @@ pub fn read_summary<R: Read>(input: R) -> Result<ExportSummary, ReadError> {
     })
 }
 
+/// Checks what a comparison relies on: each histogram tiles part of the range (every
+/// bucket has a width, none overlaps the one before, none runs past `u64::MAX`), and
+/// the duration histogram holds exactly `statistics.count` operations.
+fn check_pair(pair: &PairStatistics) -> Result<(), ReadError> {
+    let fail = |message: String| ReadError::Inconsistent {
+        pair: format!("{}/{}", pair.operation_type, pair.strategy),
+        message,
+    };
+    let total = |name: &str, histogram: &crate::stats::HistogramBuckets| {
+        let (mut end, mut total) = (0u64, 0u64);
+        for (i, &[low, width, count]) in histogram.0.iter().enumerate() {
+            if width == 0 {
+                return Err(fail(format!("{name}[{i}] has width 0")));
+            }
+            if i > 0 && low < end {
+                return Err(fail(format!(
+                    "{name}[{i}] starts at {low} ns, inside the bucket before it \
+                     (buckets are lowest first and do not overlap)"
+                )));
+            }
+            end = low.checked_add(width).ok_or_else(|| {
+                fail(format!(
+                    "{name}[{i}] runs past the largest duration ({low} + {width} ns)"
+                ))
+            })?;
+            total = total.checked_add(count).ok_or_else(|| {
+                fail(format!("{name}: the bucket counts overflow a 64-bit count"))
+            })?;
+        }
+        Ok(total)
+    };
+    let totals = [
+        total("duration_histogram", &pair.duration_histogram)?,
+        total("frame_time_histogram", &pair.frame_time_histogram)?,
+    ];
+    let count = pair.statistics.count;
+    if totals[0] != count {
+        return Err(fail(format!(
+            "duration_histogram holds {} operations but statistics.count is {count}",
+            totals[0]
+        )));
+    }
+    if totals[1] > count {
+        return Err(fail(format!(
+            "frame_time_histogram holds {} operations, more than statistics.count ({count})",
+            totals[1]
+        )));
+    }
+    Ok(())
+}
+
 fn syntax(e: serde_json::Error) -> ReadError {
     if e.is_io() {
         ReadError::Io(std::io::Error::from(e))
@@ -101,12 +166,7 @@ struct Found {
     pairs: Option<Vec<PairStatistics>>,
     /// The records folded into statistics (format 1).
     rebuilt: Option<Stats>,
-    /// Reading stopped at the records, on purpose.
-    stopped: bool,
 }
-
-/// The marker of the stop at the records.
-const STOP: &str = "vidperf: stop before the records";
 
 struct TopLevel<'a> {
     found: &'a mut Found,
@@ -149,8 +209,8 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
                     // document written from a snapshot without them) they are folded.
                     let has_pairs = self.found.pairs.as_ref().is_some_and(|p| !p.is_empty());
                     if has_pairs {
-                        self.found.stopped = true;
-                        return Err(de::Error::custom(STOP));
+                        map.next_value::<IgnoredAny>()?;
+                        continue;
                     }
                     let stats = Stats::new(
                         StatsConfig::default()
@@ -271,19 +331,66 @@ mod tests {
     }
 
     #[test]
-    fn reading_stops_before_the_records() {
-        let mut bytes = export(&stats_with(20));
+    fn the_pairs_count_wherever_the_keys_were_put() {
+        let stats = stats_with(100);
+        let value: serde_json::Value = serde_json::from_slice(&export(&stats)).expect("json");
+        // serde_json's map sorts keys: `operations` now comes before `statistics`.
+        let sorted = serde_json::to_vec(&value).expect("json");
+        let read = read_summary(sorted.as_slice()).expect("read");
+        assert!(!read.from_records);
+        let total: u64 = read.pairs.iter().map(|p| p.statistics.count).sum();
+        assert_eq!(total, 100, "the pairs, not the 5 records kept");
+    }
+
+    #[test]
+    fn records_after_the_pairs_are_checked_not_held() {
+        let bytes = export(&stats_with(20));
         let at = bytes
             .windows(b"\"operations\"".len())
             .position(|w| w == b"\"operations\"")
             .expect("operations");
-        bytes.truncate(at + 20);
-        bytes.extend_from_slice(b"this is not JSON at all");
-        let read = read_summary(bytes.as_slice()).expect("the records are not read");
-        assert_eq!(
-            read.pairs.iter().map(|p| p.statistics.count).sum::<u64>(),
-            20
+        let mut cut = bytes[..at + 20].to_vec();
+        cut.extend_from_slice(b"this is not JSON at all");
+        assert!(matches!(
+            read_summary(cut.as_slice()),
+            Err(ReadError::Json(_))
+        ));
+        let mut appended = bytes;
+        appended.extend_from_slice(b"{}");
+        assert!(matches!(
+            read_summary(appended.as_slice()),
+            Err(ReadError::NotAnExport(m)) if m.contains("after the export")
+        ));
+    }
+
+    #[test]
+    fn impossible_histograms_are_named() {
+        let stats = stats_with(30);
+        let good = read_summary(export(&stats).as_slice()).expect("read");
+        let mut pair = good.pairs[0].clone();
+        assert!(
+            pair.duration_histogram.0.len() > 1,
+            "several buckets to test with"
         );
+        assert!(check_pair(&pair).is_ok());
+        pair.duration_histogram.0[0][1] = 0;
+        let message = check_pair(&pair).expect_err("zero width").to_string();
+        assert!(
+            message.contains("duration_histogram[0] has width 0"),
+            "{message}"
+        );
+        let mut pair = good.pairs[0].clone();
+        pair.duration_histogram.0.reverse();
+        let message = check_pair(&pair).expect_err("unsorted").to_string();
+        assert!(message.contains("inside the bucket before it"), "{message}");
+        let mut pair = good.pairs[0].clone();
+        pair.statistics.count += 1;
+        let message = check_pair(&pair).expect_err("count").to_string();
+        assert!(message.contains("statistics.count"), "{message}");
+        let mut pair = good.pairs[0].clone();
+        pair.duration_histogram.0[0][2] = u64::MAX;
+        let message = check_pair(&pair).expect_err("overflow").to_string();
+        assert!(message.contains("overflow"), "{message}");
     }
 
     #[test]
