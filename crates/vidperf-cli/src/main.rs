@@ -2,9 +2,12 @@
 //!
 //! Each side is a JSON export (`vidperf-export.json`) or a live service's URL
 //! (`http://127.0.0.1:9464`, whose export is fetched). Several baselines (runs of the
-//! same code on the same machine) make the run-to-run spread part of the judgement. Exit status: 0 no regression,
-//! 1 a regression, 2 bad usage or input (the message names the file or URL and what is
-//! wrong).
+//! same code on the same machine) make the run-to-run spread part of the judgement.
+//!
+//! Exit status: 0 no regression; 1 a regression; 2 bad usage or input (the message
+//! names the file or URL and what is wrong); 3 nothing judged — no pair (of those
+//! selected) had enough operations on both sides, which is not a pass
+//! (`--allow-insufficient` makes it 0).
 
 // reason: a command-line tool writes its results and errors to stdout and stderr.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -76,13 +79,25 @@ struct CompareArgs {
     /// Seconds allowed for fetching from a service.
     #[arg(long, default_value_t = 30.0)]
     timeout: f64,
+    /// Exit 0 when no pair had enough operations to be judged (default: exit 3).
+    #[arg(long)]
+    allow_insufficient: bool,
+}
+
+/// What a comparison concluded, as the exit status says it.
+enum Outcome {
+    Pass,
+    Regressed,
+    NothingJudged,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Compare(args) => match run(&args) {
-            Ok(regressed) => ExitCode::from(u8::from(regressed)),
+            Ok(Outcome::Pass) => ExitCode::SUCCESS,
+            Ok(Outcome::Regressed) => ExitCode::from(1),
+            Ok(Outcome::NothingJudged) => ExitCode::from(3),
             Err(message) => {
                 eprintln!("vidperf compare: {message}");
                 ExitCode::from(2)
@@ -91,7 +106,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: &CompareArgs) -> Result<bool, String> {
+fn run(args: &CompareArgs) -> Result<Outcome, String> {
     let mut config = CompareConfig::default();
     if let Some(v) = args.alpha {
         config.alpha = v;
@@ -146,5 +161,11 @@ fn run(args: &CompareArgs) -> Result<bool, String> {
         }
     };
     print!("{out}");
-    Ok(comparison.regressed())
+    Ok(if comparison.regressed() {
+        Outcome::Regressed
+    } else if comparison.judged() == 0 && !args.allow_insufficient {
+        Outcome::NothingJudged
+    } else {
+        Outcome::Pass
+    })
 }

@@ -19,6 +19,9 @@ pub struct Document<'a> {
     pub current: &'a Side,
     /// Whether any pair regressed (the exit status is 1 then).
     pub regressed: bool,
+    /// How many pairs were judged; `0` is "nothing judged" (the exit status is 3 then,
+    /// unless `--allow-insufficient`).
+    pub judged: usize,
     /// Every pair.
     pub comparison: &'a Comparison,
 }
@@ -108,7 +111,9 @@ fn footer(comparison: &Comparison) -> String {
         .regressions()
         .map(|(op, st, f)| format!("{op}/{st} {}", f.name()))
         .collect();
-    if regressions.is_empty() {
+    if comparison.judged() == 0 {
+        let _ = writeln!(out, "{}", nothing_judged(comparison));
+    } else if regressions.is_empty() {
         out.push_str("No regression.\n");
     } else {
         let _ = writeln!(out, "Regressed: {}.", regressions.join(", "));
@@ -139,6 +144,27 @@ fn footer(comparison: &Comparison) -> String {
         );
     }
     out
+}
+
+/// What a comparison that judged no pair says instead of "No regression": what was
+/// needed, and the most either side had.
+pub fn nothing_judged(comparison: &Comparison) -> String {
+    let most = comparison
+        .pairs
+        .iter()
+        .map(|p| p.baseline_operations.min(p.current_operations))
+        .max()
+        .unwrap_or(0);
+    format!(
+        "Nothing judged: no pair has {} operations on both sides (the most: {most}){}. \
+         This is not a pass (exit 3; --allow-insufficient exits 0).",
+        comparison.config.min_samples,
+        if comparison.pairs.is_empty() {
+            ", and no pair matched"
+        } else {
+            ""
+        }
+    )
 }
 
 /// The table, padded to column widths; `colour` paints regressed rows red and improved
@@ -198,6 +224,8 @@ pub fn markdown(comparison: &Comparison, baseline: &Side, current: &Side) -> Str
     let mut out = String::new();
     let verdict = if comparison.regressed() {
         "**Regression detected**"
+    } else if comparison.judged() == 0 {
+        "**Nothing judged**"
     } else {
         "No regression"
     };
@@ -238,6 +266,7 @@ pub fn json(
         other_baselines,
         current,
         regressed: comparison.regressed(),
+        judged: comparison.judged(),
         comparison,
     };
     serde_json::to_string_pretty(&doc)

@@ -200,7 +200,8 @@ fn a_0_1_0_export_still_reads() {
         .join("../vidperf-core/tests/golden/export-0.1.0.json")
         .to_string_lossy()
         .into_owned();
-    let out = vidperf(&["compare", &golden, &golden]);
+    // Its few records judge nothing (exit 3); reading is what is checked here.
+    let out = vidperf(&["compare", &golden, &golden, "--allow-insufficient"]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).contains("rebuilt from the records kept"),
@@ -466,4 +467,49 @@ fn corrupt_exports_exit_2_naming_the_fault() {
             text(&out.stderr)
         );
     }
+}
+
+/// Nothing judged is not a pass: with too few operations on every pair (or a filter
+/// that matches none) the report says so and exits 3; `--allow-insufficient` makes it
+/// 0; a comparison that judged something keeps 0 and 1.
+#[test]
+fn nothing_judged_exits_3_unless_allowed() {
+    let dir = Dir::new("insufficient");
+    let (a, b) = (dir.path("a.json"), dir.path("b.json"));
+    write_export(&a, 10, 1.0, 21);
+    write_export(&b, 10, 1.5, 22);
+    let out = vidperf(&["compare", &a, &b]);
+    let stdout = text(&out.stdout);
+    assert_eq!(code(&out), 3, "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("Nothing judged: no pair has 30 operations on both sides (the most: 10)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("No regression"), "{stdout}");
+    let out = vidperf(&["compare", &a, &b, "--allow-insufficient"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stdout));
+    let out = vidperf(&["compare", &a, &b, "--format", "json"]);
+    assert_eq!(code(&out), 3);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(doc["judged"], 0);
+    assert_eq!(doc["regressed"], false);
+    let out = vidperf(&["compare", &a, &b, "--format", "markdown"]);
+    assert_eq!(code(&out), 3);
+    assert!(text(&out.stdout).contains("**Nothing judged**"));
+    // Enough operations: judged, so 0 for an A/A and 1 for a slowdown.
+    let (c, d) = (dir.path("c.json"), dir.path("d.json"));
+    write_export(&c, 60, 1.0, 23);
+    write_export(&d, 60, 1.0, 24);
+    let out = vidperf(&["compare", &c, &d, "--format", "json"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stdout));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(doc["judged"], 3);
+    // A filter that matches no pair judges nothing.
+    let out = vidperf(&["compare", &c, &d, "--strategy", "nosuch"]);
+    assert_eq!(code(&out), 3);
+    assert!(
+        text(&out.stdout).contains("no pair matched"),
+        "{}",
+        text(&out.stdout)
+    );
 }

@@ -325,6 +325,21 @@ impl Comparison {
         self.pairs.iter().any(|p| p.verdict == Verdict::Regressed)
     }
 
+    /// How many pairs were judged (regressed, improved or unchanged): `0` means the
+    /// comparison says nothing — every pair had too few operations, or was new or gone —
+    /// which is not a pass.
+    pub fn judged(&self) -> usize {
+        self.pairs
+            .iter()
+            .filter(|p| {
+                matches!(
+                    p.verdict,
+                    Verdict::Regressed | Verdict::Improved | Verdict::Unchanged
+                )
+            })
+            .count()
+    }
+
     /// The regressed figures, as (operation type, strategy, figure).
     pub fn regressions(&self) -> impl Iterator<Item = (&str, &str, Figure)> + '_ {
         self.pairs.iter().flat_map(|p| {
