@@ -139,7 +139,24 @@ fn a_slower_strategy_regresses_against_the_baseline_and_recovers() {
         Some(Value::from("regressed")),
         "{document}"
     );
+    // The anytime-valid check beside it: SeedVR2, three times slower, is regressed
+    // there too, tested on its durations (no frames recorded).
+    let sequential = document["sequential"]
+        .as_array()
+        .and_then(|pairs| pairs.iter().find(|p| p["strategy"] == "seedvr2"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(sequential["figure"], "duration", "{document}");
+    assert_eq!(sequential["regressed"], true, "{document}");
+    assert!(sequential["evidence"].as_f64() >= Some(100.0), "{document}");
+    assert!(sequential["change"].as_f64() > Some(1.0), "{document}");
     let (_, metrics) = get(&format!("{api}/metrics"));
+    assert!(
+        metrics.contains(
+            "vidperf_regression{vidperf_operation=\"enhancement\",vidperf_strategy=\"seedvr2\",figure=\"sequential\"} 1"
+        ),
+        "{metrics}"
+    );
     assert!(
         metrics.contains(
             "vidperf_regression{vidperf_operation=\"enhancement\",vidperf_strategy=\"seedvr2\",figure=\"p50_duration\"} 1"

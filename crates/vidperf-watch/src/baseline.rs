@@ -12,6 +12,7 @@ use vidperf_core::export::{ExportSummary, ReadError, read_summary};
 use vidperf_core::{SnapshotOptions, Stats};
 
 use crate::compare::{CompareConfig, Comparison, Figure, Verdict, compare};
+use crate::sequential::{SequentialConfig, SequentialPair};
 
 /// A baseline loaded from an export, with how the live window is compared with it.
 #[derive(Clone, Debug)]
@@ -27,6 +28,9 @@ pub struct Baseline {
     pub interval: Duration,
     /// The thresholds.
     pub config: CompareConfig,
+    /// The anytime-valid check run beside the windowed comparison
+    /// ([`crate::sequential`]).
+    pub sequential: SequentialConfig,
 }
 
 /// Why a baseline could not be loaded.
@@ -80,6 +84,7 @@ impl Baseline {
             window: Duration::from_secs(600),
             interval: Duration::from_secs(30),
             config: CompareConfig::default(),
+            sequential: SequentialConfig::default(),
         })
     }
 
@@ -127,6 +132,10 @@ pub struct RegressionsDocument {
     pub regressed: bool,
     /// The comparison (absent before the first).
     pub comparison: Option<Comparison>,
+    /// The anytime-valid check of each pair with enough baseline operations: over a
+    /// day of checks its false alarms stay within `alpha` per pair, which a repeated
+    /// windowed comparison's do not ([`crate::sequential`]).
+    pub sequential: Vec<SequentialPair>,
 }
 
 impl RegressionsDocument {
@@ -147,6 +156,7 @@ impl RegressionsDocument {
             window_seconds: baseline.window.as_secs_f64(),
             regressed: false,
             comparison: None,
+            sequential: Vec::new(),
         }
     }
 }
@@ -160,7 +170,8 @@ pub struct RegressionGauge {
     pub operation: String,
     /// The strategy.
     pub strategy: String,
-    /// The figure (`p50_duration`, `p95_duration`, `failure_rate`, `quality`).
+    /// The figure (`p50_duration`, `p95_duration`, `failure_rate`, `quality`), or
+    /// `sequential` for the anytime-valid check of the pair.
     pub figure: &'static str,
     /// 1 when regressed.
     pub regressed: bool,

@@ -22,6 +22,7 @@ pub mod compare;
 mod health;
 mod notify;
 pub mod rules;
+pub mod sequential;
 pub mod watcher;
 
 pub use alerts::{AlertGauge, AlertStatus, Alerts, Figures, State, Transition};

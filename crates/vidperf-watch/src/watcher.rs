@@ -21,6 +21,8 @@ use crate::alerts::{AlertGauge, AlertStatus, Alerts, State, Transition};
 use crate::baseline::{Baseline, RegressionGauge, RegressionsDocument, gauges, regressed_set};
 use crate::compare::Figure;
 use crate::rules::RuleSet;
+use crate::sequential::Sequential;
+use vidperf_core::SnapshotOptions;
 
 /// Where the watcher delivers notifications (an Alertmanager, or a test double).
 pub trait Deliver: Send + Sync + 'static {
@@ -184,6 +186,13 @@ impl Watcher {
             delivery: delivery.clone(),
             last_sent: HashMap::new(),
             evaluations: 0,
+            sequential: baseline.as_ref().map(|b| {
+                (
+                    Sequential::new(&b.summary.pairs, b.sequential.clone()),
+                    Instant::now(),
+                )
+            }),
+            sequential_regressed: BTreeSet::new(),
             baseline,
             baseline_due: Instant::now(),
             regressed: BTreeSet::new(),
@@ -321,6 +330,10 @@ struct Evaluator {
     baseline_due: Instant,
     /// The figures regressed at the last comparison.
     regressed: BTreeSet<(String, String, Figure)>,
+    /// The anytime-valid check of the baseline's pairs, and its clock.
+    sequential: Option<(Sequential, Instant)>,
+    /// The pairs the sequential check found regressed at the last comparison.
+    sequential_regressed: BTreeSet<(String, String)>,
 }
 
 impl Evaluator {
@@ -484,13 +497,72 @@ impl Evaluator {
                 figure.name()
             );
         }
+        // The anytime-valid check, fed the cumulative statistics (each operation once).
+        let sequential = self.sequential.as_mut().map(|(check, clock)| {
+            let cumulative = self.live.stats.snapshot_with(
+                SnapshotOptions::default()
+                    .with_recent(0)
+                    .with_active(0)
+                    .with_pairs()
+                    .at(now),
+            );
+            check.update(&cumulative.pairs, clock.elapsed().as_secs_f64())
+        });
+        let sequential = sequential.unwrap_or_default();
+        let sequential_regressed: BTreeSet<(String, String)> = sequential
+            .iter()
+            .filter(|p| p.regressed)
+            .map(|p| (p.operation_type.clone(), p.strategy.clone()))
+            .collect();
+        for pair in sequential.iter().filter(|p| {
+            p.regressed
+                && !self
+                    .sequential_regressed
+                    .contains(&(p.operation_type.clone(), p.strategy.clone()))
+        }) {
+            let change = pair.change.unwrap_or(f64::NAN);
+            tracing::warn!(
+                target: "vidperf::regression",
+                operation = %pair.operation_type,
+                strategy = %pair.strategy,
+                figure = "sequential",
+                change,
+                evidence = pair.evidence,
+                baseline = %baseline.source,
+                "regression: {} {} {} {:+.1}% against the baseline (sequential test, e-value {:.0})",
+                pair.strategy,
+                pair.operation_type,
+                pair.figure,
+                change * 100.0,
+                pair.evidence
+            );
+        }
+        for (operation, strategy) in self.sequential_regressed.difference(&sequential_regressed) {
+            tracing::info!(
+                target: "vidperf::regression",
+                operation = %operation,
+                strategy = %strategy,
+                figure = "sequential",
+                baseline = %baseline.source,
+                "regression recovered: {strategy} {operation} (sequential test) no longer shows a slowdown"
+            );
+        }
         let mut view = self.view.write().unwrap_or_else(PoisonError::into_inner);
-        view.regression_gauges = gauges(&comparison);
+        let mut regression_gauges = gauges(&comparison);
+        regression_gauges.extend(sequential.iter().map(|p| RegressionGauge {
+            operation: p.operation_type.clone(),
+            strategy: p.strategy.clone(),
+            figure: "sequential",
+            regressed: p.regressed,
+        }));
+        view.regression_gauges = regression_gauges;
         view.health.regressed = regressed.len() as u64;
         let mut document = RegressionsDocument::new(baseline);
         document.evaluated_at = Some(now);
         document.regressed = !regressed.is_empty();
         document.comparison = Some(comparison);
+        document.sequential = sequential;
+        self.sequential_regressed = sequential_regressed;
         view.regressions = Some(document);
         drop(view);
         self.regressed = regressed;
