@@ -461,54 +461,13 @@ fn a_fleet_routes_whole_traces_to_tail_samplers_and_jaeger() {
     durations.sort_by(f64::total_cmp);
     let threshold = durations[durations.len() / 2].round().max(1.0) as u64;
 
-    let mut samplers = Vec::new();
-    let mut sampler_ports = Vec::new();
-    for k in 0..2 {
-        let (grpc, prometheus) = (free_port(), free_port());
-        samplers.push(Peer::start(
-            &otelcol,
-            &[
-                "--config",
-                &config("otelcol-fleet-sampler.yaml"),
-                "--set=service.telemetry.metrics.level=none",
-            ],
-            &[
-                ("OTELCOL_OTLP_GRPC", format!("127.0.0.1:{grpc}")),
-                ("OTELCOL_PROMETHEUS", format!("127.0.0.1:{prometheus}")),
-                ("OTELCOL_SPANMETRICS_FLUSH", "1s".to_owned()),
-                (
-                    "OTELCOL_FILE_OUT",
-                    dir.join(format!("sampled-{k}.jsonl"))
-                        .to_string_lossy()
-                        .into_owned(),
-                ),
-                ("TAIL_DECISION_WAIT", "5s".to_owned()),
-                ("TAIL_SLOW_MS", threshold.to_string()),
-                ("JAEGER_OTLP_GRPC", format!("127.0.0.1:{jaeger_grpc}")),
-            ],
-            dir.join(format!("sampler-{k}.log")),
-            grpc,
-        ));
-        sampler_ports.push((grpc, prometheus));
-    }
-    let http = free_port();
-    let gateway_grpc = free_port();
-    let gateway = Peer::start(
-        &otelcol,
-        &[
-            "--config",
-            &config("otelcol-fleet-gateway.yaml"),
-            "--set=service.telemetry.metrics.level=none",
-        ],
-        &[
-            ("OTELCOL_OTLP_GRPC", format!("127.0.0.1:{gateway_grpc}")),
-            ("OTELCOL_OTLP_HTTP", format!("127.0.0.1:{http}")),
-            ("SAMPLER_1", format!("127.0.0.1:{}", sampler_ports[0].0)),
-            ("SAMPLER_2", format!("127.0.0.1:{}", sampler_ports[1].0)),
-        ],
-        dir.join("gateway.log"),
-        http,
-    );
+    let sampler_ports: Vec<(u16, u16)> = (0..2).map(|_| (free_port(), free_port())).collect();
+    let samplers: Vec<Peer> = sampler_ports
+        .iter()
+        .enumerate()
+        .map(|(k, ports)| sampler(&otelcol, k, *ports, threshold, jaeger_grpc, &dir, "5s"))
+        .collect();
+    let (gateway, http) = gateway(&otelcol, &sampler_ports, &dir);
 
     // Three workers at once, different seeds.
     let workers: Vec<_> = (0..3)
@@ -676,4 +635,212 @@ fn a_fleet_routes_whole_traces_to_tail_samplers_and_jaeger() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// A collector of the sampling tier (`otelcol-fleet-sampler.yaml`) on `(grpc, prometheus)`.
+fn sampler(
+    otelcol: &Path,
+    k: usize,
+    (grpc, prometheus): (u16, u16),
+    threshold_ms: u64,
+    jaeger_grpc: u16,
+    dir: &Path,
+    decision_wait: &str,
+) -> Peer {
+    Peer::start(
+        otelcol,
+        &[
+            "--config",
+            &config("otelcol-fleet-sampler.yaml"),
+            // Collectors run side by side: none serves its own metrics on :8888.
+            "--set=service.telemetry.metrics.level=none",
+        ],
+        &[
+            ("OTELCOL_OTLP_GRPC", format!("127.0.0.1:{grpc}")),
+            ("OTELCOL_PROMETHEUS", format!("127.0.0.1:{prometheus}")),
+            ("OTELCOL_SPANMETRICS_FLUSH", "1s".to_owned()),
+            (
+                "OTELCOL_FILE_OUT",
+                dir.join(format!("sampled-{k}.jsonl"))
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
+            ("TAIL_DECISION_WAIT", decision_wait.to_owned()),
+            ("TAIL_SLOW_MS", threshold_ms.to_string()),
+            ("JAEGER_OTLP_GRPC", format!("127.0.0.1:{jaeger_grpc}")),
+        ],
+        dir.join(format!("sampler-{k}.log")),
+        grpc,
+    )
+}
+
+/// The first tier (`otelcol-fleet-gateway.yaml`) routing to `samplers`; its OTLP/HTTP port.
+fn gateway(otelcol: &Path, samplers: &[(u16, u16)], dir: &Path) -> (Peer, u16) {
+    let (grpc, http) = (free_port(), free_port());
+    let peer = Peer::start(
+        otelcol,
+        &[
+            "--config",
+            &config("otelcol-fleet-gateway.yaml"),
+            "--set=service.telemetry.metrics.level=none",
+        ],
+        &[
+            ("OTELCOL_OTLP_GRPC", format!("127.0.0.1:{grpc}")),
+            ("OTELCOL_OTLP_HTTP", format!("127.0.0.1:{http}")),
+            ("SAMPLER_1", format!("127.0.0.1:{}", samplers[0].0)),
+            ("SAMPLER_2", format!("127.0.0.1:{}", samplers[1].0)),
+        ],
+        dir.join("gateway.log"),
+        http,
+    );
+    (peer, http)
+}
+
+/// A sampler killed mid-run and restarted on the same port: the workers never notice
+/// (every span delivered to the gateway, none failed or dropped, the run as long as one
+/// beside a healthy fleet), and once the sampler is back the gateway's routing reaches
+/// it again: traces started after the restart are in Jaeger, whole. What is lost is
+/// what the killed sampler held — the traces whose decision was pending in it — and
+/// what the gateway could not deliver while it was down.
+#[test]
+fn a_sampler_killed_and_restarted_mid_run_costs_the_workers_nothing() {
+    let Some(otelcol) = gopeers::binary("otelcol-vidperf") else {
+        return;
+    };
+    let dir = temp_dir("fault");
+    let Some((_jaeger, jaeger_grpc, query)) = gopeers::jaeger(&dir) else {
+        return;
+    };
+    let sampler_ports: Vec<(u16, u16)> = (0..2).map(|_| (free_port(), free_port())).collect();
+    // Threshold 0: every trace is kept, so what reaches Jaeger is what was not lost.
+    let mut samplers: Vec<Peer> = sampler_ports
+        .iter()
+        .enumerate()
+        .map(|(k, ports)| sampler(&otelcol, k, *ports, 0, jaeger_grpc, &dir, "1s"))
+        .collect();
+    let (_gateway, http) = gateway(&otelcol, &sampler_ports, &dir);
+    let run = |k: u32, service: &str| {
+        Command::new(support::example_binary("pipeline"))
+            .args(["--duration", "8", "--rate", "3", "--frames", "2"])
+            .args(["--seed", &(60 + k).to_string()])
+            .args([
+                "--export-dir",
+                &dir.join(format!("{service}-{k}")).to_string_lossy(),
+            ])
+            .env(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://127.0.0.1:{http}"),
+            )
+            .env("OTEL_SERVICE_NAME", service)
+            .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+            .env_remove("VIDPERF_HTTP_TOKEN")
+            .env_remove("VIDPERF_ALERT_RULES")
+            .env_remove("VIDPERF_BASELINE")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("worker")
+    };
+    let finish = |children: Vec<std::process::Child>| {
+        for child in children {
+            let out = child.wait_with_output().expect("worker ends");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{stdout}");
+            // Every span the worker emitted reached the gateway.
+            assert!(stdout.contains(" 0 failed, 0 dropped"), "{stdout}");
+        }
+    };
+    let started = Instant::now();
+    finish((0..3).map(|k| run(k, "healthy")).collect());
+    let healthy = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let children: Vec<_> = (0..3).map(|k| run(k, "faulty")).collect();
+    std::thread::sleep(Duration::from_secs(2));
+    drop(samplers.remove(0)); // killed
+    std::thread::sleep(Duration::from_secs(2));
+    let restarted_at = std::time::SystemTime::now();
+    samplers.insert(
+        0,
+        sampler(&otelcol, 0, sampler_ports[0], 0, jaeger_grpc, &dir, "1s"),
+    );
+    finish(children);
+    let faulty = started.elapsed().as_secs_f64();
+    eprintln!("workers' wall with a sampler killed: {faulty:.1} s against {healthy:.1} s healthy");
+
+    // Traces that began after the restart, as the workers recorded them, are in Jaeger
+    // whole (both samplers serving again).
+    let after: BTreeMap<String, usize> = (0..3)
+        .flat_map(|k| records(&dir.join(format!("faulty-{k}"))))
+        .filter(|(_, ops)| {
+            let restart = restarted_at
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("after 1970")
+                .as_secs_f64();
+            ops.iter().all(|o| o.0 > restart + 1.0)
+        })
+        .map(|(id, ops)| (id, ops.len()))
+        .collect();
+    assert!(
+        after.len() >= 6,
+        "traces after the restart: {}",
+        after.len()
+    );
+    let started = Instant::now();
+    loop {
+        let missing: Vec<&String> = after
+            .iter()
+            .filter(|(id, n)| {
+                let spans = get(&format!("{query}/api/traces/{id}"))
+                    .and_then(|d| d["data"][0]["spans"].as_array().cloned())
+                    .unwrap_or_default();
+                spans
+                    .iter()
+                    .filter(|s| {
+                        s["tags"]
+                            .as_array()
+                            .is_some_and(|t| t.iter().any(|t| t["key"] == "vidperf.strategy"))
+                    })
+                    .count()
+                    != **n
+            })
+            .map(|(id, _)| id)
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{} of {} traces begun after the restart are not whole in Jaeger: {missing:?}",
+            missing.len(),
+            after.len()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // What the fault cost, for the docs: traces of the faulty run not whole in Jaeger.
+    let all: BTreeMap<String, usize> = (0..3)
+        .flat_map(|k| records(&dir.join(format!("faulty-{k}"))))
+        .map(|(id, ops)| (id, ops.len()))
+        .collect();
+    let whole = all
+        .iter()
+        .filter(|(id, n)| {
+            get(&format!("{query}/api/traces/{id}"))
+                .and_then(|d| d["data"][0]["spans"].as_array().cloned())
+                .is_some_and(|spans| {
+                    spans
+                        .iter()
+                        .filter(|s| {
+                            s["tags"]
+                                .as_array()
+                                .is_some_and(|t| t.iter().any(|t| t["key"] == "vidperf.strategy"))
+                        })
+                        .count()
+                        == **n
+                })
+        })
+        .count();
+    eprintln!(
+        "traces whole in Jaeger: {whole} of {} (those begun after the restart: all {})",
+        all.len(),
+        after.len()
+    );
 }
