@@ -815,6 +815,62 @@ fn a_sampler_killed_and_restarted_mid_run_costs_the_workers_nothing() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+    // A trace across processes (examples/distributed.rs: a frontend hands a job to a
+    // worker process): the gateway routes both processes' spans by trace id to one
+    // sampler, and Jaeger holds the request, the job and its enhancement as one tree.
+    for _ in 0..4 {
+        let out = Command::new(support::example_binary("distributed"))
+            .env(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://127.0.0.1:{http}"),
+            )
+            .env("OTEL_SERVICE_NAME", "fleet-distributed")
+            .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+            .env_remove("VIDPERF_HTTP_TOKEN")
+            .output()
+            .expect("distributed runs");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{stdout}");
+        let trace = stdout
+            .split("traceparent=00-")
+            .nth(1)
+            .and_then(|rest| rest.get(..32))
+            .expect("the frontend prints its traceparent")
+            .to_owned();
+        let started = Instant::now();
+        loop {
+            let spans = get(&format!("{query}/api/traces/{trace}"))
+                .and_then(|d| d["data"][0]["spans"].as_array().cloned())
+                .unwrap_or_default();
+            let names: HashSet<&str> = spans
+                .iter()
+                .filter_map(|s| s["operationName"].as_str())
+                .collect();
+            if ["api_request", "background_job", "upscale"]
+                .iter()
+                .all(|n| names.contains(n))
+            {
+                let ids: HashSet<&str> =
+                    spans.iter().filter_map(|s| s["spanID"].as_str()).collect();
+                for span in &spans {
+                    for reference in span["references"].as_array().into_iter().flatten() {
+                        let parent = reference["spanID"].as_str().unwrap_or_default();
+                        assert!(
+                            ids.contains(parent),
+                            "trace {trace}: parent {parent} missing"
+                        );
+                    }
+                }
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "trace {trace} across two processes not whole in Jaeger: {names:?}"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
     // What the fault cost, for the docs: traces of the faulty run not whole in Jaeger.
     let all: BTreeMap<String, usize> = (0..3)
         .flat_map(|k| records(&dir.join(format!("faulty-{k}"))))
