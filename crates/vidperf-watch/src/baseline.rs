@@ -171,7 +171,8 @@ pub struct RegressionGauge {
     /// The strategy.
     pub strategy: String,
     /// The figure (`p50_duration`, `p95_duration`, `failure_rate`, `quality`), or
-    /// `sequential` for the anytime-valid check of the pair.
+    /// `sequential` for the anytime-valid check of the pair (1 when the strategy itself
+    /// regressed: against the baseline and against its operation's other strategies).
     pub figure: &'static str,
     /// 1 when regressed.
     pub regressed: bool,

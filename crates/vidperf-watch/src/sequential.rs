@@ -37,6 +37,13 @@
 //! (2 hours). A pair is regressed while some process's weighted e-value reaches
 //! `1/alpha`; by the union bound the daily guarantee holds for the family.
 //!
+//! **Drift of the whole machine** moves every strategy at once; a sequential test
+//! detects it as faithfully as a regression. So each pair is also tested *relative to
+//! the other strategies of its operation*: the same e-process on its shift less their
+//! median shift over the same process (`relative_regressed`). A strategy regressed on
+//! both is a regression of that strategy ([`SequentialPair::strategy_regressed`]);
+//! regressed alone is drift, and is reported as such.
+//!
 //! The operations are counted once, as they arrive: the check reads the statistics'
 //! cumulative histograms and takes the difference from each process's start, never
 //! the overlapping live window again.
@@ -100,8 +107,25 @@ pub struct SequentialPair {
     /// The change of the geometric mean over the operations of the process holding the
     /// most evidence (`0.12` = 12% slower); absent before any operation.
     pub change: Option<f64>,
-    /// Whether the pair is regressed now.
+    /// Whether the pair is regressed now: slower than the baseline.
     pub regressed: bool,
+    /// The same test on the pair's shift less the median shift of the other strategies
+    /// of its operation over the same time (absent without any): what the machine did
+    /// to all of them is taken out. `regressed` with this `false` is drift of the whole
+    /// machine (or of the workload), not this strategy's regression.
+    pub relative_regressed: Option<bool>,
+    /// The relative test's weighted e-value.
+    pub relative_evidence: Option<f64>,
+    /// The change relative to the other strategies (`0.1` = 10% slower than they moved).
+    pub relative_change: Option<f64>,
+}
+
+impl SequentialPair {
+    /// Whether this is a regression of the strategy itself: regressed, and — when the
+    /// operation has other strategies — regressed relative to them too.
+    pub fn strategy_regressed(&self) -> bool {
+        self.regressed && self.relative_regressed != Some(false)
+    }
 }
 
 /// The sequential check of every pair of a baseline.
@@ -139,18 +163,34 @@ impl Sequential {
     /// answers every checked pair's state.
     pub fn update(&mut self, live: &[PairStatistics], at: f64) -> Vec<SequentialPair> {
         let config = &self.config;
+        for ((operation_type, strategy), seq) in &mut self.pairs {
+            let totals = live
+                .iter()
+                .find(|p| &p.operation_type == operation_type && &p.strategy == strategy)
+                .map_or(Moments::default(), |p| match seq.figure {
+                    Figure::FrameTime => Moments::of(&p.frame_time_histogram),
+                    Figure::Duration => Moments::of(&p.duration_histogram),
+                });
+            seq.observe(totals.n, totals.sum, at, config);
+        }
         self.pairs
-            .iter_mut()
+            .iter()
             .map(|((operation_type, strategy), seq)| {
-                let totals = live
+                let peers: Vec<&PairSequence> = self
+                    .pairs
                     .iter()
-                    .find(|p| &p.operation_type == operation_type && &p.strategy == strategy)
-                    .map_or(Moments::default(), |p| match seq.figure {
-                        Figure::FrameTime => Moments::of(&p.frame_time_histogram),
-                        Figure::Duration => Moments::of(&p.duration_histogram),
-                    });
-                seq.observe(totals.n, totals.sum, at, config);
-                seq.state(operation_type, strategy, config)
+                    .filter(|((o, s), p)| {
+                        o == operation_type && s != strategy && p.figure == seq.figure
+                    })
+                    .map(|(_, p)| p)
+                    .collect();
+                let mut state = seq.state(operation_type, strategy, config);
+                if let Some((ln_e, change)) = seq.relative(&peers, config) {
+                    state.relative_evidence = Some(ln_e.exp());
+                    state.relative_change = Some(change);
+                    state.relative_regressed = Some(ln_e >= (1.0 / config.alpha).ln());
+                }
+                state
             })
             .collect()
     }
@@ -217,6 +257,17 @@ struct PairSequence {
     last: (u64, f64),
     /// (ln of the weighted e-value, the change) of the strongest process.
     best: (f64, Option<f64>),
+    /// Each process's estimate at the last look.
+    estimates: Vec<Estimate>,
+}
+
+/// One process's estimate: the shift of the mean log time and its variance.
+#[derive(Clone, Copy, Debug)]
+struct Estimate {
+    started: f64,
+    ln_weight: f64,
+    d: f64,
+    v: f64,
 }
 
 impl PairSequence {
@@ -230,6 +281,7 @@ impl PairSequence {
             restarts: VecDeque::new(),
             last: (0, 0.0),
             best: (f64::NEG_INFINITY, None),
+            estimates: Vec::new(),
         }
     }
 
@@ -270,7 +322,7 @@ impl PairSequence {
         self.last = (n, sum);
         let tau2 = config.shift.ln_1p().powi(2);
         let noise = config.noise.max(0.0).ln_1p();
-        self.best = self
+        self.estimates = self
             .day
             .iter()
             .chain(&self.restarts)
@@ -278,12 +330,80 @@ impl PairSequence {
                 let count = n.checked_sub(p.n0).filter(|&c| c > 0)?;
                 let d = (sum - p.s0) / count as f64 - self.baseline_mean;
                 let v = self.baseline_variance * (1.0 / count as f64 + 1.0 / self.baseline_n);
-                Some((p.ln_weight + ln_e(d - noise, v, tau2), Some(d.exp_m1())))
+                Some(Estimate {
+                    started: p.started,
+                    ln_weight: p.ln_weight,
+                    d,
+                    v,
+                })
+            })
+            .collect();
+        self.best = self
+            .estimates
+            .iter()
+            .map(|e| {
+                (
+                    e.ln_weight + ln_e(e.d - noise, e.v, tau2),
+                    Some(e.d.exp_m1()),
+                )
             })
             .fold(
                 (f64::NEG_INFINITY, None),
                 |a, b| if b.0 > a.0 { b } else { a },
             );
+    }
+
+    /// The evidence that this pair slowed more than its `peers` (the other strategies of
+    /// its operation) did over the same processes: the shift less the peers' median
+    /// shift, whose variance is added to the pair's (the median of `m` estimates taken as
+    /// `π/2m` of their mean variance from three on, the mean's below).
+    fn relative(&self, peers: &[&PairSequence], config: &SequentialConfig) -> Option<(f64, f64)> {
+        if peers.is_empty() {
+            return None;
+        }
+        let tau2 = config.shift.ln_1p().powi(2);
+        let noise = config.noise.max(0.0).ln_1p();
+        let best = self
+            .estimates
+            .iter()
+            .filter_map(|e| {
+                let mut others: Vec<(f64, f64)> = peers
+                    .iter()
+                    .filter_map(|p| {
+                        // Estimates are in the order their processes started.
+                        p.estimates
+                            .binary_search_by(|o| o.started.total_cmp(&e.started))
+                            .ok()
+                            .map(|i| (p.estimates[i].d, p.estimates[i].v))
+                    })
+                    .collect();
+                if others.is_empty() {
+                    return None;
+                }
+                others.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let m = others.len();
+                let median = if m % 2 == 1 {
+                    others[m / 2].0
+                } else {
+                    (others[m / 2 - 1].0 + others[m / 2].0) / 2.0
+                };
+                let mean_v = others.iter().map(|o| o.1).sum::<f64>() / m as f64;
+                let median_v = if m >= 3 {
+                    std::f64::consts::FRAC_PI_2 * mean_v / m as f64
+                } else {
+                    mean_v / m as f64
+                };
+                let d = e.d - median;
+                Some((
+                    e.ln_weight + ln_e(d - noise, e.v + median_v, tau2),
+                    d.exp_m1(),
+                ))
+            })
+            .fold(
+                (f64::NEG_INFINITY, 0.0),
+                |a, b| if b.0 > a.0 { b } else { a },
+            );
+        best.0.is_finite().then_some(best)
     }
 
     fn state(
@@ -309,6 +429,9 @@ impl PairSequence {
             },
             change: self.best.1,
             regressed: self.best.0 >= threshold,
+            relative_regressed: None,
+            relative_evidence: None,
+            relative_change: None,
         }
     }
 }
@@ -362,6 +485,69 @@ pub mod simulate {
         pub fn observe(&mut self, n: u64, sum: f64, at: f64, config: &SequentialConfig) -> bool {
             self.0.observe(n, sum, at, config);
             self.0.state("", "", config).regressed
+        }
+    }
+}
+
+#[doc(hidden)]
+/// For the simulation in `tests/sequential.rs`: one operation's strategies, each against
+/// a baseline of `n` operations of this mean and variance of log time.
+pub mod simulate_operation {
+    use std::collections::BTreeMap;
+
+    use super::{Figure, Moments, PairSequence, Sequential, SequentialConfig};
+
+    /// See the module.
+    #[derive(Debug)]
+    pub struct Operation(Sequential);
+
+    impl Operation {
+        /// `baselines[i]` = (operations, mean, variance) of strategy `i`.
+        pub fn new(baselines: &[(u64, f64, f64)], config: SequentialConfig) -> Self {
+            let pairs: BTreeMap<_, _> = baselines
+                .iter()
+                .enumerate()
+                .map(|(i, &(n, mean, variance))| {
+                    let m = Moments {
+                        n,
+                        sum: mean * n as f64,
+                        sum_sq: variance * (n as f64 - 1.0) + mean * mean * n as f64,
+                    };
+                    (
+                        ("op".to_owned(), format!("s{i}")),
+                        PairSequence::new(Figure::Duration, &m),
+                    )
+                })
+                .collect();
+            Self(Sequential { config, pairs })
+        }
+
+        /// Feeds each strategy's live totals (operations, sum of log times) at `at`;
+        /// per strategy, (regressed, regressed relative to the others).
+        pub fn observe(&mut self, totals: &[(u64, f64)], at: f64) -> Vec<(bool, Option<bool>)> {
+            let config = self.0.config.clone();
+            for (i, seq) in self.0.pairs.values_mut().enumerate() {
+                let (n, sum) = totals[i];
+                seq.observe(n, sum, at, &config);
+            }
+            let keys: Vec<_> = self.0.pairs.keys().cloned().collect();
+            keys.iter()
+                .map(|key| {
+                    let seq = &self.0.pairs[key];
+                    let peers: Vec<&PairSequence> = self
+                        .0
+                        .pairs
+                        .iter()
+                        .filter(|(k, _)| *k != key)
+                        .map(|(_, p)| p)
+                        .collect();
+                    let threshold = (1.0 / config.alpha).ln();
+                    (
+                        seq.best.0 >= threshold,
+                        seq.relative(&peers, &config).map(|r| r.0 >= threshold),
+                    )
+                })
+                .collect()
         }
     }
 }

@@ -511,11 +511,11 @@ impl Evaluator {
         let sequential = sequential.unwrap_or_default();
         let sequential_regressed: BTreeSet<(String, String)> = sequential
             .iter()
-            .filter(|p| p.regressed)
+            .filter(|p| p.strategy_regressed())
             .map(|p| (p.operation_type.clone(), p.strategy.clone()))
             .collect();
         for pair in sequential.iter().filter(|p| {
-            p.regressed
+            p.strategy_regressed()
                 && !self
                     .sequential_regressed
                     .contains(&(p.operation_type.clone(), p.strategy.clone()))
@@ -553,7 +553,7 @@ impl Evaluator {
             operation: p.operation_type.clone(),
             strategy: p.strategy.clone(),
             figure: "sequential",
-            regressed: p.regressed,
+            regressed: p.strategy_regressed(),
         }));
         view.regression_gauges = regression_gauges;
         view.health.regressed = regressed.len() as u64;

@@ -123,3 +123,81 @@ fn slowdowns_starting_mid_day_are_found() {
         );
     }
 }
+
+/// Drift of the whole machine — every strategy of an operation 8% slower for 12 hours,
+/// with a ±3% wave — is not one strategy's regression: the absolute test flags the
+/// pairs, the relative test (each strategy against the others' median) stays quiet, and
+/// a 10% regression of one strategy during the drift is still found by both.
+#[test]
+fn machine_drift_is_told_apart_from_a_strategy_regression() {
+    use vidperf_watch::sequential::simulate_operation::Operation;
+    let operations = (pairs() / 10).clamp(10, 250);
+    let unit = Normal::new(0.0, 1.0).expect("normal");
+    let (mut absolute, mut relative, mut found, mut found_relative) = (0, 0, 0, 0);
+    for seed in 0..operations {
+        for regress in [false, true] {
+            let mut rng = ChaCha8Rng::seed_from_u64(50_000 + seed * 2 + u64::from(regress));
+            let baselines: Vec<(u64, f64, f64)> = (0..4)
+                .map(|_| {
+                    let mean = SIGMA * unit.sample(&mut rng) / (BASELINE as f64).sqrt();
+                    (BASELINE, mean, SIGMA * SIGMA)
+                })
+                .collect();
+            let mut op = Operation::new(&baselines, SequentialConfig::default());
+            let mut totals = [(0u64, 0.0f64); 4];
+            let (mut any_absolute, mut any_relative) = (false, false);
+            let (mut hit, mut hit_relative) = (false, false);
+            for check in 0..CHECKS_PER_DAY {
+                let hours = check as f64 * 30.0 / 3600.0;
+                let drift = if (6.0..18.0).contains(&hours) {
+                    0.08f64.ln_1p() + 0.03 * (hours * std::f64::consts::TAU / 3.0).sin()
+                } else {
+                    0.0
+                };
+                for (i, t) in totals.iter_mut().enumerate() {
+                    let own = if regress && i == 0 && check >= 1447 {
+                        0.1f64.ln_1p()
+                    } else {
+                        0.0
+                    };
+                    let k = PER_CHECK as f64;
+                    t.1 += k * (drift + own) + SIGMA * k.sqrt() * unit.sample(&mut rng);
+                    t.0 += PER_CHECK;
+                }
+                let states = op.observe(&totals, (check * 30) as f64);
+                if regress {
+                    hit |= states[0].0;
+                    hit_relative |= states[0].1 == Some(true);
+                } else {
+                    any_absolute |= states.iter().any(|s| s.0);
+                    any_relative |= states.iter().any(|s| s.1 == Some(true));
+                }
+            }
+            if regress {
+                found += usize::from(hit);
+                found_relative += usize::from(hit_relative);
+            } else {
+                absolute += usize::from(any_absolute);
+                relative += usize::from(any_relative);
+            }
+        }
+    }
+    println!(
+        "machine drift (+8% for 12 h, ±3% wave), {operations} operations of 4 strategies: \
+         absolute test fired on {absolute}, relative on {relative}; \
+         one strategy 10% slower from 12:03:30 during the drift: found by the relative test \
+         in {found_relative} of {operations} (absolute {found})"
+    );
+    assert!(
+        absolute as f64 >= 0.9 * operations as f64,
+        "the drift is detected: {absolute}"
+    );
+    assert!(
+        relative as f64 <= 0.02 * operations as f64,
+        "the relative test stays quiet: {relative}"
+    );
+    assert!(
+        found_relative as f64 >= 0.9 * operations as f64,
+        "found: {found_relative}"
+    );
+}
