@@ -526,3 +526,55 @@ fn every_documented_variable_left_empty_means_unset() {
         "the run did its work"
     );
 }
+
+/// The README's comparison example at the example's default clip count: two runs of
+/// `--seed 11`, the second with `--slowdown seedvr2=1.5`, give too few operations per
+/// pair to judge, and `vidperf compare` says "Nothing judged" and exits 3 — not a
+/// silent pass. (At the 300 clips the README states, the slowdown is flagged: the
+/// release-build batches of docs/REGRESSIONS.md; a debug run of 300 clips takes
+/// minutes.)
+#[test]
+fn the_readme_comparison_at_the_default_clip_count_judges_nothing_and_says_so() {
+    let (base, slow) = (temp_dir("readme-base"), temp_dir("readme-slow"));
+    let out = run(&["--seed", "11", "--export-dir", &base.to_string_lossy()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&[
+        "--seed",
+        "11",
+        "--slowdown",
+        "seedvr2=1.5",
+        "--export-dir",
+        &slow.to_string_lossy(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The `vidperf` binary of this build, beside the test's deps directory.
+    let exe = std::env::current_exe().expect("test binary");
+    let cli = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir")
+        .join(format!("vidperf{}", std::env::consts::EXE_SUFFIX));
+    let out = Command::new(&cli)
+        .arg("compare")
+        .arg(base.join(export::JSON_FILE_NAME))
+        .arg(slow.join(export::JSON_FILE_NAME))
+        .env_remove("VIDPERF_HTTP_TOKEN")
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (cargo build -p vidperf-cli)", cli.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(
+        stdout.contains("Nothing judged: no pair has 30 operations on both sides (the most: 24)"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&base);
+    let _ = std::fs::remove_dir_all(&slow);
+}
