@@ -115,9 +115,18 @@ fn a_slower_strategy_regresses_against_the_baseline_and_recovers() {
     // SeedVR2 three times slower, VSRM as before.
     operations("vsrm", 60, Duration::from_millis(2));
     operations("seedvr2", 60, Duration::from_millis(6));
+    // Judged regressed by the windowed comparison, and by the sequential check relative
+    // to VSRM (which may take a look or two more while the operations arrive).
     wait_for("SeedVR2 judged regressed", || {
         let (_, body) = get(&format!("{api}/performance/regressions"));
-        serde_json::from_str::<Value>(&body).is_ok_and(|d| d["regressed"] == true)
+        serde_json::from_str::<Value>(&body).is_ok_and(|d| {
+            d["regressed"] == true
+                && d["sequential"].as_array().is_some_and(|pairs| {
+                    pairs
+                        .iter()
+                        .any(|p| p["strategy"] == "seedvr2" && p["relative_regressed"] == true)
+                })
+        })
     });
     let (status, body) = get(&format!("{api}/performance/regressions"));
     assert_eq!(status, 200);
