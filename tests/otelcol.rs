@@ -79,6 +79,11 @@ fn pipeline(
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains(" 0 failed, 0 dropped"), "{stdout}");
+    export_pairs(&export)
+}
+
+/// The pairs of the JSON export in `export`: (operation, strategy) → operations.
+fn export_pairs(export: &Path) -> BTreeMap<(String, String), u64> {
     let json = std::fs::read_to_string(export.join("vidperf-export.json")).expect("export");
     let doc: Value = serde_json::from_str(&json).expect("json");
     doc["statistics"]["pairs"]
@@ -95,6 +100,50 @@ fn pipeline(
             )
         })
         .collect()
+}
+
+/// A trace's spans as Jaeger's query API answers them (none when it has not got it).
+fn trace_spans(query: &str, id: &str) -> Vec<Value> {
+    get(&format!("{query}/api/traces/{id}"))
+        .and_then(|d| d["data"][0]["spans"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+/// How many of `spans` are vidperf operations (they carry `vidperf.strategy`).
+fn operation_spans(spans: &[Value]) -> usize {
+    spans
+        .iter()
+        .filter(|s| {
+            s["tags"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t["key"] == "vidperf.strategy"))
+        })
+        .count()
+}
+
+/// Every parent a span of trace `id` references is in it.
+fn assert_parents_present(id: &str, spans: &[Value]) {
+    let ids: HashSet<&str> = spans.iter().filter_map(|s| s["spanID"].as_str()).collect();
+    for span in spans {
+        for reference in span["references"].as_array().into_iter().flatten() {
+            let parent = reference["spanID"].as_str().unwrap_or_default();
+            assert!(ids.contains(parent), "trace {id}: parent {parent} missing");
+        }
+    }
+}
+
+/// The Prometheus page on `port` (empty while it does not answer).
+fn metrics_page(port: u16) -> String {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    agent
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_to_string().ok())
+        .unwrap_or_default()
 }
 
 /// Every shipped configuration is valid for the collector built from `tools/otelcol`,
@@ -214,7 +263,7 @@ fn traces_reach_jaeger_whole_through_the_shipped_collector_config() {
     let mut by_pair: BTreeMap<(String, String), u64> = BTreeMap::new();
     for trace in &traces {
         let spans = trace["spans"].as_array().expect("spans");
-        let ids: HashSet<&str> = spans.iter().filter_map(|s| s["spanID"].as_str()).collect();
+        assert_parents_present(trace["traceID"].as_str().unwrap_or_default(), spans);
         let roots = spans
             .iter()
             .filter(|s| {
@@ -225,10 +274,6 @@ fn traces_reach_jaeger_whole_through_the_shipped_collector_config() {
             .count();
         assert_eq!(roots, 1, "one root per trace: {trace}");
         for span in spans {
-            for reference in span["references"].as_array().into_iter().flatten() {
-                let parent = reference["spanID"].as_str().unwrap_or_default();
-                assert!(ids.contains(parent), "parent {parent} missing: {trace}");
-            }
             let tags: BTreeMap<&str, (&str, &Value)> = span["tags"]
                 .as_array()
                 .into_iter()
@@ -330,18 +375,9 @@ fn the_prometheus_config_counts_what_vidperf_counted() {
         6,
         &dir,
     );
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .into();
     let started = Instant::now();
     let (calls, page) = loop {
-        let page = agent
-            .get(format!("http://127.0.0.1:{prometheus}/metrics"))
-            .call()
-            .ok()
-            .and_then(|mut r| r.body_mut().read_to_string().ok())
-            .unwrap_or_default();
+        let page = metrics_page(prometheus);
         let calls = span_calls(&page);
         if calls == pairs && page.contains("vidperf_operation_duration") {
             break (calls, page);
@@ -508,17 +544,8 @@ fn a_fleet_routes_whole_traces_to_tail_samplers_and_jaeger() {
             "{stdout}"
         );
         traces.extend(records(&export));
-        let doc: Value = serde_json::from_str(
-            &std::fs::read_to_string(export.join("vidperf-export.json")).expect("export"),
-        )
-        .expect("json");
-        for p in doc["statistics"]["pairs"].as_array().expect("pairs") {
-            *counted
-                .entry((
-                    p["operation_type"].as_str().unwrap_or_default().to_owned(),
-                    p["strategy"].as_str().unwrap_or_default().to_owned(),
-                ))
-                .or_default() += p["statistics"]["count"].as_u64().unwrap_or_default();
+        for (pair, n) in export_pairs(&export) {
+            *counted.entry(pair).or_default() += n;
         }
     }
     assert_eq!(traces.len(), 24, "one trace per clip");
@@ -553,17 +580,9 @@ fn a_fleet_routes_whole_traces_to_tail_samplers_and_jaeger() {
             }
         }
         let complete = kept.iter().all(|(id, n)| {
-            found.get(*id).is_some_and(|spans| {
-                spans
-                    .iter()
-                    .filter(|s| {
-                        s["tags"]
-                            .as_array()
-                            .is_some_and(|t| t.iter().any(|t| t["key"] == "vidperf.strategy"))
-                    })
-                    .count()
-                    == *n
-            })
+            found
+                .get(*id)
+                .is_some_and(|spans| operation_spans(spans) == *n)
         });
         if complete && found.len() == kept.len() {
             break found;
@@ -580,13 +599,7 @@ fn a_fleet_routes_whole_traces_to_tail_samplers_and_jaeger() {
         std::thread::sleep(Duration::from_millis(500));
     };
     for (id, spans) in &found {
-        let ids: HashSet<&str> = spans.iter().filter_map(|s| s["spanID"].as_str()).collect();
-        for span in spans {
-            for reference in span["references"].as_array().into_iter().flatten() {
-                let parent = reference["spanID"].as_str().unwrap_or_default();
-                assert!(ids.contains(parent), "trace {id}: parent {parent} missing");
-            }
-        }
+        assert_parents_present(id, spans);
     }
     // Both samplers got traces (routing spread them), and the file holds what Jaeger does.
     let lines: usize = (0..2)
@@ -601,22 +614,12 @@ fn a_fleet_routes_whole_traces_to_tail_samplers_and_jaeger() {
 
     // Span metrics from every span, before sampling: both samplers together count what
     // the three workers counted.
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .into();
     let started = Instant::now();
     loop {
         let mut calls: BTreeMap<(String, String), u64> = BTreeMap::new();
         let mut per_sampler = Vec::new();
         for (_, prometheus) in &sampler_ports {
-            let page = agent
-                .get(format!("http://127.0.0.1:{prometheus}/metrics"))
-                .call()
-                .ok()
-                .and_then(|mut r| r.body_mut().read_to_string().ok())
-                .unwrap_or_default();
-            let these = span_calls(&page);
+            let these = span_calls(&metrics_page(*prometheus));
             per_sampler.push(these.values().sum::<u64>());
             for (k, v) in these {
                 *calls.entry(k).or_default() += v;
@@ -788,20 +791,7 @@ fn a_sampler_killed_and_restarted_mid_run_costs_the_workers_nothing() {
     loop {
         let missing: Vec<&String> = after
             .iter()
-            .filter(|(id, n)| {
-                let spans = get(&format!("{query}/api/traces/{id}"))
-                    .and_then(|d| d["data"][0]["spans"].as_array().cloned())
-                    .unwrap_or_default();
-                spans
-                    .iter()
-                    .filter(|s| {
-                        s["tags"]
-                            .as_array()
-                            .is_some_and(|t| t.iter().any(|t| t["key"] == "vidperf.strategy"))
-                    })
-                    .count()
-                    != **n
-            })
+            .filter(|(id, n)| operation_spans(&trace_spans(&query, id)) != **n)
             .map(|(id, _)| id)
             .collect();
         if missing.is_empty() {
@@ -839,9 +829,7 @@ fn a_sampler_killed_and_restarted_mid_run_costs_the_workers_nothing() {
             .to_owned();
         let started = Instant::now();
         loop {
-            let spans = get(&format!("{query}/api/traces/{trace}"))
-                .and_then(|d| d["data"][0]["spans"].as_array().cloned())
-                .unwrap_or_default();
+            let spans = trace_spans(&query, &trace);
             let names: HashSet<&str> = spans
                 .iter()
                 .filter_map(|s| s["operationName"].as_str())
@@ -850,17 +838,7 @@ fn a_sampler_killed_and_restarted_mid_run_costs_the_workers_nothing() {
                 .iter()
                 .all(|n| names.contains(n))
             {
-                let ids: HashSet<&str> =
-                    spans.iter().filter_map(|s| s["spanID"].as_str()).collect();
-                for span in &spans {
-                    for reference in span["references"].as_array().into_iter().flatten() {
-                        let parent = reference["spanID"].as_str().unwrap_or_default();
-                        assert!(
-                            ids.contains(parent),
-                            "trace {trace}: parent {parent} missing"
-                        );
-                    }
-                }
+                assert_parents_present(&trace, &spans);
                 break;
             }
             assert!(
@@ -878,21 +856,7 @@ fn a_sampler_killed_and_restarted_mid_run_costs_the_workers_nothing() {
         .collect();
     let whole = all
         .iter()
-        .filter(|(id, n)| {
-            get(&format!("{query}/api/traces/{id}"))
-                .and_then(|d| d["data"][0]["spans"].as_array().cloned())
-                .is_some_and(|spans| {
-                    spans
-                        .iter()
-                        .filter(|s| {
-                            s["tags"]
-                                .as_array()
-                                .is_some_and(|t| t.iter().any(|t| t["key"] == "vidperf.strategy"))
-                        })
-                        .count()
-                        == **n
-                })
-        })
+        .filter(|(id, n)| operation_spans(&trace_spans(&query, id)) == **n)
         .count();
     eprintln!(
         "traces whole in Jaeger: {whole} of {} (those begun after the restart: all {})",
