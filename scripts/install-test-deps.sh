@@ -7,6 +7,7 @@
 #                            Prometheus server the fleet test scrapes three workers with
 #   prometheus-alertmanager  the Alertmanager the alerting test delivers to
 #   chromium, chromium-driver  the browser the dashboard test drives over WebDriver
+#   tmux                     the real terminal `vidperf top`'s test types into and reads
 #   rotel (pip)              the OTLP collector of the export tests
 #   cargo-nextest (cargo)    the test runner (built from crates.io, about 10 minutes on
 #                            2 cores; once per machine)
@@ -30,6 +31,7 @@ command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || 
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing ${missing[*]} (Debian packages)" >&2

@@ -218,6 +218,43 @@ impl vidperf_server::Watch for Served {
     fn regressions(&self) -> Option<serde_json::Value> {
         serde_json::to_value(self.0.regressions()?).ok()
     }
+
+    fn regressed(&self) -> Option<serde_json::Value> {
+        use vidperf_watch::compare::Verdict;
+        let document = self.0.regressions()?;
+        let mut list = Vec::new();
+        for pair in document.comparison.iter().flat_map(|c| &c.pairs) {
+            if pair.verdict != Verdict::Regressed {
+                continue;
+            }
+            for f in &pair.figures {
+                if f.verdict == Some(Verdict::Regressed) {
+                    let change = f
+                        .change
+                        .map(|c| if f.figure.is_ratio() { c - 1.0 } else { c });
+                    list.push(serde_json::json!({
+                        "operation_type": pair.operation_type,
+                        "strategy": pair.strategy,
+                        "figure": f.figure.name(),
+                        "change": change,
+                        "test": "windowed",
+                    }));
+                }
+            }
+        }
+        for pair in &document.sequential {
+            if pair.strategy_regressed() {
+                list.push(serde_json::json!({
+                    "operation_type": pair.operation_type,
+                    "strategy": pair.strategy,
+                    "figure": pair.figure,
+                    "change": pair.change,
+                    "test": "sequential",
+                }));
+            }
+        }
+        Some(serde_json::Value::Array(list))
+    }
 }
 
 /// The running watcher, as a part.

@@ -1,4 +1,5 @@
 //! `vidperf compare BASELINE... CURRENT`: did a strategy regress?
+//! `vidperf top [URL]`: a service's live view in the terminal, recorded and replayed.
 //!
 //! Each side is a JSON export (`vidperf-export.json`) or a live service's URL
 //! (`http://127.0.0.1:9464`, whose export is fetched). Several baselines (runs of the
@@ -33,6 +34,61 @@ enum Command {
     /// Compares CURRENT with BASELINE per operation type and strategy; exits 1 when
     /// anything regressed.
     Compare(CompareArgs),
+    /// A service's live view in the terminal: per-strategy rates, latency and resource
+    /// peaks, the operations running, the GPUs and the lints; `--record` and
+    /// `--replay` keep and play back what it showed.
+    Top(TopArgs),
+}
+
+#[derive(clap::Args)]
+struct TopArgs {
+    /// The service (its HTTP API: --serve ADDR / VIDPERF_HTTP_ADDR).
+    #[arg(default_value = "http://127.0.0.1:9464", value_name = "URL")]
+    url: String,
+    /// Bearer token for the stream (default: VIDPERF_HTTP_TOKEN).
+    #[arg(long, env = "VIDPERF_HTTP_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The statistics' window at start (`w` steps through 1m, 5m, 15m, 1h).
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    window: Duration,
+    /// Time between the stream's events (250ms to 60s).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    interval: Duration,
+    /// Writes the events as they arrive to FILE, for --replay.
+    #[arg(long, value_name = "FILE", conflicts_with = "replay")]
+    record: Option<std::path::PathBuf>,
+    /// Plays FILE back instead of connecting: a recording (--record) or a JSON export
+    /// (its records stepped through over --window).
+    #[arg(long, value_name = "FILE")]
+    replay: Option<std::path::PathBuf>,
+    /// Prints one frame as plain text and exits (the first event; with --replay, the
+    /// last frame or --seek's).
+    #[arg(long)]
+    once: bool,
+    /// With --replay: the frame to start at (0 = the first).
+    #[arg(long, value_name = "N", requires = "replay")]
+    seek: Option<usize>,
+    /// --once's size, COLUMNSxROWS.
+    #[arg(long, default_value = "80x24", value_parser = parse_size)]
+    size: (u16, u16),
+}
+
+fn parse_size(text: &str) -> Result<(u16, u16), String> {
+    let (w, h) = text
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("{text:?}: give COLUMNSxROWS, such as 80x24"))?;
+    let w: u16 = w
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?}: columns must be a number"))?;
+    let h: u16 = h
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?}: rows must be a number"))?;
+    if w < 40 || h < 12 {
+        return Err(format!("{text:?}: at least 40x12"));
+    }
+    Ok((w, h))
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -103,7 +159,42 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Top(args) => match top(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("vidperf top: {message}");
+                ExitCode::from(2)
+            }
+        },
     }
+}
+
+fn top(args: &TopArgs) -> Result<(), String> {
+    use vidperf_cli::top::{TopOptions, run};
+    if !(Duration::from_millis(250)..=Duration::from_secs(60)).contains(&args.interval) {
+        return Err(format!(
+            "--interval {}: from 250ms to 60s",
+            humantime::format_duration(args.interval)
+        ));
+    }
+    if args.window < Duration::from_secs(1) {
+        return Err("--window: at least 1s".to_owned());
+    }
+    let mut options = TopOptions::new(args.url.clone());
+    options.token = args.token.clone().filter(|t| !t.is_empty());
+    options.interval = args.interval;
+    options.window = args.window;
+    options.record.clone_from(&args.record);
+    options.replay.clone_from(&args.replay);
+    options.once = args.once;
+    options.seek = args.seek;
+    options.size = args.size;
+    options.colour = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let terminal = std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
+    if !args.once && !terminal {
+        return Err("the live view needs a terminal; use --once for one frame as text".to_owned());
+    }
+    run(&options).map_err(|e| e.to_string())
 }
 
 fn run(args: &CompareArgs) -> Result<Outcome, String> {

@@ -234,6 +234,14 @@ pub trait Watch: Send + Sync + 'static {
 
     /// The last comparison of the live window with the baseline; `None` without one.
     fn regressions(&self) -> Option<serde_json::Value>;
+
+    /// The figures regressed against the baseline now, as the stream carries them: an
+    /// array of `{operation_type, strategy, figure, change, test}` (`change` relative,
+    /// `0.12` = 12% worse, or a difference for a rate or score; `test` `windowed` or
+    /// `sequential`); `None` without a baseline. The default lists none.
+    fn regressed(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 impl std::fmt::Debug for ApiState {
@@ -271,6 +279,11 @@ impl ApiState {
     /// The alerts the stream shows, when alert rules run.
     pub(crate) fn alerts_document(&self) -> Option<serde_json::Value> {
         Some(self.watch.as_ref()?.alert_list())
+    }
+
+    /// The figures regressed now, when a baseline is loaded.
+    pub(crate) fn regressed_document(&self) -> Option<serde_json::Value> {
+        self.watch.as_ref()?.regressed()
     }
 
     /// The statistics served.

@@ -39,6 +39,8 @@ struct Payload<'a> {
     finished_omitted: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     alerts: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    regressions: Option<serde_json::Value>,
 }
 
 /// A published event.
@@ -110,6 +112,7 @@ fn build(
         finished: &records,
         finished_omitted: omitted,
         alerts: state.alerts_document(),
+        regressions: state.regressed_document(),
     };
     Ok((serde_json::to_string(&payload)?, watermark))
 }
