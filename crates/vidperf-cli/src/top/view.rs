@@ -303,17 +303,23 @@ fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
     v.map_or_else(|| "-".to_owned(), f)
 }
 
-/// `values` as a one-line bar chart, one character each, scaled to their highest.
+/// `values` as a one-line bar chart, one character each, scaled from their lowest to
+/// their highest (a trend shows change; the figure itself is in its column). Values
+/// all alike sit in the middle.
 pub fn sparkline(values: &[f64]) -> String {
     const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
-    let max = values.iter().copied().fold(0.0, f64::max);
+    let finite = values.iter().copied().filter(|v| v.is_finite());
+    let max = finite.clone().fold(f64::NEG_INFINITY, f64::max);
+    let min = finite.fold(f64::INFINITY, f64::min);
     values
         .iter()
         .map(|v| {
-            if max <= 0.0 || !v.is_finite() {
-                BARS[0]
+            if !v.is_finite() {
+                ' '
+            } else if max - min <= max.abs() * 1e-9 {
+                BARS[3]
             } else {
-                BARS[((v / max) * 7.0).round().clamp(0.0, 7.0) as usize]
+                BARS[(((v - min) / (max - min)) * 7.0).round().clamp(0.0, 7.0) as usize]
             }
         })
         .collect()
