@@ -164,19 +164,9 @@ fn fetch(url: &str, options: &FetchOptions) -> Result<ExportSummary, InputError>
     .map_err(|e| fail(fetch_error(&e, options.timeout)))?;
     let status = response.status();
     if !status.is_success() {
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(4096)
-            .read_to_string()
-            .unwrap_or_default();
         return Err(fail(format!(
             "the service answered {status}{}",
-            if body.trim().is_empty() {
-                String::new()
-            } else {
-                format!(": {}", body.trim())
-            }
+            error_body(&mut response)
         )));
     }
     let body = response.into_body();
@@ -216,6 +206,21 @@ fn fetch(url: &str, options: &FetchOptions) -> Result<ExportSummary, InputError>
             error,
         },
     })
+}
+
+/// An error answer's body (its first 4 KiB), as `: body`, or nothing when empty.
+pub(crate) fn error_body(response: &mut ureq::http::Response<ureq::Body>) -> String {
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(4096)
+        .read_to_string()
+        .unwrap_or_default();
+    if body.trim().is_empty() {
+        String::new()
+    } else {
+        format!(": {}", body.trim())
+    }
 }
 
 /// A reader that fails once `at` has passed. ureq's global timeout bounds each socket

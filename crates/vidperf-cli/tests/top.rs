@@ -431,3 +431,46 @@ fn regressions_and_single_sample_peaks_are_lints_with_their_reason() {
     let frame = frame_from_event(&old);
     assert!(frame.lints.iter().all(|l| l.kind != "regression"));
 }
+
+#[test]
+fn the_table_sorts_by_name_and_by_figure_both_ways() {
+    use vidperf_cli::top::view::{Column, Mode, View};
+    let stats = Stats::new(StatsConfig::default());
+    let t0 = SystemTime::now() - Duration::from_secs(30);
+    let mut id = 0;
+    operations(&stats, t0, "ditvr", (1, 3, 1), 0.5, &mut id);
+    operations(&stats, t0, "vsrm", (1, 20, 1), 0.1, &mut id);
+    operations(&stats, t0, "seedvr2", (1, 10, 1), 1.0, &mut id);
+    let frame = frame_from_event(&event(&stats, serde_json::json!({})));
+    let mode = Mode::Replay {
+        what: String::new(),
+        paused: true,
+        speed: 1.0,
+    };
+    let mut view = View::new(mode, false);
+    let names =
+        |view: &View| -> Vec<String> { view.rows(&frame).iter().map(|r| r.name.clone()).collect() };
+    assert_eq!(
+        names(&view),
+        ["vsrm", "seedvr2", "ditvr"],
+        "rate, highest first"
+    );
+    view.descending = false;
+    assert_eq!(
+        names(&view),
+        ["ditvr", "seedvr2", "vsrm"],
+        "rate, lowest first"
+    );
+    view.sort = Column::Strategy;
+    assert_eq!(names(&view), ["ditvr", "seedvr2", "vsrm"], "names, A to Z");
+    view.descending = true;
+    assert_eq!(names(&view), ["vsrm", "seedvr2", "ditvr"], "names, Z to A");
+    view.sort = Column::P50;
+    assert_eq!(
+        names(&view),
+        ["seedvr2", "ditvr", "vsrm"],
+        "p50, highest first"
+    );
+    view.filter = "SEED".to_owned();
+    assert_eq!(names(&view), ["seedvr2"], "the filter ignores case");
+}

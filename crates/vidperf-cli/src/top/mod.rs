@@ -120,7 +120,7 @@ pub fn run(options: &TopOptions) -> Result<(), SourceError> {
             print_once(&replay.model, at, &view, options.size);
             return Ok(());
         }
-        return interactive(State::replay(replay, at, path.clone()), view);
+        return interactive(State::replay(replay, at), view);
     }
     let endpoint = Endpoint::new(&options.url, options.token.clone(), options.interval)?;
     let recorder = match &options.record {
@@ -178,8 +178,8 @@ enum Source {
     },
     Replay {
         at: Vec<f64>,
-        path: PathBuf,
-        from_export: bool,
+        /// An export's records, for another window.
+        records: Option<Vec<vidperf_core::OperationRecord>>,
         window: Duration,
         /// When the current frame was shown, for playing in real time.
         shown: Instant,
@@ -193,7 +193,7 @@ struct State {
 }
 
 impl State {
-    fn replay(replay: Replay, at: usize, path: PathBuf) -> Self {
+    fn replay(replay: Replay, at: usize) -> Self {
         let window = replay.model.frame(0).map_or(Duration::from_secs(60), |f| {
             Duration::try_from_secs_f64(f.window_seconds).unwrap_or(Duration::from_secs(60))
         });
@@ -202,8 +202,7 @@ impl State {
             at,
             source: Source::Replay {
                 at: replay.at,
-                path,
-                from_export: replay.from_export,
+                records: replay.records,
                 window,
                 shown: Instant::now(),
             },
@@ -317,43 +316,26 @@ impl State {
                 }
             }
             Source::Replay {
-                path,
-                from_export,
+                records,
                 window,
                 at,
                 ..
             } => {
-                if !*from_export {
+                let Some(records) = records else {
                     view.note =
                         Some("a recording keeps the window it was recorded with".to_owned());
                     return;
-                }
+                };
                 let next = next_window(*window);
-                match source::export_frames(path, next) {
-                    Ok(frames) if !frames.is_empty() => {
-                        let time = self.model.frame(self.at).map(|f| f.generated_at);
-                        let mut model = Model::new(frames.len());
-                        *at = Vec::with_capacity(frames.len());
-                        let t0 = frames[0].generated_at;
-                        for f in frames {
-                            at.push(
-                                f.generated_at
-                                    .duration_since(t0)
-                                    .map_or(0.0, |d| d.as_secs_f64()),
-                            );
-                            model.push(f);
-                        }
-                        let position = (0..model.len())
-                            .find(|i| model.frame(*i).map(|f| f.generated_at) >= time)
-                            .unwrap_or(model.len() - 1);
-                        self.model = model;
-                        self.at = position;
-                        *window = next;
-                        view.note = None;
-                    }
-                    Ok(_) => view.note = Some("the export holds no records".to_owned()),
-                    Err(e) => view.note = Some(e.to_string()),
-                }
+                let time = self.model.frame(self.at).map(|f| f.generated_at);
+                let (model, times) = source::export_frames(records, next);
+                self.at = (0..model.len())
+                    .find(|i| model.frame(*i).map(|f| f.generated_at) >= time)
+                    .unwrap_or(model.len().saturating_sub(1));
+                self.model = model;
+                *at = times;
+                *window = next;
+                view.note = None;
             }
         }
     }

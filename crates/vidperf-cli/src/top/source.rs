@@ -12,7 +12,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{Frame, Model, StreamEvent, frames_from_records};
+use vidperf_core::OperationRecord;
+
+use super::model::{Model, StreamEvent, frames_from_records};
 
 /// Why `vidperf top` cannot start. The message names the URL or file and the cause.
 #[derive(Debug, thiserror::Error)]
@@ -163,12 +165,6 @@ fn connect(endpoint: &Endpoint, window: Duration) -> Result<Events, SourceError>
     })?;
     let status = response.status();
     if !status.is_success() {
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(4096)
-            .read_to_string()
-            .unwrap_or_default();
         let hint = if status == 401 {
             " (give the service's token with --token or VIDPERF_HTTP_TOKEN)"
         } else if status == 404 {
@@ -178,11 +174,7 @@ fn connect(endpoint: &Endpoint, window: Duration) -> Result<Events, SourceError>
         };
         return Err(fail(format!(
             "the service answered {status}{hint}{}",
-            if body.trim().is_empty() {
-                String::new()
-            } else {
-                format!(": {}", body.trim())
-            }
+            crate::input::error_body(&mut response)
         )));
     }
     let is_stream = response
@@ -496,8 +488,9 @@ pub struct Replay {
     pub at: Vec<f64>,
     /// What the file is (`recording of URL`, `export written at …`).
     pub description: String,
-    /// Whether the frames come from an export's records (their window can change).
-    pub from_export: bool,
+    /// An export's records (its frames can be made again over another window); `None`
+    /// for a recording.
+    pub records: Option<Vec<OperationRecord>>,
 }
 
 /// The most frames built from an export (the step is widened to fit).
@@ -544,24 +537,7 @@ pub fn replay(path: &Path, window: Duration) -> Result<Replay, SourceError> {
             "the export holds no operation records to play back".to_owned(),
         ));
     }
-    let frames = frames_from_records(
-        &export.operations,
-        window,
-        Duration::from_secs(1),
-        MAX_EXPORT_FRAMES,
-    );
-    let t0 = frames.first().map(|f| f.generated_at);
-    let at = frames
-        .iter()
-        .map(|f| {
-            t0.and_then(|t| f.generated_at.duration_since(t).ok())
-                .map_or(0.0, |d| d.as_secs_f64())
-        })
-        .collect();
-    let mut model = Model::new(frames.len());
-    for f in frames {
-        model.push(f);
-    }
+    let (model, at) = export_frames(&export.operations, window);
     Ok(Replay {
         model,
         at,
@@ -570,25 +546,25 @@ pub fn replay(path: &Path, window: Duration) -> Result<Replay, SourceError> {
             humantime::format_rfc3339_seconds(export.exported_at),
             export.operations.len()
         ),
-        from_export: true,
+        records: Some(export.operations),
     })
 }
 
-/// The frames of an export's records over another window.
-pub fn export_frames(path: &Path, window: Duration) -> Result<Vec<Frame>, SourceError> {
-    let fail = |message: String| SourceError::File {
-        path: path.to_owned(),
-        message,
-    };
-    let file = File::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
-    let export = vidperf_core::export::read_json(BufReader::with_capacity(1 << 20, file))
-        .map_err(|e| fail(e.to_string()))?;
-    Ok(frames_from_records(
-        &export.operations,
-        window,
-        Duration::from_secs(1),
-        MAX_EXPORT_FRAMES,
-    ))
+/// The frames of an export's records over `window`, one per second of their end
+/// times, and when each is (seconds from the first).
+pub fn export_frames(records: &[OperationRecord], window: Duration) -> (Model, Vec<f64>) {
+    let frames = frames_from_records(records, window, Duration::from_secs(1), MAX_EXPORT_FRAMES);
+    let t0 = frames.first().map(|f| f.generated_at);
+    let mut at = Vec::with_capacity(frames.len());
+    let mut model = Model::new(frames.len());
+    for f in frames {
+        at.push(
+            t0.and_then(|t| f.generated_at.duration_since(t).ok())
+                .map_or(0.0, |d| d.as_secs_f64()),
+        );
+        model.push(f);
+    }
+    (model, at)
 }
 
 /// One line of a recording after the header.
@@ -633,6 +609,6 @@ fn read_recording(
             header.url,
             humantime::format_rfc3339_seconds(header.started_at)
         ),
-        from_export: false,
+        records: None,
     })
 }

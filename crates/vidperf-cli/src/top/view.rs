@@ -234,9 +234,7 @@ impl View {
                 (None, Some(_)) => std::cmp::Ordering::Less,
                 (None, None) => std::cmp::Ordering::Equal,
             };
-            let order = if self.descending && sort != Column::Strategy
-                || !self.descending && sort == Column::Strategy
-            {
+            let order = if self.descending {
                 order.reverse()
             } else {
                 order
