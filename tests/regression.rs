@@ -66,10 +66,24 @@ fn operations(strategy: &str, n: usize, busy: Duration) {
     }
 }
 
+/// Waits up to a minute (the machine may be busy with other tests' services).
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let started = Instant::now();
     while !done() {
-        assert!(started.elapsed() < Duration::from_secs(30), "{what}");
+        assert!(started.elapsed() < Duration::from_secs(60), "{what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// [`wait_for`], naming the last document seen when it gives up.
+fn wait_for_with(what: &str, last: &std::cell::RefCell<String>, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{what}; the last answer: {}",
+            last.borrow()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -117,8 +131,10 @@ fn a_slower_strategy_regresses_against_the_baseline_and_recovers() {
     operations("seedvr2", 60, Duration::from_millis(6));
     // Judged regressed by the windowed comparison, and by the sequential check relative
     // to VSRM (which may take a look or two more while the operations arrive).
-    wait_for("SeedVR2 judged regressed", || {
+    let last = std::cell::RefCell::new(String::new());
+    wait_for_with("SeedVR2 judged regressed", &last, || {
         let (_, body) = get(&format!("{api}/performance/regressions"));
+        *last.borrow_mut() = body.clone();
         serde_json::from_str::<Value>(&body).is_ok_and(|d| {
             d["regressed"] == true
                 && d["sequential"].as_array().is_some_and(|pairs| {

@@ -258,7 +258,17 @@ fn pipeline(dir: &Path, port: u16) -> Killed {
     .expect("rules");
     let child = Command::new(support::example_binary("pipeline"))
         .args(["--serve", &format!("127.0.0.1:{port}")])
-        .args(["--duration", "300", "--frames", "4", "--workers", "2"])
+        // Light on purpose: the other tests share the machine's cores.
+        .args([
+            "--duration",
+            "300",
+            "--frames",
+            "2",
+            "--workers",
+            "1",
+            "--rate",
+            "4",
+        ])
         .args(["--export-dir", &dir.join("export").to_string_lossy()])
         .env("VIDPERF_NVML_LIBRARY", vidperf_fake_nvml::library_path())
         .env("FAKE_NVML_MEMORY_TOTAL", (80u64 << 30).to_string())
