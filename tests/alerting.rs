@@ -119,10 +119,7 @@ summary = "SeedVR2 p95 {{{{value}}}} s over {{{{threshold}}}} s"
         ),
     )
     .expect("rules");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
+    let port = alertmanager::free_port();
     let mut child = pipeline(&[
         "--serve",
         &format!("127.0.0.1:{port}"),

@@ -2,7 +2,6 @@
 //! (Each test that changes process-wide state — the panic hook — says so; nextest runs
 //! every test in its own process.)
 
-use std::net::TcpListener;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -255,10 +254,7 @@ fn collector_faults_never_block_the_host_and_every_span_is_accounted_for() {
 
 #[test]
 fn export_resumes_when_a_collector_comes_up_after_being_down() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port");
+    let port = rotel::free_port();
     let config = OtelConfig::default()
         .with_endpoint(format!("http://127.0.0.1:{port}"))
         .with_export_timeout(Duration::from_millis(500));

@@ -11,12 +11,9 @@ use std::time::{Duration, Instant};
 
 mod support;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
+#[path = "support/ports.rs"]
+mod ports;
+use ports::free_port;
 
 /// The `vidperf` binary of this build, beside the test's deps directory.
 fn cli() -> PathBuf {

@@ -7,6 +7,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[path = "ports.rs"]
+mod ports;
+pub(crate) use ports::free_port;
+
 pub(crate) struct Alertmanager {
     child: Child,
     pub(crate) url: String,
@@ -18,10 +22,7 @@ impl Alertmanager {
     /// Starts one; `None` (the test is skipped) when it is not installed and
     /// `VIDPERF_REQUIRE_TOOLS` is not set.
     pub(crate) fn start() -> Option<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = free_port();
         let dir = std::env::temp_dir().join(format!("vidperf-am-{}-{port}", std::process::id()));
         std::fs::create_dir_all(dir.join("data")).expect("temp dir");
         let config = dir.join("alertmanager.yml");

@@ -36,13 +36,9 @@ pub(crate) fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A free loopback port.
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
+#[path = "ports.rs"]
+mod ports;
+pub(crate) use ports::free_port;
 
 /// A running peer, killed when dropped; its output goes to `log`.
 pub(crate) struct Peer {
@@ -60,6 +56,19 @@ impl Peer {
         log: PathBuf,
         port: u16,
     ) -> Self {
+        Self::try_start(binary, args, env, log, port)
+            .unwrap_or_else(|output| panic!("{} exited: {output}", binary.display()))
+    }
+
+    /// [`Peer::start`], answering what the peer printed when it exits before listening
+    /// (a port taken by another process in the meantime, say) instead of panicking.
+    pub(crate) fn try_start(
+        binary: &Path,
+        args: &[&str],
+        env: &[(&str, String)],
+        log: PathBuf,
+        port: u16,
+    ) -> Result<Self, String> {
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
         let mut command = Command::new(binary);
@@ -71,9 +80,15 @@ impl Peer {
             command.env(k, v);
         }
         let child = command.spawn().expect("the peer starts");
-        let peer = Self { child, log };
+        let mut peer = Self { child, log };
         let started = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = peer.child.try_wait() {
+                return Err(format!(
+                    "{status} before listening on {port}: {}",
+                    peer.output()
+                ));
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(60),
                 "{} never listened on {port}: {}",
@@ -82,7 +97,7 @@ impl Peer {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        peer
+        Ok(peer)
     }
 
     /// What it printed so far.
@@ -102,29 +117,56 @@ impl Drop for Peer {
 /// `(peer, OTLP gRPC port, query URL)`.
 pub(crate) fn jaeger(dir: &Path) -> Option<(Peer, u16, String)> {
     let binary = binary("jaeger")?;
-    let (grpc, http, query, query_grpc) = (free_port(), free_port(), free_port(), free_port());
     let config = root().join("tools/jaeger/jaeger-test.yaml");
-    let peer = Peer::start(
-        &binary,
-        &["--config", &config.to_string_lossy()],
-        &[
-            ("JAEGER_OTLP_GRPC", format!("127.0.0.1:{grpc}")),
-            ("JAEGER_OTLP_HTTP", format!("127.0.0.1:{http}")),
-            ("JAEGER_QUERY_HTTP", format!("127.0.0.1:{query}")),
-            ("JAEGER_QUERY_GRPC", format!("127.0.0.1:{query_grpc}")),
-        ],
-        dir.join("jaeger.log"),
-        query,
-    );
-    // The OTLP receiver too, before anything sends.
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", grpc)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{}",
-            peer.output()
+    // Four ports, free when chosen; another process may take one before Jaeger binds
+    // it, and Jaeger then exits: fresh ones are tried, three times in all.
+    let mut failures = Vec::new();
+    for _ in 0..3 {
+        let (grpc, http, query, query_grpc) = (free_port(), free_port(), free_port(), free_port());
+        let started = Peer::try_start(
+            &binary,
+            &["--config", &config.to_string_lossy()],
+            &[
+                ("JAEGER_OTLP_GRPC", format!("127.0.0.1:{grpc}")),
+                ("JAEGER_OTLP_HTTP", format!("127.0.0.1:{http}")),
+                ("JAEGER_QUERY_HTTP", format!("127.0.0.1:{query}")),
+                ("JAEGER_QUERY_GRPC", format!("127.0.0.1:{query_grpc}")),
+            ],
+            dir.join("jaeger.log"),
+            query,
         );
-        std::thread::sleep(Duration::from_millis(100));
+        let mut peer = match started {
+            Ok(peer) => peer,
+            Err(output) => {
+                failures.push(output);
+                continue;
+            }
+        };
+        // The OTLP receiver too, before anything sends. Jaeger starts its query API
+        // first and stops it again when a receiver cannot bind.
+        let started = Instant::now();
+        loop {
+            if TcpStream::connect(("127.0.0.1", grpc)).is_ok() {
+                return Some((peer, grpc, format!("http://127.0.0.1:{query}")));
+            }
+            if let Ok(Some(status)) = peer.child.try_wait() {
+                failures.push(format!(
+                    "{status} before listening on {grpc}: {}",
+                    peer.output()
+                ));
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{}",
+                peer.output()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
-    Some((peer, grpc, format!("http://127.0.0.1:{query}")))
+    panic!(
+        "{} never started: {}",
+        binary.display(),
+        failures.join("\n---\n")
+    );
 }

@@ -4,7 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 use std::io::Read;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,12 +26,9 @@ pub(crate) fn rotel_agent() -> Option<PathBuf> {
     (out.status.success() && path.exists()).then_some(path)
 }
 
-pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+#[path = "ports.rs"]
+mod ports;
+pub(crate) use ports::free_port;
 
 /// A running rotel with its debug log going to a file.
 pub(crate) struct Rotel {
