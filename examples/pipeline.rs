@@ -517,9 +517,12 @@ fn enhance_vsrm(clip: &Clip) -> Result<Vec<Frame>, EnhanceError> {
 }
 
 /// SeedVR2: denoise, bicubic and sharpen, in segments of four frames, each segment its
-/// own child span. Tracked manually with `Operation`.
+/// own child span. Tracked manually with `Operation`; `frames_total` and the frames done
+/// after each segment give its progress while it runs.
 fn enhance_seedvr2(clip: &Clip) -> Result<Vec<Frame>, EnhanceError> {
-    let op = Operation::start("enhancement", "seedvr2").with_metadata("clip", clip.id);
+    let op = Operation::start("enhancement", "seedvr2")
+        .with_metadata("clip", clip.id)
+        .with_metadata("frames_total", clip.degraded.len());
     let input = input_resolution(clip);
     op.update("input_width", input.width)
         .update("input_height", input.height);
@@ -533,6 +536,7 @@ fn enhance_seedvr2(clip: &Clip) -> Result<Vec<Frame>, EnhanceError> {
             out.extend(processed(Route::SeedVr2, chunk, |f| {
                 sharpen(&bicubic(&denoise(f)), 0.3)
             }));
+            op.update("frames_processed", out.len());
         }
         Ok::<_, EnhanceError>((out, segments))
     });

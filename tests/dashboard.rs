@@ -16,12 +16,9 @@ mod support;
 mod webdriver;
 
 /// A free loopback port (bound, then released for the pipeline to take).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
+#[path = "support/ports.rs"]
+mod ports;
+use ports::free_port;
 
 /// The pipeline serving on `addr`, submitting clips for three minutes.
 fn pipeline(addr: SocketAddr, dir: &std::path::Path) -> Child {
@@ -249,4 +246,44 @@ fn a_token_the_browser_cannot_send_is_rejected_with_the_form_shown_again() {
         browser.console()
     );
     stop(child);
+}
+
+/// A running operation that records `frames_total` shows its progress in the page's
+/// running table, and the figure moves as the operation records more frames.
+#[test]
+fn a_running_operation_shows_its_progress() {
+    use tracing_subscriber::prelude::*;
+    let Some(browser) = webdriver::Browser::start() else {
+        return;
+    };
+    let (layer, handle) = vidperf::builder()
+        .without_env()
+        .http_api("127.0.0.1:0".parse().expect("addr"))
+        .build()
+        .expect("build");
+    let addr = handle.http_addr().expect("serving");
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || {
+        let op = vidperf::Operation::start("enhancement", "seedvr2")
+            .with_metadata("frames_total", 48u32);
+        op.update("frames_processed", 12u32);
+        browser.open(&format!("http://{addr}/"));
+        let long = Duration::from_secs(30);
+        let cell = |text: &str| {
+            format!(
+                "const c = document.querySelector('#active tbody [data-field=\"progress\"]');
+                 return c && c.textContent === {text:?} ? c.textContent : null;"
+            )
+        };
+        browser.wait_for("the progress shown", &cell("12/48 frames (25%)"), long);
+        op.update("frames_processed", 36u32);
+        browser.wait_for("the progress moved", &cell("36/48 frames (75%)"), long);
+        op.finish();
+    });
+    assert!(
+        script_errors(&browser.console()).is_empty(),
+        "{:?}",
+        browser.console()
+    );
+    let _ = handle.shutdown(Duration::from_secs(5));
 }

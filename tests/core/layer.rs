@@ -346,6 +346,82 @@ fn active_operations_are_listed_while_open() {
 }
 
 #[test]
+fn running_operations_show_their_progress_once_they_record_frames_total() {
+    let (layer, vidperf) = vidperf::builder().without_env().build().expect("build");
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        let progress = |strategy: &str| {
+            let snap = vidperf.snapshot();
+            let a = snap
+                .active
+                .iter()
+                .find(|a| a.strategy == strategy)
+                .unwrap_or_else(|| panic!("{strategy} running: {:?}", snap.active));
+            (a.frames_processed, a.frames_total)
+        };
+        // Declared with its total at creation.
+        let at_start = info_span!(
+            "upscale",
+            strategy = "vsrm",
+            frames_total = 48u64,
+            frames_processed = tracing::field::Empty
+        );
+        // Declared empty, recorded later.
+        let later = info_span!(
+            "upscale",
+            strategy = "ditvr",
+            frames_total = tracing::field::Empty,
+            frames_processed = tracing::field::Empty
+        );
+        // Manual tracking: names it never declared.
+        let manual = vidperf::Operation::start("enhancement", "seedvr2");
+        let plain = info_span!("analyse", strategy = "degradation_router");
+        assert_eq!(progress("vsrm"), (Some(0), Some(48)));
+        assert_eq!(progress("ditvr"), (None, None), "no total: no progress");
+        assert_eq!(progress("seedvr2"), (None, None));
+        at_start.record("frames_processed", 12u64);
+        later.record("frames_processed", 5u64);
+        later.record("frames_total", 20u64);
+        manual.update("frames_total", 96u32);
+        manual.update("frames_processed", 32u32);
+        assert_eq!(progress("vsrm"), (Some(12), Some(48)));
+        assert_eq!(
+            progress("ditvr"),
+            (Some(5), Some(20)),
+            "frames done before the total count"
+        );
+        assert_eq!(progress("seedvr2"), (Some(32), Some(96)));
+        at_start.record("frames_processed", 48u64);
+        manual.update("frames_total", 100u32);
+        assert_eq!(progress("vsrm"), (Some(48), Some(48)));
+        assert_eq!(progress("seedvr2"), (Some(32), Some(100)), "a new total");
+        assert_eq!(progress("degradation_router"), (None, None));
+        let json = serde_json::to_value(vidperf.snapshot()).expect("json");
+        let plain_json = json["active"]
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["strategy"] == "degradation_router"))
+            .expect("listed");
+        assert!(
+            plain_json.get("frames_total").is_none(),
+            "left out, not null: {plain_json}"
+        );
+        drop((at_start, later, plain));
+        manual.finish();
+    });
+    let records = vidperf.stats().records();
+    let seedvr2 = records
+        .iter()
+        .find(|r| r.strategy == "seedvr2")
+        .expect("seedvr2");
+    assert_eq!(seedvr2.frames_processed, Some(32));
+    assert_eq!(
+        seedvr2.metadata["frames_total"],
+        vidperf::FieldValue::I64(100),
+        "the finished operation keeps its total as metadata"
+    );
+    assert_eq!(vidperf.snapshot().summary.active_operations, 0);
+}
+
+#[test]
 fn parents_hold_across_await_points_on_a_multi_thread_runtime() {
     use tracing::instrument::{Instrument, WithSubscriber};
     let all = Arc::new(Collect(Default::default(), SpanInterest::All));

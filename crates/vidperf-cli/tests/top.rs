@@ -144,6 +144,47 @@ fn once_prints_one_plain_frame_that_fits_80x24() {
     let _ = handle.shutdown(Duration::from_secs(5));
 }
 
+#[test]
+fn running_operations_show_their_progress_as_it_moves() {
+    let (layer, handle) = vidperf::builder()
+        .without_env()
+        .http_api("127.0.0.1:0".parse().expect("addr"))
+        .build()
+        .expect("build");
+    let url = format!("http://{}", handle.http_addr().expect("serving"));
+    let running = |url: &str| {
+        let out = vidperf(&["top", url, "--once"]);
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+        stdout
+            .lines()
+            .find(|l| l.contains("enhancement/seedvr2"))
+            .unwrap_or_else(|| panic!("seedvr2 not running: {stdout}"))
+            .to_owned()
+    };
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || {
+        let op = vidperf::Operation::start("enhancement", "seedvr2")
+            .with_metadata("frames_total", 48u32);
+        op.update("frames_processed", 12u32);
+        let line = running(&url);
+        assert!(line.contains("▕██░░░░░░▏ 12/48"), "{line}");
+        op.update("frames_processed", 36u32);
+        let line = running(&url);
+        assert!(line.contains("▕██████░░▏ 36/48"), "{line}");
+        // Without a total there is nothing to show but the age.
+        let _plain = tracing::info_span!("enhance", operation = "enhancement", strategy = "vsrm");
+        let out = text(&vidperf(&["top", &url, "--once"]).stdout);
+        let vsrm = out
+            .lines()
+            .find(|l| l.contains("enhancement/vsrm"))
+            .unwrap_or_else(|| panic!("vsrm not running: {out}"));
+        assert!(!vsrm.contains('▕'), "{vsrm}");
+        op.finish();
+    });
+    let _ = handle.shutdown(Duration::from_secs(5));
+}
+
 /// A web server that answers every request with `status` and an HTML page.
 fn not_vidperf(status: &'static str) -> String {
     use std::io::{Read, Write};

@@ -15,6 +15,11 @@
 //! | `enhancement_factor` | float | improvement over input |
 //! | `error` | str | marks the operation failed, with this message |
 //!
+//! A running operation that records [`FRAMES_TOTAL`] (`frames_total`, the frames it will
+//! handle) shows its progress — `frames_processed` of `frames_total` — among the running
+//! operations of a snapshot, the live stream and `vidperf top`; the finished operation
+//! keeps `frames_total` in its metadata.
+//!
 //! A contract field recorded with a value of the wrong type (a negative frame count,
 //! a quality score that is not a finite number, text where a number belongs) is not
 //! dropped: it is kept in the metadata under its own name, and the typed field stays
@@ -30,6 +35,10 @@ pub const STRATEGY: &str = "strategy";
 pub const OPERATION: &str = "operation";
 /// `frames_processed`: frames the operation handled.
 pub const FRAMES_PROCESSED: &str = "frames_processed";
+/// `frames_total`: frames the operation will handle, for the progress of a running
+/// operation (its `frames_processed`, recorded as it goes, is the work done). Not a typed
+/// contract field: the finished operation keeps it in its metadata.
+pub const FRAMES_TOTAL: &str = "frames_total";
 /// `segments`: segments the operation handled.
 pub const SEGMENTS: &str = "segments";
 /// `input_width`, in pixels.

@@ -59,7 +59,8 @@ pub use record::{DeviceRecord, OperationRecord};
 pub use resources::{ResourceWindows, WindowStart};
 pub use sink::{Sink, SpanInterest};
 pub use span::{
-    ActiveOperation, DevicePeaks, FinishedSpan, OperationKey, Outcome, ResourcePeaks, SpanEvent,
+    ActiveOperation, DevicePeaks, FinishedSpan, OperationKey, Outcome, Progress, ResourcePeaks,
+    SpanEvent,
 };
 pub use stats::{HealthSource, SnapshotOptions, Stats, StatsConfig, StatsSnapshot, WindowError};
 pub use value::{FieldValue, MAX_STRING_VALUE_BYTES};

@@ -1,6 +1,9 @@
 //! Where finished spans go.
 
-use crate::span::{ActiveOperation, FinishedSpan};
+use std::sync::Arc;
+
+use crate::ids::SpanId;
+use crate::span::{ActiveOperation, FinishedSpan, Progress};
 
 /// Which spans a [`Sink`] wants to see.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -49,19 +52,32 @@ pub trait Sink: Send + Sync + 'static {
         let _ = operation;
     }
 
+    /// Called once for a running operation that records
+    /// [`frames_total`](crate::fields::FRAMES_TOTAL) after it started: its progress,
+    /// which the layer keeps current from then on (an operation that records it at
+    /// creation hands it to [`on_start`](Self::on_start) instead). The default does
+    /// nothing.
+    fn on_progress(&self, operation: SpanId, progress: &Arc<Progress>) {
+        let _ = (operation, progress);
+    }
+
     /// Which spans this sink wants. Read once, when the layer is built.
     fn interest(&self) -> SpanInterest {
         SpanInterest::Operations
     }
 }
 
-impl<T: Sink + ?Sized> Sink for std::sync::Arc<T> {
+impl<T: Sink + ?Sized> Sink for Arc<T> {
     fn on_finish(&self, span: &FinishedSpan) {
         (**self).on_finish(span);
     }
 
     fn on_start(&self, operation: &ActiveOperation<'_>) {
         (**self).on_start(operation);
+    }
+
+    fn on_progress(&self, operation: SpanId, progress: &Arc<Progress>) {
+        (**self).on_progress(operation, progress);
     }
 
     fn interest(&self) -> SpanInterest {

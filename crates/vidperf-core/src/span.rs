@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use tracing::Level;
@@ -278,6 +279,54 @@ impl DevicePeaks {
     }
 }
 
+/// How far a running operation has got: the frames it has handled so far of those it
+/// will handle, shared between the layer — which stores what the span records, in place,
+/// without a lock — and the sinks that show running operations.
+///
+/// An operation has one once it records [`frames_total`](crate::fields::FRAMES_TOTAL);
+/// its [`frames_processed`](crate::fields::FRAMES_PROCESSED), recorded as it goes, is the
+/// work done. The layer hands it to [`Sink::on_progress`](crate::Sink::on_progress) once.
+#[derive(Debug, Default)]
+pub struct Progress {
+    done: AtomicU64,
+    total: AtomicU64,
+}
+
+impl Progress {
+    pub(crate) fn new(done: u64, total: u64) -> Self {
+        Self {
+            done: done.into(),
+            total: total.into(),
+        }
+    }
+
+    pub(crate) fn set_done(&self, done: u64) {
+        self.done.store(done, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_total(&self, total: u64) {
+        self.total.store(total, Ordering::Relaxed);
+    }
+
+    /// Frames handled so far (the last `frames_processed` recorded; 0 before any).
+    pub fn frames_processed(&self) -> u64 {
+        self.done.load(Ordering::Relaxed)
+    }
+
+    /// Frames the operation will handle (the last `frames_total` recorded).
+    pub fn frames_total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// The share done, 0.0–1.0 (1.0 for a total of 0; over 1.0 is clamped).
+    pub fn fraction(&self) -> f64 {
+        match self.frames_total() {
+            0 => 1.0,
+            total => (self.frames_processed() as f64 / total as f64).min(1.0),
+        }
+    }
+}
+
 /// An operation that has started and not finished yet, as handed to
 /// [`Sink::on_start`](crate::Sink::on_start) (borrowed: the layer copies nothing for it).
 #[derive(Clone, Copy, Debug)]
@@ -296,4 +345,7 @@ pub struct ActiveOperation<'a> {
     pub start_time: SystemTime,
     /// Monotonic start, for elapsed time.
     pub started: std::time::Instant,
+    /// Its progress, when `frames_total` was recorded at creation (otherwise
+    /// [`Sink::on_progress`](crate::Sink::on_progress) hands it over later, if ever).
+    pub progress: Option<&'a Arc<Progress>>,
 }

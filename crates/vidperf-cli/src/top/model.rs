@@ -77,6 +77,19 @@ pub struct Running {
     pub age_seconds: f64,
     /// Its trace id.
     pub trace_id: String,
+    /// Frames handled so far of the frames it will handle, when it recorded
+    /// `frames_total`.
+    pub progress: Option<(u64, u64)>,
+}
+
+impl Running {
+    /// The share done, 0.0–1.0, when its progress is known.
+    pub fn fraction(&self) -> Option<f64> {
+        self.progress.map(|(done, total)| match total {
+            0 => 1.0,
+            total => (done as f64 / total as f64).min(1.0),
+        })
+    }
 }
 
 /// One GPU as the resource monitor last saw it.
@@ -326,6 +339,9 @@ fn running(active: &[ActiveOperationInfo]) -> Vec<Running> {
             strategy: a.strategy.clone(),
             age_seconds: a.elapsed_seconds,
             trace_id: a.trace_id.clone(),
+            progress: a
+                .frames_total
+                .map(|total| (a.frames_processed.unwrap_or(0), total)),
         })
         .collect()
 }
@@ -729,6 +745,8 @@ pub fn frames_from_records(
                     .duration_since(r.start_time)
                     .map_or(0.0, |d| d.as_secs_f64()),
                 trace_id: r.trace_id.clone(),
+                // An export holds what each operation ended with, not how it got there.
+                progress: None,
             })
             .collect();
         running.sort_by(|a, b| b.age_seconds.total_cmp(&a.age_seconds));

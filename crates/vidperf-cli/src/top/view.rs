@@ -9,7 +9,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState};
 
-use super::model::{Frame, Model, Severity, StrategyRow};
+use super::model::{Frame, Model, Running, Severity, StrategyRow};
 
 /// A column of the strategy table, which is also a sort key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -243,6 +243,20 @@ impl View {
         });
         rows
     }
+}
+
+/// A running operation's progress — `▕███▒▒▒▒▒▏ 12/48 ` — or nothing when unknown.
+pub fn progress(r: &Running) -> String {
+    let (Some((done, total)), Some(fraction)) = (r.progress, r.fraction()) else {
+        return String::new();
+    };
+    const CELLS: usize = 8;
+    let full = ((fraction * CELLS as f64).round() as usize).min(CELLS);
+    format!(
+        "▕{}{}▏ {done}/{total}  ",
+        "█".repeat(full),
+        "░".repeat(CELLS - full)
+    )
 }
 
 /// Seconds as the table shows them: `850µs`, `12ms`, `3.41s`, `12.3s`, `4m05s`.
@@ -523,10 +537,11 @@ pub fn draw(screen: &mut Screen<'_>, model: &Model, at: usize, view: &View) {
             .take(running)
             .map(|r| {
                 Line::from(format!(
-                    "{:>7}  {}/{}  trace {}",
+                    "{:>7}  {}/{}  {}trace {}",
                     secs(r.age_seconds),
                     r.operation,
                     r.strategy,
+                    progress(r),
                     r.trace_id.get(..8).unwrap_or(&r.trace_id)
                 ))
             })

@@ -21,7 +21,7 @@ use crate::propagation::{TraceFlags, TraceState};
 use crate::resources::ResourceWindows;
 use crate::sampler::Sampler;
 use crate::sink::{Sink, SpanInterest};
-use crate::span::{ActiveOperation, ResourcePeaks};
+use crate::span::{ActiveOperation, Progress, ResourcePeaks};
 use crate::stats::{Health, HealthSource};
 use crate::value::FieldValue;
 
@@ -183,6 +183,12 @@ impl PerfLayer {
         &self.inner.health
     }
 
+    /// Hands a running operation's new progress to the sinks, with no lock of the
+    /// layer's held.
+    fn announce_progress(&self, span_id: SpanId, progress: &Arc<Progress>) {
+        self.dispatch(|sink| sink.on_progress(span_id, progress), true);
+    }
+
     fn dispatch(&self, call: impl Fn(&dyn SinkDebug), operation: bool) {
         for (sink, interest) in &self.inner.sinks {
             if !operation && *interest == SpanInterest::Operations {
@@ -250,6 +256,7 @@ where
         }
         attrs.record(&mut Recorder(&mut state));
         state.name_defaults(attrs.metadata());
+        let progress = state.take_new_progress();
         if let (true, Some(operation_type), Some(strategy)) =
             (is_operation, &state.operation_type, &state.strategy)
         {
@@ -260,6 +267,7 @@ where
                 strategy,
                 start_time: state.start_time,
                 started: state.started,
+                progress: progress.as_ref(),
             };
             self.dispatch(|sink| sink.on_start(&active), true);
         }
@@ -276,18 +284,24 @@ where
         // re-enter this layer: read those before the span is locked (see `Deferred`).
         let mut check = RunsUserCode(false);
         values.record(&mut check);
-        if check.0 {
+        let progress = if check.0 {
             let mut read = Deferred::new();
             values.record(&mut read);
             let mut extensions = span.extensions_mut();
-            if let Some(state) = extensions.get_mut::<SpanState>() {
+            extensions.get_mut::<SpanState>().and_then(|state| {
                 read.apply(state);
-            }
+                state.take_new_progress().map(|p| (state.span_id, p))
+            })
         } else {
             let mut extensions = span.extensions_mut();
-            if let Some(state) = extensions.get_mut::<SpanState>() {
+            extensions.get_mut::<SpanState>().and_then(|state| {
                 values.record(&mut Recorder(state));
-            }
+                state.take_new_progress().map(|p| (state.span_id, p))
+            })
+        };
+        if let Some((span_id, progress)) = progress {
+            drop(span);
+            self.announce_progress(span_id, &progress);
         }
     }
 
@@ -457,9 +471,25 @@ pub(crate) fn with_state_and_sampler<R>(
 /// contract fields become metadata. Returns `false` when the span is not tracked by a
 /// [`PerfLayer`] on a [`Registry`](tracing_subscriber::Registry).
 pub fn record_field(span: &Span, name: &str, value: FieldValue) -> bool {
-    with_state(span, |state| {
-        state.record_value(Cow::Owned(name.to_owned()), value);
+    let mut value = Some(value);
+    span.with_subscriber(|(id, dispatch)| {
+        let registry = dispatch.downcast_ref::<Registry>()?;
+        let data = registry.span(id)?;
+        let progress = {
+            let mut extensions = data.extensions_mut();
+            let state = extensions.get_mut::<SpanState>()?;
+            state.record_value(Cow::Owned(name.to_owned()), value.take()?);
+            state.take_new_progress().map(|p| (state.span_id, p))
+        };
+        drop(data);
+        if let (Some((span_id, progress)), Some(layer)) =
+            (progress, dispatch.downcast_ref::<PerfLayer>())
+        {
+            layer.announce_progress(span_id, &progress);
+        }
+        Some(())
     })
+    .flatten()
     .is_some()
 }
 

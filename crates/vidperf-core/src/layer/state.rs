@@ -13,7 +13,7 @@ use crate::ids::{SpanId, TraceId};
 use crate::intern::intern;
 use crate::propagation::{TraceFlags, TraceState};
 use crate::resources::WindowStart;
-use crate::span::{FinishedSpan, OperationKey, ResourcePeaks, SpanEvent};
+use crate::span::{FinishedSpan, OperationKey, Progress, ResourcePeaks, SpanEvent};
 use crate::value::{FieldValue, MAX_STRING_VALUE_BYTES, truncate};
 
 /// The longest error message kept, in bytes.
@@ -60,6 +60,10 @@ pub(crate) struct SpanState {
     pub(crate) had_children: std::sync::atomic::AtomicBool,
     /// Whether the operation was dropped before it completed.
     pub(crate) cancelled: bool,
+    /// Its progress, once it recorded `frames_total`.
+    pub(crate) progress: Option<Arc<Progress>>,
+    /// Whether `progress` is new and not yet handed to the sinks.
+    progress_new: bool,
 }
 
 /// Where a new span stands in its trace, from its nearest tracked ancestor or as a new
@@ -105,6 +109,27 @@ impl SpanState {
             error_type: None,
             had_children: std::sync::atomic::AtomicBool::new(false),
             cancelled: false,
+            progress: None,
+            progress_new: false,
+        }
+    }
+
+    /// The progress created by the last recording, to hand to the sinks (once).
+    pub(crate) fn take_new_progress(&mut self) -> Option<Arc<Progress>> {
+        std::mem::take(&mut self.progress_new)
+            .then(|| self.progress.clone())
+            .flatten()
+    }
+
+    /// Notes `frames_total` (a progress figure; it is kept as metadata too).
+    fn record_total(&mut self, total: u64) {
+        match &self.progress {
+            Some(progress) => progress.set_total(total),
+            None => {
+                let done = self.fields.frames_processed.unwrap_or(0);
+                self.progress = Some(Arc::new(Progress::new(done, total)));
+                self.progress_new = true;
+            }
         }
     }
 
@@ -210,7 +235,19 @@ impl SpanState {
                 self.error_type = Some(Cow::Owned(truncate(&value.to_string(), 256)));
                 true
             }
-            fields::FRAMES_PROCESSED => set(&mut f.frames_processed, value.as_u64()),
+            fields::FRAMES_PROCESSED => {
+                let done = value.as_u64();
+                if let (Some(progress), Some(done)) = (&self.progress, done) {
+                    progress.set_done(done);
+                }
+                set(&mut f.frames_processed, done)
+            }
+            fields::FRAMES_TOTAL => {
+                if let (true, Some(total)) = (self.is_operation, value.as_u64()) {
+                    self.record_total(total);
+                }
+                false
+            }
             fields::SEGMENTS => set(&mut f.segments, value.as_u64()),
             fields::INPUT_WIDTH => set(&mut f.input_width, as_u32(&value)),
             fields::INPUT_HEIGHT => set(&mut f.input_height, as_u32(&value)),

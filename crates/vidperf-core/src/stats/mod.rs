@@ -29,7 +29,7 @@ use crate::hash::FxHashMap;
 use crate::ids::SpanId;
 use crate::record::{OperationRecord, Parts};
 use crate::sink::Sink;
-use crate::span::{ActiveOperation, FinishedSpan, OperationKey};
+use crate::span::{ActiveOperation, FinishedSpan, OperationKey, Progress};
 use aggregate::{Aggregate, Measured, rate};
 use history::{History, Names, Row, SPILLED};
 use window::{Ring, Slots};
@@ -360,6 +360,8 @@ struct ActiveRow {
     spilled: Option<Box<(Arc<str>, Arc<str>)>>,
     start_time: SystemTime,
     started: Instant,
+    /// Kept current by the layer once the operation records `frames_total`.
+    progress: Option<Arc<Progress>>,
 }
 
 impl ActiveRow {
@@ -1040,6 +1042,8 @@ impl Stats {
                     strategy: strategy.to_owned(),
                     start_time: a.start_time,
                     elapsed_seconds: a.started.elapsed().as_secs_f64(),
+                    frames_processed: a.progress.as_ref().map(|p| p.frames_processed()),
+                    frames_total: a.progress.as_ref().map(|p| p.frames_total()),
                 }
             })
             .collect();
@@ -1255,7 +1259,14 @@ impl Sink for Stats {
             spilled,
             start_time: operation.start_time,
             started: operation.started,
+            progress: operation.progress.cloned(),
         };
         inner.active.map.insert(operation.span_id, row);
+    }
+
+    fn on_progress(&self, operation: SpanId, progress: &Arc<Progress>) {
+        if let Some(row) = self.inner().active.map.get_mut(&operation) {
+            row.progress = Some(progress.clone());
+        }
     }
 }

@@ -312,6 +312,12 @@ pub struct ActiveOperationInfo {
     pub start_time: SystemTime,
     /// Seconds since it started.
     pub elapsed_seconds: f64,
+    /// Frames handled so far, for an operation that recorded `frames_total`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frames_processed: Option<u64>,
+    /// Frames it will handle (`frames_total`), when recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frames_total: Option<u64>,
 }
 
 /// A source of health figures that [`Stats`](super::Stats) asks at every snapshot: the
