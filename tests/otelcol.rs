@@ -501,7 +501,10 @@ fn a_fleet_routes_whole_traces_to_tail_samplers_and_jaeger() {
     let samplers: Vec<Peer> = sampler_ports
         .iter()
         .enumerate()
-        .map(|(k, ports)| sampler(&otelcol, k, *ports, threshold, jaeger_grpc, &dir, "5s"))
+        // A trace is judged this long after its first span arrives: longer than any
+        // trace plus its export delay on a loaded machine (a request queued behind
+        // others lasts several medians), or its last spans come after the decision.
+        .map(|(k, ports)| sampler(&otelcol, k, *ports, threshold, jaeger_grpc, &dir, "15s"))
         .collect();
     let (gateway, http) = gateway(&otelcol, &sampler_ports, &dir);
 
@@ -587,9 +590,22 @@ fn a_fleet_routes_whole_traces_to_tail_samplers_and_jaeger() {
         if complete && found.len() == kept.len() {
             break found;
         }
+        let missing: Vec<String> = kept
+            .keys()
+            .filter(|id| !found.contains_key(**id))
+            .map(|id| {
+                let ops = &traces[*id];
+                let failed = ops.iter().any(|o| o.2);
+                format!("{id} ({:.0} ms, failed: {failed})", trace_ms(ops))
+            })
+            .collect();
+        let durations: Vec<String> = traces
+            .values()
+            .map(|ops| format!("{:.0}", trace_ms(ops)))
+            .collect();
         assert!(
             started.elapsed() < Duration::from_secs(60),
-            "Jaeger has {} traces, the policy keeps {} (threshold {threshold} ms); samplers: {}\n{}\ngateway: {}",
+            "Jaeger has {} traces, the policy keeps {} (threshold {threshold} ms); missing: {missing:?}; every trace, ms: {durations:?}; samplers: {}\n{}\ngateway: {}",
             found.len(),
             kept.len(),
             samplers[0].output(),
