@@ -95,6 +95,106 @@ fn tree(i: u64) -> u64 {
     100
 }
 
+/// The flat operation recording its frames four times as it goes, without a total.
+fn frames_as_it_goes(i: u64) -> u64 {
+    let span = info_span!(
+        "upscale",
+        strategy = "vsrm",
+        operation = "enhancement",
+        frames_processed = Empty,
+        quality_score = Empty,
+    );
+    let _entered = span.enter();
+    for k in 1..=4 {
+        span.record("frames_processed", (i & 15) * k);
+    }
+    span.record("quality_score", 0.5);
+    1
+}
+
+/// The same with `frames_total` declared: the operation has a progress.
+fn frames_with_a_total(i: u64) -> u64 {
+    let span = info_span!(
+        "upscale",
+        strategy = "vsrm",
+        operation = "enhancement",
+        frames_total = 64u64,
+        frames_processed = Empty,
+        quality_score = Empty,
+    );
+    let _entered = span.enter();
+    for k in 1..=4 {
+        span.record("frames_processed", (i & 15) * k);
+    }
+    span.record("quality_score", 0.5);
+    1
+}
+
+/// The same recording `frames_total` after it started (the progress handed to the
+/// sinks by `Sink::on_progress`, a second lock of the statistics).
+fn frames_with_a_later_total(i: u64) -> u64 {
+    let span = info_span!(
+        "upscale",
+        strategy = "vsrm",
+        operation = "enhancement",
+        frames_total = Empty,
+        frames_processed = Empty,
+        quality_score = Empty,
+    );
+    let _entered = span.enter();
+    span.record("frames_total", 64u64);
+    for k in 1..=4 {
+        span.record("frames_processed", (i & 15) * k);
+    }
+    span.record("quality_score", 0.5);
+    1
+}
+
+/// What the progress of a running operation costs: the three shapes above under the
+/// layer with the statistics, interleaved; ratios to the one without a total.
+fn progress_section(rounds: usize) {
+    let setup = [Setup::new(
+        "registry + PerfLayer + stats",
+        vidperf_dispatch(false),
+    )];
+    let shapes: [(&str, fn(u64) -> u64); 3] = [
+        ("frames recorded 4 times, no total", frames_as_it_goes),
+        (
+            "frames_total at creation, frames recorded 4 times",
+            frames_with_a_total,
+        ),
+        (
+            "frames_total recorded later, frames recorded 4 times",
+            frames_with_a_later_total,
+        ),
+    ];
+    let mut ns: Vec<Vec<f64>> = vec![Vec::new(); shapes.len()];
+    for (_, shape) in &shapes {
+        batch(&setup[0], *shape, 20_000);
+    }
+    for round in 0..rounds {
+        for k in 0..shapes.len() {
+            let s = (round + k) % shapes.len();
+            ns[s].push(batch(&setup[0], shapes[s].1, 20_000));
+        }
+    }
+    let ratios: Vec<f64> = (0..shapes.len())
+        .map(|s| {
+            let mut r: Vec<f64> = (0..rounds).map(|r| ns[s][r] / ns[0][r]).collect();
+            quantile(&mut r, 0.5)
+        })
+        .collect();
+    println!("| progress, registry + PerfLayer + stats | ns/operation (median) | vs no total |");
+    println!("|---|---:|---:|");
+    for (s, (name, _)) in shapes.iter().enumerate() {
+        println!(
+            "| {name} | {:.0} | {:.2}x |",
+            quantile(&mut ns[s].clone(), 0.5),
+            ratios[s]
+        );
+    }
+}
+
 /// A layer that does nothing: the floor of any `tracing-subscriber` layer.
 struct NoopLayer;
 
@@ -1096,6 +1196,10 @@ fn main() {
         boundary_section(rounds);
         return;
     }
+    if std::env::args().any(|a| a == "--progress-only") {
+        progress_section(rounds);
+        return;
+    }
     let mut rows = measure("flat operation span", flat, 20_000, rounds);
     rows.extend(measure("operation + 99 child spans", tree, 200, rounds));
 
@@ -1141,6 +1245,8 @@ fn main() {
     monitor_section(rounds);
     println!();
     boundary_section(rounds);
+    println!();
+    progress_section(rounds);
     println!();
     stats_section(rounds);
     println!();
