@@ -157,7 +157,8 @@ fn progress_section(rounds: usize) {
         "registry + PerfLayer + stats",
         vidperf_dispatch(false),
     )];
-    let shapes: [(&str, fn(u64) -> u64); 3] = [
+    type Shape = (&'static str, fn(u64) -> u64);
+    let shapes: [Shape; 3] = [
         ("frames recorded 4 times, no total", frames_as_it_goes),
         (
             "frames_total at creation, frames recorded 4 times",
