@@ -95,7 +95,21 @@ fn tree(i: u64) -> u64 {
     100
 }
 
-/// The flat operation recording its frames four times as it goes, without a total.
+/// Records an operation's frames four times as it goes (after `frames_total`, when
+/// `total_later`), then its quality.
+fn frames_recorded(span: &tracing::Span, i: u64, total_later: bool) -> u64 {
+    let _entered = span.enter();
+    if total_later {
+        span.record("frames_total", 64u64);
+    }
+    for k in 1..=4 {
+        span.record("frames_processed", (i & 15) * k);
+    }
+    span.record("quality_score", 0.5);
+    1
+}
+
+/// The flat operation recording its frames as it goes, without a total.
 fn frames_as_it_goes(i: u64) -> u64 {
     let span = info_span!(
         "upscale",
@@ -104,12 +118,7 @@ fn frames_as_it_goes(i: u64) -> u64 {
         frames_processed = Empty,
         quality_score = Empty,
     );
-    let _entered = span.enter();
-    for k in 1..=4 {
-        span.record("frames_processed", (i & 15) * k);
-    }
-    span.record("quality_score", 0.5);
-    1
+    frames_recorded(&span, i, false)
 }
 
 /// The same with `frames_total` declared: the operation has a progress.
@@ -122,12 +131,7 @@ fn frames_with_a_total(i: u64) -> u64 {
         frames_processed = Empty,
         quality_score = Empty,
     );
-    let _entered = span.enter();
-    for k in 1..=4 {
-        span.record("frames_processed", (i & 15) * k);
-    }
-    span.record("quality_score", 0.5);
-    1
+    frames_recorded(&span, i, false)
 }
 
 /// The same recording `frames_total` after it started (the progress handed to the
@@ -141,13 +145,7 @@ fn frames_with_a_later_total(i: u64) -> u64 {
         frames_processed = Empty,
         quality_score = Empty,
     );
-    let _entered = span.enter();
-    span.record("frames_total", 64u64);
-    for k in 1..=4 {
-        span.record("frames_processed", (i & 15) * k);
-    }
-    span.record("quality_score", 0.5);
-    1
+    frames_recorded(&span, i, true)
 }
 
 /// What the progress of a running operation costs: the three shapes above under the

@@ -471,26 +471,21 @@ pub(crate) fn with_state_and_sampler<R>(
 /// contract fields become metadata. Returns `false` when the span is not tracked by a
 /// [`PerfLayer`] on a [`Registry`](tracing_subscriber::Registry).
 pub fn record_field(span: &Span, name: &str, value: FieldValue) -> bool {
-    let mut value = Some(value);
-    span.with_subscriber(|(id, dispatch)| {
-        let registry = dispatch.downcast_ref::<Registry>()?;
-        let data = registry.span(id)?;
-        let progress = {
-            let mut extensions = data.extensions_mut();
-            let state = extensions.get_mut::<SpanState>()?;
-            state.record_value(Cow::Owned(name.to_owned()), value.take()?);
-            state.take_new_progress().map(|p| (state.span_id, p))
-        };
-        drop(data);
-        if let (Some((span_id, progress)), Some(layer)) =
-            (progress, dispatch.downcast_ref::<PerfLayer>())
-        {
-            layer.announce_progress(span_id, &progress);
-        }
-        Some(())
-    })
-    .flatten()
-    .is_some()
+    let Some(progress) = with_state(span, |state| {
+        state.record_value(Cow::Owned(name.to_owned()), value);
+        state.take_new_progress().map(|p| (state.span_id, p))
+    }) else {
+        return false;
+    };
+    // The span's state is unlocked again: the sinks may take their own locks.
+    if let Some((span_id, progress)) = progress {
+        span.with_subscriber(|(_, dispatch)| {
+            if let Some(layer) = dispatch.downcast_ref::<PerfLayer>() {
+                layer.announce_progress(span_id, &progress);
+            }
+        });
+    }
+    true
 }
 
 /// Marks `span` as failed with `message`, if it is tracked and not already failed.
